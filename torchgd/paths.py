@@ -1,0 +1,90 @@
+"""The three paths behind one small interface.
+
+Every path holds its own copy of the parameters and steps on the batch it is given::
+
+    manual:   grad = problem.grad(w, x, y)          (the analytic formula)   then  w -= lr * grad
+    autograd: loss.backward(); grad = w.grad        (PyTorch's chain rule)    then  w -= lr * grad
+    optim:    loss.backward(); torch.optim.SGD(...).step()
+
+``step(x, y)`` returns ``(loss, grads)``: the loss on the batch before the update, and the
+gradient that was used. Adding a path means adding a class here and an entry in ``PATHS``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import rules
+
+
+class Path:
+    name = "path"
+    uses_autograd = False
+
+    def __init__(self, problem, params0: dict, hp: rules.SGD, rule: str = "textbook"):
+        self.problem, self.hp, self.rule = problem, hp, rule
+        self.params = {n: t.detach().clone() for n, t in params0.items()}
+        self.state: dict = {}
+
+    def values(self) -> dict:
+        """The current parameters, detached from any graph."""
+        return {n: t.detach() for n, t in self.params.items()}
+
+    def step(self, x, y):
+        raise NotImplementedError
+
+
+class ManualPath(Path):
+    """Analytic gradient (the lecture's formula), then the hand-written rule."""
+
+    name = "manual"
+
+    @torch.no_grad()
+    def step(self, x, y):
+        loss = self.problem.loss(self.params, x, y)
+        grads = self.problem.grad(self.params, x, y)
+        rules.sgd_(self.params, grads, self.state, self.hp, self.rule)
+        return loss, grads
+
+
+class AutogradPath(Path):
+    """``loss.backward()`` computes the gradient, then the same hand-written rule."""
+
+    name = "autograd"
+    uses_autograd = True
+
+    def __init__(self, problem, params0, hp, rule="textbook"):
+        super().__init__(problem, params0, hp, rule)
+        for t in self.params.values():
+            t.requires_grad_(True)
+
+    def backward(self, x, y):
+        for t in self.params.values():
+            t.grad = None
+        loss = self.problem.loss(self.params, x, y)
+        loss.backward()
+        return loss.detach(), {n: t.grad for n, t in self.params.items()}
+
+    def step(self, x, y):
+        loss, grads = self.backward(x, y)
+        with torch.no_grad():
+            rules.sgd_(self.params, grads, self.state, self.hp, self.rule)
+        return loss, grads
+
+
+class OptimPath(AutogradPath):
+    """``loss.backward()``, then ``torch.optim.SGD.step()``: PyTorch's own rule."""
+
+    name = "optim"
+
+    def __init__(self, problem, params0, hp, rule="torch"):
+        super().__init__(problem, params0, hp, rule="torch")
+        self.optimizer = torch.optim.SGD(list(self.params.values()), **hp.torch_kwargs())
+
+    def step(self, x, y):
+        loss, grads = self.backward(x, y)
+        self.optimizer.step()
+        return loss, grads
+
+
+PATHS = {cls.name: cls for cls in (ManualPath, AutogradPath, OptimPath)}

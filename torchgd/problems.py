@@ -1,0 +1,175 @@
+"""Problems: a starting point, a loss, and its analytic gradient written by hand.
+
+A problem has ``param_names``, default starting values ``start``, ``loss(params, x, y)`` and
+``grad(params, x, y)``, where ``params`` maps each name to a tensor. The linear model learns from
+data; the function problems (``paraboloid`` and friends) ignore ``x`` and ``y``.
+
+The lecture's model (eq. 3 and 4)::
+
+    y_hat = w * x
+    cost(w) = 1/N sum_n (x_n * w - y_n)^2
+    d cost / d w = 1/N sum_n 2 * x_n * (x_n * w - y_n)
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import TorchgdError
+
+Params = dict[str, torch.Tensor]
+
+
+class Linear:
+    """The lecture's model ``y_hat = w * x`` with the mean squared error as cost."""
+
+    name = "linear"
+    param_names = ("w",)
+    start = {"w": 1.0}
+    needs_data = True
+    description = "y_hat = w * x, cost(w) = 1/N sum (x_n*w - y_n)^2 (the lecture's model)"
+
+    def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        return x * params["w"]
+
+    def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """cost(w) = 1/N sum (x_n * w - y_n)^2            (eq. 3)"""
+        y_pred = self.forward(params, x)
+        return ((y_pred - y) ** 2).sum() / x.shape[0]
+
+    def grad(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
+        """d cost/dw = 1/N sum 2 * x_n * (x_n * w - y_n)  (eq. 4)"""
+        w = params["w"]
+        return {"w": (2 * x * (x * w - y)).sum() / x.shape[0]}
+
+
+@dataclass(frozen=True)
+class FunctionProblem:
+    """A function of a few named coordinates with its gradient written by hand.
+
+    ``f`` and ``df`` work elementwise, so the same code evaluates one point or a whole grid.
+    """
+
+    name: str
+    param_names: tuple[str, ...]
+    f: Callable[..., torch.Tensor]
+    df: Callable[..., tuple[torch.Tensor, ...]]
+    start: dict[str, float]
+    description: str
+    special_points: tuple[tuple[float, ...], ...] = ()
+    minimum: tuple[float, ...] | None = None
+    box: tuple[float, float] = (-4.0, 4.0)
+    needs_data: bool = field(default=False, init=False)
+
+    def loss(self, params: Params, x=None, y=None) -> torch.Tensor:
+        return self.f(*(params[n] for n in self.param_names))
+
+    def grad(self, params: Params, x=None, y=None) -> Params:
+        return dict(zip(self.param_names, self.df(*(params[n] for n in self.param_names))))
+
+
+XCOS_C = 0.15 * math.pi
+
+PROBLEMS: dict[str, object] = {
+    "linear": Linear(),
+    "paraboloid": FunctionProblem(
+        "paraboloid", ("x", "y"),
+        f=lambda x, y: x**2 + y**2,
+        df=lambda x, y: (2 * x, 2 * y),
+        start={"x": -3.0, "y": 4.0},
+        description="f = x^2 + y^2 (the lecture's first section)",
+        special_points=((0.0, 0.0), (1.0, -1.0), (-4.0, 3.75)),
+        minimum=(0.0, 0.0),
+    ),
+    "elliptic": FunctionProblem(
+        "elliptic", ("x", "y"),
+        f=lambda x, y: x**2 + 2 * y**2,
+        df=lambda x, y: (2 * x, 4 * y),
+        start={"x": -5.0, "y": -2.0},
+        description="f = x^2 + 2*y^2",
+        special_points=((0.0, 0.0), (-5.0, -2.0)),
+        minimum=(0.0, 0.0),
+        box=(-6.0, 6.0),
+    ),
+    "saddle": FunctionProblem(
+        "saddle", ("x", "y"),
+        f=lambda x, y: x**2 - y**2,
+        df=lambda x, y: (2 * x, -2 * y),
+        start={"x": -3.0, "y": 0.0},
+        description="f = x^2 - y^2 (a saddle point at the origin)",
+        special_points=((0.0, 0.0), (-3.0, 0.0), (0.0, 1e-8)),
+    ),
+    "rosenbrock": FunctionProblem(
+        "rosenbrock", ("x", "y"),
+        f=lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
+        df=lambda x, y: (-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)),
+        start={"x": -1.2, "y": 1.0},
+        description="f = (1-x)^2 + 100*(y-x^2)^2 (minimum at (1, 1))",
+        special_points=((1.0, 1.0), (-1.2, 1.0), (0.0, 0.0)),
+        minimum=(1.0, 1.0),
+        box=(-2.0, 2.0),
+    ),
+    "square": FunctionProblem(
+        "square", ("x",),
+        f=lambda x: x**2,
+        df=lambda x: (2 * x,),
+        start={"x": 10.0},
+        description="f = x^2",
+        special_points=((0.0,), (10.0,)),
+        minimum=(0.0,),
+        box=(-10.0, 10.0),
+    ),
+    "xcos": FunctionProblem(
+        "xcos", ("x",),
+        f=lambda x: x * torch.cos(XCOS_C * x),
+        df=lambda x: (torch.cos(XCOS_C * x) - XCOS_C * x * torch.sin(XCOS_C * x),),
+        start={"x": 10.0},
+        description="f = x*cos(c*x), c = 0.15*pi (local minima)",
+        special_points=((0.0,), (10.0,), (-10.0,)),
+        box=(-13.0, 13.0),
+    ),
+}
+
+
+def get(spec: str):
+    """A problem by name, or a user's own as ``file.py:NAME`` or ``package.module:NAME``.
+
+    A user's problem is any object with ``name``, ``param_names``, ``start``, ``needs_data``,
+    ``loss(params, x, y)`` and ``grad(params, x, y)``; a ``FunctionProblem`` is the easy way.
+    """
+    if spec in PROBLEMS:
+        return PROBLEMS[spec]
+    if ":" not in spec:
+        raise TorchgdError(
+            f"unknown problem '{spec}': use one of {', '.join(PROBLEMS)} or FILE.py:NAME"
+        )
+    where, _, attr = spec.rpartition(":")
+    try:
+        if where.endswith(".py"):
+            path = Path(where)
+            if not path.is_file():
+                raise TorchgdError(f"problem file '{where}' does not exist")
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except TorchgdError:
+        raise
+    except Exception as exc:  # a user's file: report, don't crash
+        raise TorchgdError(f"cannot load problem '{spec}': {type(exc).__name__}: {exc}") from exc
+    problem = getattr(module, attr, None)
+    missing = [a for a in ("param_names", "start", "loss", "grad") if not hasattr(problem, a)]
+    if problem is None or missing:
+        raise TorchgdError(
+            f"'{spec}' is not a problem (missing {', '.join(missing) or attr}); "
+            "define a torchgd.problems.FunctionProblem"
+        )
+    return problem

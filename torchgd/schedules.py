@@ -1,0 +1,65 @@
+"""Which samples each step sees.
+
+* ``batch``: full-batch gradient descent, one step per epoch over all N samples (eq. 5).
+* ``sgd``: one step per sample, in data order, or in a seeded random order with ``shuffle``.
+* ``minibatch:B``: a seeded shuffle each epoch, then batches of B (the last one may be smaller).
+
+Each epoch's order depends only on ``(seed, epoch)``, so any epoch can be replayed on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import TorchgdError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str
+    batch_size: int | None = None
+    shuffle: bool = False
+    seed: int = 0
+
+    @property
+    def spec(self) -> str:
+        return f"minibatch:{self.batch_size}" if self.kind == "minibatch" else self.kind
+
+    @property
+    def shuffled(self) -> bool:
+        return self.kind == "minibatch" or (self.kind == "sgd" and self.shuffle)
+
+    def size(self, n: int) -> int:
+        return {"batch": n, "sgd": 1}.get(self.kind, self.batch_size)
+
+    def steps_per_epoch(self, n: int) -> int:
+        b = self.size(n)
+        return -(-n // b)
+
+    def order(self, n: int, epoch: int) -> torch.Tensor | None:
+        """The permutation used in ``epoch`` (1-based), or None for data order."""
+        if not self.shuffled:
+            return None
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
+        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        return torch.randperm(n, generator=g)
+
+    def slices(self, n: int) -> list[tuple[int, int]]:
+        b = self.size(n)
+        return [(a, min(a + b, n)) for a in range(0, n, b)]
+
+
+def parse(spec: str, shuffle: bool = False, seed: int = 0) -> Schedule:
+    """``batch`` | ``sgd`` | ``minibatch:B`` to a Schedule."""
+    spec = spec.strip()
+    if spec in ("batch", "sgd"):
+        return Schedule(spec, None, shuffle, seed)
+    if spec.startswith("minibatch:"):
+        size = spec.partition(":")[2]
+        if not size.isdigit() or int(size) < 1:
+            raise TorchgdError(f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1")
+        return Schedule("minibatch", int(size), True, seed)
+    raise TorchgdError(f"unknown schedule '{spec}': use batch, sgd or minibatch:B")

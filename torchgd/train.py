@@ -1,0 +1,217 @@
+"""fit(): the lockstep loop, nothing else.
+
+Every step, every selected path steps on the same batch; the records of all steps (parameters,
+gradients, and the analytic formula evaluated at each autograd path's own parameters) are kept
+as tensors and compared once, at the end, by ``explain.agreement``. Callbacks see each step and
+each epoch as it happens.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from . import compare, data as datasets, explain, problems, rules, schedules
+from .device import dtype_name, resolve_device, resolve_dtype
+from .errors import TorchgdError
+from .paths import PATHS, ManualPath
+
+PATH_NAMES = tuple(PATHS)
+
+
+@dataclass
+class Step:
+    """What callbacks get after each step: per path the loss before the update, the gradient
+    used and the parameters after it."""
+
+    step: int
+    epoch: int
+    losses: dict
+    grads: dict
+    params: dict
+
+
+@dataclass
+class Epoch:
+    """What callbacks get after each epoch: per path the epoch's loss (see ``fit``) and params."""
+
+    epoch: int
+    step: int
+    losses: dict
+    params: dict
+
+
+@dataclass
+class Result:
+    config: dict
+    status: str
+    paths: dict
+    agreement: dict
+    steps: int
+    epochs: int
+    seconds: float
+    problem: object = field(repr=False, default=None)
+
+    def params(self, path: str | None = None) -> dict:
+        return self.paths[path or next(iter(self.paths))]["params"]
+
+    def to_json(self) -> dict:
+        return {"config": self.config, "status": self.status, "steps": self.steps,
+                "epochs": self.epochs, "paths": self.paths, "agreement": self.agreement}
+
+
+def parse_paths(paths) -> tuple[str, ...]:
+    names = [p.strip() for p in paths.split(",")] if isinstance(paths, str) else list(paths)
+    bad = [p for p in names if p not in PATHS]
+    if not names or bad or len(set(names)) != len(names):
+        what = f"unknown path '{bad[0]}'" if bad else "paths must be a non-empty list, no repeats"
+        raise TorchgdError(f"{what}: choose from {', '.join(PATHS)} (e.g. --paths manual,optim)")
+    return tuple(names)
+
+
+def initial_params(problem, init: dict | None, device, dtype) -> dict:
+    start = dict(problem.start)
+    for name, value in (init or {}).items():
+        if name not in start:
+            raise TorchgdError(
+                f"--init names '{name}', but problem '{problem.name}' has parameters "
+                f"{', '.join(problem.param_names)}"
+            )
+        start[name] = value
+    for name, value in start.items():
+        if not all(math.isfinite(v) for v in torch.as_tensor(value).reshape(-1).tolist()):
+            raise TorchgdError(f"--init {name} must be finite, got {value}")
+    return {n: torch.as_tensor(v, dtype=dtype).to(device) for n, v in start.items()}
+
+
+def _values(t: torch.Tensor):
+    return t.tolist()
+
+
+def fit(problem="linear", data="lecture", *, schedule="batch", shuffle=False, seed=0,
+        lr=0.01, epochs=100, init=None, paths=PATH_NAMES, device="cpu", dtype="float64",
+        rule="textbook", momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+        maximize=False, callbacks=()) -> Result:
+    """Run the selected paths in lockstep and compare them at every step.
+
+    The epoch's ``loss`` is what the lecture prints: for ``batch`` (and data-free problems) the
+    cost over the batch before the update; for ``sgd`` and ``minibatch`` the loss of the epoch's
+    last batch after its update, as the lecture's SGD code computes it.
+    """
+    problem = problems.get(problem) if isinstance(problem, str) else problem
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    sched = schedule if isinstance(schedule, schedules.Schedule) else schedules.parse(
+        schedule, shuffle=shuffle, seed=seed)
+    names = parse_paths(paths)
+    if rule not in rules.RULES:
+        raise TorchgdError(f"unknown rule '{rule}': use one of {', '.join(rules.RULES)}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise TorchgdError(f"--epochs must be a whole number >= 1, got {epochs}")
+    hp = rules.SGD(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                   nesterov=nesterov, maximize=maximize)
+    dataset = None
+    if problem.needs_data:
+        dataset = datasets.get(data) if isinstance(data, str) else data
+    params0 = initial_params(problem, init, device, dtype)
+    config = {
+        "problem": problem.name, "data": dataset.name if dataset else None,
+        "schedule": sched.spec, "shuffle": sched.shuffled, "seed": seed, "lr": lr,
+        "epochs": epochs, "init": {n: _values(t) for n, t in params0.items()},
+        "paths": list(names), "rule": rule, "device": str(device), "dtype": dtype_name(dtype),
+        **{k: v for k, v in hp.asdict().items() if k != "lr"},
+    }
+    if dataset is not None:
+        config["data_meta"] = dataset.meta
+    run_paths = {n: PATHS[n](problem, params0, hp, rule) for n in names}
+    # float32 runs also step a float64 manual path, so the report can say what float32 costs
+    reference = None
+    if dtype != torch.float64:
+        reference = ManualPath(problem, {n: t.double() for n, t in params0.items()}, hp, rule)
+    x = y = x64 = y64 = None
+    if dataset is not None:
+        x, y = dataset.to(device, dtype).x, dataset.to(device, dtype).y
+        x64, y64 = dataset.x.to(device), dataset.y.to(device)
+    n = len(dataset) if dataset is not None else 1
+    slices = sched.slices(n) if dataset is not None else [None]
+
+    labels = compare.labels_for(params0)
+    grad_checked = [p for p in names if run_paths[p].uses_autograd]
+    # one tuple per finished step: (step, epoch, params after [P, D], grads [P, D],
+    # analytic formula at each autograd path's params [Q, D], float64 reference params [D])
+    records = []
+    history = {p: {"loss": [], **{k: [] for k in params0}} for p in names}
+    for cb in callbacks:
+        cb.on_start(config, run_paths)
+
+    status, step, epoch, started = "completed", 0, 0, time.perf_counter()
+    try:
+        for epoch in range(1, epochs + 1):
+            order = sched.order(n, epoch) if dataset is not None else None
+            xe, ye = (x, y) if order is None else (x[order.to(device)], y[order.to(device)])
+            xe64, ye64 = (x64, y64) if order is None else (x64[order.to(device)],
+                                                           y64[order.to(device)])
+            for sl in slices:
+                xb, yb = (xe[sl[0]:sl[1]], ye[sl[0]:sl[1]]) if sl else (None, None)
+                with torch.no_grad():
+                    refs = [compare.flat(problem.grad(run_paths[p].values(), xb, yb))
+                            for p in grad_checked]
+                out = {p: run_paths[p].step(xb, yb) for p in names}
+                ref64 = None
+                if reference is not None:
+                    reference.step(*((xe64[sl[0]:sl[1]], ye64[sl[0]:sl[1]]) if sl else (None,) * 2))
+                    ref64 = compare.flat(reference.params)
+                step += 1
+                after = {p: run_paths[p].values() for p in names}
+                records.append((
+                    step, epoch,
+                    torch.stack([compare.flat(after[p]) for p in names]),
+                    torch.stack([compare.flat(out[p][1]) for p in names]),
+                    torch.stack(refs) if refs else None,
+                    ref64,
+                ))
+                if callbacks:
+                    info = Step(step, epoch, {p: out[p][0] for p in names},
+                                {p: out[p][1] for p in names}, after)
+                    for cb in callbacks:
+                        cb.on_step(info)
+            losses = {}
+            for p in names:
+                if sched.kind == "batch" or dataset is None:
+                    losses[p] = out[p][0]
+                else:
+                    with torch.no_grad():
+                        losses[p] = problem.loss(run_paths[p].values(), xb, yb)
+                history[p]["loss"].append(losses[p])
+                for k, t in run_paths[p].values().items():
+                    history[p][k].append(t.clone())
+            info = Epoch(epoch, step, losses, {p: run_paths[p].values() for p in names})
+            for cb in callbacks:
+                cb.on_epoch(info)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    seconds = time.perf_counter() - started
+
+    done = len(history[names[0]]["loss"])
+    keep = len(records)
+    out_paths = {}
+    for p in names:
+        hist = {"loss": torch.stack(history[p]["loss"]).tolist() if done else []}
+        for k in params0:
+            hist[k] = torch.stack(history[p][k]).tolist() if done else []
+        out_paths[p] = {
+            "params": {k: _values(t) for k, t in run_paths[p].values().items()},
+            "loss": hist["loss"][-1] if done else None,
+            "history": hist,
+        }
+    agreement = explain.agreement(
+        problem=problem, names=names, paths=run_paths, dtype=dtype, hp=hp, labels=labels,
+        params0=compare.flat(params0), records=records, grad_checked=grad_checked,
+        batch_sizes=[b - a for a, b in slices] if dataset is not None else [1],
+    )
+    result = Result(config, status, out_paths, agreement, keep, done, seconds, problem)
+    for cb in callbacks:
+        cb.on_end(result)
+    return result
