@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import torch
 
-_INT = {torch.float64: torch.int64, torch.float32: torch.int32,
-        torch.float16: torch.int16, torch.bfloat16: torch.int16}
+_INT = {
+    torch.float64: torch.int64,
+    torch.float32: torch.int32,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+}
 INT64_MAX = torch.iinfo(torch.int64).max
 
 
@@ -47,8 +51,9 @@ def _at(index: int, width: int, steps: list[int], epochs: list[int], labels: lis
     return {"step": steps[t], "epoch": epochs[t], "param": labels[d]}
 
 
-def pair_report(a: torch.Tensor, b: torch.Tensor, steps: list[int], epochs: list[int],
-                labels: list[str]) -> dict:
+def pair_report(
+    a: torch.Tensor, b: torch.Tensor, steps: list[int], epochs: list[int], labels: list[str]
+) -> dict:
     """Compare two series of shape ``[T, D]`` (T steps, D parameter entries)."""
     absd = torch.nan_to_num((a - b).abs(), nan=float("inf"))
     scale = torch.maximum(a.abs(), b.abs())

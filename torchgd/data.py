@@ -50,3 +50,15 @@ def get(spec: str) -> Dataset:
     if spec in BUILTIN:
         return BUILTIN[spec]()
     raise TorchgdError(f"unknown data '{spec}': use one of {', '.join(BUILTIN)}")
+
+
+def from_values(x, y, name: str = "custom") -> Dataset:
+    """A dataset from two equally long sequences of numbers (x may be rows of features)."""
+    xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    if xt.shape[0] != yt.shape[0] or yt.dim() != 1 or xt.shape[0] == 0:
+        raise TorchgdError(
+            f"x and y must be non-empty and equally long, got {len(xt)} and {len(yt)}"
+        )
+    if not (torch.isfinite(xt).all() and torch.isfinite(yt).all()):
+        raise TorchgdError("x and y must be finite numbers")
+    return Dataset(name, xt, yt)

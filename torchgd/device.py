@@ -10,6 +10,7 @@ import re
 import torch
 
 from .errors import TorchgdError
+from .options import check_dtype_name
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
@@ -68,9 +69,7 @@ def resolve_dtype(name: str | torch.dtype = "float64") -> torch.dtype:
         if name in DTYPES.values():
             return name
         name = str(name).removeprefix("torch.")
-    if name not in DTYPES:
-        raise TorchgdError(f"unknown dtype '{name}': use one of {', '.join(DTYPES)}")
-    return DTYPES[name]
+    return DTYPES[check_dtype_name(name)]
 
 
 def dtype_name(dtype: torch.dtype) -> str:

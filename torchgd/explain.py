@@ -31,46 +31,62 @@ def _rule(paths, name) -> str:
 
 def _update_reason(paths, a, b, hp, w, g, step) -> str:
     ra, rb = _rule(paths, a), _rule(paths, b)
-    head = (f"at step {step} both paths had the same parameters and the same gradient, yet "
-            f"different parameters came out: the update rules round differently")
+    head = (
+        f"at step {step} both paths had the same parameters and the same gradient, yet "
+        f"different parameters came out: the update rules round differently"
+    )
     if {ra, rb} == {"textbook", "torch"} or {ra, rb} == {"textbook", "torch-exact"}:
         plain = hp.momentum == 0 and hp.weight_decay == 0 and not hp.maximize
         if plain:
             two = w - hp.lr * g
             one = w.add(g, alpha=-hp.lr)
             k = int((two != one).nonzero()[0]) if bool((two != one).any()) else 0
-            measured = (f" (recomputed: w - lr*grad = {two.reshape(-1)[k].item()!r}, "
-                        f"w.add(grad, alpha=-lr) = {one.reshape(-1)[k].item()!r})")
+            measured = (
+                f" (recomputed: w - lr*grad = {two.reshape(-1)[k].item()!r}, "
+                f"w.add(grad, alpha=-lr) = {one.reshape(-1)[k].item()!r})"
+            )
         else:
             measured = ""
-        return (f"{head}. torch.optim.SGD updates with param.add_(grad, alpha=-lr) (and add_ with "
-                f"alpha for its momentum buffer), which this machine computes as one fused "
-                f"multiply-add, rounding once; the textbook rule w -= lr * grad rounds lr * grad "
-                f"and then the difference, twice{measured}. --rule torch-exact uses torch's "
-                f"operations and matches torch.optim.SGD bit for bit")
-    return (f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "
-            f"differ, so this is unexplained: please report it")
+        return (
+            f"{head}. torch.optim.SGD updates with param.add_(grad, alpha=-lr) (and add_ with "
+            f"alpha for its momentum buffer), which this machine computes as one fused "
+            f"multiply-add, rounding once; the textbook rule w -= lr * grad rounds lr * grad "
+            f"and then the difference, twice{measured}. --rule torch-exact uses torch's "
+            f"operations and matches torch.optim.SGD bit for bit"
+        )
+    return (
+        f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "
+        f"differ, so this is unexplained: please report it"
+    )
 
 
 def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
     eps = torch.finfo(dtype).eps
     if max_rel > FORMULA_SUSPECT_EPS * eps:
-        return (f"the analytic gradient is {max_rel:.3g} (relative) away from autograd's, far "
-                f"beyond rounding in {compare.dtype_str(dtype)} (eps {eps:.3g}): the formula "
-                f"does not compute the derivative of the loss; check it")
+        return (
+            f"the analytic gradient is {max_rel:.3g} (relative) away from autograd's, far "
+            f"beyond rounding in {compare.dtype_str(dtype)} (eps {eps:.3g}): the formula "
+            f"does not compute the derivative of the loss; check it"
+        )
     if problem.name == "linear":
         odd = sorted({n for n in batch_sizes if n & (n - 1)})
-        text = ("the formula sums 2*x_n*(x_n*w - y_n) and divides by N; autograd's backward "
-                "multiplies the incoming 1/N by 2*(x_n*w - y_n) (the square's derivative) and by "
-                "x_n (the product's), then sums: the same derivative, rounded at other places")
+        text = (
+            "the formula sums 2*x_n*(x_n*w - y_n) and divides by N; autograd's backward "
+            "multiplies the incoming 1/N by 2*(x_n*w - y_n) (the square's derivative) and by "
+            "x_n (the product's), then sums: the same derivative, rounded at other places"
+        )
         if odd:
-            text += (f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
-                     f"autograd's per-term 1/N carries a rounding the single division does not")
+            text += (
+                f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
+                f"autograd's per-term 1/N carries a rounding the single division does not"
+            )
         return text
-    return (f"the hand-written formula and autograd's chain rule through "
-            f"f ({problem.description}) compute the derivative with different operations in "
-            f"a different order, each rounded to {compare.dtype_str(dtype)} (max relative "
-            f"difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula")
+    return (
+        f"the hand-written formula and autograd's chain rule through "
+        f"f ({problem.description}) compute the derivative with different operations in "
+        f"a different order, each rounded to {compare.dtype_str(dtype)} (max relative "
+        f"difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
+    )
 
 
 def _summary(reports: dict) -> dict:
@@ -78,11 +94,20 @@ def _summary(reports: dict) -> dict:
     return {k: max((r[k] for r in reports.values()), default=0) for k in keys}
 
 
-def agreement(*, problem, names, paths, dtype, hp, labels, params0, records, grad_checked,
-              batch_sizes) -> dict:
+def agreement(
+    *, problem, names, paths, dtype, hp, labels, params0, records, grad_checked, batch_sizes
+) -> dict:
     """The agreement report of a run: see the module docstring for what each reason means."""
-    report = {"steps": len(records), "max_abs": 0.0, "max_rel": 0.0, "max_ulp": 0,
-              "params": {}, "grad": None, "reasons": [], "bit_identical": True}
+    report = {
+        "steps": len(records),
+        "max_abs": 0.0,
+        "max_rel": 0.0,
+        "max_ulp": 0,
+        "params": {},
+        "grad": None,
+        "reasons": [],
+        "bit_identical": True,
+    }
     if not records:
         return report
     steps = [r[0] for r in records]
@@ -99,20 +124,25 @@ def agreement(*, problem, names, paths, dtype, hp, labels, params0, records, gra
             continue
         t = steps.index(rep["first_difference"]["step"])
         same_in = bool((compare.ulp_distance(G[t, i], G[t, j]) == 0).all()) and bool(
-            (compare.ulp_distance(before[t, i], before[t, j]) == 0).all())
+            (compare.ulp_distance(before[t, i], before[t, j]) == 0).all()
+        )
         if same_in:
             reason = _update_reason(paths, a, b, hp, before[t, i], G[t, i], steps[t])
             kind = "update rule"
         else:
             gulp = int(compare.ulp_distance(G[t, i], G[t, j]).max())
-            reason = (f"the gradients already differed at step {steps[t]} ({gulp} ulp: see the "
-                      f"gradient check), and the update carried that into the parameters")
+            reason = (
+                f"the gradients already differed at step {steps[t]} ({gulp} ulp: see the "
+                f"gradient check), and the update carried that into the parameters"
+            )
             kind = "gradient"
         peak = rep["max_ulp_at"]["step"]
         if peak > steps[t]:
-            reason += (f"; from step {steps[t]} on the paths start each step from different "
-                       f"points, so the difference is carried forward (largest, "
-                       f"{rep['max_ulp']} ulp, at step {peak})")
+            reason += (
+                f"; from step {steps[t]} on the paths start each step from different "
+                f"points, so the difference is carried forward (largest, "
+                f"{rep['max_ulp']} ulp, at step {peak})"
+            )
         report["reasons"].append({"between": f"{a}~{b}", "kind": kind, "reason": reason})
     report.update(_summary(report["params"]))
 
@@ -121,28 +151,41 @@ def agreement(*, problem, names, paths, dtype, hp, labels, params0, records, gra
         pairs = {}
         for q, name in enumerate(grad_checked):
             pairs[f"analytic~{name}"] = compare.pair_report(
-                R[:, q], G[:, names.index(name)], steps, epochs, labels)
+                R[:, q], G[:, names.index(name)], steps, epochs, labels
+            )
         report["grad"] = {**_summary(pairs), "pairs": pairs}
         if report["grad"]["max_ulp"] > 0:
-            report["reasons"].append({
-                "between": "analytic~autograd", "kind": "gradient",
-                "reason": _grad_reason(problem, dtype, batch_sizes, report["grad"]["max_rel"]),
-            })
+            report["reasons"].append(
+                {
+                    "between": "analytic~autograd",
+                    "kind": "gradient",
+                    "reason": _grad_reason(problem, dtype, batch_sizes, report["grad"]["max_rel"]),
+                }
+            )
 
     if records[0][5] is not None:
         R64 = torch.stack([r[5] for r in records])
-        ref = {name: compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
-               for i, name in enumerate(names)}
+        ref = {
+            name: compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
+            for i, name in enumerate(names)
+        }
         report["float64_reference"] = {
-            n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")} for n, r in ref.items()}
+            n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")} for n, r in ref.items()
+        }
         worst = max(r["max_abs"] for r in ref.values())
-        report["reasons"].append({
-            "between": "float32~float64", "kind": "dtype",
-            "reason": (f"float32 rounds every operation to 24 significant bits (unit roundoff "
-                       f"{torch.finfo(dtype).eps / 2:.2g}) where float64 keeps 53 (1.1e-16): the "
-                       f"float32 paths end up to {worst:.3g} away from the same run in float64, "
-                       f"and paths that round at different places drift further apart"),
-        })
+        report["reasons"].append(
+            {
+                "between": "float32~float64",
+                "kind": "dtype",
+                "reason": (
+                    f"float32 rounds every operation to 24 significant bits (unit roundoff "
+                    f"{torch.finfo(dtype).eps / 2:.2g}) where float64 keeps 53 (1.1e-16): the "
+                    f"float32 paths end up to {worst:.3g} away from the same run in float64, "
+                    f"and paths that round at different places drift further apart"
+                ),
+            }
+        )
     report["bit_identical"] = report["max_ulp"] == 0 and (
-        report["grad"] is None or report["grad"]["max_ulp"] == 0)
+        report["grad"] is None or report["grad"]["max_ulp"] == 0
+    )
     return report

@@ -80,7 +80,8 @@ XCOS_C = 0.15 * math.pi
 PROBLEMS: dict[str, object] = {
     "linear": Linear(),
     "paraboloid": FunctionProblem(
-        "paraboloid", ("x", "y"),
+        "paraboloid",
+        ("x", "y"),
         f=lambda x, y: x**2 + y**2,
         df=lambda x, y: (2 * x, 2 * y),
         start={"x": -3.0, "y": 4.0},
@@ -89,7 +90,8 @@ PROBLEMS: dict[str, object] = {
         minimum=(0.0, 0.0),
     ),
     "elliptic": FunctionProblem(
-        "elliptic", ("x", "y"),
+        "elliptic",
+        ("x", "y"),
         f=lambda x, y: x**2 + 2 * y**2,
         df=lambda x, y: (2 * x, 4 * y),
         start={"x": -5.0, "y": -2.0},
@@ -99,7 +101,8 @@ PROBLEMS: dict[str, object] = {
         box=(-6.0, 6.0),
     ),
     "saddle": FunctionProblem(
-        "saddle", ("x", "y"),
+        "saddle",
+        ("x", "y"),
         f=lambda x, y: x**2 - y**2,
         df=lambda x, y: (2 * x, -2 * y),
         start={"x": -3.0, "y": 0.0},
@@ -107,7 +110,8 @@ PROBLEMS: dict[str, object] = {
         special_points=((0.0, 0.0), (-3.0, 0.0), (0.0, 1e-8)),
     ),
     "rosenbrock": FunctionProblem(
-        "rosenbrock", ("x", "y"),
+        "rosenbrock",
+        ("x", "y"),
         f=lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
         df=lambda x, y: (-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)),
         start={"x": -1.2, "y": 1.0},
@@ -117,7 +121,8 @@ PROBLEMS: dict[str, object] = {
         box=(-2.0, 2.0),
     ),
     "square": FunctionProblem(
-        "square", ("x",),
+        "square",
+        ("x",),
         f=lambda x: x**2,
         df=lambda x: (2 * x,),
         start={"x": 10.0},
@@ -127,7 +132,8 @@ PROBLEMS: dict[str, object] = {
         box=(-10.0, 10.0),
     ),
     "xcos": FunctionProblem(
-        "xcos", ("x",),
+        "xcos",
+        ("x",),
         f=lambda x: x * torch.cos(XCOS_C * x),
         df=lambda x: (torch.cos(XCOS_C * x) - XCOS_C * x * torch.sin(XCOS_C * x),),
         start={"x": 10.0},

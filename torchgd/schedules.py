@@ -11,9 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
 from .errors import TorchgdError
 
 
@@ -39,10 +36,13 @@ class Schedule:
         b = self.size(n)
         return -(-n // b)
 
-    def order(self, n: int, epoch: int) -> torch.Tensor | None:
-        """The permutation used in ``epoch`` (1-based), or None for data order."""
+    def order(self, n: int, epoch: int):
+        """The permutation (a LongTensor) used in ``epoch`` (1-based), or None for data order."""
         if not self.shuffled:
             return None
+        import numpy as np
+        import torch
+
         state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
         g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
         return torch.randperm(n, generator=g)
@@ -60,6 +60,8 @@ def parse(spec: str, shuffle: bool = False, seed: int = 0) -> Schedule:
     if spec.startswith("minibatch:"):
         size = spec.partition(":")[2]
         if not size.isdigit() or int(size) < 1:
-            raise TorchgdError(f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1")
+            raise TorchgdError(
+                f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1"
+            )
         return Schedule("minibatch", int(size), True, seed)
     raise TorchgdError(f"unknown schedule '{spec}': use batch, sgd or minibatch:B")

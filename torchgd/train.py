@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import compare, data as datasets, explain, problems, rules, schedules
+from . import compare, explain, options, problems, rules, schedules
+from . import data as datasets
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS, ManualPath
@@ -59,12 +60,22 @@ class Result:
         return self.paths[path or next(iter(self.paths))]["params"]
 
     def to_json(self) -> dict:
-        return {"config": self.config, "status": self.status, "steps": self.steps,
-                "epochs": self.epochs, "paths": self.paths, "agreement": self.agreement}
+        return {
+            "config": self.config,
+            "status": self.status,
+            "steps": self.steps,
+            "epochs": self.epochs,
+            "paths": self.paths,
+            "agreement": self.agreement,
+        }
 
 
 def parse_paths(paths) -> tuple[str, ...]:
-    names = [p.strip() for p in paths.split(",")] if isinstance(paths, str) else list(paths)
+    names = (
+        [p.strip() for p in paths.split(",") if p.strip()]
+        if isinstance(paths, str)
+        else list(paths)
+    )
     bad = [p for p in names if p not in PATHS]
     if not names or bad or len(set(names)) != len(names):
         what = f"unknown path '{bad[0]}'" if bad else "paths must be a non-empty list, no repeats"
@@ -91,40 +102,113 @@ def _values(t: torch.Tensor):
     return t.tolist()
 
 
-def fit(problem="linear", data="lecture", *, schedule="batch", shuffle=False, seed=0,
-        lr=0.01, epochs=100, init=None, paths=PATH_NAMES, device="cpu", dtype="float64",
-        rule="textbook", momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
-        maximize=False, callbacks=()) -> Result:
-    """Run the selected paths in lockstep and compare them at every step.
+@dataclass
+class Plan:
+    """A validated run: everything ``execute`` needs, checked before anything is written."""
 
-    The epoch's ``loss`` is what the lecture prints: for ``batch`` (and data-free problems) the
-    cost over the batch before the update; for ``sgd`` and ``minibatch`` the loss of the epoch's
-    last batch after its update, as the lecture's SGD code computes it.
-    """
+    problem: object
+    dataset: object
+    schedule: schedules.Schedule
+    names: tuple
+    hp: rules.SGD
+    rule: str
+    epochs: int
+    params0: dict
+    device: torch.device
+    dtype: torch.dtype
+    config: dict
+
+
+def plan(
+    problem="linear",
+    data="lecture",
+    *,
+    schedule="batch",
+    shuffle=False,
+    seed=0,
+    lr=0.01,
+    epochs=100,
+    init=None,
+    paths=PATH_NAMES,
+    device="cpu",
+    dtype="float64",
+    rule="textbook",
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+) -> Plan:
+    """Check every argument and resolve names to objects; raises TorchgdError on bad input."""
     problem = problems.get(problem) if isinstance(problem, str) else problem
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    sched = schedule if isinstance(schedule, schedules.Schedule) else schedules.parse(
-        schedule, shuffle=shuffle, seed=seed)
+    sched = (
+        schedule
+        if isinstance(schedule, schedules.Schedule)
+        else schedules.parse(schedule, shuffle=shuffle, seed=seed)
+    )
     names = parse_paths(paths)
-    if rule not in rules.RULES:
-        raise TorchgdError(f"unknown rule '{rule}': use one of {', '.join(rules.RULES)}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise TorchgdError(f"--epochs must be a whole number >= 1, got {epochs}")
-    hp = rules.SGD(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                   nesterov=nesterov, maximize=maximize)
+    options.check_rule(rule)
+    options.check_epochs(epochs)
+    hp = rules.SGD(
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
     dataset = None
     if problem.needs_data:
         dataset = datasets.get(data) if isinstance(data, str) else data
     params0 = initial_params(problem, init, device, dtype)
     config = {
-        "problem": problem.name, "data": dataset.name if dataset else None,
-        "schedule": sched.spec, "shuffle": sched.shuffled, "seed": seed, "lr": lr,
-        "epochs": epochs, "init": {n: _values(t) for n, t in params0.items()},
-        "paths": list(names), "rule": rule, "device": str(device), "dtype": dtype_name(dtype),
+        "problem": problem.name,
+        "data": dataset.name if dataset else None,
+        "schedule": sched.spec,
+        "shuffle": sched.shuffled,
+        "seed": sched.seed,
+        "lr": lr,
+        "epochs": epochs,
+        "init": {n: _values(t) for n, t in params0.items()},
+        "paths": list(names),
+        "rule": rule,
+        "device": str(device),
+        "dtype": dtype_name(dtype),
         **{k: v for k, v in hp.asdict().items() if k != "lr"},
     }
-    if dataset is not None:
+    if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
+    return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
+
+
+def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
+    """Run the selected paths in lockstep and compare them at every step.
+
+    ``options`` are those of ``plan``: schedule, shuffle, seed, lr, epochs, init, paths, device,
+    dtype, rule and the SGD options. The epoch's ``loss`` is what the lecture prints: for
+    ``batch`` (and data-free problems) the cost over the batch before the update; for ``sgd`` and
+    ``minibatch`` the loss of the epoch's last batch after its update, as the lecture's SGD code
+    computes it.
+    """
+    return execute(plan(problem, data, **options), callbacks)
+
+
+def execute(p: Plan, callbacks=()) -> Result:
+    """The lockstep loop over a validated plan."""
+    problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config = (
+        p.problem,
+        p.dataset,
+        p.schedule,
+        p.names,
+        p.hp,
+        p.rule,
+        p.epochs,
+        p.params0,
+        p.device,
+        p.dtype,
+        p.config,
+    )
     run_paths = {n: PATHS[n](problem, params0, hp, rule) for n in names}
     # float32 runs also step a float64 manual path, so the report can say what float32 costs
     reference = None
@@ -151,30 +235,43 @@ def fit(problem="linear", data="lecture", *, schedule="batch", shuffle=False, se
         for epoch in range(1, epochs + 1):
             order = sched.order(n, epoch) if dataset is not None else None
             xe, ye = (x, y) if order is None else (x[order.to(device)], y[order.to(device)])
-            xe64, ye64 = (x64, y64) if order is None else (x64[order.to(device)],
-                                                           y64[order.to(device)])
+            xe64, ye64 = (
+                (x64, y64) if order is None else (x64[order.to(device)], y64[order.to(device)])
+            )
             for sl in slices:
-                xb, yb = (xe[sl[0]:sl[1]], ye[sl[0]:sl[1]]) if sl else (None, None)
+                xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
                 with torch.no_grad():
-                    refs = [compare.flat(problem.grad(run_paths[p].values(), xb, yb))
-                            for p in grad_checked]
+                    refs = [
+                        compare.flat(problem.grad(run_paths[p].values(), xb, yb))
+                        for p in grad_checked
+                    ]
                 out = {p: run_paths[p].step(xb, yb) for p in names}
                 ref64 = None
                 if reference is not None:
-                    reference.step(*((xe64[sl[0]:sl[1]], ye64[sl[0]:sl[1]]) if sl else (None,) * 2))
+                    reference.step(
+                        *((xe64[sl[0] : sl[1]], ye64[sl[0] : sl[1]]) if sl else (None,) * 2)
+                    )
                     ref64 = compare.flat(reference.params)
                 step += 1
                 after = {p: run_paths[p].values() for p in names}
-                records.append((
-                    step, epoch,
-                    torch.stack([compare.flat(after[p]) for p in names]),
-                    torch.stack([compare.flat(out[p][1]) for p in names]),
-                    torch.stack(refs) if refs else None,
-                    ref64,
-                ))
+                records.append(
+                    (
+                        step,
+                        epoch,
+                        torch.stack([compare.flat(after[p]) for p in names]),
+                        torch.stack([compare.flat(out[p][1]) for p in names]),
+                        torch.stack(refs) if refs else None,
+                        ref64,
+                    )
+                )
                 if callbacks:
-                    info = Step(step, epoch, {p: out[p][0] for p in names},
-                                {p: out[p][1] for p in names}, after)
+                    info = Step(
+                        step,
+                        epoch,
+                        {p: out[p][0] for p in names},
+                        {p: out[p][1] for p in names},
+                        after,
+                    )
                     for cb in callbacks:
                         cb.on_step(info)
             losses = {}
@@ -207,8 +304,15 @@ def fit(problem="linear", data="lecture", *, schedule="batch", shuffle=False, se
             "history": hist,
         }
     agreement = explain.agreement(
-        problem=problem, names=names, paths=run_paths, dtype=dtype, hp=hp, labels=labels,
-        params0=compare.flat(params0), records=records, grad_checked=grad_checked,
+        problem=problem,
+        names=names,
+        paths=run_paths,
+        dtype=dtype,
+        hp=hp,
+        labels=labels,
+        params0=compare.flat(params0),
+        records=records,
+        grad_checked=grad_checked,
         batch_sizes=[b - a for a, b in slices] if dataset is not None else [1],
     )
     result = Result(config, status, out_paths, agreement, keep, done, seconds, problem)

@@ -1,0 +1,197 @@
+"""The CLI end to end, through real subprocesses."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, run_cli
+
+
+def test_lecture_prints_the_lectures_lines_and_writes_its_run_directory(cli, tmp_path):
+    proc = cli("lecture", "--logdir", tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    sgd = lines[next(i for i, l in enumerate(lines) if l.startswith("Stochastic")) :]
+    assert "Predict (before training) input: 5, forward: 5.0" in sgd
+    progress = [l for l in sgd if l.startswith("Progress:")]
+    assert len(progress) == 10  # every 10th epoch, the last included
+    assert progress[-1] == "Progress: epoch=100, w=1.9999999999999998, loss=7.888609052210118e-31"
+    assert "Predict (after training) input: 5, forward: 9.999999999999998" in sgd
+    assert sum("bit for bit" in l for l in lines) == 2
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("lecture-")
+    for schedule in ("batch", "sgd"):
+        cfg = json.loads((run / schedule / "config.json").read_text())
+        assert cfg["schedule"] == schedule and cfg["lr"] == 0.01 and cfg["epochs"] == 100
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["sgd"]["paths"]["optim"]["params"]["w"] == 1.9999999999999998
+
+
+def test_lecture_json_is_one_object_with_both_runs(cli, tmp_path):
+    proc = cli("lecture", "--json", "--logdir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
+    sgd, batch = out["sgd"], out["batch"]
+    for path in ("manual", "autograd", "optim"):
+        assert sgd["paths"][path]["params"]["w"] == 1.9999999999999998
+        assert sgd["paths"][path]["loss"] == 7.888609052210118e-31
+        assert batch["paths"][path]["params"]["w"] == 1.9999999125232637
+        assert len(sgd["paths"][path]["history"]["loss"]) == 100
+        assert len(sgd["paths"][path]["history"]["w"]) == 100
+    assert sgd["agreement"]["max_ulp"] == 0 and batch["agreement"]["max_ulp"] == 0
+    assert sgd["status"] == "completed"
+    assert sgd["config"]["dtype"] == "float64"
+
+
+def test_verbose_prints_every_epoch(cli, tmp_path):
+    proc = cli(
+        "train",
+        "--schedule",
+        "sgd",
+        "--epochs",
+        "12",
+        "--verbose",
+        "--paths",
+        "manual",
+        "--logdir",
+        tmp_path,
+    )
+    progress = [l for l in proc.stdout.splitlines() if l.startswith("Progress:")]
+    assert [l.split(",")[0] for l in progress] == [f"Progress: epoch={e}" for e in range(1, 13)]
+
+
+def test_train_json_has_config_status_paths_and_agreement(cli, tmp_path):
+    proc = cli(
+        "train",
+        "--data",
+        "course",
+        "--schedule",
+        "batch",
+        "--paths",
+        "manual,optim",
+        "--json",
+        "--logdir",
+        tmp_path,
+        "--name",
+        "course-batch",
+    )
+    out = json.loads(proc.stdout)
+    assert set(out["paths"]) == {"manual", "optim"}
+    assert out["paths"]["manual"]["params"]["w"] == 1.9999444396553017
+    assert out["config"]["data"] == "course" and out["config"]["paths"] == ["manual", "optim"]
+    assert {"max_ulp", "max_abs", "grad", "reasons"} <= set(out["agreement"])
+    assert json.loads((tmp_path / "course-batch" / "summary.json").read_text()) == out
+
+
+def test_quiet_prints_nothing(cli, tmp_path):
+    proc = cli("train", "--quiet", "--paths", "manual", "--logdir", tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
+
+
+def test_function_problem_trains_from_the_cli(cli, tmp_path):
+    proc = cli(
+        "train",
+        "--problem",
+        "elliptic",
+        "--init",
+        "x=-5,y=-2",
+        "--lr",
+        "0.1",
+        "--epochs",
+        "20",
+        "--json",
+        "--logdir",
+        tmp_path,
+    )
+    out = json.loads(proc.stdout)
+    # x shrinks by (1 - 2*0.1) and y by (1 - 4*0.1) per step
+    assert out["paths"]["manual"]["params"]["x"] == pytest.approx(-5 * 0.8**20, rel=1e-12)
+    assert out["paths"]["manual"]["params"]["y"] == pytest.approx(-2 * 0.6**20, rel=1e-12)
+
+
+BAD_INPUTS = [
+    (["--lr", "-0.1"], "--lr must be positive"),
+    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--lr", "inf"], "--lr must be a finite number"),
+    (["--lr", "fast"], "invalid float value"),
+    (["--epochs", "0"], "--epochs must be a whole number >= 1"),
+    (["--epochs", "-3"], "--epochs must be a whole number >= 1"),
+    (["--schedule", "adam"], "unknown schedule 'adam'"),
+    (["--schedule", "minibatch:0"], "minibatch:B must be >= 1"),
+    (["--paths", "manual,sgd"], "unknown path 'sgd'"),
+    (["--paths", ""], "paths must be a non-empty list"),
+    (["--dtype", "float16"], "unknown dtype 'float16'"),
+    (["--init", "w"], "is not NAME=VALUE"),
+    (["--init", "v=1"], "--init names 'v'"),
+    (["--data", "nowhere"], "unknown data 'nowhere'"),
+    (["--problem", "nope"], "unknown problem 'nope'"),
+    (["--momentum", "0.9", "--nesterov", "--dampening", "0.1"], "nesterov momentum requires"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_line_and_exit_code_2(cli, tmp_path, args, message):
+    proc = cli("train", *args, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing is written for a rejected run
+
+
+def test_cuda_request_on_a_machine_without_it_names_what_is_available(cli, tmp_path):
+    import torch
+
+    proc = cli("train", "--device", "cuda", "--paths", "manual", "--logdir", tmp_path)
+    if torch.cuda.is_available():
+        assert proc.returncode == 0
+    else:
+        assert proc.returncode == 2
+        assert proc.stderr.strip().endswith("available: cpu")
+        assert len(proc.stderr.splitlines()) == 1
+
+
+def test_existing_run_directory_is_never_overwritten(cli, tmp_path):
+    run = tmp_path / "keep"
+    run.mkdir()
+    (run / "events.out").write_text("precious")
+    proc = cli("train", "--name", "keep", "--logdir", tmp_path, "--paths", "manual")
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert (run / "events.out").read_text() == "precious"
+    assert sorted(p.name for p in run.iterdir()) == ["events.out"]
+
+
+def test_help_imports_no_heavy_module_and_answers_fast():
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "torchgd", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and "lecture" in proc.stdout
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert "torchgd.cli" in imported
+    for heavy in ("torch", "matplotlib", "tensorboard", "numpy"):
+        assert heavy not in imported, f"--help imported {heavy}"
+
+
+@pytest.mark.parametrize("command", ["lecture", "train"])
+def test_subcommand_help_lists_its_options(command):
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0
+    for option in ("--paths", "--device", "--dtype", "--json", "--quiet", "--logdir"):
+        assert option in proc.stdout
+
+
+def test_console_script_entry_point_is_declared():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'torchgd = "torchgd.cli:main"' in text

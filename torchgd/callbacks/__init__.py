@@ -1,0 +1,16 @@
+"""Callbacks consume the records of a run: ``on_start``, ``on_step``, ``on_epoch``, ``on_end``.
+
+Each is optional; ``close`` runs on every exit, normal or not.
+"""
+
+
+class Callback:
+    def on_start(self, config: dict, paths: dict) -> None: ...
+
+    def on_step(self, step) -> None: ...
+
+    def on_epoch(self, epoch) -> None: ...
+
+    def on_end(self, result) -> None: ...
+
+    def close(self) -> None: ...

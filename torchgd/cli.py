@@ -1,0 +1,291 @@
+"""The ``torchgd`` command line. Heavy modules (torch, matplotlib, tensorboard) load lazily,
+inside the command that needs them, so ``torchgd --help`` answers at once.
+
+Exit codes: 0 done, 1 a check failed, 2 bad input (one line on stderr), 3 a run diverged,
+130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PATHS = "manual,autograd,optim"
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit with code 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _init(text: str) -> dict:
+    out = {}
+    for part in filter(None, text.split(",")):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not NAME=VALUE[,NAME=VALUE...] (e.g. w=1.0 or x=-5,y=-2)"
+            )
+    return out
+
+
+def _add_run_options(p: argparse.ArgumentParser, *, defaults_from_lecture: bool) -> None:
+    p.add_argument(
+        "--paths", default=PATHS, help=f"comma-separated subset of {PATHS} (default: all three)"
+    )
+    p.add_argument(
+        "--rule",
+        default="textbook",
+        choices=["textbook", "torch-exact"],
+        help="hand-written rule of the manual and autograd paths: textbook "
+        "(w -= lr * grad) or torch-exact (torch.optim.SGD's operations)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        help="float64 (default; the lecture's digits exactly) or float32",
+    )
+    p.add_argument("--logdir", default="runs", help="parent of the run directory (default runs/)")
+    p.add_argument(
+        "--name", default=None, help="run directory name (default: <command>-<timestamp>)"
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json", action="store_true", help="print exactly one JSON object on stdout, nothing else"
+    )
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every epoch (default: every 10th and the last)",
+    )
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="torchgd",
+        description="Gradient descent made exact, visible and verifiable: the lecture's "
+        "model trained by three paths in lockstep (manual formula, autograd, "
+        "torch.optim.SGD), every step compared.",
+        epilog="exit codes: 0 ok, 1 check failed, 2 bad input, 3 diverged, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version="torchgd 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    lec = sub.add_parser(
+        "lecture",
+        help="the lecture: batch GD and per-sample SGD, three paths",
+        description="Run the lecture's batch gradient descent and its "
+        "per-sample SGD (lr 0.01, 100 epochs, w0 = 1.0) through "
+        "all paths, print the lecture's lines and the agreement.",
+    )
+    lec.add_argument("--data", default="lecture", help="lecture (default) or course")
+    _add_run_options(lec, defaults_from_lecture=True)
+    lec.set_defaults(func=cmd_lecture)
+
+    tr = sub.add_parser(
+        "train",
+        help="train any problem with any schedule and options",
+        description="Train by the selected paths in lockstep and compare them at every step.",
+    )
+    tr.add_argument(
+        "--problem",
+        default="linear",
+        help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
+        "rosenbrock, square, xcos, or FILE.py:NAME",
+    )
+    tr.add_argument("--data", default="lecture", help="lecture (default) or course")
+    tr.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
+    tr.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="sgd: a seeded random order each epoch (minibatch always shuffles)",
+    )
+    tr.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
+    tr.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    tr.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default 100); for function problems one step each",
+    )
+    tr.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps, for problems without data (same as --epochs there)",
+    )
+    tr.add_argument(
+        "--init",
+        type=_init,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="starting point, e.g. w=1.0 or x=-5,y=-2",
+    )
+    tr.add_argument("--momentum", type=float, default=0.0)
+    tr.add_argument("--dampening", type=float, default=0.0)
+    tr.add_argument("--weight-decay", type=float, default=0.0)
+    tr.add_argument("--nesterov", action="store_true")
+    tr.add_argument("--maximize", action="store_true")
+    _add_run_options(tr, defaults_from_lecture=False)
+    tr.set_defaults(func=cmd_train)
+    return parser
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _plan_kwargs(args) -> dict:
+    return dict(paths=args.paths, device=args.device, dtype=args.dtype, rule=args.rule)
+
+
+LECTURE_HEADERS = {
+    "batch": "Gradient descent (batch): w = w - lr * 1/N sum 2*x_n*(x_n*w - y_n), one step per "
+    "epoch; loss is the cost before the update",
+    "sgd": "Stochastic gradient descent (sgd): w = w - lr * 2*x*(x*w - y), one step per sample; "
+    "loss is the last sample's, after its update",
+}
+
+
+def _run(plan, args, run_dir, header=None):
+    """Execute one plan into ``run_dir``: config first, the console, then the summary."""
+    from . import runs, train
+    from .callbacks.console import Console, agreement_table
+
+    runs.write_json(run_dir / "config.json", plan.config)
+    human = not (args.json or args.quiet)
+    callbacks = []
+    if human:
+        if header:
+            print(header)
+        print(
+            f"  (lines show the {plan.names[0]} path; the table compares {', '.join(plan.names)})"
+        )
+        callbacks.append(
+            Console(plan.problem, plan.names[0], plan.epochs, every=1 if args.verbose else 10)
+        )
+    result = train.execute(plan, callbacks)
+    summary = {**result.to_json(), "run_dir": str(run_dir)}
+    runs.write_json(run_dir / "summary.json", summary)
+    if human:
+        print(agreement_table(result))
+    return result, summary
+
+
+def _finish(results, run_dir, args) -> int:
+    if any(r.status == "interrupted" for r in results):
+        _stderr(f"torchgd: interrupted; everything up to the interrupt is in {run_dir}")
+        return 130
+    if not (args.json or args.quiet):
+        print(f"Run directory: {run_dir}")
+    return 0
+
+
+def cmd_lecture(args) -> int:
+    from . import options
+
+    options.check_dtype_name(args.dtype)
+    from . import runs, train
+
+    plans = {
+        s: train.plan(
+            "linear",
+            args.data,
+            schedule=s,
+            lr=0.01,
+            epochs=100,
+            init={"w": 1.0},
+            **_plan_kwargs(args),
+        )
+        for s in ("batch", "sgd")
+    }
+    run_dir = runs.new_run_dir(args.logdir, args.name, "lecture")
+    summary, results = {"run_dir": str(run_dir)}, []
+    for schedule, plan in plans.items():
+        sub = run_dir / schedule
+        sub.mkdir()
+        result, summary[schedule] = _run(plan, args, sub, LECTURE_HEADERS[schedule])
+        results.append(result)
+        if result.status != "completed":
+            break
+        if not (args.json or args.quiet):
+            print()
+    runs.write_json(run_dir / "summary.json", summary)
+    if args.json:
+        print(runs.dumps(summary))
+    return _finish(results, run_dir, args)
+
+
+def cmd_train(args) -> int:
+    from . import options, schedules
+
+    if args.epochs is not None and args.steps is not None:
+        raise _error("give --epochs or --steps, not both")
+    epochs = args.epochs if args.epochs is not None else args.steps
+    epochs = 100 if epochs is None else epochs
+    hyper = dict(
+        lr=args.lr,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        maximize=args.maximize,
+    )
+    options.check_dtype_name(args.dtype)
+    options.SGD(**hyper)
+    options.check_epochs(epochs)
+    schedules.parse(args.schedule)
+    from . import runs, train
+
+    plan = train.plan(
+        args.problem,
+        args.data,
+        schedule=args.schedule,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        lr=args.lr,
+        epochs=epochs,
+        init=args.init,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        maximize=args.maximize,
+        **_plan_kwargs(args),
+    )
+    run_dir = runs.new_run_dir(args.logdir, args.name, "train")
+    result, summary = _run(plan, args, run_dir)
+    if args.json:
+        print(runs.dumps(summary))
+    return _finish([result], run_dir, args)
+
+
+def _error(message: str):
+    from .errors import TorchgdError
+
+    return TorchgdError(message)
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        _stderr("torchgd: interrupted")
+        return 130
+    except Exception as exc:
+        from .errors import TorchgdError
+
+        if isinstance(exc, TorchgdError):
+            _stderr(f"torchgd {args.command}: error: {exc}")
+            return 2
+        raise

@@ -1,0 +1,66 @@
+"""Options that can be checked without importing torch, so bad input is refused at once.
+
+``train.plan`` checks them again (the library is validated too); the CLI checks them first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from .errors import TorchgdError
+
+RULES = ("textbook", "torch-exact")
+DTYPE_NAMES = ("float64", "float32")
+
+
+@dataclass(frozen=True)
+class SGD:
+    """Hyperparameters, keyword-only and checked like ``torch.optim.SGD.__init__``."""
+
+    lr: float = 0.01
+    momentum: float = 0.0
+    dampening: float = 0.0
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    maximize: bool = False
+
+    def __post_init__(self):
+        for name in ("lr", "momentum", "dampening", "weight_decay"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TorchgdError(
+                    f"--{name.replace('_', '-')} must be a finite number, got {value}"
+                )
+        if self.lr <= 0:
+            raise TorchgdError(f"--lr must be positive, got {self.lr}")
+        if self.momentum < 0:
+            raise TorchgdError(f"invalid momentum value {self.momentum}: must be >= 0")
+        if self.weight_decay < 0:
+            raise TorchgdError(f"invalid weight decay {self.weight_decay}: must be >= 0")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise TorchgdError("nesterov momentum requires a momentum > 0 and zero dampening")
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+    def torch_kwargs(self) -> dict:
+        return self.asdict()
+
+
+def check_epochs(epochs) -> int:
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise TorchgdError(f"--epochs must be a whole number >= 1, got {epochs}")
+    return epochs
+
+
+def check_dtype_name(name: str) -> str:
+    if name not in DTYPE_NAMES:
+        raise TorchgdError(f"unknown dtype '{name}': use one of {', '.join(DTYPE_NAMES)}")
+    return name
+
+
+def check_rule(rule: str) -> str:
+    if rule not in RULES:
+        raise TorchgdError(f"unknown rule '{rule}': use one of {', '.join(RULES)}")
+    return rule
