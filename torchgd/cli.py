@@ -137,6 +137,31 @@ def build_parser() -> Parser:
     tr.add_argument("--maximize", action="store_true")
     _add_run_options(tr, defaults_from_lecture=False)
     tr.set_defaults(func=cmd_train)
+
+    ck = sub.add_parser(
+        "check",
+        help="check a gradient formula against autograd and central differences",
+        description="Compare the analytic gradient with autograd and with "
+        "central differences at seeded random and special points, "
+        "and run gradcheck/gradgradcheck on the formula. Exit code "
+        "1 when a check fails.",
+    )
+    ck.add_argument(
+        "--problem",
+        default="paraboloid",
+        help="a built-in problem or FILE.py:NAME (default paraboloid)",
+    )
+    ck.add_argument("--data", default="lecture", help="data for the linear problem")
+    ck.add_argument("--points", type=int, default=16, help="random points (default 16)")
+    ck.add_argument("--seed", type=int, default=0)
+    ck.add_argument(
+        "--h",
+        default="1e-4",
+        help="central-difference step (default 1e-4, the lecture's) or 'auto'",
+    )
+    ck.add_argument("--dtype", default="float64")
+    ck.add_argument("--json", action="store_true", help="print one JSON object")
+    ck.set_defaults(func=cmd_check)
     return parser
 
 
@@ -267,6 +292,25 @@ def cmd_train(args) -> int:
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)
+
+
+def cmd_check(args) -> int:
+    from . import options
+
+    options.check_dtype_name(args.dtype)
+    h = args.h
+    if h != "auto":
+        try:
+            h = float(h)
+        except ValueError:
+            raise _error(f"--h must be a positive number or 'auto', got '{args.h}'") from None
+    from . import check, runs
+
+    report = check.check_gradients(
+        args.problem, points=args.points, seed=args.seed, h=h, dtype=args.dtype, data=args.data
+    )
+    print(runs.dumps(report) if args.json else check.format_report(report))
+    return 0 if report["ok"] else 1
 
 
 def _error(message: str):

@@ -1,0 +1,89 @@
+"""Every reason the agreement report gives is provoked here and checked against what happened."""
+
+import torch
+
+import torchgd
+from torchgd.callbacks.console import agreement_table
+
+
+def reasons(result, kind):
+    return [r for r in result.agreement["reasons"] if r["kind"] == kind]
+
+
+def test_update_rounding_reason_quotes_both_recomputed_results_and_they_really_differ():
+    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    (manual_optim,) = [x for x in reasons(r, "update rule") if x["between"] == "manual~optim"]
+    text = manual_optim["reason"]
+    assert "param.add_(grad, alpha=-lr)" in text and "w -= lr * grad" in text
+    step = r.agreement["params"]["manual~optim"]["first_difference"]["step"]
+    assert f"at step {step}" in text
+    # replay the run by hand up to that step and recompute both updates
+    x = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
+    w = torch.tensor(1.0, dtype=torch.float64)
+    for _ in range(step - 1):
+        w = w - 0.01 * ((2 * x * (x * w - x * 2)).sum() / 3)
+    g = (2 * x * (x * w - x * 2)).sum() / 3
+    textbook, fused = (w - 0.01 * g).item(), w.add(g, alpha=-0.01).item()
+    assert textbook != fused
+    assert f"w - lr*grad = {textbook!r}" in text and f"alpha=-lr) = {fused!r}" in text
+
+
+def test_torch_exact_rule_removes_the_update_rounding_difference():
+    r = torchgd.fit("linear", "course", schedule="batch", epochs=100, rule="torch-exact")
+    assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
+    assert reasons(r, "update rule") == []
+
+
+def test_gradient_reason_names_the_rounded_one_over_n():
+    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    (grad,) = reasons(r, "gradient")
+    assert r.agreement["grad"]["max_ulp"] > 0
+    assert "1/N is not exact in binary for N = 3" in grad["reason"]
+
+
+def test_function_problem_gradient_reason_is_rounding_not_a_wrong_formula():
+    r = torchgd.fit("rosenbrock", epochs=200, lr=0.001)
+    (grad,) = reasons(r, "gradient")
+    assert "rounding, not a wrong formula" in grad["reason"]
+    assert r.agreement["grad"]["max_rel"] < 1e-12
+
+
+def test_carried_forward_reason_when_the_largest_difference_comes_after_the_first():
+    r = torchgd.fit("rosenbrock", epochs=200, lr=0.001)
+    rep = r.agreement["params"]["manual~optim"]
+    assert rep["max_ulp_at"]["step"] > rep["first_difference"]["step"]
+    (text,) = [x["reason"] for x in reasons(r, "update rule") if x["between"] == "manual~optim"]
+    assert "carried forward" in text and f"at step {rep['max_ulp_at']['step']}" in text
+
+
+def test_float32_runs_report_their_distance_to_float64():
+    r = torchgd.fit("linear", "lecture", schedule="sgd", dtype="float32", epochs=30)
+    (dtype_reason,) = reasons(r, "dtype")
+    f64 = torchgd.fit("linear", "lecture", schedule="sgd", epochs=30, paths=("manual",))
+    hist32 = r.paths["manual"]["history"]["w"]
+    hist64 = f64.paths["manual"]["history"]["w"]
+    worst = r.agreement["float64_reference"]["manual"]["max_abs"]
+    # per-epoch values are a subset of steps, so the per-step maximum bounds them
+    assert max(abs(a - b) for a, b in zip(hist32, hist64)) <= worst
+    assert f"{worst:.3g}" in dtype_reason["reason"]
+
+
+def test_a_wrong_formula_in_a_run_is_called_out_beyond_rounding():
+    wrong = torchgd.FunctionProblem(
+        "wrong",
+        ("x",),
+        f=lambda x: x**2,
+        df=lambda x: (x,),
+        start={"x": 3.0},
+        description="f = x^2, df forgot the 2",
+    )
+    r = torchgd.fit(wrong, epochs=5, lr=0.1)
+    (grad,) = [x for x in reasons(r, "gradient") if x["between"] == "analytic~autograd"]
+    assert "does not compute the derivative of the loss" in grad["reason"]
+
+
+def test_console_table_shows_each_pair_and_the_reasons():
+    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    table = agreement_table(r)
+    assert "params manual~optim" in table and "grad analytic~autograd" in table
+    assert table.count("why (") == len(r.agreement["reasons"])
