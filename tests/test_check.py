@@ -1,4 +1,4 @@
-"""Gradient verification: analytic vs autograd vs central differences, gradcheck, a wrong formula."""
+"""Gradient checks: analytic vs autograd vs central differences, gradcheck, a wrong formula."""
 
 import json
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from . import compare, data as datasets, gradients, problems
+from . import compare, gradients, problems
+from . import data as datasets
 from .device import dtype_name, resolve_dtype
 from .errors import TorchgdError
 

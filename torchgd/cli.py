@@ -162,6 +162,19 @@ def build_parser() -> Parser:
     ck.add_argument("--dtype", default="float64")
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.set_defaults(func=cmd_check)
+
+    be = sub.add_parser(
+        "bench",
+        help="measure speed as ratios in one run",
+        description="Numerical-gradient speed-up over the lecture's loop, "
+        "per-sample SGD steps/s of each path against pure Python, "
+        "start-up times. Writes bench.json to the run directory.",
+    )
+    be.add_argument("--quick", action="store_true", help="CI-sized runs")
+    be.add_argument("--json", action="store_true", help="print one JSON object")
+    be.add_argument("--logdir", default="runs")
+    be.add_argument("--name", default=None)
+    be.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -311,6 +324,19 @@ def cmd_check(args) -> int:
     )
     print(runs.dumps(report) if args.json else check.format_report(report))
     return 0 if report["ok"] else 1
+
+
+def cmd_bench(args) -> int:
+    from . import bench, runs
+
+    run_dir = runs.new_run_dir(args.logdir, args.name, "bench")
+    report = bench.run(quick=args.quick)
+    report["run_dir"] = str(run_dir)
+    runs.write_json(run_dir / "bench.json", report)
+    table = bench.format_table(report)
+    runs.write_atomic(run_dir / "bench.txt", table + "\n")
+    print(runs.dumps(report) if args.json else table)
+    return 0
 
 
 def _error(message: str):
