@@ -144,8 +144,9 @@ def format_table(r: dict) -> str:
         f"torchgd bench ({'quick' if r['quick'] else 'full'}) on {m['cpu']}, {m['cores']} "
         f"threads, Python {m['python']}, torch {m['torch']}",
         f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
-        f"  numerical gradient, vectorized {num['grid']:>9} {num['vectorized_points_per_s']:>11,.0f}"
-        f" points/s  speed-up {num['speedup']:.1f}x (target >= {num['target']})",
+        f"  numerical gradient, vectorized {num['grid']:>9} "
+        f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
+        f"(target >= {num['target']})",
         f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s",
     ]
     for name, p in [*sgd["paths"].items(), ("all three", sgd["all_three_in_lockstep"])]:

@@ -67,6 +67,29 @@ def _add_run_options(p: argparse.ArgumentParser, *, defaults_from_lecture: bool)
         action="store_true",
         help="print every epoch (default: every 10th and the last)",
     )
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="TensorBoard: log every K-th step (default: every step for runs under "
+        "10,000 steps, else about 5,000 steps in all)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.9,
+        metavar="BETA",
+        help="TensorBoard loss/smoothed: bias-corrected moving average (default 0.9)",
+    )
+    p.add_argument("--no-tensorboard", action="store_true", help="write no event files")
+    p.add_argument("--no-plots", action="store_true", help="draw no figures")
+    p.add_argument(
+        "--format",
+        default="png",
+        choices=["png", "svg", "pdf"],
+        help="figure format (default png; TensorBoard shows PNG only)",
+    )
 
 
 def build_parser() -> Parser:
@@ -138,6 +161,42 @@ def build_parser() -> Parser:
     _add_run_options(tr, defaults_from_lecture=False)
     tr.set_defaults(func=cmd_train)
 
+    pl = sub.add_parser(
+        "plot",
+        help="draw a figure: field, cost, loss, schedules, trajectory",
+        description="Draw one figure into a file. cost, loss and trajectory "
+        "plot a saved run (--run DIR) or a fresh one made with the "
+        "options below.",
+    )
+    pl.add_argument("kind", choices=["field", "cost", "loss", "schedules", "trajectory"])
+    pl.add_argument(
+        "--run", default=None, metavar="RUN_DIR", help="a run directory holding summary.json"
+    )
+    pl.add_argument(
+        "--problem",
+        default=None,
+        help="field: a 2-D problem (default paraboloid); trajectory: any function "
+        "problem (default elliptic)",
+    )
+    pl.add_argument("--data", default="lecture")
+    pl.add_argument("--schedule", default="sgd")
+    pl.add_argument("--lr", type=float, default=None)
+    pl.add_argument("--epochs", type=int, default=None)
+    pl.add_argument("--init", type=_init, default=None, metavar="NAME=VALUE,...")
+    pl.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
+    pl.add_argument("--out", default=None, help="output file (default ./KIND.FORMAT)")
+    pl.set_defaults(func=cmd_plot)
+
+    tb = sub.add_parser(
+        "tb",
+        help="start TensorBoard on runs/ at 127.0.0.1",
+        description="Start TensorBoard on LOGDIR, bound to 127.0.0.1, and print "
+        "its address. Ctrl-C stops it.",
+    )
+    tb.add_argument("logdir", nargs="?", default="runs")
+    tb.add_argument("--port", type=int, default=6006, help="port (default 6006; 0 = any free)")
+    tb.set_defaults(func=cmd_tb)
+
     ck = sub.add_parser(
         "check",
         help="check a gradient formula against autograd and central differences",
@@ -194,14 +253,42 @@ LECTURE_HEADERS = {
 }
 
 
+def _check_logging(args) -> None:
+    if args.log_every is not None and args.log_every < 1:
+        raise _error(f"--log-every must be a whole number >= 1, got {args.log_every}")
+    if not 0 <= args.smoothing < 1:
+        raise _error(f"--smoothing must be in [0, 1), got {args.smoothing}")
+
+
 def _run(plan, args, run_dir, header=None):
     """Execute one plan into ``run_dir``: config first, the console, then the summary."""
     from . import runs, train
     from .callbacks.console import Console, agreement_table
+    from .callbacks.progress import Progress
 
     runs.write_json(run_dir / "config.json", plan.config)
     human = not (args.json or args.quiet)
     callbacks = []
+    if human:
+        callbacks.append(Progress(plan.epochs))
+    if not args.no_plots:
+        from .callbacks.figures import Figures
+
+        callbacks.append(Figures(run_dir, args.format))
+    if not args.no_tensorboard:
+        from .callbacks.tensorboard import TensorBoard
+
+        n = len(plan.dataset) if plan.dataset is not None else 1
+        total = plan.epochs * (plan.schedule.steps_per_epoch(n) if plan.dataset else 1)
+        callbacks.append(
+            TensorBoard(
+                run_dir,
+                lr=plan.hp.lr,
+                total_steps=total,
+                log_every=args.log_every,
+                smoothing=args.smoothing,
+            )
+        )
     if human:
         if header:
             print(header)
@@ -232,6 +319,7 @@ def cmd_lecture(args) -> int:
     from . import options
 
     options.check_dtype_name(args.dtype)
+    _check_logging(args)
     from . import runs, train
 
     plans = {
@@ -257,6 +345,17 @@ def cmd_lecture(args) -> int:
             break
         if not (args.json or args.quiet):
             print()
+    if not args.no_plots and results[-1].status == "completed":
+        from . import plots
+
+        figures = [
+            plots.field(run_dir / f"field.{args.format}"),
+            plots.schedules(run_dir / f"schedules.{args.format}", data=args.data),
+        ]
+        if not args.no_tensorboard and args.format == "png":
+            from .callbacks.tensorboard import write_figures
+
+            write_figures(run_dir / "figures", figures)
     runs.write_json(run_dir / "summary.json", summary)
     if args.json:
         print(runs.dumps(summary))
@@ -266,6 +365,7 @@ def cmd_lecture(args) -> int:
 def cmd_train(args) -> int:
     from . import options, schedules
 
+    _check_logging(args)
     if args.epochs is not None and args.steps is not None:
         raise _error("give --epochs or --steps, not both")
     epochs = args.epochs if args.epochs is not None else args.steps
@@ -336,6 +436,93 @@ def cmd_bench(args) -> int:
     table = bench.format_table(report)
     runs.write_atomic(run_dir / "bench.txt", table + "\n")
     print(runs.dumps(report) if args.json else table)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import json
+    from pathlib import Path
+
+    from . import plots
+
+    out = Path(args.out or f"{args.kind}.{args.format}")
+    if args.kind == "field":
+        path = plots.field(out, args.problem or "paraboloid")
+    elif args.kind == "schedules":
+        path = plots.schedules(out, data=args.data, lr=args.lr or 0.01, epochs=args.epochs or 30)
+    else:
+        if args.run:
+            summary_file = Path(args.run) / "summary.json"
+            try:
+                summary = json.loads(summary_file.read_text())
+            except (OSError, ValueError) as exc:
+                raise _error(f"cannot read run summary '{summary_file}': {exc}") from None
+            if "paths" not in summary:
+                raise _error(
+                    f"'{summary_file}' holds no single run (a lecture run has batch/ "
+                    "and sgd/ inside: give one of them)"
+                )
+        else:
+            from .train import fit
+
+            problem = args.problem or ("elliptic" if args.kind == "trajectory" else "linear")
+            defaults = {"elliptic": 0.1}.get(problem, 0.01)
+            summary = fit(
+                problem,
+                args.data,
+                schedule=args.schedule,
+                init=args.init,
+                lr=args.lr or defaults,
+                epochs=args.epochs or 30,
+            ).to_json()
+        path = getattr(plots, args.kind)(out, summary)
+    print(path)
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cmd_tb(args) -> int:
+    import os
+    import subprocess
+
+    if not os.path.isdir(args.logdir):
+        raise _error(f"log directory '{args.logdir}' does not exist; run torchgd lecture first")
+    if not 0 <= args.port < 65536:
+        raise _error(f"--port must be in 0..65535, got {args.port}")
+    port = args.port or _free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "tensorboard.main",
+        "--logdir",
+        args.logdir,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--load_fast",
+        "false",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    print(f"TensorBoard on {args.logdir}: http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        err = proc.communicate()[1]
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(timeout=10)
+        return 0
+    if proc.returncode:
+        last = (err or "").strip().splitlines()
+        raise _error(
+            f"TensorBoard stopped (exit {proc.returncode}): {last[-1] if last else 'no message'}"
+        )
     return 0
 
 

@@ -8,6 +8,8 @@ occurred, plus the first step where they differed at all.
 
 from __future__ import annotations
 
+import struct
+
 import torch
 
 _INT = {
@@ -89,3 +91,27 @@ def flat(params: dict) -> torch.Tensor:
 
 def dtype_str(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
+
+
+_FORMATS = {"float64": ("<d", "<q", 63), "float32": ("<f", "<i", 31)}
+
+
+def ulp_distance_floats(a: list, b: list, dtype: str = "float64") -> int:
+    """The largest ulp distance between two lists of Python floats holding ``dtype`` values.
+
+    The same measure as ``ulp_distance``, without tensors: cheap for a handful of values.
+    """
+    fmt, ifmt, bits = _FORMATS[dtype]
+    mask = (1 << bits) - 1
+    worst = 0
+    for x, y in zip(a, b):
+        if x != x or y != y:  # NaN
+            if (x != x) != (y != y):
+                return int(INT64_MAX)
+            continue
+        ix = struct.unpack(ifmt, struct.pack(fmt, x))[0]
+        iy = struct.unpack(ifmt, struct.pack(fmt, y))[0]
+        ox = ix if ix >= 0 else -(ix & mask)
+        oy = iy if iy >= 0 else -(iy & mask)
+        worst = max(worst, abs(ox - oy))
+    return worst

@@ -110,11 +110,12 @@ def agreement(
     }
     if not records:
         return report
-    steps = [r[0] for r in records]
-    epochs = [r[1] for r in records]
-    P = torch.stack([r[2] for r in records])  # [T, paths, D] after each step
-    G = torch.stack([r[3] for r in records])  # [T, paths, D] gradient used
-    before = torch.cat([params0.expand(1, len(names), -1), P[:-1]])
+    steps = [r.step for r in records]
+    epochs = [r.epoch for r in records]
+    T, D = len(records), len(labels)
+    P = torch.tensor([r.params for r in records], dtype=dtype).reshape(T, -1, D)  # after step
+    G = torch.tensor([r.grads for r in records], dtype=dtype).reshape(T, -1, D)  # gradient used
+    before = torch.cat([params0.to(dtype).expand(1, len(names), -1), P[:-1]])
 
     for i, j in combinations(range(len(names)), 2):
         a, b = names[i], names[j]
@@ -147,7 +148,7 @@ def agreement(
     report.update(_summary(report["params"]))
 
     if grad_checked:
-        R = torch.stack([r[4] for r in records])  # [T, autograd paths, D]
+        R = torch.tensor([r.refs for r in records], dtype=dtype).reshape(T, -1, D)
         pairs = {}
         for q, name in enumerate(grad_checked):
             pairs[f"analytic~{name}"] = compare.pair_report(
@@ -163,8 +164,8 @@ def agreement(
                 }
             )
 
-    if records[0][5] is not None:
-        R64 = torch.stack([r[5] for r in records])
+    if records[0].ref64 is not None:
+        R64 = torch.tensor([r.ref64 for r in records], dtype=torch.float64)
         ref = {
             name: compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
             for i, name in enumerate(names)

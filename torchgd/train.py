@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -23,6 +24,30 @@ from .paths import PATHS, ManualPath
 PATH_NAMES = tuple(PATHS)
 
 
+class Record(NamedTuple):
+    """One finished step as Python floats (exact for float32 and float64), paths in order."""
+
+    step: int
+    epoch: int
+    losses: list  # per path: the loss on the batch before the update
+    params: list  # per path, D entries each: the parameters after the update
+    grads: list  # per path, D entries each: the gradient used
+    refs: list  # per autograd path, D entries each: the analytic formula at its parameters
+    ref64: list | None  # float32 runs: the float64 manual path's parameters
+
+
+def _floats(tensors) -> list:
+    """Values of tensors as one flat list of Python floats; one small call per tensor."""
+    out = []
+    for t in tensors:
+        v = t.detach().reshape(-1).tolist() if t.dim() > 1 else t.detach().tolist()
+        if isinstance(v, list):
+            out.extend(v)
+        else:
+            out.append(v)
+    return out
+
+
 @dataclass
 class Step:
     """What callbacks get after each step: per path the loss before the update, the gradient
@@ -33,6 +58,8 @@ class Step:
     losses: dict
     grads: dict
     params: dict
+    refs: dict  # the analytic formula at each autograd path's parameters before the step
+    record: Record  # the same numbers as Python floats, in path order
 
 
 @dataclass
@@ -195,7 +222,15 @@ def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
 
 
 def execute(p: Plan, callbacks=()) -> Result:
-    """The lockstep loop over a validated plan."""
+    """The lockstep loop over a validated plan; every callback is closed on every exit."""
+    try:
+        return _execute(p, callbacks)
+    finally:
+        for cb in callbacks:
+            cb.close()
+
+
+def _execute(p: Plan, callbacks) -> Result:
     problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config = (
         p.problem,
         p.dataset,
@@ -223,9 +258,7 @@ def execute(p: Plan, callbacks=()) -> Result:
 
     labels = compare.labels_for(params0)
     grad_checked = [p for p in names if run_paths[p].uses_autograd]
-    # one tuple per finished step: (step, epoch, params after [P, D], grads [P, D],
-    # analytic formula at each autograd path's params [Q, D], float64 reference params [D])
-    records = []
+    records = []  # one Record per finished step
     history = {p: {"loss": [], **{k: [] for k in params0}} for p in names}
     for cb in callbacks:
         cb.on_start(config, run_paths)
@@ -241,36 +274,34 @@ def execute(p: Plan, callbacks=()) -> Result:
             for sl in slices:
                 xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
                 with torch.no_grad():
-                    refs = [
-                        compare.flat(problem.grad(run_paths[p].values(), xb, yb))
-                        for p in grad_checked
-                    ]
+                    refs = [problem.grad(run_paths[p].values(), xb, yb) for p in grad_checked]
                 out = {p: run_paths[p].step(xb, yb) for p in names}
                 ref64 = None
                 if reference is not None:
                     reference.step(
                         *((xe64[sl[0] : sl[1]], ye64[sl[0] : sl[1]]) if sl else (None,) * 2)
                     )
-                    ref64 = compare.flat(reference.params)
+                    ref64 = _floats(reference.params.values())
                 step += 1
-                after = {p: run_paths[p].values() for p in names}
-                records.append(
-                    (
-                        step,
-                        epoch,
-                        torch.stack([compare.flat(after[p]) for p in names]),
-                        torch.stack([compare.flat(out[p][1]) for p in names]),
-                        torch.stack(refs) if refs else None,
-                        ref64,
-                    )
+                record = Record(
+                    step,
+                    epoch,
+                    _floats(out[p][0] for p in names),
+                    _floats(t for p in names for t in run_paths[p].params.values()),
+                    _floats(t for p in names for t in out[p][1].values()),
+                    _floats(t for r in refs for t in r.values()),
+                    ref64,
                 )
+                records.append(record)
                 if callbacks:
                     info = Step(
                         step,
                         epoch,
                         {p: out[p][0] for p in names},
                         {p: out[p][1] for p in names},
-                        after,
+                        {p: run_paths[p].values() for p in names},
+                        dict(zip(grad_checked, refs)),
+                        record,
                     )
                     for cb in callbacks:
                         cb.on_step(info)

@@ -1,0 +1,36 @@
+"""Draws a run's figures into its run directory when it ends (before TensorBoard picks them up).
+
+``loss`` for every run; ``cost`` for the linear model with one weight; ``trajectory`` for
+function problems.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import Callback
+
+
+def kinds_for(config: dict) -> list[str]:
+    kinds = ["loss"]
+    if config["problem"] == "linear" and isinstance(config["init"].get("w"), float):
+        kinds.append("cost")
+    elif config["data"] is None:
+        kinds.append("trajectory")
+    return kinds
+
+
+class Figures(Callback):
+    def __init__(self, run_dir, fmt: str = "png"):
+        self.run_dir, self.fmt = Path(run_dir), fmt
+        self.written: list[Path] = []
+
+    def on_end(self, result):
+        if not result.epochs:
+            return
+        from .. import plots
+
+        summary = result.to_json()
+        for kind in kinds_for(summary["config"]):
+            path = self.run_dir / f"{kind}.{self.fmt}"
+            self.written.append(getattr(plots, kind)(path, summary))

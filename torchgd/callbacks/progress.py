@@ -1,0 +1,40 @@
+"""A tqdm progress bar on stderr, for runs long enough to need one.
+
+Shown only when stderr is a terminal and after about two seconds (``delay``), never with
+``--json`` or ``--quiet`` (the CLI does not add it then) and never when stderr is piped.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import Callback
+
+
+class Progress(Callback):
+    def __init__(self, epochs: int, stream=None, delay: float = 2.0):
+        self.epochs, self.stream, self.delay = epochs, stream or sys.stderr, delay
+        self.bar = None
+
+    def on_start(self, config, paths):
+        if not self.stream.isatty():
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=self.epochs,
+            unit="epoch",
+            file=self.stream,
+            delay=self.delay,
+            leave=False,
+            dynamic_ncols=True,
+        )
+
+    def on_epoch(self, epoch):
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,213 @@
+"""Figures, drawn with matplotlib's Agg backend: files first, no screen needed.
+
+Each function takes what a run wrote (its ``summary.json`` object, as ``Result.to_json()``
+gives it) or a problem, and saves one figure. Sizes are fixed (``SIZE`` at ``DPI``) so tests can
+check them.
+
+* ``field``: the lecture's first section: f(x, y) = x^2 + y^2 as a 3-D surface, and a quiver
+  plot of its numerical gradient (central differences, h = 1e-4) on the lecture's grid.
+* ``cost``: cost(w) over a range of w, with each path's iterates marked on it.
+* ``loss``: loss per epoch, raw and smoothed, one line per path; log scale across decades.
+* ``schedules``: batch GD, per-sample SGD and mini-batch on the same data, against epochs and
+  against samples seen.
+* ``trajectory``: contour lines of a 2-D problem (or the curve of a 1-D one) with the iterates.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from . import data as datasets  # noqa: E402
+from . import gradients, problems  # noqa: E402
+from .errors import TorchgdError  # noqa: E402
+
+KINDS = ("field", "cost", "loss", "schedules", "trajectory")
+FORMATS = ("png", "svg", "pdf")
+DPI = 100
+SIZE = (8, 5)  # inches: 800 x 500 pixels
+WIDE = (12, 5)  # 1200 x 500
+MARKERS = {"manual": "o", "autograd": "x", "optim": "+"}
+
+
+def _save(fig, path: Path) -> Path:
+    path = Path(path)
+    if path.suffix.lstrip(".") not in FORMATS:
+        raise TorchgdError(f"unknown figure format '{path.suffix}': use {', '.join(FORMATS)}")
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
+
+
+def smooth(values: list[float], beta: float = 0.9) -> list[float]:
+    """Exponential moving average with bias correction, the lecture's weighted mean of the loss:
+    s_t = beta * s_(t-1) + (1 - beta) * loss_t, shown as s_t / (1 - beta^t)."""
+    out, s = [], 0.0
+    for t, v in enumerate(values, start=1):
+        s = beta * s + (1 - beta) * v
+        out.append(s / (1 - beta**t))
+    return out
+
+
+def field(path, problem: str = "paraboloid") -> Path:
+    p = problems.get(problem)
+    if len(p.param_names) != 2 or p.needs_data:
+        raise TorchgdError(f"plot field needs a 2-D function problem, not '{problem}'")
+    x = np.arange(-4, 4, 0.25)  # the lecture's grid
+    X, Y = np.meshgrid(x, x)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    Z = p.f(Xt, Yt).numpy()
+    GX, GY = (g.numpy() for g in gradients.numerical(p.f, Xt, Yt, h=1e-4))
+    fig = plt.figure(figsize=WIDE)
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    ax.plot_surface(X, Y, Z, cmap=matplotlib.cm.coolwarm)
+    ax.set(xlabel="x", ylabel="y", zlabel="f(x, y)", title=f"{p.description}")
+    ax2 = fig.add_subplot(1, 2, 2)
+    view = (np.abs(X) <= 2) & (np.abs(Y) <= 2)  # the lecture shows [-2, 2]^2: scale arrows to it
+    ax2.quiver(X[view], Y[view], GX[view], GY[view], label="numerical gradient (h = 1e-4)")
+    ax2.set(
+        xlim=(-2, 2),
+        ylim=(-2, 2),
+        xlabel="x",
+        ylabel="y",
+        title="gradient field: arrows point uphill",
+    )
+    ax2.grid(True)
+    ax2.legend(loc="upper right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _iterates(summary: dict, path: str, name: str) -> list:
+    start = summary["config"]["init"][name]
+    return [start, *summary["paths"][path]["history"][name]]
+
+
+def cost(path, summary: dict) -> Path:
+    cfg = summary["config"]
+    if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float):
+        raise TorchgdError("plot cost needs a run of the linear model with one weight w")
+    ds = datasets.get(cfg["data"])
+    ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w")]
+    lo, hi = min(min(ws), 0.0), max(max(ws), 4.0)
+    grid = torch.linspace(lo, hi, 400, dtype=torch.float64)
+    costs = ((ds.x[None, :] * grid[:, None] - ds.y[None, :]) ** 2).mean(1)
+    fig, ax = plt.subplots(figsize=SIZE)
+    ax.plot(grid, costs, color="0.3", label="cost(w) = 1/N sum (x_n*w - y_n)^2")
+    linear = problems.get("linear")
+    for p in summary["paths"]:
+        w = torch.tensor(_iterates(summary, p, "w"), dtype=torch.float64)
+        c = [linear.loss({"w": v}, ds.x, ds.y).item() for v in w]
+        ax.plot(w, c, MARKERS.get(p, "."), label=f"{p}: w after each epoch", alpha=0.8)
+    ax.set(
+        xlabel="w",
+        ylabel="cost (MSE)",
+        title=f"cost(w) on the {cfg['data']} data, {cfg['schedule']}, lr={cfg['lr']}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def loss(path, summary: dict, beta: float = 0.9) -> Path:
+    fig, ax = plt.subplots(figsize=SIZE)
+    values = []
+    for p, run in summary["paths"].items():
+        raw = [v for v in run["history"]["loss"] if v is not None]
+        epochs = range(1, len(raw) + 1)
+        (line,) = ax.plot(epochs, raw, alpha=0.35, label=f"{p} (raw)")
+        ax.plot(
+            epochs, smooth(raw, beta), color=line.get_color(), label=f"{p} (smoothed, beta={beta})"
+        )
+        values += raw
+    positive = [v for v in values if v > 0 and math.isfinite(v)]
+    if positive and max(positive) / min(positive) > 100:
+        ax.set_yscale("log")
+    cfg = summary["config"]
+    ax.set(
+        xlabel="epoch",
+        ylabel="loss",
+        title=f"loss per epoch: {cfg['problem']}, "
+        f"{cfg['schedule']}, lr={cfg['lr']}, {cfg['dtype']}",
+    )
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def schedules(
+    path,
+    data: str = "lecture",
+    lr: float = 0.01,
+    epochs: int = 30,
+    batch_size: int = 2,
+    seed: int = 0,
+) -> Path:
+    from .train import fit
+
+    n = len(datasets.get(data))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
+    for schedule in ("batch", "sgd", f"minibatch:{batch_size}"):
+        r = fit(
+            "linear", data, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",), seed=seed
+        )
+        w = torch.tensor(r.paths["manual"]["history"]["w"], dtype=torch.float64)
+        ds = datasets.get(data)
+        full = ((ds.x[None, :] * w[:, None] - ds.y[None, :]) ** 2).mean(1)  # cost on all data
+        e = np.arange(1, epochs + 1)
+        ax1.plot(e, full, label=schedule)
+        ax2.plot(e * n, full, label=f"{schedule} ({r.steps // epochs} steps per epoch)")
+    for ax, xlabel in ((ax1, "epoch"), (ax2, "samples seen")):
+        ax.set_yscale("log")
+        ax.set(xlabel=xlabel, ylabel="cost over all data after the epoch")
+        ax.legend()
+        ax.grid(True, alpha=0.3)
+    ax1.set_title(f"batch GD vs SGD vs mini-batch ({data} data, lr={lr})")
+    ax2.set_title("the same, against samples seen")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def trajectory(path, summary: dict) -> Path:
+    cfg = summary["config"]
+    p = problems.get(cfg["problem"])
+    if p.needs_data:
+        raise TorchgdError("plot trajectory needs a function problem (e.g. --problem elliptic)")
+    names = p.param_names
+    fig, ax = plt.subplots(figsize=SIZE)
+    pts = {run: [_iterates(summary, run, n) for n in names] for run in summary["paths"]}
+    lo, hi = p.box
+    if len(names) == 2:
+        xs = [v for xy in pts.values() for v in xy[0] if v is not None]
+        ys = [v for xy in pts.values() for v in xy[1] if v is not None]
+        x0, x1 = min(min(xs), lo), max(max(xs), hi)
+        y0, y1 = min(min(ys), lo), max(max(ys), hi)
+        gx, gy = torch.meshgrid(
+            torch.linspace(x0, x1, 200, dtype=torch.float64),
+            torch.linspace(y0, y1, 200, dtype=torch.float64),
+            indexing="xy",
+        )
+        cs = ax.contour(gx, gy, p.f(gx, gy), levels=25, cmap="viridis")
+        ax.clabel(cs, fontsize=7)
+        for run, (x, y) in pts.items():
+            ax.plot(x, y, MARKERS.get(run, ".") + "-", label=f"{run}", alpha=0.8)
+        ax.set(xlabel="x", ylabel="y")
+    else:
+        x = [v for xs in pts.values() for v in xs[0] if v is not None]
+        grid = torch.linspace(min(min(x), lo), max(max(x), hi), 500, dtype=torch.float64)
+        ax.plot(grid, p.f(grid), color="0.3", label=f"f(x): {p.description}")
+        for run, (xs,) in pts.items():
+            t = torch.tensor(xs, dtype=torch.float64)
+            ax.plot(t, p.f(t), MARKERS.get(run, ".") + "-", label=f"{run}", alpha=0.8)
+        ax.set(xlabel="x", ylabel="f(x)")
+    ax.set_title(f"{p.name}: gradient descent from {cfg['init']}, lr={cfg['lr']}")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
