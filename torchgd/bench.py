@@ -95,6 +95,32 @@ def bench_sgd(epochs: int = 2500, repeat: int = 3) -> dict:
     return out
 
 
+def bench_logging(epochs: int = 2500, repeat: int = 3) -> dict:
+    """Per-sample SGD, all three paths, with TensorBoard logging every step and without."""
+    import shutil
+    import tempfile
+
+    from .callbacks.tensorboard import TensorBoard
+    from .train import execute, plan
+
+    p = plan(schedule="sgd", epochs=epochs)
+    steps = 4 * epochs
+    plain, logged = float("inf"), float("inf")
+    for _ in range(repeat):  # interleaved, so drift on a busy machine hits both alike
+        plain = min(plain, _best(lambda: execute(p), 1))
+        d = tempfile.mkdtemp(prefix="torchgd-bench-tb-")
+        tb = TensorBoard(d, lr=p.hp.lr, total_steps=steps, log_every=1)
+        logged = min(logged, _best(lambda tb=tb: execute(p, [tb]), 1))
+        shutil.rmtree(d, ignore_errors=True)
+    return {
+        "steps": steps,
+        "plain_s": plain,
+        "logged_s": logged,
+        "overhead": logged / plain - 1,
+        "target": 0.5,
+    }
+
+
 def bench_startup(repeat: int = 3) -> dict:
     def wall(args):
         return _best(
@@ -133,6 +159,7 @@ def run(quick: bool = False) -> dict:
         "quick": quick,
         "numerical": bench_numerical(300 if quick else 1000, repeat),
         "sgd": bench_sgd(100 if quick else 2500, repeat),
+        "logging": bench_logging(100 if quick else 2500, repeat),
         "startup": bench_startup(1 if quick else 3),
     }
 
@@ -154,6 +181,12 @@ def format_table(r: dict) -> str:
             f"  per-sample SGD, {name:<21} {p['steps_per_s']:>14,.0f} steps/s  "
             f"{p['ratio_to_python']:.3f}x of pure Python"
         )
+    lg = r["logging"]
+    lines.append(
+        f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
+        f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
+        f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
+    )
     lines += [
         f"  torchgd --help                        {st['help_s']:>13.3f} s",
         f"  torchgd lecture                       {st['lecture_s']:>13.3f} s",

@@ -186,6 +186,11 @@ class TensorBoard(Callback):
             self.writers["compare"].image(f"figures/{png.stem}", png.read_bytes())
         self.close()
 
+    def close(self):
+        for w in self.writers.values():
+            w.close()
+        self.writers = {}
+
 
 def write_figures(logdir, pngs) -> None:
     """Put PNG figures into their own TensorBoard run (``logdir``) as images."""
@@ -195,8 +200,3 @@ def write_figures(logdir, pngs) -> None:
             w.image(f"figures/{Path(png).stem}", Path(png).read_bytes())
     finally:
         w.close()
-
-    def close(self):
-        for w in self.writers.values():
-            w.close()
-        self.writers = {}
