@@ -158,8 +158,59 @@ def build_parser() -> Parser:
     tr.add_argument("--weight-decay", type=float, default=0.0)
     tr.add_argument("--nesterov", action="store_true")
     tr.add_argument("--maximize", action="store_true")
+    tr.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
+    )
+    tr.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="divergence guard: stop when the loss grows this many epochs in a row",
+    )
+    tr.add_argument("--no-guard", action="store_true", help="never stop for divergence")
     _add_run_options(tr, defaults_from_lecture=False)
     tr.set_defaults(func=cmd_train)
+
+    sw = sub.add_parser(
+        "sweep",
+        help="K learning rates at once, against the theory",
+        description="Run K learning rates as one vectorized run of the manual "
+        "path; print final loss, status, measured and predicted "
+        "rate per lr, and the critical lr.",
+    )
+    sw.add_argument(
+        "--lr", required=True, metavar="START:STOP:K", help="K learning rates from START to STOP"
+    )
+    sw.add_argument("--log", action="store_true", help="log-spaced learning rates")
+    sw.add_argument("--problem", default="linear")
+    sw.add_argument("--data", default="lecture")
+    sw.add_argument("--schedule", default="batch")
+    sw.add_argument("--shuffle", action="store_true")
+    sw.add_argument("--seed", type=int, default=0)
+    sw.add_argument("--epochs", type=int, default=None)
+    sw.add_argument("--steps", type=int, default=None)
+    sw.add_argument("--init", type=_init, default=None, metavar="NAME=VALUE,...")
+    sw.add_argument("--momentum", type=float, default=0.0)
+    sw.add_argument("--dampening", type=float, default=0.0)
+    sw.add_argument("--weight-decay", type=float, default=0.0)
+    sw.add_argument("--nesterov", action="store_true")
+    sw.add_argument("--maximize", action="store_true")
+    sw.add_argument("--patience", type=int, default=5)
+    sw.add_argument("--no-guard", action="store_true")
+    sw.add_argument("--device", default="auto")
+    sw.add_argument("--dtype", default="float64")
+    sw.add_argument("--logdir", default="runs")
+    sw.add_argument("--name", default=None)
+    sw.add_argument("--no-plots", action="store_true")
+    sw.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
+    swo = sw.add_mutually_exclusive_group()
+    swo.add_argument("--json", action="store_true")
+    swo.add_argument("--quiet", action="store_true")
+    sw.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser(
         "plot",
@@ -168,7 +219,7 @@ def build_parser() -> Parser:
         "plot a saved run (--run DIR) or a fresh one made with the "
         "options below.",
     )
-    pl.add_argument("kind", choices=["field", "cost", "loss", "schedules", "trajectory"])
+    pl.add_argument("kind", choices=["field", "cost", "loss", "schedules", "trajectory", "sweep"])
     pl.add_argument(
         "--run", default=None, metavar="RUN_DIR", help="a run directory holding summary.json"
     )
@@ -310,6 +361,15 @@ def _finish(results, run_dir, args) -> int:
     if any(r.status == "interrupted" for r in results):
         _stderr(f"torchgd: interrupted; everything up to the interrupt is in {run_dir}")
         return 130
+    for r in results:
+        if r.status == "diverged":
+            from .train import divergence_message
+
+            _stderr(
+                f"torchgd: {divergence_message(r.diverged, r.config['lr'])}; "
+                f"the run is in {run_dir}"
+            )
+            return 3
     if not (args.json or args.quiet):
         print(f"Run directory: {run_dir}")
     return 0
@@ -398,6 +458,9 @@ def cmd_train(args) -> int:
         weight_decay=args.weight_decay,
         nesterov=args.nesterov,
         maximize=args.maximize,
+        noise=args.noise,
+        guard=not args.no_guard,
+        patience=args.patience,
         **_plan_kwargs(args),
     )
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
@@ -439,6 +502,57 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from . import options, schedules
+
+    if args.epochs is not None and args.steps is not None:
+        raise _error("give --epochs or --steps, not both")
+    epochs = args.epochs if args.epochs is not None else args.steps
+    epochs = 100 if epochs is None else epochs
+    options.check_dtype_name(args.dtype)
+    options.check_epochs(epochs)
+    options.check_guard(0.0, args.patience)
+    schedules.parse(args.schedule)
+    from . import runs
+    from .sweep import format_table, parse_lrs, sweep
+
+    lrs = parse_lrs(args.lr, args.log)
+    kwargs = dict(
+        schedule=args.schedule,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        epochs=epochs,
+        init=args.init,
+        device=args.device,
+        dtype=args.dtype,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        maximize=args.maximize,
+        guard=not args.no_guard,
+        patience=args.patience,
+    )
+    from .train import plan
+
+    plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)  # check first
+    run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
+    report = sweep(args.problem, args.data, lrs=lrs, **kwargs)
+    report["run_dir"] = str(run_dir)
+    runs.write_json(run_dir / "config.json", report["config"])
+    if not args.no_plots:
+        from . import plots
+
+        plots.sweep(run_dir / f"sweep.{args.format}", report)
+    runs.write_json(run_dir / "summary.json", report)
+    if args.json:
+        print(runs.dumps(report))
+    elif not args.quiet:
+        print(format_table(report))
+        print(f"Run directory: {run_dir}")
+    return 0
+
+
 def cmd_plot(args) -> int:
     import json
     from pathlib import Path
@@ -457,11 +571,23 @@ def cmd_plot(args) -> int:
                 summary = json.loads(summary_file.read_text())
             except (OSError, ValueError) as exc:
                 raise _error(f"cannot read run summary '{summary_file}': {exc}") from None
-            if "paths" not in summary:
+            if args.kind == "sweep" and "lrs" not in summary:
+                raise _error(f"'{summary_file}' is not a sweep's summary")
+            if args.kind != "sweep" and "paths" not in summary:
                 raise _error(
                     f"'{summary_file}' holds no single run (a lecture run has batch/ "
                     "and sgd/ inside: give one of them)"
                 )
+        elif args.kind == "sweep":
+            from .sweep import parse_lrs, sweep
+
+            summary = sweep(
+                args.problem or "linear",
+                args.data,
+                schedule=args.schedule,
+                lrs=parse_lrs("0.01:0.3:30"),
+                epochs=args.epochs or 100,
+            )
         else:
             from .train import fit
 

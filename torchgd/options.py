@@ -64,3 +64,10 @@ def check_rule(rule: str) -> str:
     if rule not in RULES:
         raise TorchgdError(f"unknown rule '{rule}': use one of {', '.join(RULES)}")
     return rule
+
+
+def check_guard(noise, patience) -> None:
+    if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
+        raise TorchgdError(f"--noise must be a finite number >= 0, got {noise}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise TorchgdError(f"--patience must be a whole number >= 1, got {patience}")

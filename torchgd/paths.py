@@ -30,8 +30,14 @@ class Path:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
 
-    def step(self, x, y):
+    def step(self, x, y, noise=None):
+        """One update; ``noise`` (a dict like the gradient) is added to the gradient it uses.
+        Returns the loss before the update and the gradient before any noise."""
         raise NotImplementedError
+
+
+def _with_noise(grads: dict, noise) -> dict:
+    return grads if noise is None else {k: g + noise[k] for k, g in grads.items()}
 
 
 class ManualPath(Path):
@@ -40,10 +46,10 @@ class ManualPath(Path):
     name = "manual"
 
     @torch.no_grad()
-    def step(self, x, y):
+    def step(self, x, y, noise=None):
         loss = self.problem.loss(self.params, x, y)
         grads = self.problem.grad(self.params, x, y)
-        rules.sgd_(self.params, grads, self.state, self.hp, self.rule)
+        rules.sgd_(self.params, _with_noise(grads, noise), self.state, self.hp, self.rule)
         return loss, grads
 
 
@@ -65,10 +71,10 @@ class AutogradPath(Path):
         loss.backward()
         return loss.detach(), {n: t.grad for n, t in self.params.items()}
 
-    def step(self, x, y):
+    def step(self, x, y, noise=None):
         loss, grads = self.backward(x, y)
         with torch.no_grad():
-            rules.sgd_(self.params, grads, self.state, self.hp, self.rule)
+            rules.sgd_(self.params, _with_noise(grads, noise), self.state, self.hp, self.rule)
         return loss, grads
 
 
@@ -81,8 +87,11 @@ class OptimPath(AutogradPath):
         super().__init__(problem, params0, hp, rule="torch")
         self.optimizer = torch.optim.SGD(list(self.params.values()), **hp.torch_kwargs())
 
-    def step(self, x, y):
+    def step(self, x, y, noise=None):
         loss, grads = self.backward(x, y)
+        if noise is not None:
+            for name, t in self.params.items():
+                t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         self.optimizer.step()
         return loss, grads
 

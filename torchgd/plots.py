@@ -29,7 +29,7 @@ from . import data as datasets  # noqa: E402
 from . import gradients, problems  # noqa: E402
 from .errors import TorchgdError  # noqa: E402
 
-KINDS = ("field", "cost", "loss", "schedules", "trajectory")
+KINDS = ("field", "cost", "loss", "schedules", "trajectory", "sweep")
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
 SIZE = (8, 5)  # inches: 800 x 500 pixels
@@ -209,5 +209,78 @@ def trajectory(path, summary: dict) -> Path:
         ax.set(xlabel="x", ylabel="f(x)")
     ax.set_title(f"{p.name}: gradient descent from {cfg['init']}, lr={cfg['lr']}")
     ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def sweep(path, report: dict) -> Path:
+    """Final loss against lr, the critical lr marked; loss curves of a few telling lrs."""
+    lrs, final, status = report["lrs"], report["final_loss"], report["status"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
+    colors = {"converged": "tab:green", "slow": "tab:orange", "diverged": "tab:red"}
+    for s, color in colors.items():
+        pts = [
+            (lr, f) for lr, f, st in zip(lrs, final, status) if st == s and f is not None and f > 0
+        ]
+        if pts:
+            ax1.plot(*zip(*pts), "o", color=color, label=s)
+    zeros = [lr for lr, f in zip(lrs, final) if f == 0]
+    if zeros:
+        ax1.plot(
+            zeros,
+            [min([f for f in final if f and f > 0], default=1e-300)] * len(zeros),
+            "v",
+            color="tab:green",
+            label="converged to exactly 0 (shown at the bottom)",
+        )
+    crit = report["critical_lr"]
+    if crit["predicted"]:
+        ax1.axvline(
+            crit["predicted"],
+            color="k",
+            ls="--",
+            label=f"critical lr, theory: {crit['predicted']:.4g}",
+        )
+    if crit["measured"]:
+        ax1.axvline(
+            crit["measured"],
+            color="tab:red",
+            ls=":",
+            label=f"first lr that fails: {crit['measured']:.4g}",
+        )
+    ax1.set(
+        xscale="log",
+        yscale="log",
+        xlabel="learning rate",
+        ylabel="final loss",
+        title="final loss against learning rate",
+    )
+    ax1.legend(fontsize=8)
+    # too small, good, near critical, too large
+    ok = [i for i, s in enumerate(status) if s != "diverged"]
+    bad = [i for i, s in enumerate(status) if s == "diverged"]
+    rates = report["measured_rate"]
+    chosen = {}
+    if ok:
+        chosen["too small"] = ok[0]
+        good = min(ok, key=lambda i: rates[i] if rates[i] is not None else math.inf)
+        chosen["good"] = good
+        chosen["near critical"] = ok[-1]
+    if bad:
+        chosen["too large"] = bad[0]
+    for label, i in chosen.items():
+        curve = [
+            v
+            for v in report["history"]["loss"][i][: report["stopped_at_epoch"][i]]
+            if v is not None
+        ]
+        ax2.plot(range(1, len(curve) + 1), curve, label=f"{label}: lr={lrs[i]:.4g}")
+    ax2.set(
+        yscale="log",
+        xlabel="epoch",
+        ylabel="loss",
+        title="a rising loss means the learning rate is too large",
+    )
+    ax2.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)

@@ -40,14 +40,17 @@ class Linear:
         return x * params["w"]
 
     def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """cost(w) = 1/N sum (x_n * w - y_n)^2            (eq. 3)"""
+        """cost(w) = 1/N sum (x_n * w - y_n)^2            (eq. 3)
+
+        (Sums run over the last dimension, so a column of K weights, shape [K, 1], gives K
+        costs at once: that is how ``torchgd sweep`` runs K learning rates as one tensor.)"""
         y_pred = self.forward(params, x)
-        return ((y_pred - y) ** 2).sum() / x.shape[0]
+        return ((y_pred - y) ** 2).sum(-1) / x.shape[-1]
 
     def grad(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
         """d cost/dw = 1/N sum 2 * x_n * (x_n * w - y_n)  (eq. 4)"""
         w = params["w"]
-        return {"w": (2 * x * (x * w - y)).sum() / x.shape[0]}
+        return {"w": (2 * x * (x * w - y)).sum(-1) / x.shape[-1]}
 
 
 @dataclass(frozen=True)

@@ -40,16 +40,22 @@ class Schedule:
         """The permutation (a LongTensor) used in ``epoch`` (1-based), or None for data order."""
         if not self.shuffled:
             return None
-        import numpy as np
         import torch
 
-        state = np.random.SeedSequence([self.seed, epoch]).generate_state(2, dtype=np.uint32)
-        g = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         return torch.randperm(n, generator=g)
 
     def slices(self, n: int) -> list[tuple[int, int]]:
         b = self.size(n)
         return [(a, min(a + b, n)) for a in range(0, n, b)]
+
+
+def mix_seed(seed: int, index: int, salt: int = 0) -> int:
+    """A well-mixed 64-bit seed for (seed, index): epochs and steps get independent streams."""
+    import numpy as np
+
+    state = np.random.SeedSequence([seed, index, salt]).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 32 | int(state[1])
 
 
 def parse(spec: str, shuffle: bool = False, seed: int = 0) -> Schedule:

@@ -82,12 +82,15 @@ class Result:
     epochs: int
     seconds: float
     problem: object = field(repr=False, default=None)
+    diverged: dict | None = None  # epoch, path, reason, last finite loss, critical/suggested lr
 
     def params(self, path: str | None = None) -> dict:
         return self.paths[path or next(iter(self.paths))]["params"]
 
     def to_json(self) -> dict:
+        extra = {"diverged": self.diverged} if self.diverged else {}
         return {
+            **extra,
             "config": self.config,
             "status": self.status,
             "steps": self.steps,
@@ -95,6 +98,75 @@ class Result:
             "paths": self.paths,
             "agreement": self.agreement,
         }
+
+
+def _noise(config: dict, step: int, params0: dict) -> dict:
+    """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
+    g = torch.Generator().manual_seed(schedules.mix_seed(config["seed"], step, salt=1))
+    return {
+        n: (config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(
+            t.device, t.dtype
+        )
+        for n, t in params0.items()
+    }
+
+
+class Guard:
+    """Watches each epoch's loss and parameters for divergence."""
+
+    def __init__(self, patience: int, config: dict, dataset):
+        self.patience, self.config, self.dataset = patience, config, dataset
+        self.prev: dict = {}
+        self.streak: dict = {}
+        self.last_finite: dict = {}
+
+    def update(self, epoch: int, losses: dict, params: dict) -> dict | None:
+        for name, loss_t in losses.items():
+            loss = loss_t.item()
+            finite = math.isfinite(loss) and all(
+                bool(torch.isfinite(t).all()) for t in params[name].values()
+            )
+            if not finite:
+                return self._stop(epoch, name, "the loss or a parameter is no longer finite")
+            self.last_finite[name] = loss
+            grew = name in self.prev and loss > self.prev[name]
+            self.streak[name] = self.streak.get(name, 0) + 1 if grew else 0
+            self.prev[name] = loss
+            if self.streak[name] >= self.patience:
+                return self._stop(epoch, name, f"the loss grew {self.patience} epochs in a row")
+        return None
+
+    def _stop(self, epoch: int, path: str, reason: str) -> dict:
+        from . import theory
+
+        info = {
+            "epoch": epoch,
+            "path": path,
+            "reason": reason,
+            "last_finite_loss": self.last_finite.get(path),
+        }
+        cfg = self.config
+        if theory.applies(cfg, self.dataset):
+            critical = theory.critical_lr(self.dataset.x.tolist(), cfg["schedule"])
+            if critical is not None:
+                info["critical_lr"] = critical
+                info["suggested_lr"] = critical / 2
+        self.info = info
+        return info
+
+
+def divergence_message(info: dict, lr: float) -> str:
+    text = f"diverged at epoch {info['epoch']}: {info['reason']}"
+    if info.get("last_finite_loss") is not None:
+        text += f" (last finite loss {info['last_finite_loss']:.6g})"
+    if "critical_lr" in info:
+        text += (
+            f"; theory: this schedule on this data diverges above lr = "
+            f"{info['critical_lr']:.6g} (lr = {lr}); try --lr {info['suggested_lr']:.3g}"
+        )
+    else:
+        text += f"; lr = {lr} may be too large: try a smaller --lr"
+    return text
 
 
 def parse_paths(paths) -> tuple[str, ...]:
@@ -165,8 +237,16 @@ def plan(
     weight_decay=0.0,
     nesterov=False,
     maximize=False,
+    noise=0.0,
+    guard=True,
+    patience=5,
 ) -> Plan:
-    """Check every argument and resolve names to objects; raises TorchgdError on bad input."""
+    """Check every argument and resolve names to objects; raises TorchgdError on bad input.
+
+    ``noise``: standard deviation of Gaussian noise added to every path's gradient (the same
+    draw for every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged``
+    on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
+    """
     problem = problems.get(problem) if isinstance(problem, str) else problem
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     sched = (
@@ -177,6 +257,7 @@ def plan(
     names = parse_paths(paths)
     options.check_rule(rule)
     options.check_epochs(epochs)
+    options.check_guard(noise, patience)
     hp = rules.SGD(
         lr=lr,
         momentum=momentum,
@@ -206,6 +287,7 @@ def plan(
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
+    config.update(noise=noise, guard=guard, patience=patience)
     return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
 
 
@@ -264,6 +346,7 @@ def _execute(p: Plan, callbacks) -> Result:
         cb.on_start(config, run_paths)
 
     status, step, epoch, started = "completed", 0, 0, time.perf_counter()
+    watch, diverged = Guard(config["patience"], config, dataset), None
     try:
         for epoch in range(1, epochs + 1):
             order = sched.order(n, epoch) if dataset is not None else None
@@ -275,7 +358,8 @@ def _execute(p: Plan, callbacks) -> Result:
                 xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
                 with torch.no_grad():
                     refs = [problem.grad(run_paths[p].values(), xb, yb) for p in grad_checked]
-                out = {p: run_paths[p].step(xb, yb) for p in names}
+                noise = _noise(config, step + 1, params0) if config["noise"] else None
+                out = {p: run_paths[p].step(xb, yb, noise) for p in names}
                 ref64 = None
                 if reference is not None:
                     reference.step(
@@ -318,6 +402,11 @@ def _execute(p: Plan, callbacks) -> Result:
             info = Epoch(epoch, step, losses, {p: run_paths[p].values() for p in names})
             for cb in callbacks:
                 cb.on_epoch(info)
+            if config["guard"]:
+                diverged = watch.update(epoch, losses, info.params)
+                if diverged:
+                    status = "diverged"
+                    break
     except KeyboardInterrupt:
         status = "interrupted"
     seconds = time.perf_counter() - started
@@ -346,7 +435,7 @@ def _execute(p: Plan, callbacks) -> Result:
         grad_checked=grad_checked,
         batch_sizes=[b - a for a, b in slices] if dataset is not None else [1],
     )
-    result = Result(config, status, out_paths, agreement, keep, done, seconds, problem)
+    result = Result(config, status, out_paths, agreement, keep, done, seconds, problem, diverged)
     for cb in callbacks:
         cb.on_end(result)
     return result
