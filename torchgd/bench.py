@@ -121,6 +121,26 @@ def bench_logging(epochs: int = 2500, repeat: int = 3) -> dict:
     }
 
 
+def bench_sweep(k: int = 256, epochs: int = 100, repeat: int = 3) -> dict:
+    """K learning rates on the lecture's per-sample SGD: one vectorized sweep against K
+    separate runs of the same (manual) path."""
+    from .sweep import sweep
+    from .train import execute, plan
+
+    lrs = torch.linspace(0.001, 0.2, k, dtype=torch.float64).tolist()
+    vec = _best(lambda: sweep(schedule="sgd", lrs=lrs, epochs=epochs), repeat)
+    plans = [plan(schedule="sgd", lr=lr, epochs=epochs, paths=("manual",)) for lr in lrs]
+    separate = _best(lambda: [execute(p) for p in plans], 1)
+    return {
+        "k": k,
+        "epochs": epochs,
+        "vectorized_s": vec,
+        "separate_s": separate,
+        "speedup": separate / vec,
+        "target": 50,
+    }
+
+
 def bench_startup(repeat: int = 3) -> dict:
     def wall(args):
         return _best(
@@ -160,6 +180,7 @@ def run(quick: bool = False) -> dict:
         "numerical": bench_numerical(300 if quick else 1000, repeat),
         "sgd": bench_sgd(100 if quick else 2500, repeat),
         "logging": bench_logging(100 if quick else 2500, repeat),
+        "sweep": bench_sweep(32 if quick else 256, 100, repeat),
         "startup": bench_startup(1 if quick else 3),
     }
 
@@ -186,6 +207,12 @@ def format_table(r: dict) -> str:
         f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
         f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
         f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
+    )
+    sw = r["sweep"]
+    lines.append(
+        f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
+        f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
+        f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
     )
     lines += [
         f"  torchgd --help                        {st['help_s']:>13.3f} s",

@@ -126,20 +126,27 @@ def sweep(
     last_finite = torch.full((k,), math.nan, dtype=p.dtype, device=p.device)
     stopped_at = torch.zeros(k, dtype=torch.int64, device=p.device)
     losses, params_hist = [], []
+    all_active = True
     with torch.no_grad():
         for epoch in range(1, epochs + 1):
             order = p.schedule.order(n, epoch) if x is not None else None
             xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
             for sl in slices:
                 xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
-                before = p.problem.loss(theta, xb, yb).reshape(k)
+                if p.schedule.kind == "batch" or x is None:  # the loss before the update
+                    before = p.problem.loss(theta, xb, yb).reshape(k)
                 grads = {
                     m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()
                 }
-                new = {m: t.clone() for m, t in theta.items()}
-                rules.sgd_(new, grads, state, hp, "textbook")
-                keep = active.reshape(-1, *([1] * (theta[next(iter(theta))].dim() - 1)))
-                theta = {m: torch.where(keep, new[m], theta[m]) for m in theta}
+                if all_active:
+                    rules.sgd_(theta, grads, state, hp, "textbook")
+                else:  # stopped lanes keep the parameters they stopped with
+                    new = {m: t.clone() for m, t in theta.items()}
+                    rules.sgd_(new, grads, state, hp, "textbook")
+                    theta = {
+                        m: torch.where(active.reshape(-1, *[1] * (t.dim() - 1)), new[m], t)
+                        for m, t in theta.items()
+                    }
             if p.schedule.kind == "batch" or x is None:
                 loss = before
             else:
@@ -155,6 +162,7 @@ def sweep(
                 last_finite = torch.where(active & finite, loss, last_finite)
                 stopped_at = torch.where(stop, torch.full_like(stopped_at, epoch), stopped_at)
                 active &= ~stop
+                all_active = bool(active.all())
                 prev = loss
     return _report(p, lrs, losses, params_hist, stopped_at, last_finite)
 

@@ -1,0 +1,198 @@
+"""Issue 5: every torch.optim.SGD option in lockstep, sweeps, the divergence guard, saddles."""
+
+import itertools
+import json
+import subprocess
+import sys
+
+import pytest
+
+import torchgd
+from conftest import ROOT
+from torchgd import sweep as S
+from torchgd import theory
+
+OPTIONS = [
+    dict(momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx)
+    for m, d, n, wd, mx in itertools.product(
+        [0.0, 0.9], [0.0, 0.3], [False, True], [0.0, 0.01], [False, True]
+    )
+    if not (n and (m == 0 or d != 0))
+]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("schedule", ["batch", "sgd", "minibatch:3"])
+@pytest.mark.parametrize(
+    "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items() if v) or "plain"
+)
+def test_every_option_in_lockstep_with_torch_optim_sgd(options, schedule, dtype):
+    exact = torchgd.fit(
+        "linear",
+        "lecture",
+        schedule=schedule,
+        epochs=15,
+        dtype=dtype,
+        rule="torch-exact",
+        guard=False,
+        **options,
+    )
+    # the same gradient through the same operations: bit for bit
+    assert exact.agreement["params"]["autograd~optim"]["max_ulp"] == 0
+    textbook = torchgd.fit(
+        "linear", "lecture", schedule=schedule, epochs=15, dtype=dtype, guard=False, **options
+    )
+    # the textbook rule rounds differently; 60 steps of a few roundings each stay within
+    # a small relative distance, and every difference comes with its reason
+    assert textbook.agreement["max_rel"] <= {"float64": 1e-12, "float32": 1e-4}[dtype]
+    if textbook.agreement["max_ulp"]:
+        assert textbook.agreement["reasons"]
+
+
+def test_d2l_numbers_x_squared_from_10():
+    r = torchgd.fit("square", init={"x": 10.0}, lr=0.2, epochs=10)
+    assert round(r.params()["x"], 6) == 0.060466  # d2l: epoch 10, x: 0.060466
+    assert r.params()["x"] == pytest.approx(10 * 0.6**10, rel=1e-14)
+    assert r.agreement["max_ulp"] == 0
+    diverging = torchgd.fit("square", init={"x": 10.0}, lr=1.1, epochs=10)
+    assert diverging.status == "diverged"  # |1 - 2*1.1| = 1.2 > 1
+
+
+def test_divergence_stops_the_run_with_exit_3_and_the_theorys_advice(cli, tmp_path):
+    proc = cli("train", "--lr", "0.2", "--logdir", tmp_path, "--name", "d")
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert "diverged at epoch 6: the loss grew 5 epochs in a row" in line
+    assert "diverges above lr = 0.133333" in line and "try --lr 0.0667" in line
+    summary = json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["epochs"] == 6
+    assert summary["diverged"]["critical_lr"] == 1 / 7.5
+    assert (tmp_path / "d" / "loss.png").exists()  # the run directory stays complete
+    assert list((tmp_path / "d" / "manual").glob("events.out.tfevents.*"))
+
+
+def test_patience_and_no_guard(cli, tmp_path):
+    r = torchgd.fit("linear", "lecture", lr=0.2, epochs=30, patience=2)
+    assert r.status == "diverged" and r.epochs == 3
+    r = torchgd.fit("linear", "lecture", lr=0.2, epochs=30, guard=False)
+    assert r.status == "completed" and r.epochs == 30
+    r = torchgd.fit("linear", "lecture", lr=5.0, epochs=400, guard=False)
+    assert r.status == "completed"  # overflows to inf/nan, reported, not stopped
+    assert r.paths["manual"]["loss"] != r.paths["manual"]["loss"] or r.paths["manual"][
+        "loss"
+    ] == float("inf")
+
+
+def test_non_finite_values_stop_a_guarded_run():
+    r = torchgd.fit("linear", "lecture", lr=5.0, epochs=400, patience=1000)
+    assert r.status == "diverged" and "no longer finite" in r.diverged["reason"]
+    assert r.diverged["last_finite_loss"] is not None
+
+
+def test_theory_critical_lrs():
+    xs = [1.0, 2.0, 3.0, 4.0]
+    assert theory.critical_lr(xs, "batch") == 1 / 7.5
+    c = theory.critical_lr(xs, "sgd")
+    assert theory.rate(xs, c * (1 - 1e-9), "sgd") < 1 <= theory.rate(xs, c * (1 + 1e-9), "sgd")
+    assert all(theory.rate(xs, c * f, "sgd") < 1 for f in (0.1, 0.5, 0.9, 0.99))
+
+
+@pytest.mark.parametrize("schedule", ["batch", "sgd", "minibatch:3"])
+def test_every_sweep_lane_is_bit_identical_to_its_own_run(schedule):
+    lrs = S.parse_lrs("0.01:0.3:15")
+    r = S.sweep(lrs=lrs, schedule=schedule, epochs=60)
+    for i, lr in enumerate(lrs):
+        single = torchgd.fit(lr=lr, schedule=schedule, epochs=60, paths=("manual",))
+        hist = single.paths["manual"]["history"]
+        assert r["params"]["w"][i] == single.params()["w"]
+        assert r["history"]["loss"][i][: len(hist["loss"])] == hist["loss"]
+        assert (r["status"][i] == "diverged") == (single.status == "diverged")
+
+
+def test_sweep_finds_the_critical_lr_within_one_grid_step_and_predicts_the_rates(cli, tmp_path):
+    proc = cli("sweep", "--lr", "0.01:0.3:30", "--json", "--logdir", tmp_path, "--name", "s")
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    step = r["lrs"][1] - r["lrs"][0]
+    assert abs(r["critical_lr"]["measured"] - 1 / 7.5) <= step
+    assert r["critical_lr"]["predicted"] == 1 / 7.5
+    for lr, measured, predicted in zip(r["lrs"], r["measured_rate"], r["predicted_rate"]):
+        assert predicted == abs(1 - 2 * lr * 7.5)
+        if measured is not None and predicted > 0.02:
+            assert measured == pytest.approx(predicted, rel=1e-6)
+    assert set(r["status"]) == {"converged", "slow", "diverged"}
+    assert (tmp_path / "s" / "sweep.png").exists()
+
+
+def test_sweep_bad_lr_spec_is_one_line_exit_2(cli, tmp_path):
+    for spec in ("0.1", "0.3:0.1:5", "0:1:5", "a:b:c"):
+        proc = cli("sweep", "--lr", spec, "--logdir", tmp_path)
+        assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+
+
+def test_gradient_descent_on_the_stable_axis_stays_at_the_saddle():
+    r = torchgd.fit("saddle", init={"x": -3.0, "y": 0.0}, lr=0.1, epochs=150)
+    for path in ("manual", "autograd", "optim"):
+        assert r.params(path)["y"] == 0.0 and abs(r.params(path)["x"]) < 1e-10
+    # x shrinks by 0.8 a step and the paths round it differently, and say so
+    assert {x["kind"] for x in r.agreement["reasons"]} <= {"update rule", "gradient"}
+
+
+@pytest.mark.parametrize("sigma,seed", [(1e-4, 0), (1e-4, 1), (1e-1, 2)])
+def test_noise_escapes_the_saddle_and_every_path_sees_the_same_noise(sigma, seed):
+    r = torchgd.fit(
+        "saddle",
+        init={"x": -3.0, "y": 0.0},
+        lr=0.1,
+        epochs=150,
+        noise=sigma,
+        seed=seed,
+        rule="torch-exact",
+    )
+    ys = r.paths["manual"]["history"]["y"]
+    assert abs(ys[-1]) > 1  # escaped: the unstable direction grows by 1.2 per step
+    # with torch's operations in every path the noisy runs stay identical
+    assert r.agreement["max_ulp"] == 0
+    again = torchgd.fit(
+        "saddle",
+        init={"x": -3.0, "y": 0.0},
+        lr=0.1,
+        epochs=150,
+        noise=sigma,
+        seed=seed,
+        rule="torch-exact",
+    )
+    assert again.paths["manual"]["history"]["y"] == ys  # seeded
+
+
+def test_saddle_script_prints_steps_to_escape(tmp_path):
+    (tmp_path / "runs").mkdir()
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "saddle.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "y = 0.0  (stuck at the saddle point)" in proc.stdout
+    assert "never" not in proc.stdout.split("steps to |y| > 1")[1]
+    assert (tmp_path / "runs" / "saddle.png").exists()
+
+
+@pytest.mark.parametrize("name", ["square", "xcos"])
+def test_one_dimensional_problems_are_checked_like_the_others(name):
+    assert torchgd.check_gradients(name)["ok"]
+
+
+def test_xcos_gets_caught_in_a_local_minimum_from_one_start_and_not_another():
+    import torch
+
+    p = torchgd.problems.PROBLEMS["xcos"]
+    caught = torchgd.fit("xcos", init={"x": -3.0}, lr=0.3, epochs=200).params()["x"]
+    other = torchgd.fit("xcos", init={"x": 3.0}, lr=0.3, epochs=200).params()["x"]
+    for x in (caught, other):  # both are stationary points: minima of f
+        assert abs(p.df(torch.tensor(x, dtype=torch.float64))[0].item()) < 1e-9
+    f = [p.f(torch.tensor(x, dtype=torch.float64)).item() for x in (caught, other)]
+    assert f[0] > f[1] + 5  # the first is a local minimum, far worse than the second
