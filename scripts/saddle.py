@@ -31,5 +31,5 @@ for sigma in (1e-8, 1e-4, 1e-1):
         escaped = steps_to_escape(run.paths["manual"]["history"]["y"])
         print(f"{sigma:>12g} {seed:>5} {escaped if escaped else 'never':>17}")
 
-noisy = torchgd.fit("saddle", init=START, lr=LR, epochs=40, noise=1e-4, seed=0)
+noisy = torchgd.fit("saddle", init=START, lr=LR, epochs=75, noise=1e-4, seed=0)
 print("trajectory with noise 1e-4:", plots.trajectory("runs/saddle.png", noisy.to_json()))
