@@ -26,11 +26,12 @@ MAX_REL = {torch.float64: 1e-12, torch.float32: 1e-5}
 NUM_TOL = {torch.float64: (1e-5, 1e-6), torch.float32: (1e-2, 1e-2)}
 
 
-def _points(problem, n: int, seed: int, dtype) -> list[dict]:
+def _points(problem, n: int, seed: int, dtype, dataset=None) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     names = problem.param_names
     lo, hi = getattr(problem, "box", (-4.0, 4.0))
-    shapes = {k: torch.as_tensor(v).shape for k, v in problem.start.items()}
+    start = problem.start_for(dataset) if hasattr(problem, "start_for") else problem.start
+    shapes = {k: torch.as_tensor(v).shape for k, v in start.items()}
     pts = []
     for _ in range(n):
         pts.append(
@@ -42,7 +43,7 @@ def _points(problem, n: int, seed: int, dtype) -> list[dict]:
     for special in getattr(problem, "special_points", ()):
         pts.append({k: torch.tensor(v, dtype=torch.float64) for k, v in zip(names, special)})
     if not getattr(problem, "special_points", ()):
-        pts.append({k: torch.as_tensor(v, dtype=torch.float64) for k, v in problem.start.items()})
+        pts.append({k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()})
     return [{k: v.to(dtype) for k, v in p.items()} for p in pts]
 
 
@@ -98,11 +99,11 @@ def check_gradients(
         raise TorchgdError(f"--points must be a whole number >= 0, got {points}")
     if h != "auto" and not (isinstance(h, float | int) and 0 < h < float("inf")):
         raise TorchgdError(f"--h must be a positive number or 'auto', got {h}")
-    x = y = None
+    x = y = ds = None
     if problem.needs_data:
         ds = datasets.get(data) if isinstance(data, str) else data
         x, y = ds.x.to(dtype=dtype), ds.y.to(dtype=dtype)
-    pts = _points(problem, points, seed, dtype)
+    pts = _points(problem, points, seed, dtype, ds)
     labels = compare.labels_for(pts[0])
     A, B, N = [], [], []
     for p in pts:

@@ -325,7 +325,7 @@ def _run(plan, args, run_dir, header=None):
     if not args.no_plots:
         from .callbacks.figures import Figures
 
-        callbacks.append(Figures(run_dir, args.format))
+        callbacks.append(Figures(run_dir, args.format, plan.dataset))
     if not args.no_tensorboard:
         from .callbacks.tensorboard import TensorBoard
 

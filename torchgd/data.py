@@ -6,7 +6,9 @@ A dataset holds float64 tensors on the CPU; ``fit`` moves them to the run's devi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -43,13 +45,224 @@ def course() -> Dataset:
 
 
 BUILTIN = {"lecture": lecture, "course": course}
+SUFFIXES = (".csv", ".txt", ".npy", ".npz", ".pt", ".pth")
 
 
 def get(spec: str) -> Dataset:
-    """A dataset by name: ``lecture`` or ``course``."""
+    """A dataset: ``lecture``, ``course``, ``synthetic:N[,d=D,noise=S,seed=K,bias=B]``, or a
+    file (CSV, .npy, .npz, .pt)."""
     if spec in BUILTIN:
         return BUILTIN[spec]()
-    raise TorchgdError(f"unknown data '{spec}': use one of {', '.join(BUILTIN)}")
+    if spec.startswith("synthetic:"):
+        return synthetic_from_spec(spec)
+    if spec.lower().endswith(SUFFIXES) or "/" in spec or Path(spec).exists():
+        return load(spec)
+    raise TorchgdError(
+        f"unknown data '{spec}': use lecture, course, synthetic:N or a .csv/.npy/.npz/.pt file"
+    )
+
+
+def synthetic(n: int, d: int = 1, noise: float = 0.0, seed: int = 0, bias: float = 0.0):
+    """y = x @ w_true + bias + noise * N(0, 1), x ~ N(0, 1); w_true ~ U(-2, 2), all seeded.
+
+    ``meta`` records the true weights. d = 1 gives the lecture's 1-D ``x``."""
+    g = torch.Generator().manual_seed(seed)
+    w_true = torch.rand(d, generator=g, dtype=torch.float64) * 4 - 2
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = x @ w_true + bias
+    if noise:
+        y = y + noise * torch.randn(n, generator=g, dtype=torch.float64)
+    meta = {"true_w": w_true.tolist(), "true_b": bias, "noise": noise, "seed": seed, "n": n, "d": d}
+    return Dataset(f"synthetic:{n}", x[:, 0].clone() if d == 1 else x, y, meta)
+
+
+def synthetic_from_spec(spec: str) -> Dataset:
+    body = spec.partition(":")[2]
+    parts = body.split(",")
+    kinds = {"d": int, "noise": float, "seed": int, "bias": float}
+    try:
+        n = int(parts[0])
+        kw = {}
+        for part in parts[1:]:
+            key, eq, value = part.partition("=")
+            if key not in kinds or not eq:
+                raise ValueError(f"unknown option '{part}'")
+            kw[key] = kinds[key](value)
+    except ValueError as exc:
+        raise TorchgdError(
+            f"bad data '{spec}': use synthetic:N[,d=D,noise=S,seed=K,bias=B] ({exc})"
+        ) from None
+    if n < 1 or kw.get("d", 1) < 1:
+        raise TorchgdError(f"bad data '{spec}': N and d must be >= 1")
+    if not math.isfinite(kw.get("noise", 0.0)) or kw.get("noise", 0.0) < 0:
+        raise TorchgdError(f"bad data '{spec}': noise must be a finite number >= 0")
+    ds = synthetic(n, **kw)
+    return Dataset(spec, ds.x, ds.y, ds.meta)  # the name is the spec: it rebuilds the data
+
+
+def _check(path: str, x: torch.Tensor, y: torch.Tensor) -> Dataset:
+    if x.shape[0] == 0:
+        raise TorchgdError(f"data file '{path}' holds no samples")
+    if x.dim() not in (1, 2) or y.dim() != 1:
+        raise TorchgdError(
+            f"data file '{path}': x must be 1-D or 2-D and y 1-D, got shapes "
+            f"{tuple(x.shape)} and {tuple(y.shape)}"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise TorchgdError(f"data file '{path}': x has {x.shape[0]} samples but y has {y.shape[0]}")
+    for name, t in (("x", x), ("y", y)):
+        bad = (~torch.isfinite(t)).nonzero()
+        if len(bad):
+            where = bad[0].tolist()
+            col = f", column {where[1] + 1}" if len(where) > 1 else ""
+            raise TorchgdError(
+                f"data file '{path}': {name} has a NaN or infinite value at sample "
+                f"{where[0] + 1}{col}"
+            )
+    if x.dim() == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    return Dataset(str(path), x.contiguous(), y.contiguous(), {"file": str(path)})
+
+
+def _numeric(path: str, name: str, a) -> torch.Tensor:
+    import numpy as np
+
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf":
+        kind = getattr(a, "dtype", type(a).__name__)
+        raise TorchgdError(f"data file '{path}': {name} must hold numbers, not {kind}")
+    return torch.from_numpy(a.astype(np.float64))
+
+
+def load(path: str) -> Dataset:
+    """Read a data file, checking everything; every problem is one line naming file and place."""
+    p = Path(path)
+    if not p.is_file():
+        raise TorchgdError(f"data file '{path}' does not exist")
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".csv", ".txt"):
+            return _csv(path, p.read_text(encoding="utf-8"))
+        if suffix in (".npy", ".npz"):
+            return _numpy(path, p, suffix)
+        if suffix in (".pt", ".pth"):
+            return _torch_file(path, p)
+    except UnicodeDecodeError:
+        raise TorchgdError(f"data file '{path}' is not UTF-8 text") from None
+    except OSError as exc:
+        raise TorchgdError(f"cannot read data file '{path}': {exc.strerror or exc}") from None
+    raise TorchgdError(f"data file '{path}': unknown type '{suffix}' (use .csv .npy .npz .pt)")
+
+
+def _csv(path: str, text: str) -> Dataset:
+    import csv
+
+    rows, header_seen, width = [], False, None
+    for lineno, row in enumerate(csv.reader(text.splitlines()), start=1):
+        if not row or all(not c.strip() for c in row):
+            continue
+        try:
+            values = [float(c) for c in row]
+        except ValueError:
+            if not rows and not header_seen and width is None:
+                header_seen, width = True, len(row)  # the first line may be a header
+                continue
+            col = next(i for i, c in enumerate(row) if not _is_float(c))
+            raise TorchgdError(
+                f"data file '{path}', line {lineno}, column {col + 1}: "
+                f"'{row[col].strip()}' is not a number"
+            ) from None
+        if width is None:
+            width = len(row)
+        if len(row) != width:
+            raise TorchgdError(
+                f"data file '{path}', line {lineno}: {len(row)} columns where the others "
+                f"have {width}"
+            )
+        for col, v in enumerate(values):
+            if not math.isfinite(v):
+                raise TorchgdError(
+                    f"data file '{path}', line {lineno}, column {col + 1}: "
+                    f"{row[col].strip()} is not a finite number"
+                )
+        rows.append(values)
+    if not rows:
+        raise TorchgdError(f"data file '{path}' holds no data rows")
+    if width < 2:
+        raise TorchgdError(
+            f"data file '{path}': need at least two columns (features, then y), got {width}"
+        )
+    t = torch.tensor(rows, dtype=torch.float64)
+    return _check(path, t[:, :-1], t[:, -1])
+
+
+def _is_float(c: str) -> bool:
+    try:
+        float(c)
+        return True
+    except ValueError:
+        return False
+
+
+def _numpy(path: str, p: Path, suffix: str) -> Dataset:
+    import numpy as np
+
+    try:
+        loaded = np.load(p, allow_pickle=False)
+    except ValueError:  # not the format, or pickled objects (refused: allow_pickle=False)
+        raise TorchgdError(
+            f"data file '{path}' is not a valid {suffix} file of numbers (pickled objects are "
+            "refused)"
+        ) from None
+    except Exception as exc:
+        raise TorchgdError(f"data file '{path}' is not a valid {suffix} file") from exc
+    if suffix == ".npy":
+        a = _numeric(path, "the array", loaded)
+        if a.dim() != 2 or a.shape[1] < 2:
+            raise TorchgdError(
+                f"data file '{path}': need a 2-D array with features then y as the last "
+                f"column, got shape {tuple(a.shape)}"
+            )
+        return _check(path, a[:, :-1], a[:, -1])
+    with loaded:
+        missing = [k for k in ("x", "y") if k not in loaded.files]
+        if missing:
+            raise TorchgdError(
+                f"data file '{path}' needs arrays named x and y (missing {', '.join(missing)}; "
+                f"found {', '.join(loaded.files) or 'none'})"
+            )
+        return _check(path, _numeric(path, "x", loaded["x"]), _numeric(path, "y", loaded["y"]))
+
+
+def _torch_file(path: str, p: Path) -> Dataset:
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # a refused file is our one-line error, nothing more
+            warnings.simplefilter("ignore")
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        text = str(exc)
+        if "Weights only load failed" in text:
+            why = "it holds Python objects, not only tensors (loaded with weights_only=True)"
+        elif "central directory" in text or "PytorchStreamReader" in text or "EOF" in text:
+            why = "it is truncated or not a torch file"
+        else:
+            why = (text.strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise TorchgdError(f"data file '{path}' cannot be loaded safely: {why}") from None
+    if not isinstance(obj, dict) or not {"x", "y"} <= set(obj):
+        raise TorchgdError(f"data file '{path}' must hold a dict with tensors 'x' and 'y'")
+    for k, v in obj.items():
+        if not isinstance(v, torch.Tensor):
+            raise TorchgdError(
+                f"data file '{path}': '{k}' is a {type(v).__name__}; the file may hold only tensors"
+            )
+    for k in ("x", "y"):
+        if obj[k].is_complex() or not (
+            obj[k].is_floating_point()
+            or obj[k].dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+        ):
+            raise TorchgdError(f"data file '{path}': {k} has dtype {obj[k].dtype}, not numbers")
+    return _check(path, obj["x"].to(torch.float64), obj["y"].to(torch.float64))
 
 
 def from_values(x, y, name: str = "custom") -> Dataset:

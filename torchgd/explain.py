@@ -47,12 +47,12 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
             )
         else:
             measured = ""
+        buffer = " (and add_ with alpha for its momentum buffer)" if hp.momentum else ""
         return (
-            f"{head}. torch.optim.SGD updates with param.add_(grad, alpha=-lr) (and add_ with "
-            f"alpha for its momentum buffer), which this machine computes as one fused "
-            f"multiply-add, rounding once; the textbook rule w -= lr * grad rounds lr * grad "
-            f"and then the difference, twice{measured}. --rule torch-exact uses torch's "
-            f"operations and matches torch.optim.SGD bit for bit"
+            f"{head}. torch.optim.SGD updates with param.add_(grad, alpha=-lr){buffer}, which "
+            f"this machine computes as one fused multiply-add, rounding once; the textbook "
+            f"rule w -= lr * grad rounds lr * grad and then the difference, twice{measured}. "
+            f"--rule torch-exact uses torch's operations and matches torch.optim.SGD bit for bit"
         )
     return (
         f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "
@@ -145,6 +145,23 @@ def agreement(
                 f"{rep['max_ulp']} ulp, at step {peak})"
             )
         report["reasons"].append({"between": f"{a}~{b}", "kind": kind, "reason": reason})
+        at = rep["max_ulp_at"]
+        t_max, d_max = steps.index(at["step"]), labels.index(at["param"])
+        va, vb = P[t_max, i, d_max].item(), P[t_max, j, d_max].item()
+        scale = P[t_max, i].abs().max().item()
+        if max(abs(va), abs(vb)) < torch.finfo(dtype).eps ** 0.5 * scale:
+            report["reasons"].append(
+                {
+                    "between": f"{a}~{b}",
+                    "kind": "near zero",
+                    "reason": (
+                        f"the largest ulp distance ({rep['max_ulp']}) is at {at['param']} = "
+                        f"{va:.3g} vs {vb:.3g}, near zero, where floats are densely spaced: "
+                        f"an absolute difference of {abs(va - vb):.3g} (the parameters' "
+                        f"scale is {scale:.3g}) spans that many ulp"
+                    ),
+                }
+            )
     report.update(_summary(report["params"]))
 
     if grad_checked:

@@ -90,11 +90,11 @@ def _iterates(summary: dict, path: str, name: str) -> list:
     return [start, *summary["paths"][path]["history"][name]]
 
 
-def cost(path, summary: dict) -> Path:
+def cost(path, summary: dict, dataset=None) -> Path:
     cfg = summary["config"]
-    if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float):
+    if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float) or cfg.get("bias"):
         raise TorchgdError("plot cost needs a run of the linear model with one weight w")
-    ds = datasets.get(cfg["data"])
+    ds = dataset if dataset is not None else datasets.get(cfg["data"])
     ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w")]
     lo, hi = min(min(ws), 0.0), max(max(ws), 4.0)
     grid = torch.linspace(lo, hi, 400, dtype=torch.float64)

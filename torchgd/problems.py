@@ -28,16 +28,32 @@ Params = dict[str, torch.Tensor]
 
 
 class Linear:
-    """The lecture's model ``y_hat = w * x`` with the mean squared error as cost."""
+    """The lecture's model ``y_hat = w * x`` with the mean squared error as cost.
+
+    With several features (x of shape [N, d]) it is ``y_hat = x @ w`` with w of shape [d], and
+    with ``bias=True`` ``y_hat = x @ w + b``; the lecture's one-feature case is d = 1.
+    """
 
     name = "linear"
-    param_names = ("w",)
-    start = {"w": 1.0}
     needs_data = True
     description = "y_hat = w * x, cost(w) = 1/N sum (x_n*w - y_n)^2 (the lecture's model)"
 
+    def __init__(self, bias: bool = False):
+        self.bias = bias
+        self.param_names = ("w", "b") if bias else ("w",)
+        self.start = {"w": 1.0, "b": 0.0} if bias else {"w": 1.0}
+
+    def start_for(self, dataset) -> dict:
+        """w0 = 1 for every feature (the lecture starts at w = 1.0), b0 = 0."""
+        start = dict(self.start)
+        if dataset is not None and dataset.x.dim() == 2:
+            start["w"] = [1.0] * dataset.x.shape[1]
+        return start
+
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        return x * params["w"]
+        w = params["w"]
+        y_hat = x @ w if x.dim() == 2 else x * w
+        return y_hat + params["b"] if self.bias else y_hat
 
     def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """cost(w) = 1/N sum (x_n * w - y_n)^2            (eq. 3)
@@ -45,12 +61,17 @@ class Linear:
         (Sums run over the last dimension, so a column of K weights, shape [K, 1], gives K
         costs at once: that is how ``torchgd sweep`` runs K learning rates as one tensor.)"""
         y_pred = self.forward(params, x)
-        return ((y_pred - y) ** 2).sum(-1) / x.shape[-1]
+        return ((y_pred - y) ** 2).sum(-1) / y.shape[-1]
 
     def grad(self, params: Params, x: torch.Tensor, y: torch.Tensor) -> Params:
-        """d cost/dw = 1/N sum 2 * x_n * (x_n * w - y_n)  (eq. 4)"""
-        w = params["w"]
-        return {"w": (2 * x * (x * w - y)).sum(-1) / x.shape[-1]}
+        """d cost/dw = 1/N sum 2 * x_n * (x_n * w - y_n)  (eq. 4)
+        d cost/db = 1/N sum 2 * (x_n * w + b - y_n)       (with a bias)"""
+        w, n = params["w"], y.shape[-1]
+        if x.dim() == 1 and not self.bias:
+            return {"w": (2 * x * (x * w - y)).sum(-1) / n}  # the lecture's line, verbatim
+        r = self.forward(params, x) - y
+        gw = (2 * x * r[:, None]).sum(0) / n if x.dim() == 2 else (2 * x * r).sum(-1) / n
+        return {"w": gw, "b": (2 * r).sum(-1) / n} if self.bias else {"w": gw}
 
 
 @dataclass(frozen=True)

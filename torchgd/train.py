@@ -182,15 +182,16 @@ def parse_paths(paths) -> tuple[str, ...]:
     return tuple(names)
 
 
-def initial_params(problem, init: dict | None, device, dtype) -> dict:
-    start = dict(problem.start)
+def initial_params(problem, init: dict | None, device, dtype, dataset=None) -> dict:
+    start = problem.start_for(dataset) if hasattr(problem, "start_for") else dict(problem.start)
     for name, value in (init or {}).items():
         if name not in start:
             raise TorchgdError(
                 f"--init names '{name}', but problem '{problem.name}' has parameters "
                 f"{', '.join(problem.param_names)}"
             )
-        start[name] = value
+        # one number starts every entry of a vector parameter
+        start[name] = [value] * len(start[name]) if isinstance(start[name], list) else value
     for name, value in start.items():
         if not all(math.isfinite(v) for v in torch.as_tensor(value).reshape(-1).tolist()):
             raise TorchgdError(f"--init {name} must be finite, got {value}")
@@ -240,6 +241,7 @@ def plan(
     noise=0.0,
     guard=True,
     patience=5,
+    bias=False,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
@@ -269,7 +271,15 @@ def plan(
     dataset = None
     if problem.needs_data:
         dataset = datasets.get(data) if isinstance(data, str) else data
-    params0 = initial_params(problem, init, device, dtype)
+    if bias:
+        if problem.name != "linear":
+            raise TorchgdError("--bias applies to the linear model only")
+        problem = problems.Linear(bias=True)
+    if dataset is not None and dataset.x.dim() == 2 and not getattr(problem, "start_for", None):
+        raise TorchgdError(
+            f"problem '{problem.name}' takes one feature; the data has {dataset.x.shape[1]}"
+        )
+    params0 = initial_params(problem, init, device, dtype, dataset)
     config = {
         "problem": problem.name,
         "data": dataset.name if dataset else None,
@@ -287,7 +297,7 @@ def plan(
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
-    config.update(noise=noise, guard=guard, patience=patience)
+    config.update(noise=noise, guard=guard, patience=patience, bias=bias)
     return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
 
 

@@ -13,7 +13,8 @@ from . import Callback
 
 def kinds_for(config: dict) -> list[str]:
     kinds = ["loss"]
-    if config["problem"] == "linear" and isinstance(config["init"].get("w"), float):
+    one_weight = isinstance(config["init"].get("w"), float) and not config.get("bias")
+    if config["problem"] == "linear" and one_weight:
         kinds.append("cost")
     elif config["data"] is None:
         kinds.append("trajectory")
@@ -21,8 +22,8 @@ def kinds_for(config: dict) -> list[str]:
 
 
 class Figures(Callback):
-    def __init__(self, run_dir, fmt: str = "png"):
-        self.run_dir, self.fmt = Path(run_dir), fmt
+    def __init__(self, run_dir, fmt: str = "png", dataset=None):
+        self.run_dir, self.fmt, self.dataset = Path(run_dir), fmt, dataset
         self.written: list[Path] = []
 
     def on_end(self, result):
@@ -33,4 +34,5 @@ class Figures(Callback):
         summary = result.to_json()
         for kind in kinds_for(summary["config"]):
             path = self.run_dir / f"{kind}.{self.fmt}"
-            self.written.append(getattr(plots, kind)(path, summary))
+            extra = {"dataset": self.dataset} if kind == "cost" else {}
+            self.written.append(getattr(plots, kind)(path, summary, **extra))
