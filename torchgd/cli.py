@@ -125,7 +125,12 @@ def build_parser() -> Parser:
         help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
         "rosenbrock, square, xcos, or FILE.py:NAME",
     )
-    tr.add_argument("--data", default="lecture", help="lecture (default) or course")
+    tr.add_argument(
+        "--data",
+        default="lecture",
+        help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
+        "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
+    )
     tr.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
     tr.add_argument(
         "--shuffle",
@@ -158,6 +163,7 @@ def build_parser() -> Parser:
     tr.add_argument("--weight-decay", type=float, default=0.0)
     tr.add_argument("--nesterov", action="store_true")
     tr.add_argument("--maximize", action="store_true")
+    tr.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
     tr.add_argument(
         "--noise",
         type=float,
@@ -459,6 +465,7 @@ def cmd_train(args) -> int:
         nesterov=args.nesterov,
         maximize=args.maximize,
         noise=args.noise,
+        bias=args.bias,
         guard=not args.no_guard,
         patience=args.patience,
         **_plan_kwargs(args),
