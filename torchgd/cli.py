@@ -165,6 +165,19 @@ def build_parser() -> Parser:
     tr.add_argument("--maximize", action="store_true")
     tr.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
     tr.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="save a checkpoint every K epochs (always on Ctrl-C)",
+    )
+    tr.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its checkpoint, bit for bit",
+    )
+    tr.add_argument(
         "--noise",
         type=float,
         default=0.0,
@@ -317,13 +330,22 @@ def _check_logging(args) -> None:
         raise _error(f"--smoothing must be in [0, 1), got {args.smoothing}")
 
 
-def _run(plan, args, run_dir, header=None):
-    """Execute one plan into ``run_dir``: config first, the console, then the summary."""
+def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None):
+    """Execute one plan into ``run_dir``: config first, the console, then the summary.
+
+    ``checkpoint_every`` (train): a checkpoint every K epochs (0: only on Ctrl-C); None: none.
+    """
     from . import runs, train
     from .callbacks.console import Console, agreement_table
     from .callbacks.progress import Progress
 
-    runs.write_json(run_dir / "config.json", plan.config)
+    if resume is None:
+        options = {
+            "log_every": args.log_every,
+            "smoothing": args.smoothing,
+            "checkpoint_every": checkpoint_every,
+        }
+        runs.write_json(run_dir / "config.json", {**plan.config, "run_options": options})
     human = not (args.json or args.quiet)
     callbacks = []
     if human:
@@ -355,7 +377,10 @@ def _run(plan, args, run_dir, header=None):
         callbacks.append(
             Console(plan.problem, plan.names[0], plan.epochs, every=1 if args.verbose else 10)
         )
-    result = train.execute(plan, callbacks)
+    checkpointer = None
+    if checkpoint_every is not None:
+        checkpointer = train.Checkpointer(run_dir, checkpoint_every)
+    result = train.execute(plan, callbacks, resume=resume, checkpoint=checkpointer)
     summary = {**result.to_json(), "run_dir": str(run_dir)}
     runs.write_json(run_dir / "summary.json", summary)
     if human:
@@ -428,10 +453,38 @@ def cmd_lecture(args) -> int:
     return _finish(results, run_dir, args)
 
 
+def _resume(args) -> int:
+    import json
+    from pathlib import Path
+
+    from . import checkpoints, runs, train
+
+    run_dir = Path(args.resume)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise _error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
+    state = checkpoints.load(run_dir / checkpoints.NAME)
+    plan = train.plan_from_config(saved)
+    if state["config"] != plan.config:
+        raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
+    opts = saved.get("run_options", {})
+    args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
+    every = opts.get("checkpoint_every") or 0
+    result, summary = _run(plan, args, run_dir, resume=state, checkpoint_every=every)
+    if args.json:
+        print(runs.dumps(summary))
+    return _finish([result], run_dir, args)
+
+
 def cmd_train(args) -> int:
     from . import options, schedules
 
     _check_logging(args)
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise _error(f"--checkpoint-every must be a whole number >= 0, got {args.checkpoint_every}")
+    if args.resume:
+        return _resume(args)
     if args.epochs is not None and args.steps is not None:
         raise _error("give --epochs or --steps, not both")
     epochs = args.epochs if args.epochs is not None else args.steps
@@ -471,7 +524,7 @@ def cmd_train(args) -> int:
         **_plan_kwargs(args),
     )
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
-    result, summary = _run(plan, args, run_dir)
+    result, summary = _run(plan, args, run_dir, checkpoint_every=args.checkpoint_every)
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)

@@ -30,6 +30,19 @@ class Path:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
 
+    def state_dict(self) -> dict:
+        """Parameters and the rule's momentum buffers, as copies (for checkpoints)."""
+        return {
+            "params": {n: t.detach().clone() for n, t in self.params.items()},
+            "buffers": {n: b.clone() for n, b in self.state.items() if b is not None},
+        }
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        for n, t in self.params.items():
+            t.copy_(state["params"][n])
+        self.state = {n: b.to(self.params[n].device).clone() for n, b in state["buffers"].items()}
+
     def step(self, x, y, noise=None):
         """One update; ``noise`` (a dict like the gradient) is added to the gradient it uses.
         Returns the loss before the update and the gradient before any noise."""
@@ -86,6 +99,13 @@ class OptimPath(AutogradPath):
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
         self.optimizer = torch.optim.SGD(list(self.params.values()), **hp.torch_kwargs())
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def step(self, x, y, noise=None):
         loss, grads = self.backward(x, y)

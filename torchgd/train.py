@@ -191,7 +191,9 @@ def initial_params(problem, init: dict | None, device, dtype, dataset=None) -> d
                 f"{', '.join(problem.param_names)}"
             )
         # one number starts every entry of a vector parameter
-        start[name] = [value] * len(start[name]) if isinstance(start[name], list) else value
+        if isinstance(start[name], list) and isinstance(value, (int, float)):
+            value = [value] * len(start[name])
+        start[name] = value
     for name, value in start.items():
         if not all(math.isfinite(v) for v in torch.as_tensor(value).reshape(-1).tolist()):
             raise TorchgdError(f"--init {name} must be finite, got {value}")
@@ -249,6 +251,7 @@ def plan(
     draw for every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged``
     on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
     """
+    spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     sched = (
@@ -298,7 +301,45 @@ def plan(
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
     config.update(noise=noise, guard=guard, patience=patience, bias=bias)
+    if spec_name is not None and spec_name != problem.name:
+        config["problem_spec"] = spec_name  # a user's FILE.py:NAME, to rebuild the run
     return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
+
+
+PLAN_KEYS = (
+    "schedule",
+    "shuffle",
+    "seed",
+    "lr",
+    "epochs",
+    "init",
+    "paths",
+    "device",
+    "dtype",
+    "rule",
+    "momentum",
+    "dampening",
+    "weight_decay",
+    "nesterov",
+    "maximize",
+    "noise",
+    "guard",
+    "patience",
+    "bias",
+)
+
+
+def plan_from_config(config: dict) -> Plan:
+    """Rebuild the plan a run was made from, from its ``config.json``."""
+    try:
+        kwargs = {k: config[k] for k in PLAN_KEYS}
+        problem = config.get("problem_spec", config["problem"])
+        data = config["data"]
+    except (KeyError, TypeError) as exc:
+        raise TorchgdError(
+            f"the run's config.json lacks {exc}; it was not written by torchgd train"
+        ) from None
+    return plan(problem, data if data is not None else "lecture", **kwargs)
 
 
 def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
@@ -313,16 +354,72 @@ def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
     return execute(plan(problem, data, **options), callbacks)
 
 
-def execute(p: Plan, callbacks=()) -> Result:
-    """The lockstep loop over a validated plan; every callback is closed on every exit."""
+def execute(p: Plan, callbacks=(), *, resume: dict | None = None, checkpoint=None) -> Result:
+    """The lockstep loop over a validated plan; every callback is closed on every exit.
+
+    ``resume``: a checkpoint's state to continue from. ``checkpoint``: a ``Checkpointer`` that
+    saves every K epochs and when the run is interrupted. Ctrl-C (SIGINT) stops the run cleanly
+    after the current step: status ``interrupted``, everything up to that step kept.
+    """
+    stop = _StopFlag()
     try:
-        return _execute(p, callbacks)
+        with stop:
+            return _execute(p, callbacks, resume, checkpoint, stop)
     finally:
         for cb in callbacks:
             cb.close()
 
 
-def _execute(p: Plan, callbacks) -> Result:
+class _StopFlag:
+    """Turns the first SIGINT into a request to stop after the current step (main thread only);
+    a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+class Checkpointer:
+    """Saves the run's state to ``run_dir/checkpoint.pt`` every ``every`` epochs (0: only when
+    interrupted)."""
+
+    def __init__(self, run_dir, every: int = 0):
+        from pathlib import Path
+
+        self.path = Path(run_dir) / "checkpoint.pt"
+        self.every = every
+
+    def save(self, state: dict, callbacks=()) -> None:
+        """Flush what the callbacks hold (event files), then write the checkpoint: a resumed
+        run starts after the checkpoint's step, so everything up to it must be on disk."""
+        from . import checkpoints
+
+        for cb in callbacks:
+            if hasattr(cb, "flush"):
+                cb.flush()
+        checkpoints.save(self.path, state)
+
+
+def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
     problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config = (
         p.problem,
         p.dataset,
@@ -352,19 +449,50 @@ def _execute(p: Plan, callbacks) -> Result:
     grad_checked = [p for p in names if run_paths[p].uses_autograd]
     records = []  # one Record per finished step
     history = {p: {"loss": [], **{k: [] for k in params0}} for p in names}
+    watch, diverged = Guard(config["patience"], config, dataset), None
+    step, start_epoch, start_batch = 0, 1, 0
+    if resume is not None:
+        step, start_epoch, start_batch = (resume["position"][k] for k in ("step", "epoch", "batch"))
+        for name, path in run_paths.items():
+            path.load_state_dict(resume["paths"][name])
+        if reference is not None:
+            reference.load_state_dict(resume["reference"])
+        records = [Record(*r) for r in resume["records"]]
+        history = resume["history"]
+        watch.prev, watch.streak, watch.last_finite = (
+            resume["guard"][k] for k in ("prev", "streak", "last_finite")
+        )
+
+    def state(epoch: int, batch: int) -> dict:
+        return {
+            "position": {"step": step, "epoch": epoch, "batch": batch},
+            "config": config,
+            "paths": {name: path.state_dict() for name, path in run_paths.items()},
+            "reference": reference.state_dict() if reference is not None else None,
+            "records": [list(r) for r in records],
+            "history": history,
+            "guard": {"prev": watch.prev, "streak": watch.streak, "last_finite": watch.last_finite},
+            "callbacks": {
+                type(cb).__name__: cb.state_dict() for cb in callbacks if hasattr(cb, "state_dict")
+            },
+        }
+
     for cb in callbacks:
         cb.on_start(config, run_paths)
+        if resume is not None and hasattr(cb, "resume"):
+            cb.resume(resume.get("callbacks", {}).get(type(cb).__name__), step)
 
-    status, step, epoch, started = "completed", 0, 0, time.perf_counter()
-    watch, diverged = Guard(config["patience"], config, dataset), None
+    status, epoch, started = "completed", start_epoch, time.perf_counter()
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(start_epoch, epochs + 1):
             order = sched.order(n, epoch) if dataset is not None else None
             xe, ye = (x, y) if order is None else (x[order.to(device)], y[order.to(device)])
             xe64, ye64 = (
                 (x64, y64) if order is None else (x64[order.to(device)], y64[order.to(device)])
             )
-            for sl in slices:
+            first = start_batch if epoch == start_epoch else 0
+            for j in range(first, len(slices)):
+                sl = slices[j]
                 xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
                 with torch.no_grad():
                     refs = [problem.grad(run_paths[p].values(), xb, yb) for p in grad_checked]
@@ -399,6 +527,8 @@ def _execute(p: Plan, callbacks) -> Result:
                     )
                     for cb in callbacks:
                         cb.on_step(info)
+                if stop.requested and j + 1 < len(slices):
+                    raise _Stop(epoch, j + 1)  # mid-epoch: a resumed run starts at batch j + 1
             losses = {}
             for p in names:
                 if sched.kind == "batch" or dataset is None:
@@ -406,9 +536,9 @@ def _execute(p: Plan, callbacks) -> Result:
                 else:
                     with torch.no_grad():
                         losses[p] = problem.loss(run_paths[p].values(), xb, yb)
-                history[p]["loss"].append(losses[p])
+                history[p]["loss"].append(losses[p].item())
                 for k, t in run_paths[p].values().items():
-                    history[p][k].append(t.clone())
+                    history[p][k].append(_values(t))
             info = Epoch(epoch, step, losses, {p: run_paths[p].values() for p in names})
             for cb in callbacks:
                 cb.on_epoch(info)
@@ -417,7 +547,15 @@ def _execute(p: Plan, callbacks) -> Result:
                 if diverged:
                     status = "diverged"
                     break
-    except KeyboardInterrupt:
+            if checkpointer is not None and checkpointer.every and epoch % checkpointer.every == 0:
+                checkpointer.save(state(epoch + 1, 0), callbacks)
+            if stop.requested:
+                raise _Stop(epoch + 1, 0)
+    except _Stop as at:  # a clean stop between steps: everything is consistent, save it
+        status = "interrupted"
+        if checkpointer is not None:
+            checkpointer.save(state(at.epoch, at.batch), callbacks)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep what is complete
         status = "interrupted"
     seconds = time.perf_counter() - started
 
@@ -425,9 +563,9 @@ def _execute(p: Plan, callbacks) -> Result:
     keep = len(records)
     out_paths = {}
     for p in names:
-        hist = {"loss": torch.stack(history[p]["loss"]).tolist() if done else []}
+        hist = {"loss": list(history[p]["loss"])}
         for k in params0:
-            hist[k] = torch.stack(history[p][k]).tolist() if done else []
+            hist[k] = list(history[p][k])
         out_paths[p] = {
             "params": {k: _values(t) for k, t in run_paths[p].values().items()},
             "loss": hist["loss"][-1] if done else None,
@@ -449,3 +587,11 @@ def _execute(p: Plan, callbacks) -> Result:
     for cb in callbacks:
         cb.on_end(result)
     return result
+
+
+class _Stop(Exception):
+    """Ctrl-C was pressed: stop here; a resumed run starts at (epoch, batch)."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__(epoch, batch)
+        self.epoch, self.batch = epoch, batch

@@ -181,10 +181,27 @@ class TensorBoard(Callback):
             pairs += [(f"epoch/params/{k}", v) for k, v in zip(self.labels, row[1:])]
             self.writers[name].scalars(epoch.epoch, pairs, now)
 
+    def state_dict(self) -> dict:
+        return {"ema": dict(self.ema), "logged": self.logged}
+
+    def resume(self, state: dict | None, step: int) -> None:
+        """Continue a checkpointed run: anything an earlier process logged after ``step`` (it
+        may have run past its last checkpoint) is orphaned by a SessionLog START at step + 1,
+        which TensorBoard's readers honour, so no step appears twice."""
+        if state:
+            self.ema, self.logged = dict(state["ema"]), state["logged"]
+        start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+        for w in self.writers.values():
+            w.file.add(event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
+
     def on_end(self, result):
         for png in sorted(self.run_dir.glob("*.png")):
             self.writers["compare"].image(f"figures/{png.stem}", png.read_bytes())
         self.close()
+
+    def flush(self):
+        for w in self.writers.values():
+            w.file.flush()
 
     def close(self):
         for w in self.writers.values():

@@ -1,0 +1,189 @@
+"""Checkpoints: interrupt a real run, resume it, and get the uninterrupted run's numbers bit for
+bit, with TensorBoard curves that have every step exactly once."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT
+from torchgd import checkpoints
+
+RUN = [
+    "train",
+    "--data",
+    "synthetic:64,d=2,noise=0.3,seed=5",
+    "--bias",
+    "--schedule",
+    "minibatch:5",
+    "--momentum",
+    "0.9",
+    "--lr",
+    "0.01",
+    "--noise",
+    "0.01",
+    "--epochs",
+    "300",
+    "--no-plots",
+    "--log-every",
+    "1",
+    "--no-guard",
+]
+
+
+def start(tmp_path, name, *extra):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "torchgd",
+            *RUN,
+            *extra,
+            "--logdir",
+            str(tmp_path),
+            "--name",
+            name,
+            "--quiet",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_for(path, predicate, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate(path):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {path}")
+
+
+def events_big(run_dir):
+    files = list((run_dir / "manual").glob("events.out.tfevents.*"))
+    return bool(files) and files[0].stat().st_size > 5_000
+
+
+def tb_steps(run_dir, path="manual"):
+    acc = EventAccumulator(str(run_dir / path), size_guidance={"tensors": 0})
+    acc.Reload()
+    return [e.step for e in acc.Tensors("loss/raw")]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    proc = start(tmp, "full")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    return json.loads((tmp / "full" / "summary.json").read_text())
+
+
+def same_run(a, b):
+    assert a["status"] == b["status"] == "completed"
+    assert a["steps"] == b["steps"] and a["epochs"] == b["epochs"]
+    for path in ("manual", "autograd", "optim"):
+        assert a["paths"][path]["params"] == b["paths"][path]["params"]  # bit for bit
+        assert a["paths"][path]["history"] == b["paths"][path]["history"]
+    assert a["agreement"]["params"] == b["agreement"]["params"]
+
+
+def resume(cli, run):
+    proc = cli("train", "--resume", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_ctrl_c_then_resume_equals_the_uninterrupted_run(cli, tmp_path, uninterrupted):
+    proc = start(tmp_path, "r")
+    run = tmp_path / "r"
+    wait_for(run, events_big)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    stopped = json.loads((run / "summary.json").read_text())
+    assert stopped["status"] == "interrupted" and 0 < stopped["steps"] < uninterrupted["steps"]
+    assert (run / "checkpoint.pt").exists()
+    same_run(resume(cli, run), uninterrupted)
+    steps = tb_steps(run)
+    assert steps == list(range(1, uninterrupted["steps"] + 1))  # none missing, none twice
+
+
+def test_a_killed_run_resumes_from_its_last_periodic_checkpoint(cli, tmp_path, uninterrupted):
+    proc = start(tmp_path, "k", "--checkpoint-every", "25")
+    run = tmp_path / "k"
+    wait_for(run, lambda r: (r / "checkpoint.pt").exists() and events_big(r))
+    time.sleep(0.5)  # run on past the checkpoint: those steps must not appear twice
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    saved = checkpoints.load(run / "checkpoint.pt")
+    assert saved["position"]["epoch"] % 25 == 1 and saved["position"]["batch"] == 0
+    same_run(resume(cli, run), uninterrupted)
+    assert tb_steps(run) == list(range(1, uninterrupted["steps"] + 1))
+
+
+def snapshot(run):
+    return {p.relative_to(run): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("small")
+    from conftest import run_cli
+
+    proc = run_cli(
+        "train",
+        "--epochs",
+        "3",
+        "--quiet",
+        "--no-plots",
+        "--checkpoint-every",
+        "1",
+        "--logdir",
+        tmp,
+        "--name",
+        "d",
+    )
+    assert proc.returncode == 0
+    return tmp / "d"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "replace"])
+def test_a_damaged_checkpoint_is_refused_and_the_run_directory_left_as_it_was(
+    cli, tmp_path, finished_run, damage
+):
+    import shutil
+
+    run = tmp_path / "d"
+    shutil.copytree(finished_run, run)
+    ck = run / "checkpoint.pt"
+    raw = bytearray(ck.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    elif damage == "truncate":
+        raw = raw[: len(raw) // 2]
+    elif damage == "empty":
+        raw = bytearray()
+    else:  # a valid torch file that is not a checkpoint
+        import torch
+
+        torch.save({"x": torch.zeros(1)}, ck)
+        raw = bytearray(ck.read_bytes())
+    ck.write_bytes(bytes(raw))
+    before = snapshot(run)
+    proc = cli("train", "--resume", run)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    assert snapshot(run) == before
+
+
+def test_resume_without_a_checkpoint_says_how_to_get_one(cli, tmp_path):
+    cli("train", "--epochs", "2", "--quiet", "--no-plots", "--logdir", tmp_path, "--name", "n")
+    proc = cli("train", "--resume", tmp_path / "n")
+    assert proc.returncode == 2 and "no checkpoint" in proc.stderr

@@ -1,0 +1,82 @@
+"""Checkpoints: everything a run needs to continue bit for bit, written so a crash can't corrupt it.
+
+A checkpoint holds every path's parameters and optimizer state (the manual rule's momentum
+buffers and ``torch.optim.SGD``'s ``state_dict``), the step, epoch and position inside the epoch,
+the histories and per-step records so far, the divergence guard's and the callbacks' state, and
+the config. There is no random generator state to save: every shuffle and every noise draw is
+seeded from ``(seed, epoch)`` or ``(seed, step)`` alone, so a resumed run draws the same numbers.
+
+On disk: ``torch.save`` of ``{"format", "sha256", "payload"}`` where the payload is the state,
+itself saved with ``torch.save``; both are loaded with ``weights_only=True`` (no pickled code),
+and the digest catches a truncated or tampered file. Written to a temporary file in the same
+directory, flushed and fsynced, then moved into place with ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+from .errors import TorchgdError
+
+FORMAT = "torchgd-checkpoint-1"
+NAME = "checkpoint.pt"
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    path = Path(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    outer = {
+        "format": FORMAT,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(outer, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(source, what: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.load(source, map_location="cpu", weights_only=True)
+        except Exception:
+            raise TorchgdError(f"checkpoint {what} is truncated or corrupt") from None
+
+
+def load(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TorchgdError(
+            f"no checkpoint at '{path}' (train with --checkpoint-every K, or "
+            "stop a run with Ctrl-C, to write one)"
+        )
+    outer = _load(path, f"'{path}'")
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+        raise TorchgdError(f"'{path}' is not a torchgd checkpoint")
+    payload = outer.get("payload")
+    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+        raise TorchgdError(f"checkpoint '{path}' is truncated or corrupt")
+    raw = payload.numpy().tobytes()
+    if hashlib.sha256(raw).hexdigest() != outer.get("sha256"):
+        raise TorchgdError(f"checkpoint '{path}' has been modified: its checksum does not match")
+    state = _load(io.BytesIO(raw), f"'{path}'")
+    if not isinstance(state, dict) or "position" not in state:
+        raise TorchgdError(f"checkpoint '{path}' is truncated or corrupt")
+    return state
