@@ -10,6 +10,8 @@ from conftest import ROOT, run_cli
 
 
 def test_lecture_prints_the_lectures_lines_and_writes_its_run_directory(cli, tmp_path):
+    from test_plots import check_png
+
     proc = cli("lecture", "--logdir", tmp_path / "runs")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -27,10 +29,19 @@ def test_lecture_prints_the_lectures_lines_and_writes_its_run_directory(cli, tmp
         assert cfg["schedule"] == schedule and cfg["lr"] == 0.01 and cfg["epochs"] == 100
     summary = json.loads((run / "summary.json").read_text())
     assert summary["sgd"]["paths"]["optim"]["params"]["w"] == 1.9999999999999998
+    # the lecture's figures, and its TensorBoard runs
+    check_png(run / "field.png", (1200, 500))
+    check_png(run / "schedules.png", (1200, 500))
+    for schedule in ("batch", "sgd"):
+        check_png(run / schedule / "cost.png", (800, 500))
+        check_png(run / schedule / "loss.png", (800, 500))
+        for path in ("manual", "autograd", "optim", "compare"):
+            assert list((run / schedule / path).glob("events.out.tfevents.*"))
+    assert list((run / "figures").glob("events.out.tfevents.*"))
 
 
 def test_lecture_json_is_one_object_with_both_runs(cli, tmp_path):
-    proc = cli("lecture", "--json", "--logdir", tmp_path)
+    proc = cli("lecture", "--json", "--no-plots", "--no-tensorboard", "--logdir", tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)  # exactly one JSON document, nothing else on stdout
     sgd, batch = out["sgd"], out["batch"]
@@ -86,7 +97,7 @@ def test_train_json_has_config_status_paths_and_agreement(cli, tmp_path):
 
 
 def test_quiet_prints_nothing(cli, tmp_path):
-    proc = cli("train", "--quiet", "--paths", "manual", "--logdir", tmp_path)
+    proc = cli("train", "--quiet", "--paths", "manual", "--no-plots", "--logdir", tmp_path)
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
 
 
@@ -134,14 +145,24 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_line_and_exit_code_2(cli, tmp_path, args, message):
-    proc = cli("train", *args, "--logdir", tmp_path / "runs")
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, args, message):
+    from torchgd.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # argparse's own errors exit; ours return 2
+        raise SystemExit(main(["train", *map(str, args), "--logdir", str(tmp_path / "runs")]))
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1, err
+    assert message in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # nothing is written for a rejected run
+
+
+@pytest.mark.parametrize("args,message", [BAD_INPUTS[2], BAD_INPUTS[13]])
+def test_bad_input_through_a_real_subprocess(cli, tmp_path, args, message):
+    proc = cli("train", *args, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr
 
 
 def test_cuda_request_on_a_machine_without_it_names_what_is_available(cli, tmp_path):

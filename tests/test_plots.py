@@ -59,17 +59,6 @@ def test_other_formats(tmp_path, fmt, magic):
     assert path.read_bytes().startswith(magic)
 
 
-def test_lecture_writes_its_figures_into_its_run_directory(cli, tmp_path):
-    proc = cli("lecture", "--quiet", "--logdir", tmp_path, "--name", "lec")
-    assert proc.returncode == 0, proc.stderr
-    run = tmp_path / "lec"
-    check_png(run / "field.png", (1200, 500))
-    check_png(run / "schedules.png", (1200, 500))
-    for schedule in ("batch", "sgd"):
-        check_png(run / schedule / "cost.png", (800, 500))
-        check_png(run / schedule / "loss.png", (800, 500))
-
-
 def test_plot_command_from_a_saved_run(cli, tmp_path):
     cli(
         "train",

@@ -251,3 +251,20 @@ def test_tb_on_a_missing_directory_is_one_line_exit_2(cli, tmp_path):
 def test_bad_logging_options_are_one_line_exit_2(cli, tmp_path, args, message):
     proc = cli("train", *args, "--logdir", tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_a_torn_last_record_is_cut_and_every_whole_event_kept(tmp_path):
+    from torchgd.events import EventFile, repair_tail
+
+    f = EventFile(tmp_path)
+    for step in range(1, 6):
+        f.add(event_pb2.Event(step=step, wall_time=1.0))
+    f.close()
+    whole = f.path.read_bytes()
+    last = len(event_pb2.Event(step=5, wall_time=1.0).SerializeToString()) + 16
+    for cut in range(1, last):  # killed anywhere inside the last record
+        f.path.write_bytes(whole[:-cut])
+        assert repair_tail(f.path) == last - cut
+        assert f.path.read_bytes() == whole[:-last]
+    f.path.write_bytes(whole)
+    assert repair_tail(f.path) == 0 and f.path.read_bytes() == whole

@@ -573,10 +573,10 @@ def cmd_sweep(args) -> int:
     options.check_epochs(epochs)
     options.check_guard(0.0, args.patience)
     schedules.parse(args.schedule)
+    lrs = options.parse_lrs(args.lr, args.log)
     from . import runs
-    from .sweep import format_table, parse_lrs, sweep
+    from .sweep import format_table, sweep
 
-    lrs = parse_lrs(args.lr, args.log)
     kwargs = dict(
         schedule=args.schedule,
         shuffle=args.shuffle,
@@ -617,9 +617,11 @@ def cmd_plot(args) -> int:
     import json
     from pathlib import Path
 
+    out = Path(args.out or f"{args.kind}.{args.format}")
+    if args.kind == "cost" and not args.run and args.problem not in (None, "linear"):
+        raise _error("plot cost needs a run of the linear model with one weight w")
     from . import plots
 
-    out = Path(args.out or f"{args.kind}.{args.format}")
     if args.kind == "field":
         path = plots.field(out, args.problem or "paraboloid")
     elif args.kind == "schedules":

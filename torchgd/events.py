@@ -201,3 +201,24 @@ class ScalarEncoder:
             + _varint(len(summary))
             + summary
         )
+
+
+def repair_tail(path: str | os.PathLike) -> int:
+    """Cut a torn last record (a process killed mid-write) off an event file; returns the number
+    of bytes removed. Complete records are never touched: only bytes that no reader could parse
+    go, so a resumed run appends after the last whole event."""
+    path = Path(path)
+    raw = path.read_bytes()
+    pos, last_good = 0, 0
+    while pos + 12 <= len(raw):
+        (length,) = struct.unpack("<Q", raw[pos : pos + 8])
+        (head_crc,) = struct.unpack("<I", raw[pos + 8 : pos + 12])
+        end = pos + 12 + length + 4
+        if int(masked_crc32c_many([raw[pos : pos + 8]])[0]) != head_crc or end > len(raw):
+            break
+        pos = last_good = end
+    removed = len(raw) - last_good
+    if removed:
+        with open(path, "r+b") as f:
+            f.truncate(last_good)
+    return removed

@@ -71,3 +71,22 @@ def check_guard(noise, patience) -> None:
         raise TorchgdError(f"--noise must be a finite number >= 0, got {noise}")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
         raise TorchgdError(f"--patience must be a whole number >= 1, got {patience}")
+
+
+def parse_lrs(spec: str, log: bool = False) -> list[float]:
+    """``START:STOP:K`` to K learning rates, evenly spaced (or log-spaced with ``log``)."""
+    parts = spec.split(":")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        start, stop, k = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise TorchgdError(
+            f"--lr for sweep is START:STOP:K (e.g. 0.01:0.3:30), got '{spec}'"
+        ) from None
+    if not (math.isfinite(start) and math.isfinite(stop)) or not 0 < start < stop or k < 2:
+        raise TorchgdError(f"--lr {spec}: need 0 < START < STOP and K >= 2")
+    if log:
+        a, b = math.log10(start), math.log10(stop)
+        return [start] + [10 ** (a + (b - a) * i / (k - 1)) for i in range(1, k - 1)] + [stop]
+    return [start + (stop - start) * i / (k - 1) for i in range(k - 1)] + [stop]

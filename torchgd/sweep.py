@@ -18,29 +18,10 @@ from types import SimpleNamespace
 import torch
 
 from . import rules, theory
+from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .train import plan as make_plan
 
 CONVERGED = 1e-8  # final loss at most this fraction of the first: converged, else slow
-
-
-def parse_lrs(spec: str, log: bool = False) -> list[float]:
-    """``START:STOP:K`` to K learning rates, evenly spaced (or log-spaced with ``log``)."""
-    from .errors import TorchgdError
-
-    parts = spec.split(":")
-    try:
-        start, stop, k = float(parts[0]), float(parts[1]), int(parts[2])
-        if len(parts) != 3:
-            raise ValueError
-    except (ValueError, IndexError):
-        raise TorchgdError(
-            f"--lr for sweep is START:STOP:K (e.g. 0.01:0.3:30), got '{spec}'"
-        ) from None
-    if not (math.isfinite(start) and math.isfinite(stop)) or not 0 < start < stop or k < 2:
-        raise TorchgdError(f"--lr {spec}: need 0 < START < STOP and K >= 2")
-    if log:
-        return torch.logspace(math.log10(start), math.log10(stop), k, dtype=torch.float64).tolist()
-    return torch.linspace(start, stop, k, dtype=torch.float64).tolist()
 
 
 def _measured_rate(errors: list[float]) -> float | None:

@@ -188,8 +188,14 @@ class TensorBoard(Callback):
         """Continue a checkpointed run: anything an earlier process logged after ``step`` (it
         may have run past its last checkpoint) is orphaned by a SessionLog START at step + 1,
         which TensorBoard's readers honour, so no step appears twice."""
+        from ..events import repair_tail
+
         if state:
             self.ema, self.logged = dict(state["ema"]), state["logged"]
+        for name in self.writers:  # a killed process may have left half a record behind
+            for old in (self.run_dir / name).glob("events.out.tfevents.*"):
+                if old != self.writers[name].file.path:
+                    repair_tail(old)
         start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
         for w in self.writers.values():
             w.file.add(event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
