@@ -28,7 +28,7 @@ RUN = [
     "--noise",
     "0.01",
     "--epochs",
-    "300",
+    "100",
     "--no-plots",
     "--log-every",
     "1",

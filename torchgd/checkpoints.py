@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
 from .errors import TorchgdError
+from .runs import write_atomic
 
 FORMAT = "torchgd-checkpoint-1"
 NAME = "checkpoint.pt"
@@ -39,16 +39,9 @@ def save(path: str | os.PathLike, state: dict) -> None:
         "sha256": hashlib.sha256(payload).hexdigest(),
         "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8),
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(outer, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = io.BytesIO()
+    torch.save(outer, out)
+    write_atomic(path, out.getvalue())
 
 
 def _load(source, what: str):

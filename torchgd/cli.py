@@ -311,6 +311,24 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _run_kwargs(args, epochs: int) -> dict:
+    """The options train and sweep share: schedule, seed, start, SGD options, the guard."""
+    return dict(
+        schedule=args.schedule,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        epochs=epochs,
+        init=args.init,
+        momentum=args.momentum,
+        dampening=args.dampening,
+        weight_decay=args.weight_decay,
+        nesterov=args.nesterov,
+        maximize=args.maximize,
+        guard=not args.no_guard,
+        patience=args.patience,
+    )
+
+
 def _plan_kwargs(args) -> dict:
     return dict(paths=args.paths, device=args.device, dtype=args.dtype, rule=args.rule)
 
@@ -506,21 +524,10 @@ def cmd_train(args) -> int:
     plan = train.plan(
         args.problem,
         args.data,
-        schedule=args.schedule,
-        shuffle=args.shuffle,
-        seed=args.seed,
         lr=args.lr,
-        epochs=epochs,
-        init=args.init,
-        momentum=args.momentum,
-        dampening=args.dampening,
-        weight_decay=args.weight_decay,
-        nesterov=args.nesterov,
-        maximize=args.maximize,
         noise=args.noise,
         bias=args.bias,
-        guard=not args.no_guard,
-        patience=args.patience,
+        **_run_kwargs(args, epochs),
         **_plan_kwargs(args),
     )
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
@@ -577,22 +584,7 @@ def cmd_sweep(args) -> int:
     from . import runs
     from .sweep import format_table, sweep
 
-    kwargs = dict(
-        schedule=args.schedule,
-        shuffle=args.shuffle,
-        seed=args.seed,
-        epochs=epochs,
-        init=args.init,
-        device=args.device,
-        dtype=args.dtype,
-        momentum=args.momentum,
-        dampening=args.dampening,
-        weight_decay=args.weight_decay,
-        nesterov=args.nesterov,
-        maximize=args.maximize,
-        guard=not args.no_guard,
-        patience=args.patience,
-    )
+    kwargs = dict(device=args.device, dtype=args.dtype, **_run_kwargs(args, epochs))
     from .train import plan
 
     plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)  # check first
