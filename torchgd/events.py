@@ -181,14 +181,14 @@ class ScalarEncoder:
         self.prefix: dict[str, bytes] = {}
 
     def _value(self, tag: str, value: float) -> bytes:
-        prefix = self.prefix.get(tag)
-        if prefix is None:  # first use: the tag's metadata goes with it
-            self.prefix[tag] = _field(1, tag.encode())
-            body = self.prefix[tag] + _field(9, self.metadata)
-        else:
-            body = prefix
-        body += b"\x42\x0e" + _TENSOR_HEAD + _PACK_D(value)  # field 8, 14 bytes
-        return b"\x0a" + _varint(len(body)) + body
+        head = self.prefix.get(tag)
+        if head is None:  # first use: the tag's metadata goes with it; later uses are cached
+            name = _field(1, tag.encode())
+            tensor = b"\x42\x0e" + _TENSOR_HEAD  # field 8, 14 bytes, the value last
+            self.prefix[tag] = b"\x0a" + _varint(len(name) + 16) + name + tensor
+            body = name + _field(9, self.metadata) + tensor
+            return b"\x0a" + _varint(len(body) + 8) + body + _PACK_D(value)
+        return head + _PACK_D(value)
 
     def event(self, step: int, wall_time: float, pairs) -> bytes:
         summary = b"".join(self._value(t, v) for t, v in pairs)
