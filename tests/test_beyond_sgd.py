@@ -196,3 +196,9 @@ def test_xcos_gets_caught_in_a_local_minimum_from_one_start_and_not_another():
         assert abs(p.df(torch.tensor(x, dtype=torch.float64))[0].item()) < 1e-9
     f = [p.f(torch.tensor(x, dtype=torch.float64)).item() for x in (caught, other)]
     assert f[0] > f[1] + 5  # the first is a local minimum, far worse than the second
+
+
+def test_sweep_refuses_many_feature_data_in_one_line(cli, tmp_path):
+    proc = cli("sweep", "--lr", "0.01:0.3:5", "--data", "synthetic:20,d=2", "--logdir", tmp_path)
+    assert proc.returncode == 2 and "sweep runs the one-feature model" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1

@@ -92,6 +92,60 @@ def _add_run_options(p: argparse.ArgumentParser, *, defaults_from_lecture: bool)
     )
 
 
+def _add_problem_options(p: argparse.ArgumentParser) -> None:
+    """What train and sweep share: problem, data, schedule, start, SGD options, the guard."""
+    p.add_argument(
+        "--problem",
+        default="linear",
+        help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
+        "rosenbrock, square, xcos, or FILE.py:NAME",
+    )
+    p.add_argument(
+        "--data",
+        default="lecture",
+        help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
+        "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
+    )
+    p.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
+    p.add_argument(
+        "--shuffle",
+        action="store_true",
+        help="sgd: a seeded random order each epoch (minibatch always shuffles)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default 100); for function problems one step each",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps, for problems without data (same as --epochs there)",
+    )
+    p.add_argument(
+        "--init",
+        type=_init,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="starting point, e.g. w=1.0 or x=-5,y=-2",
+    )
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--dampening", type=float, default=0.0)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--nesterov", action="store_true")
+    p.add_argument("--maximize", action="store_true")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="divergence guard: stop when the loss grows this many epochs in a row",
+    )
+    p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="torchgd",
@@ -119,50 +173,8 @@ def build_parser() -> Parser:
         help="train any problem with any schedule and options",
         description="Train by the selected paths in lockstep and compare them at every step.",
     )
-    tr.add_argument(
-        "--problem",
-        default="linear",
-        help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
-        "rosenbrock, square, xcos, or FILE.py:NAME",
-    )
-    tr.add_argument(
-        "--data",
-        default="lecture",
-        help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
-        "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
-    )
-    tr.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
-    tr.add_argument(
-        "--shuffle",
-        action="store_true",
-        help="sgd: a seeded random order each epoch (minibatch always shuffles)",
-    )
-    tr.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
     tr.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    tr.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="epochs (default 100); for function problems one step each",
-    )
-    tr.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="steps, for problems without data (same as --epochs there)",
-    )
-    tr.add_argument(
-        "--init",
-        type=_init,
-        default=None,
-        metavar="NAME=VALUE,...",
-        help="starting point, e.g. w=1.0 or x=-5,y=-2",
-    )
-    tr.add_argument("--momentum", type=float, default=0.0)
-    tr.add_argument("--dampening", type=float, default=0.0)
-    tr.add_argument("--weight-decay", type=float, default=0.0)
-    tr.add_argument("--nesterov", action="store_true")
-    tr.add_argument("--maximize", action="store_true")
+    _add_problem_options(tr)
     tr.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
     tr.add_argument(
         "--checkpoint-every",
@@ -184,13 +196,6 @@ def build_parser() -> Parser:
         metavar="SIGMA",
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
-    tr.add_argument(
-        "--patience",
-        type=int,
-        default=5,
-        help="divergence guard: stop when the loss grows this many epochs in a row",
-    )
-    tr.add_argument("--no-guard", action="store_true", help="never stop for divergence")
     _add_run_options(tr, defaults_from_lecture=False)
     tr.set_defaults(func=cmd_train)
 
@@ -205,21 +210,7 @@ def build_parser() -> Parser:
         "--lr", required=True, metavar="START:STOP:K", help="K learning rates from START to STOP"
     )
     sw.add_argument("--log", action="store_true", help="log-spaced learning rates")
-    sw.add_argument("--problem", default="linear")
-    sw.add_argument("--data", default="lecture")
-    sw.add_argument("--schedule", default="batch")
-    sw.add_argument("--shuffle", action="store_true")
-    sw.add_argument("--seed", type=int, default=0)
-    sw.add_argument("--epochs", type=int, default=None)
-    sw.add_argument("--steps", type=int, default=None)
-    sw.add_argument("--init", type=_init, default=None, metavar="NAME=VALUE,...")
-    sw.add_argument("--momentum", type=float, default=0.0)
-    sw.add_argument("--dampening", type=float, default=0.0)
-    sw.add_argument("--weight-decay", type=float, default=0.0)
-    sw.add_argument("--nesterov", action="store_true")
-    sw.add_argument("--maximize", action="store_true")
-    sw.add_argument("--patience", type=int, default=5)
-    sw.add_argument("--no-guard", action="store_true")
+    _add_problem_options(sw)
     sw.add_argument("--device", default="auto")
     sw.add_argument("--dtype", default="float64")
     sw.add_argument("--logdir", default="runs")

@@ -80,6 +80,13 @@ def sweep(
         guard=guard,
         patience=patience,
     )
+    if p.dataset is not None and p.dataset.x.dim() == 2:
+        from .errors import TorchgdError
+
+        raise TorchgdError(
+            "sweep runs the one-feature model; this data has "
+            f"{p.dataset.x.shape[1]} features (use train for it)"
+        )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         rules.SGD(
             lr=lr,
