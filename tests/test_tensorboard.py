@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
 from tensorboard.plugins.scalar import metadata as scalar_metadata
@@ -254,7 +255,7 @@ def test_bad_logging_options_are_one_line_exit_2(cli, tmp_path, args, message):
 
 
 def test_a_torn_last_record_is_cut_and_every_whole_event_kept(tmp_path):
-    from torchgd.events import EventFile, repair_tail
+    from torchgd.events import EventFile, trim_after
 
     f = EventFile(tmp_path)
     for step in range(1, 6):
@@ -264,7 +265,11 @@ def test_a_torn_last_record_is_cut_and_every_whole_event_kept(tmp_path):
     last = len(event_pb2.Event(step=5, wall_time=1.0).SerializeToString()) + 16
     for cut in range(1, last):  # killed anywhere inside the last record
         f.path.write_bytes(whole[:-cut])
-        assert repair_tail(f.path) == last - cut
+        assert trim_after(f.path) == last - cut
         assert f.path.read_bytes() == whole[:-last]
     f.path.write_bytes(whole)
-    assert repair_tail(f.path) == 0 and f.path.read_bytes() == whole
+    assert trim_after(f.path) == 0 and f.path.read_bytes() == whole
+    # events after a checkpoint's step go; the file version and steps up to it stay
+    assert trim_after(f.path, 3) == 2 * last
+    loaded = list(EventFileLoader(str(f.path)).Load())
+    assert [e.step for e in loaded] == [0, 1, 2, 3] and loaded[0].file_version

@@ -203,22 +203,30 @@ class ScalarEncoder:
         )
 
 
-def repair_tail(path: str | os.PathLike) -> int:
-    """Cut a torn last record (a process killed mid-write) off an event file; returns the number
-    of bytes removed. Complete records are never touched: only bytes that no reader could parse
-    go, so a resumed run appends after the last whole event."""
+def trim_after(path: str | os.PathLike, step: int | None = None) -> int:
+    """Cut an event file back to its last whole record, and (given ``step``) to the last event at
+    or before ``step``; returns the number of bytes removed.
+
+    A process killed mid-write leaves a torn last record; a process killed after its last
+    checkpoint leaves events for steps that the resumed run will compute again, bit for bit.
+    Both are cut with one ``truncate``, so the file is never rewritten and no complete event up
+    to ``step`` is touched."""
     path = Path(path)
     raw = path.read_bytes()
-    pos, last_good = 0, 0
+    pos = 0
     while pos + 12 <= len(raw):
         (length,) = struct.unpack("<Q", raw[pos : pos + 8])
         (head_crc,) = struct.unpack("<I", raw[pos + 8 : pos + 12])
         end = pos + 12 + length + 4
         if int(masked_crc32c_many([raw[pos : pos + 8]])[0]) != head_crc or end > len(raw):
-            break
-        pos = last_good = end
-    removed = len(raw) - last_good
+            break  # torn
+        if step is not None:
+            event = event_pb2.Event.FromString(raw[pos + 12 : pos + 12 + length])
+            if event.step > step:
+                break
+        pos = end
+    removed = len(raw) - pos
     if removed:
         with open(path, "r+b") as f:
-            f.truncate(last_good)
+            f.truncate(pos)
     return removed

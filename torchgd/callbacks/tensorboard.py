@@ -185,17 +185,19 @@ class TensorBoard(Callback):
         return {"ema": dict(self.ema), "logged": self.logged}
 
     def resume(self, state: dict | None, step: int) -> None:
-        """Continue a checkpointed run: anything an earlier process logged after ``step`` (it
-        may have run past its last checkpoint) is orphaned by a SessionLog START at step + 1,
-        which TensorBoard's readers honour, so no step appears twice."""
-        from ..events import repair_tail
+        """Continue a checkpointed run: earlier event files are cut back to ``step``, and a
+        SessionLog START at step + 1 marks the restart for TensorBoard, so no step appears
+        twice."""
+        from ..events import trim_after
 
         if state:
             self.ema, self.logged = dict(state["ema"]), state["logged"]
-        for name in self.writers:  # a killed process may have left half a record behind
+        # a killed process may have logged past its checkpoint, or left half a record: cut its
+        # files back to the checkpoint's step (the resumed run logs those steps again, identical)
+        for name in self.writers:
             for old in (self.run_dir / name).glob("events.out.tfevents.*"):
                 if old != self.writers[name].file.path:
-                    repair_tail(old)
+                    trim_after(old, step)
         start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
         for w in self.writers.values():
             w.file.add(event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
