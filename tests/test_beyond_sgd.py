@@ -140,29 +140,23 @@ def test_gradient_descent_on_the_stable_axis_stays_at_the_saddle():
 
 @pytest.mark.parametrize("sigma,seed", [(1e-4, 0), (1e-4, 1), (1e-1, 2)])
 def test_noise_escapes_the_saddle_and_every_path_sees_the_same_noise(sigma, seed):
-    r = torchgd.fit(
-        "saddle",
-        init={"x": -3.0, "y": 0.0},
-        lr=0.1,
-        epochs=150,
-        noise=sigma,
-        seed=seed,
-        rule="torch-exact",
-    )
+    def run():
+        return torchgd.fit(
+            "saddle",
+            init={"x": -3.0, "y": 0.0},
+            lr=0.1,
+            epochs=150,
+            noise=sigma,
+            seed=seed,
+            rule="torch-exact",
+        )
+
+    r = run()
     ys = r.paths["manual"]["history"]["y"]
     assert abs(ys[-1]) > 1  # escaped: the unstable direction grows by 1.2 per step
     # with torch's operations in every path the noisy runs stay identical
     assert r.agreement["max_ulp"] == 0
-    again = torchgd.fit(
-        "saddle",
-        init={"x": -3.0, "y": 0.0},
-        lr=0.1,
-        epochs=150,
-        noise=sigma,
-        seed=seed,
-        rule="torch-exact",
-    )
-    assert again.paths["manual"]["history"]["y"] == ys  # seeded
+    assert run().paths["manual"]["history"]["y"] == ys  # seeded
 
 
 def test_saddle_script_prints_steps_to_escape(tmp_path):

@@ -36,7 +36,7 @@ def _init(text: str) -> dict:
     return out
 
 
-def _add_run_options(p: argparse.ArgumentParser, *, defaults_from_lecture: bool) -> None:
+def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--paths", default=PATHS, help=f"comma-separated subset of {PATHS} (default: all three)"
     )
@@ -165,7 +165,7 @@ def build_parser() -> Parser:
         "all paths, print the lecture's lines and the agreement.",
     )
     lec.add_argument("--data", default="lecture", help="lecture (default) or course")
-    _add_run_options(lec, defaults_from_lecture=True)
+    _add_run_options(lec)
     lec.set_defaults(func=cmd_lecture)
 
     tr = sub.add_parser(
@@ -196,7 +196,7 @@ def build_parser() -> Parser:
         metavar="SIGMA",
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
-    _add_run_options(tr, defaults_from_lecture=False)
+    _add_run_options(tr)
     tr.set_defaults(func=cmd_train)
 
     sw = sub.add_parser(

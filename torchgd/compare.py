@@ -89,10 +89,6 @@ def flat(params: dict) -> torch.Tensor:
     return torch.cat([t.detach().reshape(-1) for t in params.values()])
 
 
-def dtype_str(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
 _FORMATS = {"float64": ("<d", "<q", 63), "float32": ("<f", "<i", 31)}
 
 

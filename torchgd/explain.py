@@ -20,6 +20,7 @@ from itertools import combinations
 import torch
 
 from . import compare
+from .device import dtype_name
 
 # a gradient this many float eps apart (relative) is not rounding any more: the formula is wrong
 FORMULA_SUSPECT_EPS = 1e6
@@ -65,7 +66,7 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
     if max_rel > FORMULA_SUSPECT_EPS * eps:
         return (
             f"the analytic gradient is {max_rel:.3g} (relative) away from autograd's, far "
-            f"beyond rounding in {compare.dtype_str(dtype)} (eps {eps:.3g}): the formula "
+            f"beyond rounding in {dtype_name(dtype)} (eps {eps:.3g}): the formula "
             f"does not compute the derivative of the loss; check it"
         )
     if problem.name == "linear":
@@ -84,7 +85,7 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
     return (
         f"the hand-written formula and autograd's chain rule through "
         f"f ({problem.description}) compute the derivative with different operations in "
-        f"a different order, each rounded to {compare.dtype_str(dtype)} (max relative "
+        f"a different order, each rounded to {dtype_name(dtype)} (max relative "
         f"difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
     )
 

@@ -29,7 +29,6 @@ from . import data as datasets  # noqa: E402
 from . import gradients, problems  # noqa: E402
 from .errors import TorchgdError  # noqa: E402
 
-KINDS = ("field", "cost", "loss", "schedules", "trajectory", "sweep")
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
 SIZE = (8, 5)  # inches: 800 x 500 pixels

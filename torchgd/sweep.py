@@ -12,6 +12,7 @@ contraction of the error and the critical learning rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -88,14 +89,7 @@ def sweep(
             f"{p.dataset.x.shape[1]} features (use train for it)"
         )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
-        rules.SGD(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-        )
+        dataclasses.replace(p.hp, lr=lr)
     k = len(lrs)
     lane = (k, 1) if p.dataset is not None else (k,)  # linear: w as a column against x's row
     theta = {n: t.expand(*lane, *t.shape).clone() for n, t in p.params0.items()}
