@@ -5,6 +5,13 @@
   the ratio of points per second (target: at least 30).
 * per-sample SGD: the lecture's pure-Python loop against each torchgd path alone, steps per
   second and their ratio (torch's per-call overhead on 1-sample tensors is the price of a path).
+* big N: full-batch gradient descent on N float32 samples (10 million by default), the time
+  per epoch of each path alone as a ratio to one ``torch.dot(x, y)`` over the same data, timed
+  in the same run (one pass over memory: the practical limit); targets 2 (manual) and 8
+  (autograd, optim). Each path's first gradient is compared with the formula in float64.
+* peak memory: a fresh process holds N float32 samples (100 million by default) and runs
+  full-batch gradient descent with all three paths; the most memory it held beyond what it held
+  before the data existed, as a ratio to the size of the data (target: under 1.5).
 * start-up: wall time of ``torchgd --help`` and ``torchgd lecture`` in fresh processes.
 """
 
@@ -141,6 +148,90 @@ def bench_sweep(k: int = 256, epochs: int = 100, repeat: int = 3) -> dict:
     }
 
 
+def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4) -> dict:
+    """Time per epoch of each path alone on N float32 samples, against ``torch.dot(x, y)``.
+
+    An epoch's time is ``(t(1 + E epochs) - t(1 epoch)) / E``: what one more epoch costs, with
+    the run's setup and report left out. Every timing is the best of ``repeat``, interleaved so
+    that a busy machine slows the dot product and the paths alike."""
+    from . import data as datasets
+    from .check import step_gradients
+    from .problems import Linear
+    from .train import execute, plan
+
+    ds = datasets.synthetic(n, noise=0.1, dtype=torch.float32)
+    x, y = ds.x, ds.y
+    plans = {
+        path: (
+            plan(data=ds, dtype="float32", paths=(path,), epochs=1, lr=0.1),
+            plan(data=ds, dtype="float32", paths=(path,), epochs=1 + epochs, lr=0.1),
+        )
+        for path in ("manual", "autograd", "optim")
+    }
+    for short, _ in plans.values():
+        execute(short)  # warm-up
+    dot = float("inf")
+    short_s = dict.fromkeys(plans, float("inf"))
+    long_s = dict.fromkeys(plans, float("inf"))
+    for _ in range(repeat):
+        dot = min(dot, _best(lambda: torch.dot(x, y), 3))
+        for path, (short, long) in plans.items():
+            short_s[path] = min(short_s[path], _best(lambda p=short: execute(p), 1))
+            long_s[path] = min(long_s[path], _best(lambda p=long: execute(p), 1))
+    w0 = {"w": torch.tensor(1.0, dtype=torch.float32)}
+    problem = Linear()
+    with torch.no_grad():
+        ref = problem.grad({"w": w0["w"].double()}, x.double(), y.double())["w"].item()
+    out = {"n": n, "dtype": "float32", "dot_s": dot, "epochs": epochs, "paths": {}}
+    for path in plans:
+        per_epoch = max(long_s[path] - short_s[path], 0.0) / epochs
+        g = step_gradients("autograd" if path == "optim" else path, problem, w0, x, y)[1]["w"]
+        out["paths"][path] = {
+            "epoch_s": per_epoch,
+            "ratio_to_dot": per_epoch / dot,
+            "target": 2 if path == "manual" else 8,
+            "grad_rel_err": abs(g.item() - ref) / abs(ref),
+        }
+    out["grad_rel_err_target"] = 1e-5
+    return out
+
+
+MEMORY_CHILD = """
+import json, sys, torch
+from torchgd import data, memory, train
+train.fit(epochs=1)                        # import and warm up everything a run uses first
+base = memory.rss()
+ds = data.synthetic({n}, noise=0.1, dtype=torch.float32)
+size = (ds.x.numel() + ds.y.numel()) * 4
+r = train.fit(data=ds, dtype="float32", epochs={epochs}, lr=0.1)
+print(json.dumps({{"base": base, "peak": memory.peak_rss(), "data": size, "status": r.status}}))
+"""
+
+
+def bench_memory(n: int = 100_000_000, epochs: int = 2) -> dict:
+    """Peak memory of full-batch gradient descent, all three paths, on N float32 samples held
+    in memory, in a fresh process: (peak - before the data) / size of the data."""
+    import json
+
+    proc = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD.format(n=n, epochs=epochs)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "n": n,
+        "epochs": epochs,
+        "data_bytes": r["data"],
+        "base_bytes": r["base"],
+        "peak_bytes": r["peak"],
+        "ratio": (r["peak"] - r["base"]) / r["data"],
+        "status": r["status"],
+        "target": 1.5,
+    }
+
+
 def bench_startup(repeat: int = 3) -> dict:
     def wall(args):
         return _best(
@@ -167,9 +258,24 @@ def _tmpdir() -> str:
     return tempfile.mkdtemp(prefix="torchgd-bench-")
 
 
-def run(quick: bool = False) -> dict:
+SECTIONS = ("numerical", "sgd", "logging", "sweep", "big_n", "memory", "startup")
+
+
+def run(quick: bool = False, only=SECTIONS, big_n: int | None = None, memory_n=None) -> dict:
+    """The benchmark sections named in ``only``; ``quick``: CI-sized runs."""
     repeat = 1 if quick else 3
-    return {
+    big_n = big_n or (1_000_000 if quick else 10_000_000)
+    memory_n = memory_n or (10_000_000 if quick else 100_000_000)
+    sections = {
+        "numerical": lambda: bench_numerical(300 if quick else 1000, repeat),
+        "sgd": lambda: bench_sgd(100 if quick else 2500, repeat),
+        "logging": lambda: bench_logging(100 if quick else 2500, repeat),
+        "sweep": lambda: bench_sweep(32 if quick else 256, 100, repeat),
+        "big_n": lambda: bench_big_n(big_n, 2 if quick else 5),
+        "memory": lambda: bench_memory(memory_n),
+        "startup": lambda: bench_startup(1 if quick else 3),
+    }
+    report = {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": torch.get_num_threads(),
@@ -177,47 +283,75 @@ def run(quick: bool = False) -> dict:
             "torch": torch.__version__,
         },
         "quick": quick,
-        "numerical": bench_numerical(300 if quick else 1000, repeat),
-        "sgd": bench_sgd(100 if quick else 2500, repeat),
-        "logging": bench_logging(100 if quick else 2500, repeat),
-        "sweep": bench_sweep(32 if quick else 256, 100, repeat),
-        "startup": bench_startup(1 if quick else 3),
     }
+    for name in SECTIONS:
+        if name in only:
+            report[name] = sections[name]()
+    return report
 
 
 def format_table(r: dict) -> str:
-    num, sgd, st = r["numerical"], r["sgd"], r["startup"]
     m = r["machine"]
     lines = [
         f"torchgd bench ({'quick' if r['quick'] else 'full'}) on {m['cpu']}, {m['cores']} "
         f"threads, Python {m['python']}, torch {m['torch']}",
-        f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
-        f"  numerical gradient, vectorized {num['grid']:>9} "
-        f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
-        f"(target >= {num['target']})",
-        f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s",
     ]
-    for name, p in [*sgd["paths"].items(), ("all three", sgd["all_three_in_lockstep"])]:
+    if "numerical" in r:
+        num = r["numerical"]
+        lines += [
+            f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
+            f"  numerical gradient, vectorized {num['grid']:>9} "
+            f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
+            f"(target >= {num['target']})",
+        ]
+    if "sgd" in r:
+        sgd = r["sgd"]
         lines.append(
-            f"  per-sample SGD, {name:<21} {p['steps_per_s']:>14,.0f} steps/s  "
-            f"{p['ratio_to_python']:.3f}x of pure Python"
+            f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s"
         )
-    lg = r["logging"]
-    lines.append(
-        f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
-        f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
-        f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
-    )
-    sw = r["sweep"]
-    lines.append(
-        f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
-        f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
-        f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
-    )
-    lines += [
-        f"  torchgd --help                        {st['help_s']:>13.3f} s",
-        f"  torchgd lecture                       {st['lecture_s']:>13.3f} s",
-        f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
-        f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
-    ]
+        for name, p in [*sgd["paths"].items(), ("all three", sgd["all_three_in_lockstep"])]:
+            lines.append(
+                f"  per-sample SGD, {name:<21} {p['steps_per_s']:>14,.0f} steps/s  "
+                f"{p['ratio_to_python']:.3f}x of pure Python"
+            )
+    if "logging" in r:
+        lg = r["logging"]
+        lines.append(
+            f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
+            f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
+            f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
+        )
+    if "sweep" in r:
+        sw = r["sweep"]
+        lines.append(
+            f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
+            f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
+            f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
+        )
+    if "big_n" in r:
+        bn = r["big_n"]
+        lines.append(
+            f"  full batch, N = {bn['n']:,} float32: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"
+        )
+        for name, p in bn["paths"].items():
+            lines.append(
+                f"    {name:<9} {1e3 * p['epoch_s']:>8.2f} ms/epoch  {p['ratio_to_dot']:>5.2f}x "
+                f"the dot product (target <= {p['target']}), first gradient "
+                f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
+            )
+    if "memory" in r:
+        me = r["memory"]
+        lines.append(
+            f"  peak memory, full batch, N = {me['n']:,} float32 ({me['data_bytes'] / 2**20:,.0f} "
+            f"MiB of data): {(me['peak_bytes'] - me['base_bytes']) / 2**20:,.0f} MiB more than "
+            f"before the data, {me['ratio']:.2f}x the data (target < {me['target']})"
+        )
+    if "startup" in r:
+        st = r["startup"]
+        lines += [
+            f"  torchgd --help                        {st['help_s']:>13.3f} s",
+            f"  torchgd lecture                       {st['lecture_s']:>13.3f} s",
+            f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
+            f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
+        ]
     return "\n".join(lines)

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import torch
 
-from . import compare, gradients, problems
+from . import compare, gradients, memory, problems
 from . import data as datasets
 from .device import dtype_name, resolve_dtype
 from .errors import TorchgdError
 
 # analytic vs autograd: rounding only (the issue's bound is 1e-12 in float64)
 MAX_REL = {torch.float64: 1e-12, torch.float32: 1e-5}
-# numerical vs analytic: |num - an| <= ATOL + RTOL * |an|; h = 1e-4 leaves a truncation error
-# of h^2/24 * |f'''|, 1e-6 for rosenbrock at (1, 1) where f''' = 2400
+GRADCHECK_ROWS = 10_000
+# the gradients a training step uses (chunked for big data) vs the formula in float64
+MAX_REL_FLOAT64_REF = {torch.float64: 1e-12, torch.float32: 1e-5}
+# numerical vs analytic: |num - an| <= ATOL + RTOL * |an| + 4 * eps * |f| / h. h = 1e-4 leaves
+# a truncation error of h^2/24 * |f'''|, 1e-6 for rosenbrock at (1, 1) where f''' = 2400, and the
+# two rounded values of f a rounding error of about 2 * eps * |f| / h (see torchgd.gradients)
 NUM_TOL = {torch.float64: (1e-5, 1e-6), torch.float32: (1e-2, 1e-2)}
 
 
@@ -58,10 +62,51 @@ def _where(point: dict) -> str:
     )
 
 
-def _gradchecks(problem, pts, x, y) -> tuple[bool, bool, str]:
-    names = tuple(problem.param_names)
+def step_gradients(path, problem, params: dict, x, y) -> tuple:
+    """The loss and gradient one training step of ``path`` computes at ``params``: the same
+    code as ``train``, chunk by chunk when the batch is big."""
+    from .options import SGD
+    from .paths import PATHS
+
+    runner = PATHS[path](problem, params, SGD(lr=1.0))  # never updated: any lr
+    n = 1 if y is None else y.shape[-1]
+    for xc, yc in problems.chunks(problem, x, y):
+        runner.accumulate(xc, yc, n)
+    loss, grads = runner.gradients()
+    return loss.detach(), {k: g.detach() for k, g in grads.items()}
+
+
+def _loss_fn(problem, params, x, y):
+    """The loss as a training step computes it (the manual path's, chunked for big data)."""
+    return step_gradients("manual", problem, params, x, y)[0]
+
+
+def _against_float64(problem, pts, x, y, got: dict) -> dict:
+    """Each path's training-step gradients against the analytic formula in float64 on the same
+    data: what float32 (and chunked sums) cost."""
     x64 = None if x is None else x.double()
     y64 = None if y is None else y.double()
+    ref = torch.stack(
+        [
+            compare.flat(
+                gradients.analytic(problem, {k: v.double() for k, v in p.items()}, x64, y64)
+            )
+            for p in pts
+        ]
+    )
+    steps = list(range(1, len(pts) + 1))
+    labels = compare.labels_for(pts[0])
+    return {
+        path: compare.pair_report(g.double(), ref, steps, steps, labels) for path, g in got.items()
+    }
+
+
+def _gradchecks(problem, pts, x, y) -> tuple[bool, bool, str]:
+    """gradcheck and gradgradcheck of the formula, on the first ``GRADCHECK_ROWS`` samples (the
+    formula is the same for every sample; the rest only cost time)."""
+    names = tuple(problem.param_names)
+    x64 = None if x is None else x[:GRADCHECK_ROWS].double()
+    y64 = None if y is None else y[:GRADCHECK_ROWS].double()
 
     def fn(*values):
         return gradients.AnalyticFunction.apply(problem, x64, y64, names, *values)
@@ -101,21 +146,28 @@ def check_gradients(
         raise TorchgdError(f"--h must be a positive number or 'auto', got {h}")
     x = y = ds = None
     if problem.needs_data:
-        ds = datasets.get(data) if isinstance(data, str) else data
+        memory.keep_freed_memory()  # big data: reuse freed buffers (see torchgd.memory)
+        ds = datasets.get(data, dtype) if isinstance(data, str) else data
         x, y = ds.x.to(dtype=dtype), ds.y.to(dtype=dtype)
     pts = _points(problem, points, seed, dtype, ds)
     labels = compare.labels_for(pts[0])
-    A, B, N = [], [], []
-    for p in pts:
-        A.append(compare.flat(gradients.analytic(problem, p, x, y)))
-        B.append(compare.flat(gradients.autograd(problem, p, x, y)[1]))
-        N.append(compare.flat(gradients.numerical_params(problem, p, x, y, h)))
+    A, B, N, F = [], [], [], []
+    for p in pts:  # every gradient as a training step computes it (in chunks for big data)
+        loss, grads = step_gradients("manual", problem, p, x, y)
+        A.append(compare.flat(grads))
+        F.append(loss.abs().max())
+        B.append(compare.flat(step_gradients("autograd", problem, p, x, y)[1]))
+        N.append(compare.flat(gradients.numerical_params(problem, p, x, y, h, loss=_loss_fn)))
     A, B, N = torch.stack(A), torch.stack(B), torch.stack(N)
     steps = list(range(1, len(pts) + 1))
     ab = compare.pair_report(A, B, steps, steps, labels)
+    trained = _against_float64(problem, pts, x, y, {"manual": A, "autograd": B})
     na = compare.pair_report(N, A, steps, steps, labels)
     atol, rtol = NUM_TOL[dtype]
-    num_bad = (N - A).abs() > atol + rtol * A.abs()
+    eps = torch.finfo(dtype).eps
+    step = eps ** (1 / 3) if h == "auto" else h
+    rounding = 4 * eps * torch.stack(F).reshape(-1, 1) / step
+    num_bad = (N - A).abs() > atol + rtol * A.abs() + rounding
     gc, ggc, gc_message = _gradchecks(problem, pts, x, y)
 
     failures = []
@@ -140,6 +192,14 @@ def check_gradients(
         )
     if not (gc and ggc):
         failures.append(gc_message or "gradcheck failed")
+    for name, rep in trained.items():
+        if rep["max_rel"] > MAX_REL_FLOAT64_REF[dtype]:
+            at = rep["max_rel_at"]
+            failures.append(
+                f"the {name} path's gradient is {rep['max_rel']:.3g} (relative) from the formula "
+                f"in float64 at {_where(pts[at['step'] - 1])}, above the bound "
+                f"{MAX_REL_FLOAT64_REF[dtype]:g}"
+            )
 
     def strip(r, keys):
         out = {}
@@ -157,10 +217,15 @@ def check_gradients(
         "h": h,
         "analytic_vs_autograd": strip(ab, ("max_abs", "max_rel", "max_ulp", "max_rel_at")),
         "numerical_vs_analytic": strip(na, ("max_abs", "max_rel", "max_abs_at")),
+        "as_trained_vs_float64": {
+            name: strip(rep, ("max_abs", "max_rel", "max_rel_at")) for name, rep in trained.items()
+        },
         "tolerances": {
             "analytic_vs_autograd_max_rel": MAX_REL[dtype],
+            "as_trained_vs_float64_max_rel": MAX_REL_FLOAT64_REF[dtype],
             "numerical_atol": atol,
             "numerical_rtol": rtol,
+            "numerical_rounding": "4 * eps * |f| / h",
         },
         "gradcheck": gc,
         "gradgradcheck": ggc,
@@ -180,6 +245,11 @@ def format_report(r: dict) -> str:
         f"  {'analytic ~ autograd':<22}  {n(av['max_abs']):>9}  {n(av['max_rel']):>9}  "
         f"{av['max_ulp']:>7}",
         f"  {'numerical ~ analytic':<22}  {n(na['max_abs']):>9}  {n(na['max_rel']):>9}  {'-':>7}",
+        *(
+            f"  {name + ' step ~ float64':<22}  {n(rep['max_abs']):>9}  {n(rep['max_rel']):>9}  "
+            f"{'-':>7}"
+            for name, rep in r["as_trained_vs_float64"].items()
+        ),
         f"  gradcheck: {'passed' if r['gradcheck'] else 'FAILED'}; "
         f"gradgradcheck: {'passed' if r['gradgradcheck'] else 'FAILED'}",
     ]

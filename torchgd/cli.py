@@ -196,6 +196,13 @@ def build_parser() -> Parser:
         metavar="SIGMA",
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
+    tr.add_argument(
+        "--shadow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float32 runs: also step a float64 manual path on the same data and report the "
+        "distance (default: for data of at most 1,000,000 values)",
+    )
     _add_run_options(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -287,10 +294,18 @@ def build_parser() -> Parser:
         "bench",
         help="measure speed as ratios in one run",
         description="Numerical-gradient speed-up over the lecture's loop, "
-        "per-sample SGD steps/s of each path against pure Python, "
-        "start-up times. Writes bench.json to the run directory.",
+        "per-sample SGD steps/s of each path against pure Python, TensorBoard overhead, sweep "
+        "speed-up, big-N epoch times against torch.dot, peak memory, start-up times. Writes "
+        "bench.json and bench.txt to the run directory.",
     )
     be.add_argument("--quick", action="store_true", help="CI-sized runs")
+    be.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated sections: numerical,sgd,logging,sweep,big_n,memory,startup",
+    )
+    be.add_argument("--big-n", type=int, default=None, help="samples for big_n (default 10M)")
+    be.add_argument("--memory-n", type=int, default=None, help="samples for memory (default 100M)")
     be.add_argument("--json", action="store_true", help="print one JSON object")
     be.add_argument("--logdir", default="runs")
     be.add_argument("--name", default=None)
@@ -518,6 +533,7 @@ def cmd_train(args) -> int:
         lr=args.lr,
         noise=args.noise,
         bias=args.bias,
+        shadow=args.shadow,
         **_run_kwargs(args, epochs),
         **_plan_kwargs(args),
     )
@@ -550,8 +566,20 @@ def cmd_check(args) -> int:
 def cmd_bench(args) -> int:
     from . import bench, runs
 
+    only = bench.SECTIONS
+    if args.only is not None:
+        only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+        bad = [s for s in only if s not in bench.SECTIONS]
+        if bad or not only:
+            raise _error(
+                f"unknown bench section '{bad[0] if bad else args.only}': choose from "
+                f"{','.join(bench.SECTIONS)}"
+            )
+    for flag, value in (("--big-n", args.big_n), ("--memory-n", args.memory_n)):
+        if value is not None and value < 1:
+            raise _error(f"{flag} must be a whole number >= 1, got {value}")
     run_dir = runs.new_run_dir(args.logdir, args.name, "bench")
-    report = bench.run(quick=args.quick)
+    report = bench.run(args.quick, only, args.big_n, args.memory_n)
     report["run_dir"] = str(run_dir)
     runs.write_json(run_dir / "bench.json", report)
     table = bench.format_table(report)

@@ -1,7 +1,9 @@
 """Datasets: the lecture's four points, the course's three, and (by spec) others.
 
-A dataset holds float64 tensors on the CPU; ``fit`` moves them to the run's device and dtype once.
-``x`` is 1-D for the lecture's one-feature model ``y_hat = w * x``.
+A dataset holds CPU tensors of one floating dtype: float64 by default, or the run's dtype when
+it is made for a run (``get(spec, dtype)``), so 100 million float32 samples never exist in
+float64 too. ``fit`` moves them to the run's device once. ``x`` is 1-D for the lecture's
+one-feature model ``y_hat = w * x``.
 """
 
 from __future__ import annotations
@@ -48,35 +50,53 @@ BUILTIN = {"lecture": lecture, "course": course}
 SUFFIXES = (".csv", ".txt", ".npy", ".npz", ".pt", ".pth")
 
 
-def get(spec: str) -> Dataset:
+def get(spec: str, dtype=torch.float64) -> Dataset:
     """A dataset: ``lecture``, ``course``, ``synthetic:N[,d=D,noise=S,seed=K,bias=B]``, or a
-    file (CSV, .npy, .npz, .pt)."""
+    file (CSV, .npy, .npz, .pt), held in ``dtype``."""
     if spec in BUILTIN:
-        return BUILTIN[spec]()
+        return BUILTIN[spec]().to("cpu", dtype)
     if spec.startswith("synthetic:"):
-        return synthetic_from_spec(spec)
+        return synthetic_from_spec(spec, dtype)
     if spec.lower().endswith(SUFFIXES) or "/" in spec or Path(spec).exists():
-        return load(spec)
+        return load(spec, dtype)
     raise TorchgdError(
         f"unknown data '{spec}': use lecture, course, synthetic:N or a .csv/.npy/.npz/.pt file"
     )
 
 
-def synthetic(n: int, d: int = 1, noise: float = 0.0, seed: int = 0, bias: float = 0.0):
+SYNTHETIC_ROWS = 1 << 18  # rows drawn at a time: float64 scratch stays small for any N
+
+
+def synthetic(
+    n: int,
+    d: int = 1,
+    noise: float = 0.0,
+    seed: int = 0,
+    bias: float = 0.0,
+    dtype=torch.float64,
+) -> Dataset:
     """y = x @ w_true + bias + noise * N(0, 1), x ~ N(0, 1); w_true ~ U(-2, 2), all seeded.
 
-    ``meta`` records the true weights. d = 1 gives the lecture's 1-D ``x``."""
+    Drawn in float64, ``SYNTHETIC_ROWS`` rows at a time, and stored in ``dtype``: the float32
+    data are the float64 data rounded, whatever N. ``meta`` records the true weights. d = 1
+    gives the lecture's 1-D ``x``."""
     g = torch.Generator().manual_seed(seed)
     w_true = torch.rand(d, generator=g, dtype=torch.float64) * 4 - 2
-    x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    y = x @ w_true + bias
-    if noise:
-        y = y + noise * torch.randn(n, generator=g, dtype=torch.float64)
+    x = torch.empty((n,) if d == 1 else (n, d), dtype=dtype)
+    y = torch.empty(n, dtype=dtype)
+    for a in range(0, n, SYNTHETIC_ROWS):
+        m = min(SYNTHETIC_ROWS, n - a)
+        xc = torch.randn(m, d, generator=g, dtype=torch.float64)
+        yc = xc @ w_true + bias
+        if noise:
+            yc += noise * torch.randn(m, generator=g, dtype=torch.float64)
+        x[a : a + m] = xc[:, 0] if d == 1 else xc
+        y[a : a + m] = yc
     meta = {"true_w": w_true.tolist(), "true_b": bias, "noise": noise, "seed": seed, "n": n, "d": d}
-    return Dataset(f"synthetic:{n}", x[:, 0].clone() if d == 1 else x, y, meta)
+    return Dataset(f"synthetic:{n}", x, y, meta)
 
 
-def synthetic_from_spec(spec: str) -> Dataset:
+def synthetic_from_spec(spec: str, dtype=torch.float64) -> Dataset:
     body = spec.partition(":")[2]
     parts = body.split(",")
     kinds = {"d": int, "noise": float, "seed": int, "bias": float}
@@ -96,11 +116,11 @@ def synthetic_from_spec(spec: str) -> Dataset:
         raise TorchgdError(f"bad data '{spec}': N and d must be >= 1")
     if not math.isfinite(kw.get("noise", 0.0)) or kw.get("noise", 0.0) < 0:
         raise TorchgdError(f"bad data '{spec}': noise must be a finite number >= 0")
-    ds = synthetic(n, **kw)
+    ds = synthetic(n, **kw, dtype=dtype)
     return Dataset(spec, ds.x, ds.y, ds.meta)  # the name is the spec: it rebuilds the data
 
 
-def _check(path: str, x: torch.Tensor, y: torch.Tensor) -> Dataset:
+def _check(path: str, x: torch.Tensor, y: torch.Tensor, dtype=torch.float64) -> Dataset:
     if x.shape[0] == 0:
         raise TorchgdError(f"data file '{path}' holds no samples")
     if x.dim() not in (1, 2) or y.dim() != 1:
@@ -121,19 +141,27 @@ def _check(path: str, x: torch.Tensor, y: torch.Tensor) -> Dataset:
             )
     if x.dim() == 2 and x.shape[1] == 1:
         x = x[:, 0]
-    return Dataset(str(path), x.contiguous(), y.contiguous(), {"file": str(path)})
+    x, y = x.to(dtype).contiguous(), y.to(dtype).contiguous()
+    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise TorchgdError(
+            f"data file '{path}' has values too large for {str(dtype).removeprefix('torch.')}"
+        )
+    return Dataset(str(path), x, y, {"file": str(path)})
 
 
 def _numeric(path: str, name: str, a) -> torch.Tensor:
+    """The array as a tensor; float arrays as they are (no float64 copy of float32 data)."""
     import numpy as np
 
     if not isinstance(a, np.ndarray) or a.dtype.kind not in "iuf":
         kind = getattr(a, "dtype", type(a).__name__)
         raise TorchgdError(f"data file '{path}': {name} must hold numbers, not {kind}")
+    if a.dtype.kind == "f" and a.dtype.itemsize in (4, 8):
+        return torch.from_numpy(a)
     return torch.from_numpy(a.astype(np.float64))
 
 
-def load(path: str) -> Dataset:
+def load(path: str, dtype=torch.float64) -> Dataset:
     """Read a data file, checking everything; every problem is one line naming file and place."""
     p = Path(path)
     if not p.is_file():
@@ -141,11 +169,11 @@ def load(path: str) -> Dataset:
     suffix = p.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
-            return _csv(path, p.read_text(encoding="utf-8"))
+            return _csv(path, p.read_text(encoding="utf-8"), dtype)
         if suffix in (".npy", ".npz"):
-            return _numpy(path, p, suffix)
+            return _numpy(path, p, suffix, dtype)
         if suffix in (".pt", ".pth"):
-            return _torch_file(path, p)
+            return _torch_file(path, p, dtype)
     except UnicodeDecodeError:
         raise TorchgdError(f"data file '{path}' is not UTF-8 text") from None
     except OSError as exc:
@@ -153,7 +181,7 @@ def load(path: str) -> Dataset:
     raise TorchgdError(f"data file '{path}': unknown type '{suffix}' (use .csv .npy .npz .pt)")
 
 
-def _csv(path: str, text: str) -> Dataset:
+def _csv(path: str, text: str, dtype=torch.float64) -> Dataset:
     import csv
 
     rows, header_seen, width = [], False, None
@@ -192,7 +220,7 @@ def _csv(path: str, text: str) -> Dataset:
             f"data file '{path}': need at least two columns (features, then y), got {width}"
         )
     t = torch.tensor(rows, dtype=torch.float64)
-    return _check(path, t[:, :-1], t[:, -1])
+    return _check(path, t[:, :-1], t[:, -1], dtype)
 
 
 def _is_float(c: str) -> bool:
@@ -203,7 +231,7 @@ def _is_float(c: str) -> bool:
         return False
 
 
-def _numpy(path: str, p: Path, suffix: str) -> Dataset:
+def _numpy(path: str, p: Path, suffix: str, dtype=torch.float64) -> Dataset:
     import numpy as np
 
     try:
@@ -222,7 +250,7 @@ def _numpy(path: str, p: Path, suffix: str) -> Dataset:
                 f"data file '{path}': need a 2-D array with features then y as the last "
                 f"column, got shape {tuple(a.shape)}"
             )
-        return _check(path, a[:, :-1], a[:, -1])
+        return _check(path, a[:, :-1], a[:, -1], dtype)
     with loaded:
         missing = [k for k in ("x", "y") if k not in loaded.files]
         if missing:
@@ -230,10 +258,11 @@ def _numpy(path: str, p: Path, suffix: str) -> Dataset:
                 f"data file '{path}' needs arrays named x and y (missing {', '.join(missing)}; "
                 f"found {', '.join(loaded.files) or 'none'})"
             )
-        return _check(path, _numeric(path, "x", loaded["x"]), _numeric(path, "y", loaded["y"]))
+        x, y = _numeric(path, "x", loaded["x"]), _numeric(path, "y", loaded["y"])
+        return _check(path, x, y, dtype)
 
 
-def _torch_file(path: str, p: Path) -> Dataset:
+def _torch_file(path: str, p: Path, dtype=torch.float64) -> Dataset:
     import warnings
 
     try:
@@ -262,7 +291,8 @@ def _torch_file(path: str, p: Path) -> Dataset:
             or obj[k].dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
         ):
             raise TorchgdError(f"data file '{path}': {k} has dtype {obj[k].dtype}, not numbers")
-    return _check(path, obj["x"].to(torch.float64), obj["y"].to(torch.float64))
+    x, y = (obj[k] if obj[k].is_floating_point() else obj[k].double() for k in ("x", "y"))
+    return _check(path, x, y, dtype)
 
 
 def from_values(x, y, name: str = "custom") -> Dataset:

@@ -10,7 +10,8 @@ Each reason is derived from the records, not assumed:
   derivative with different operations (for the linear model: the formula divides the sum by N,
   autograd multiplies each term by the rounded 1/N from the mean's backward).
 * **carried forward**: after the first difference, paths start each step from different points.
-* **float32**: float32 runs step a float64 manual path alongside and report the distance to it.
+* **float32**: float32 runs step a float64 manual path alongside, on the same data, and report
+  the distance to it (by default for data of at most a million values; ``--shadow`` forces it).
 """
 
 from __future__ import annotations
@@ -80,6 +81,13 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
             text += (
                 f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
                 f"autograd's per-term 1/N carries a rounding the single division does not"
+            )
+        rows = getattr(problem, "chunk_rows", None)
+        if rows and max(batch_sizes) > rows:
+            text += (
+                f"; batches of more than {rows:,} samples are summed chunk by chunk, the "
+                f"formula's sums as dot products and autograd's by its backward's kernels, "
+                f"in a different order"
             )
         return text
     return (

@@ -45,9 +45,27 @@ class Schedule:
         g = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
         return torch.randperm(n, generator=g)
 
-    def slices(self, n: int) -> list[tuple[int, int]]:
-        b = self.size(n)
-        return [(a, min(a + b, n)) for a in range(0, n, b)]
+    def slices(self, n: int) -> Slices:
+        """The (start, stop) rows of each step of an epoch, computed on demand."""
+        return Slices(n, self.size(n))
+
+
+@dataclass(frozen=True)
+class Slices:
+    """``[(0, b), (b, 2b), ..., (.., n)]`` as a sequence that stores two numbers, not N pairs."""
+
+    n: int
+    b: int
+
+    def __len__(self) -> int:
+        return -(-self.n // self.b)
+
+    def __getitem__(self, j: int) -> tuple[int, int]:
+        if j < 0:
+            j += len(self)
+        if not 0 <= j < len(self):
+            raise IndexError(j)
+        return j * self.b, min((j + 1) * self.b, self.n)
 
 
 def mix_seed(seed: int, index: int, salt: int = 0) -> int:

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import math
 
+SGD_THEORY_MAX = 1_000  # per-sample SGD: the scan multiplies N factors per grid point
 
-def _mean_sq(xs: list[float]) -> float:
+
+def _mean_sq(xs) -> float:
+    """mean(x^2) in float64, of a list or a tensor (a tensor in chunks: no float64 copy)."""
+    if hasattr(xs, "split"):
+        return sum(float((c.double() ** 2).sum()) for c in xs.split(1 << 20)) / len(xs)
     return sum(x * x for x in xs) / len(xs)
 
 
@@ -30,8 +35,9 @@ def critical_lr(xs: list[float], schedule: str) -> float | None:
     """The smallest lr > 0 at which the predicted rate reaches 1."""
     if schedule == "batch":
         return 1 / _mean_sq(xs)
-    if schedule != "sgd":
+    if schedule != "sgd" or len(xs) > SGD_THEORY_MAX:
         return None
+    xs = xs.tolist() if hasattr(xs, "tolist") else xs
     # the rate starts at 1 for lr = 0, dips, and comes back to 1 below 1/min(x^2): scan for the
     # first lr where it is >= 1 again, then bisect inside that grid step
     top = 1 / min(x * x for x in xs if x != 0)

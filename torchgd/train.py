@@ -15,13 +15,14 @@ from typing import NamedTuple
 
 import torch
 
-from . import compare, explain, options, problems, rules, schedules
+from . import compare, explain, memory, options, problems, rules, schedules
 from . import data as datasets
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS, ManualPath
 
 PATH_NAMES = tuple(PATHS)
+SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
 
 
 class Record(NamedTuple):
@@ -147,7 +148,7 @@ class Guard:
         }
         cfg = self.config
         if theory.applies(cfg, self.dataset):
-            critical = theory.critical_lr(self.dataset.x.tolist(), cfg["schedule"])
+            critical = theory.critical_lr(self.dataset.x, cfg["schedule"])
             if critical is not None:
                 info["critical_lr"] = critical
                 info["suggested_lr"] = critical / 2
@@ -244,12 +245,15 @@ def plan(
     guard=True,
     patience=5,
     bias=False,
+    shadow=None,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
     ``noise``: standard deviation of Gaussian noise added to every path's gradient (the same
     draw for every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged``
     on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
+    ``shadow``: for float32 runs, also step a float64 manual path on the same data and report
+    the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
     """
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
@@ -273,7 +277,7 @@ def plan(
     )
     dataset = None
     if problem.needs_data:
-        dataset = datasets.get(data) if isinstance(data, str) else data
+        dataset = datasets.get(data, dtype) if isinstance(data, str) else data
     if bias:
         if problem.name != "linear":
             raise TorchgdError("--bias applies to the linear model only")
@@ -300,7 +304,10 @@ def plan(
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
-    config.update(noise=noise, guard=guard, patience=patience, bias=bias)
+    if shadow is None:
+        size = dataset.x.numel() + len(dataset) if dataset is not None else 1
+        shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
+    config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = spec_name  # a user's FILE.py:NAME, to rebuild the run
     return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
@@ -333,6 +340,7 @@ def plan_from_config(config: dict) -> Plan:
     """Rebuild the plan a run was made from, from its ``config.json``."""
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
+        kwargs["shadow"] = config.get("shadow")
         problem = config.get("problem_spec", config["problem"])
         data = config["data"]
     except (KeyError, TypeError) as exc:
@@ -434,16 +442,19 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
         p.config,
     )
     run_paths = {n: PATHS[n](problem, params0, hp, rule) for n in names}
-    # float32 runs also step a float64 manual path, so the report can say what float32 costs
+    # float32 runs can also step a float64 manual path on the same data, so the report can say
+    # what float32 costs (``shadow``; by default only for small data: it doubles the work)
     reference = None
-    if dtype != torch.float64:
+    if dtype != torch.float64 and config.get("shadow"):
         reference = ManualPath(problem, {n: t.double() for n, t in params0.items()}, hp, rule)
-    x = y = x64 = y64 = None
+    x = y = None
     if dataset is not None:
-        x, y = dataset.to(device, dtype).x, dataset.to(device, dtype).y
-        x64, y64 = dataset.x.to(device), dataset.y.to(device)
+        data = dataset.to(device, dtype)
+        x, y = data.x, data.y
     n = len(dataset) if dataset is not None else 1
     slices = sched.slices(n) if dataset is not None else [None]
+    if len(problems.chunks(problem, x, y)) > 1:
+        memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
 
     labels = compare.labels_for(params0)
     grad_checked = [p for p in names if run_paths[p].uses_autograd]
@@ -486,23 +497,24 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
     try:
         for epoch in range(start_epoch, epochs + 1):
             order = sched.order(n, epoch) if dataset is not None else None
-            xe, ye = (x, y) if order is None else (x[order.to(device)], y[order.to(device)])
-            xe64, ye64 = (
-                (x64, y64) if order is None else (x64[order.to(device)], y64[order.to(device)])
-            )
+            order = order.to(device) if order is not None else None
             first = start_batch if epoch == start_epoch else 0
             for j in range(first, len(slices)):
-                sl = slices[j]
-                xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
-                with torch.no_grad():
-                    refs = [problem.grad(run_paths[p].values(), xb, yb) for p in grad_checked]
+                xb, yb = _batch(x, y, slices[j], order)
+                nb = 1 if yb is None else yb.shape[-1]
+                # every path works on each chunk while it is in cache (one chunk unless N is big)
+                for xc, yc in problems.chunks(problem, xb, yb):
+                    for p in names:
+                        run_paths[p].accumulate(xc, yc, nb)
+                    if reference is not None:
+                        reference.accumulate(_double(xc), _double(yc), nb)
+                # the analytic formula at each autograd path's parameters before its update
+                refs = [run_paths[p].formula() for p in grad_checked]
                 noise = _noise(config, step + 1, params0) if config["noise"] else None
-                out = {p: run_paths[p].step(xb, yb, noise) for p in names}
+                out = {p: run_paths[p].update(noise) for p in names}
                 ref64 = None
                 if reference is not None:
-                    reference.step(
-                        *((xe64[sl[0] : sl[1]], ye64[sl[0] : sl[1]]) if sl else (None,) * 2)
-                    )
+                    reference.update()
                     ref64 = _floats(reference.params.values())
                 step += 1
                 record = Record(
@@ -581,12 +593,28 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
         params0=compare.flat(params0),
         records=records,
         grad_checked=grad_checked,
-        batch_sizes=[b - a for a, b in slices] if dataset is not None else [1],
+        batch_sizes=sorted({b - a for a, b in (slices[0], slices[-1])}) if x is not None else [1],
     )
     result = Result(config, status, out_paths, agreement, keep, done, seconds, problem, diverged)
     for cb in callbacks:
         cb.on_end(result)
     return result
+
+
+def _batch(x, y, bounds, order):
+    """The samples of one step: rows ``bounds`` of the data, or of the epoch's permutation
+    ``order`` (gathered with ``index_select``: no shuffled copy of the whole data)."""
+    if bounds is None:
+        return None, None
+    a, b = bounds
+    if order is None:
+        return x[a:b], y[a:b]
+    rows = order[a:b]
+    return x.index_select(0, rows), y.index_select(0, rows)
+
+
+def _double(t):
+    return None if t is None else t.double()
 
 
 class _Stop(Exception):
