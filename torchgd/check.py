@@ -69,9 +69,9 @@ def step_gradients(path, problem, params: dict, x, y) -> tuple:
     from .paths import PATHS
 
     runner = PATHS[path](problem, params, SGD(lr=1.0))  # never updated: any lr
-    n = 1 if y is None else y.shape[-1]
-    for xc, yc in problems.chunks(problem, x, y):
-        runner.accumulate(xc, yc, n)
+    parts = problems.chunks(problem, x, y)
+    for xc, yc in parts:
+        runner.accumulate(xc, yc, None if len(parts) == 1 else y.shape[-1])
     loss, grads = runner.gradients()
     return loss.detach(), {k: g.detach() for k, g in grads.items()}
 

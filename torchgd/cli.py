@@ -197,6 +197,12 @@ def build_parser() -> Parser:
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
     tr.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run as one of several processes started by torchrun: each works on its shard of "
+        "the data, gradients are all-reduced, rank 0 writes (gloo on CPU, NCCL on CUDA)",
+    )
+    tr.add_argument(
         "--shadow",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -354,7 +360,7 @@ def _check_logging(args) -> None:
         raise _error(f"--smoothing must be in [0, 1), got {args.smoothing}")
 
 
-def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None):
+def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, group=None):
     """Execute one plan into ``run_dir``: config first, the console, then the summary.
 
     ``checkpoint_every`` (train): a checkpoint every K epochs (0: only on Ctrl-C); None: none.
@@ -369,6 +375,8 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None):
             "smoothing": args.smoothing,
             "checkpoint_every": checkpoint_every,
         }
+        if group is not None:
+            options["distributed"] = group.info()
         runs.write_json(run_dir / "config.json", {**plan.config, "run_options": options})
     human = not (args.json or args.quiet)
     callbacks = []
@@ -404,7 +412,7 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None):
     checkpointer = None
     if checkpoint_every is not None:
         checkpointer = train.Checkpointer(run_dir, checkpoint_every)
-    result = train.execute(plan, callbacks, resume=resume, checkpoint=checkpointer)
+    result = train.execute(plan, callbacks, resume=resume, checkpoint=checkpointer, group=group)
     summary = {**result.to_json(), "run_dir": str(run_dir)}
     runs.write_json(run_dir / "summary.json", summary)
     if human:
@@ -489,19 +497,46 @@ def _resume(args) -> int:
     except (OSError, ValueError) as exc:
         raise _error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
     state = checkpoints.load(run_dir / checkpoints.NAME)
+    group = _group(args, saved.get("device", "cpu"))
     plan = train.plan_from_config(saved)
     if state["config"] != plan.config:
         raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
+    if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
+        return _status(train.execute(plan, [], resume=state, group=group))
     opts = saved.get("run_options", {})
     args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
     every = opts.get("checkpoint_every") or 0
-    result, summary = _run(plan, args, run_dir, resume=state, checkpoint_every=every)
+    result, summary = _run(plan, args, run_dir, resume=state, checkpoint_every=every, group=group)
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)
 
 
+def _group(args, device: str):
+    """This process's place among several (``--distributed``), or None."""
+    if not args.distributed:
+        return None
+    from . import distributed
+
+    return distributed.init(device)
+
+
+def _status(result) -> int:
+    """The exit code of a rank that does not report: the same as rank 0's."""
+    return {"interrupted": 130, "diverged": 3}.get(result.status, 0)
+
+
 def cmd_train(args) -> int:
+    try:
+        return _train(args)
+    finally:
+        if args.distributed:
+            from . import distributed
+
+            distributed.close()
+
+
+def _train(args) -> int:
     from . import options, schedules
 
     _check_logging(args)
@@ -525,8 +560,15 @@ def cmd_train(args) -> int:
     options.SGD(**hyper)
     options.check_epochs(epochs)
     schedules.parse(args.schedule)
-    from . import runs, train
+    from . import problems, runs, train
 
+    if args.distributed and not getattr(problems.get(args.problem), "needs_data", False):
+        raise _error(
+            f"--distributed splits the data across processes; problem '{args.problem}' has none"
+        )
+    group = _group(args, args.device)
+    if group is not None:
+        args.device = group.device  # cuda:LOCAL_RANK on CUDA
     plan = train.plan(
         args.problem,
         args.data,
@@ -537,8 +579,10 @@ def cmd_train(args) -> int:
         **_run_kwargs(args, epochs),
         **_plan_kwargs(args),
     )
+    if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
+        return _status(train.execute(plan, [], group=group))
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
-    result, summary = _run(plan, args, run_dir, checkpoint_every=args.checkpoint_every)
+    result, summary = _run(plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=group)
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)

@@ -7,9 +7,11 @@ Every path holds its own copy of the parameters and steps on the batch it is giv
     optim:    loss.backward(); torch.optim.SGD(...).step()
 
 ``step(x, y)`` returns ``(loss, grads)``: the loss on the batch before the update, and the
-gradient that was used. A big batch comes chunk by chunk instead, gradient accumulation as in
+gradient that was used. A big batch comes in parts instead, gradient accumulation as in
 nanoGPT's micro-steps: ``accumulate(x_c, y_c, n)`` for each chunk (n: the batch's size), then
-``update()``. Adding a path means adding a class here and an entry in ``PATHS``.
+``update()``; with several processes each holds part of the batch, and ``all_reduce(group)``
+adds up the ranks' sums before the update. Adding a path means adding a class here and an entry
+in ``PATHS``.
 """
 
 from __future__ import annotations
@@ -47,12 +49,21 @@ class Path:
 
     def step(self, x, y, noise=None):
         """One update on the batch ``(x, y)``; see ``update``."""
-        self.accumulate(x, y, 1 if y is None else y.shape[-1])
+        self.accumulate(x, y)
         return self.update(noise)
 
-    def accumulate(self, x, y, n: int) -> None:
-        """Add one chunk's share of the loss and the gradient (``n``: the whole batch's size)."""
+    def accumulate(self, x, y, n: int | None = None) -> None:
+        """Take the whole batch ``(x, y)`` (``n`` None), or add one part's share of the loss
+        and the gradient of a batch of ``n`` samples."""
         raise NotImplementedError
+
+    def sums(self) -> list:
+        """The tensors that hold this step's partial sums (what ``all_reduce`` adds up)."""
+        raise NotImplementedError
+
+    def all_reduce(self, group) -> None:
+        """Add up every rank's partial sums of this step, in place."""
+        group.sum_(self.sums())
 
     def gradients(self):
         """The loss and the gradient accumulated since the last update (nothing changes)."""
@@ -66,11 +77,6 @@ class Path:
 
 def _with_noise(grads: dict, noise) -> dict:
     return grads if noise is None else {k: g + noise[k] for k, g in grads.items()}
-
-
-def _whole(y, n: int) -> bool:
-    """Is ``y`` the whole batch of ``n`` samples (or a data-free problem's nothing)?"""
-    return y is None or y.shape[-1] == n
 
 
 def _add_(total, part):
@@ -99,14 +105,17 @@ class ManualPath(Path):
         super().__init__(problem, params0, hp, rule)
         self._whole, self._sum, self._grad_sum, self._n, self._buffer = None, None, None, 1, None
 
-    def accumulate(self, x, y, n):  # nothing here requires grad: no graph is recorded
-        if _whole(y, n):
+    def accumulate(self, x, y, n=None):  # nothing here requires grad: no graph is recorded
+        if n is None:
             self._whole = self.problem.loss(self.params, x, y), self.problem.grad(self.params, x, y)
             return
         if self._buffer is None or len(self._buffer) < y.shape[-1]:
             self._buffer = torch.empty_like(y)  # the residual's home, reused by every chunk
         s, g = self.problem.sums(self.params, x, y, out=self._buffer)
         self._sum, self._grad_sum, self._n = _add_(self._sum, s), _add_(self._grad_sum, g), n
+
+    def sums(self) -> list:
+        return [self._sum, *self._grad_sum.values()]
 
     @torch.no_grad()
     def gradients(self):
@@ -146,12 +155,12 @@ class AutogradPath(Path):
             t.requires_grad_(True)
         self._loss, self._formula, self._sums, self._n = None, None, None, 1
 
-    def accumulate(self, x, y, n):
+    def accumulate(self, x, y, n=None):
         if self._loss is None:  # the first chunk of a new batch
             for t in self.params.values():
                 t.grad = None
             self._formula, self._sums = None, None
-        if _whole(y, n):
+        if n is None:
             with torch.no_grad():
                 self._formula = self.problem.grad(self.values(), x, y)
             part = self.problem.loss(self.params, x, y)
@@ -160,6 +169,9 @@ class AutogradPath(Path):
             self._sums, self._n = _add_(self._sums, sums), n
         part.backward()
         self._loss = _add_(self._loss, part.detach())
+
+    def sums(self) -> list:
+        return [self._loss, *(t.grad for t in self.params.values()), *self._sums.values()]
 
     def formula(self) -> dict:
         """The analytic gradient at the parameters this step's gradient was taken at."""

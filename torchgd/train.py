@@ -362,17 +362,21 @@ def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
     return execute(plan(problem, data, **options), callbacks)
 
 
-def execute(p: Plan, callbacks=(), *, resume: dict | None = None, checkpoint=None) -> Result:
+def execute(
+    p: Plan, callbacks=(), *, resume: dict | None = None, checkpoint=None, group=None
+) -> Result:
     """The lockstep loop over a validated plan; every callback is closed on every exit.
 
     ``resume``: a checkpoint's state to continue from. ``checkpoint``: a ``Checkpointer`` that
     saves every K epochs and when the run is interrupted. Ctrl-C (SIGINT) stops the run cleanly
     after the current step: status ``interrupted``, everything up to that step kept.
+    ``group``: a ``torchgd.distributed.Group``; this process then works on its shard of every
+    batch and the ranks add up their sums before each update (see ``torchgd.distributed``).
     """
     stop = _StopFlag()
     try:
         with stop:
-            return _execute(p, callbacks, resume, checkpoint, stop)
+            return _execute(p, callbacks, resume, checkpoint, stop, group)
     finally:
         for cb in callbacks:
             cb.close()
@@ -427,7 +431,7 @@ class Checkpointer:
         checkpoints.save(self.path, state)
 
 
-def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
+def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config = (
         p.problem,
         p.dataset,
@@ -455,6 +459,10 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
     slices = sched.slices(n) if dataset is not None else [None]
     if len(problems.chunks(problem, x, y)) > 1:
         memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
+    if x is None:
+        group = None  # data-free problems: every rank computes the same thing anyway
+    shard = group.shard(n) if group is not None else None
+    every = [*run_paths.values(), *([reference] if reference is not None else [])]
 
     labels = compare.labels_for(params0)
     grad_checked = [p for p in names if run_paths[p].uses_autograd]
@@ -500,14 +508,19 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
             order = order.to(device) if order is not None else None
             first = start_batch if epoch == start_epoch else 0
             for j in range(first, len(slices)):
-                xb, yb = _batch(x, y, slices[j], order)
-                nb = 1 if yb is None else yb.shape[-1]
+                xb, yb = _batch(x, y, slices[j], order, shard)
+                nb = 1 if yb is None else slices[j][1] - slices[j][0]  # the whole batch's size
                 # every path works on each chunk while it is in cache (one chunk unless N is big)
-                for xc, yc in problems.chunks(problem, xb, yb):
-                    for p in names:
-                        run_paths[p].accumulate(xc, yc, nb)
-                    if reference is not None:
-                        reference.accumulate(_double(xc), _double(yc), nb)
+                parts = problems.chunks(problem, xb, yb)
+                whole = len(parts) == 1 and shard is None
+                for xc, yc in parts:
+                    for path in every:
+                        xp, yp = (_double(xc), _double(yc)) if path is reference else (xc, yc)
+                        path.accumulate(xp, yp, None if whole else nb)
+                if shard is not None:  # add up every rank's sums: then all update alike
+                    for path in every:
+                        path.all_reduce(group)
+                    stop.requested = group.any(stop.requested)
                 # the analytic formula at each autograd path's parameters before its update
                 refs = [run_paths[p].formula() for p in grad_checked]
                 noise = _noise(config, step + 1, params0) if config["noise"] else None
@@ -546,8 +559,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
                 if sched.kind == "batch" or dataset is None:
                     losses[p] = out[p][0]
                 else:
-                    with torch.no_grad():
-                        losses[p] = problem.loss(run_paths[p].values(), xb, yb)
+                    losses[p] = _batch_loss(problem, run_paths[p].values(), xb, yb, nb, group)
                 history[p]["loss"].append(losses[p].item())
                 for k, t in run_paths[p].values().items():
                     history[p][k].append(_values(t))
@@ -595,22 +607,43 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop) -> Result:
         grad_checked=grad_checked,
         batch_sizes=sorted({b - a for a, b in (slices[0], slices[-1])}) if x is not None else [1],
     )
+    if group is not None:  # every rank must have ended with the same parameters, bit for bit
+        mine = torch.cat([compare.flat(path.values()) for path in run_paths.values()])
+        agreement["ranks"] = {**group.info(), "identical_parameters": group.identical(mine)}
     result = Result(config, status, out_paths, agreement, keep, done, seconds, problem, diverged)
     for cb in callbacks:
         cb.on_end(result)
     return result
 
 
-def _batch(x, y, bounds, order):
+def _batch(x, y, bounds, order, shard=None):
     """The samples of one step: rows ``bounds`` of the data, or of the epoch's permutation
-    ``order`` (gathered with ``index_select``: no shuffled copy of the whole data)."""
+    ``order`` (gathered with ``index_select``: no shuffled copy of the whole data); with a
+    ``shard`` ``(lo, hi)``, only those of them in rows lo to hi (possibly none)."""
     if bounds is None:
         return None, None
     a, b = bounds
     if order is None:
+        if shard is not None:
+            a = max(a, shard[0])
+            b = max(a, min(b, shard[1]))
         return x[a:b], y[a:b]
     rows = order[a:b]
+    if shard is not None:
+        rows = rows[(rows >= shard[0]) & (rows < shard[1])]
     return x.index_select(0, rows), y.index_select(0, rows)
+
+
+@torch.no_grad()
+def _batch_loss(problem, params, x, y, n, group):
+    """The loss on a batch; with several ranks, each adds its part and they add up the sums."""
+    if group is None:
+        return problem.loss(params, x, y)
+    total = torch.zeros((), dtype=y.dtype, device=y.device)
+    for xc, yc in problems.chunks(problem, x, y):
+        total += problem.sums(params, xc, yc)[0]
+    group.sum_([total])
+    return total / n
 
 
 def _double(t):

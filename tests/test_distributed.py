@@ -1,0 +1,95 @@
+"""Several processes: a real two-process torchrun against the single process, and the shards."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT
+from torchgd import data as datasets
+from torchgd import distributed, train
+from torchgd.cli import main
+
+ARGS = [
+    "--data", "synthetic:5000,d=2,noise=0.1,bias=0.5", "--bias", "--schedule", "minibatch:1000",
+    "--epochs", "5", "--lr", "0.05", "--checkpoint-every", "2",
+]  # fmt: skip
+
+
+def _gamma(m: int, dtype=torch.float64) -> float:
+    u = torch.finfo(dtype).eps / 2
+    return m * u / (1 - m * u)
+
+
+def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+         "-m", "torchgd", "train", "--distributed", *ARGS, "--logdir", str(tmp_path),
+         "--no-plots", "--quiet"],
+        capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = tmp_path.iterdir()  # rank 0 wrote one run directory; rank 1 wrote nothing
+    assert (run_dir / "checkpoint.pt").is_file()
+    assert json.loads((run_dir / "config.json").read_text())["run_options"]["distributed"] == {
+        "world_size": 2,
+        "backend": "gloo",
+    }
+    two = json.loads((run_dir / "summary.json").read_text())
+    assert two["status"] == "completed"
+    assert two["agreement"]["ranks"]["identical_parameters"] is True
+
+    one = train.fit(
+        data="synthetic:5000,d=2,noise=0.1,bias=0.5", bias=True, schedule="minibatch:1000",
+        epochs=5, lr=0.05,
+    )  # fmt: skip
+    ds = datasets.synthetic(5000, d=2, noise=0.1, bias=0.5)
+    # the bound of torchgd.distributed: T * lr * 2 * gamma(B + 2) * max |gradient term|
+    terms = []
+    for w, b in zip([[1.0, 1.0], *one.paths["manual"]["history"]["w"]],
+                    [0.0, *one.paths["manual"]["history"]["b"]]):  # fmt: skip
+        r = ds.x @ torch.tensor(w, dtype=torch.float64) + b - ds.y
+        terms.append(max((2 * ds.x * r[:, None]).abs().max().item(), (2 * r).abs().max().item()))
+    bound = one.steps * 0.05 * 2 * _gamma(1000 + 2) * max(terms)
+    assert bound < 1e-10
+    for path in train.PATH_NAMES:
+        for k, v in one.params(path).items():
+            got = torch.tensor(two["paths"][path]["params"][k], dtype=torch.float64)
+            diff = (got - torch.tensor(v, dtype=torch.float64)).abs().max().item()
+            assert diff <= bound, (path, k, diff, bound)
+
+
+@pytest.mark.parametrize("order", [None, torch.randperm(103, generator=torch.Generator())])
+@pytest.mark.parametrize("world", [2, 3])
+def test_the_ranks_shards_of_every_batch_are_the_batch(order, world):
+    x = torch.arange(103.0)
+    groups = [distributed.Group(r, world, r, "gloo", "cpu") for r in range(world)]
+    shards = [g.shard(103) for g in groups]
+    assert shards[0][0] == 0 and shards[-1][1] == 103
+    assert all(a[1] == b[0] for a, b in zip(shards, shards[1:]))
+    for bounds in [(0, 10), (30, 40), (95, 103), (0, 103)]:
+        parts = [train._batch(x, x, bounds, order, s)[0] for s in shards]
+        whole = train._batch(x, x, bounds, order)[0]
+        assert sorted(torch.cat(parts).tolist()) == sorted(whole.tolist())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--distributed"], "--distributed runs under torchrun, which sets RANK"),
+        (["--distributed", "--problem", "paraboloid"], "problem 'paraboloid' has none"),
+    ],
+)
+def test_distributed_outside_torchrun_gives_one_line_and_exit_code_2(
+    capsys, tmp_path, monkeypatch, args, message
+):
+    for k in distributed.ENV:
+        monkeypatch.delenv(k, raising=False)
+    code = main(["train", *args, "--logdir", str(tmp_path / "runs")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "runs").exists()
