@@ -34,3 +34,24 @@ def cli(tmp_path):
         return run_cli(*args, cwd=kw.pop("cwd", tmp_path), **kw)
 
     return _run
+
+
+@pytest.fixture
+def main_cli(tmp_path, capsys, monkeypatch):
+    """The same CLI in this process (torch is already imported): for tests of what a command
+    computes, where a fresh interpreter would only add seconds of imports."""
+    from types import SimpleNamespace
+
+    from torchgd.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def _run(*args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return _run

@@ -178,8 +178,8 @@ def test_a_damaged_checkpoint_is_refused_and_the_run_directory_left_as_it_was(
     assert snapshot(run) == before
 
 
-def test_resume_without_a_checkpoint_says_how_to_get_one(cli, tmp_path):
-    cli(
+def test_resume_without_a_checkpoint_says_how_to_get_one(cli, main_cli, tmp_path):
+    main_cli(
         "train",
         "--epochs",
         "2",

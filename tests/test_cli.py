@@ -56,8 +56,8 @@ def test_lecture_json_is_one_object_with_both_runs(cli, tmp_path):
     assert sgd["config"]["dtype"] == "float64"
 
 
-def test_verbose_prints_every_epoch(cli, tmp_path):
-    proc = cli(
+def test_verbose_prints_every_epoch(main_cli, tmp_path):
+    proc = main_cli(
         "train",
         "--schedule",
         "sgd",
@@ -101,8 +101,8 @@ def test_quiet_prints_nothing(cli, tmp_path):
     assert proc.returncode == 0 and proc.stdout == "" and proc.stderr == ""
 
 
-def test_function_problem_trains_from_the_cli(cli, tmp_path):
-    proc = cli(
+def test_function_problem_trains_from_the_cli(main_cli, tmp_path):
+    proc = main_cli(
         "train",
         "--problem",
         "elliptic",

@@ -80,8 +80,8 @@ def test_missing_file_and_unknown_type(tmp_path):
         data.load(str(tmp_path / "d.xlsx"))
 
 
-def test_the_lecture_from_a_csv_file_gives_the_lectures_numbers(cli, tmp_path):
-    proc = cli(
+def test_the_lecture_from_a_csv_file_gives_the_lectures_numbers(main_cli, tmp_path):
+    proc = main_cli(
         "train",
         "--data",
         CORPUS / "good_header.csv",

@@ -59,8 +59,8 @@ def test_other_formats(tmp_path, fmt, magic):
     assert path.read_bytes().startswith(magic)
 
 
-def test_plot_command_from_a_saved_run(cli, tmp_path):
-    cli(
+def test_plot_command_from_a_saved_run(cli, main_cli, tmp_path):
+    main_cli(
         "train",
         "--problem",
         "elliptic",
@@ -90,7 +90,7 @@ def test_plot_command_from_a_saved_run(cli, tmp_path):
         (["loss", "--run", "nowhere"], "cannot read run summary"),
     ],
 )
-def test_plot_bad_input_is_one_line_exit_2(cli, tmp_path, args, message):
-    proc = cli("plot", *args)
+def test_plot_bad_input_is_one_line_exit_2(main_cli, tmp_path, args, message):
+    proc = main_cli("plot", *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
