@@ -93,3 +93,14 @@ def test_distributed_outside_torchrun_gives_one_line_and_exit_code_2(
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("path", train.PATH_NAMES)
+def test_a_rank_without_rows_in_a_batch_contributes_zeros(path):
+    from torchgd import options, paths, problems
+
+    start = {"w": torch.tensor(1.5), "b": torch.tensor(0.5)}
+    runner = paths.PATHS[path](problems.Linear(bias=True), start, options.SGD(lr=0.1))
+    empty = torch.empty(0)
+    runner.accumulate(empty, empty, 7)  # a batch of 7 samples, none of them on this rank
+    assert [t.item() for t in runner.sums()] == [0.0] * len(runner.sums())
