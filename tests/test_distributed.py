@@ -24,15 +24,18 @@ def _gamma(m: int, dtype=torch.float64) -> float:
     return m * u / (1 - m * u)
 
 
-def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_path):
+def _torchrun(*args):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-         "-m", "torchgd", "train", "--distributed", *ARGS, "--logdir", str(tmp_path),
-         "--no-plots", "--quiet"],
+         "-m", "torchgd", "train", "--distributed", *map(str, args), "--no-plots", "--quiet"],
         capture_output=True, text=True, timeout=240, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_path):
+    _torchrun(*ARGS, "--logdir", tmp_path)
     (run_dir,) = tmp_path.iterdir()  # rank 0 wrote one run directory; rank 1 wrote nothing
     assert (run_dir / "checkpoint.pt").is_file()
     assert json.loads((run_dir / "config.json").read_text())["run_options"]["distributed"] == {
@@ -61,6 +64,12 @@ def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_p
             got = torch.tensor(two["paths"][path]["params"][k], dtype=torch.float64)
             diff = (got - torch.tensor(v, dtype=torch.float64)).abs().max().item()
             assert diff <= bound, (path, k, diff, bound)
+
+    # both ranks resume from the checkpoint of epoch 4 and redo epoch 5 exactly as before
+    _torchrun("--resume", run_dir)
+    again = json.loads((run_dir / "summary.json").read_text())
+    assert again["status"] == "completed" and again["agreement"]["ranks"]["identical_parameters"]
+    assert again["paths"] == two["paths"]
 
 
 @pytest.mark.parametrize("order", [None, torch.randperm(103, generator=torch.Generator())])

@@ -498,8 +498,10 @@ def _resume(args) -> int:
         raise _error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
     state = checkpoints.load(run_dir / checkpoints.NAME)
     group = _group(args, saved.get("device", "cpu"))
+    if group is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
+        saved = {**saved, "device": group.device}
     plan = train.plan_from_config(saved)
-    if state["config"] != plan.config:
+    if {**state["config"], "device": None} != {**plan.config, "device": None}:
         raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
     if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
         return _status(train.execute(plan, [], resume=state, group=group))
@@ -734,6 +736,8 @@ def _free_port() -> int:
 def cmd_tb(args) -> int:
     import os
     import subprocess
+    import tempfile
+    import time
 
     if not os.path.isdir(args.logdir):
         raise _error(f"log directory '{args.logdir}' does not exist; run torchgd lecture first")
@@ -753,19 +757,29 @@ def cmd_tb(args) -> int:
         "--load_fast",
         "false",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    print(f"TensorBoard on {args.logdir}: http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        err = proc.communicate()[1]
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=10)
-        return 0
-    if proc.returncode:
-        last = (err or "").strip().splitlines()
-        raise _error(
-            f"TensorBoard stopped (exit {proc.returncode}): {last[-1] if last else 'no message'}"
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        print(
+            f"TensorBoard on {args.logdir}: http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True
         )
+        try:
+            while proc.poll() is None:  # short sleeps, not a blocking read: Ctrl-C acts at once
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            return 0
+        if proc.returncode:
+            err.seek(0)
+            last = err.read().strip().splitlines()
+            raise _error(
+                f"TensorBoard stopped (exit {proc.returncode}): "
+                f"{last[-1] if last else 'no message'}"
+            )
     return 0
 
 
