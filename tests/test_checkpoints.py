@@ -195,3 +195,24 @@ def test_resume_without_a_checkpoint_says_how_to_get_one(cli, main_cli, tmp_path
     )
     proc = cli("train", "--resume", tmp_path / "n")
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
+    import os
+
+    from torchgd import train
+
+    class TermAtStep2:
+        def on_start(self, config, paths): ...
+        def on_step(self, info):
+            if info.step == 2:
+                os.kill(os.getpid(), signal.SIGTERM)  # how torchrun passes on a Ctrl-C
+
+        def on_epoch(self, info): ...
+        def on_end(self, result): ...
+        def close(self): ...
+
+    before = signal.getsignal(signal.SIGTERM)
+    r = train.fit(schedule="sgd", epochs=3, callbacks=[TermAtStep2()])
+    assert r.status == "interrupted" and r.steps == 2
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back

@@ -354,4 +354,9 @@ def format_table(r: dict) -> str:
             f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
             f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
         ]
+    if r["quick"]:
+        lines.append(
+            "  (quick: CI-sized runs; the targets are for the full sizes: 256 lrs, N = 10 million "
+            "for big N, 100 million for memory)"
+        )
     return "\n".join(lines)

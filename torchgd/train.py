@@ -383,12 +383,15 @@ def execute(
 
 
 class _StopFlag:
-    """Turns the first SIGINT into a request to stop after the current step (main thread only);
-    a second SIGINT interrupts at once."""
+    """Turns the first SIGINT or SIGTERM into a request to stop after the current step (main
+    thread only); a second one interrupts at once. SIGTERM too, because that is how torchrun
+    passes a Ctrl-C on to its workers, and how schedulers ask a job to stop."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
 
     def __init__(self):
         self.requested = False
-        self._old = None
+        self._old: dict = {}
 
     def _handler(self, signum, frame):
         if self.requested:
@@ -400,14 +403,16 @@ class _StopFlag:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
         import signal
 
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 class Checkpointer:
