@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import torchgd
@@ -94,3 +95,17 @@ def test_plot_bad_input_is_one_line_exit_2(main_cli, tmp_path, args, message):
     proc = main_cli("plot", *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+def test_the_cost_curve_is_the_lectures_cost_without_a_grid_by_samples_tensor():
+    from torchgd import data as datasets
+    from torchgd import problems
+
+    ds = datasets.synthetic(3_000_000, noise=0.5, seed=5)  # three chunks of a million
+    curve = plots.cost_curve(ds.x, ds.y)
+    lin = problems.Linear()
+    for w in (-3.0, 0.0, ds.meta["true_w"][0], 4.0):
+        exact = lin.loss({"w": torch.tensor(w, dtype=torch.float64)}, ds.x, ds.y).item()
+        assert curve(torch.tensor([w], dtype=torch.float64)).item() == pytest.approx(
+            exact, rel=1e-9
+        )
