@@ -214,3 +214,16 @@ def test_bad_bench_options_give_one_line_and_exit_code_2(capsys, tmp_path, args,
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_sweep_too_big_to_hold_is_refused_before_anything_is_written(
+    main_cli, tmp_path, monkeypatch
+):
+    from torchgd import sweep
+
+    monkeypatch.setattr(sweep, "MAX_LANE_VALUES", 130)  # 32 lanes x 4 samples fit, 50 x 3 not
+    assert main_cli("sweep", "--lr", "0.01:0.1:32", "--no-plots", "--logdir", "a").returncode == 0
+    proc = main_cli("sweep", "--data", "course", "--lr", "0.01:0.1:50", "--logdir", "b")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "a sweep of 50 learning rates on batches of 3 samples holds 50 x 3 values" in proc.stderr
+    assert not (tmp_path / "b").exists()

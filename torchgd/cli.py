@@ -647,12 +647,12 @@ def cmd_sweep(args) -> int:
     schedules.parse(args.schedule)
     lrs = options.parse_lrs(args.lr, args.log)
     from . import runs
-    from .sweep import format_table, sweep
+    from .sweep import check, format_table, sweep
 
     kwargs = dict(device=args.device, dtype=args.dtype, **_run_kwargs(args, epochs))
     from .train import plan
 
-    plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)  # check first
+    check(plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs), lrs)  # first
     run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
     report = sweep(args.problem, args.data, lrs=lrs, **kwargs)
     report["run_dir"] = str(run_dir)

@@ -93,7 +93,9 @@ def cost(path, summary: dict, dataset=None) -> Path:
     cfg = summary["config"]
     if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float) or cfg.get("bias"):
         raise TorchgdError("plot cost needs a run of the linear model with one weight w")
-    ds = dataset if dataset is not None else datasets.get(cfg["data"])
+    if dataset is None:  # a saved run: its data again, in its dtype
+        dataset = datasets.get(cfg["data"], getattr(torch, cfg.get("dtype", "float64")))
+    ds = dataset
     ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w")]
     lo, hi = min(min(ws), 0.0), max(max(ws), 4.0)
     grid = torch.linspace(lo, hi, 400, dtype=torch.float64)

@@ -19,9 +19,11 @@ from types import SimpleNamespace
 import torch
 
 from . import rules, theory
+from .errors import TorchgdError
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .train import plan as make_plan
 
+MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
 CONVERGED = 1e-8  # final loss at most this fraction of the first: converged, else slow
 
 
@@ -38,6 +40,24 @@ def _measured_rate(errors: list[float]) -> float | None:
     if not ratios:
         return None
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if all(ratios) else 0.0
+
+
+def check(p, lrs) -> None:
+    """Can ``lrs`` be swept on plan ``p``? Raises TorchgdError if not."""
+    if p.dataset is not None and p.dataset.x.dim() == 2:
+        raise TorchgdError(
+            "sweep runs the one-feature model; this data has "
+            f"{p.dataset.x.shape[1]} features (use train for it)"
+        )
+    for lr in lrs:  # every lane's hyperparameters are checked like a single run's
+        dataclasses.replace(p.hp, lr=lr)
+    batch = p.schedule.size(len(p.dataset)) if p.dataset is not None else 1
+    if len(lrs) * batch > MAX_LANE_VALUES:
+        raise TorchgdError(
+            f"a sweep of {len(lrs)} learning rates on batches of {batch:,} samples holds "
+            f"{len(lrs)} x {batch:,} values at once (limit {MAX_LANE_VALUES:,}): use fewer "
+            "learning rates, smaller batches or less data"
+        )
 
 
 def sweep(
@@ -81,15 +101,7 @@ def sweep(
         guard=guard,
         patience=patience,
     )
-    if p.dataset is not None and p.dataset.x.dim() == 2:
-        from .errors import TorchgdError
-
-        raise TorchgdError(
-            "sweep runs the one-feature model; this data has "
-            f"{p.dataset.x.shape[1]} features (use train for it)"
-        )
-    for lr in lrs:  # every lane's hyperparameters are checked like a single run's
-        dataclasses.replace(p.hp, lr=lr)
+    check(p, lrs)
     k = len(lrs)
     lane = (k, 1) if p.dataset is not None else (k,)  # linear: w as a column against x's row
     theta = {n: t.expand(*lane, *t.shape).clone() for n, t in p.params0.items()}
