@@ -735,6 +735,7 @@ def _free_port() -> int:
 
 def cmd_tb(args) -> int:
     import os
+    import signal
     import subprocess
     import tempfile
     import time
@@ -757,6 +758,10 @@ def cmd_tb(args) -> int:
         "--load_fast",
         "false",
     ]
+    # Ctrl-C and SIGTERM stop the server, even where SIGINT came in ignored (a shell's
+    # background job): our handlers, not the inherited ones
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
         print(
