@@ -647,14 +647,16 @@ def cmd_sweep(args) -> int:
     schedules.parse(args.schedule)
     lrs = options.parse_lrs(args.lr, args.log)
     from . import runs
-    from .sweep import check, format_table, sweep
+    from .sweep import check, format_table
+    from .sweep import run as run_sweep
 
     kwargs = dict(device=args.device, dtype=args.dtype, **_run_kwargs(args, epochs))
     from .train import plan
 
-    check(plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs), lrs)  # first
+    p = plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)
+    check(p, lrs)  # before anything is written
     run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
-    report = sweep(args.problem, args.data, lrs=lrs, **kwargs)
+    report = run_sweep(p, lrs)  # the same plan: the data are loaded once
     report["run_dir"] = str(run_dir)
     runs.write_json(run_dir / "config.json", report["config"])
     if not args.no_plots:

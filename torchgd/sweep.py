@@ -101,7 +101,13 @@ def sweep(
         guard=guard,
         patience=patience,
     )
+    return run(p, lrs)
+
+
+def run(p, lrs) -> dict:
+    """The sweep of ``lrs`` on a validated plan (its lr is replaced by each of them)."""
     check(p, lrs)
+    epochs, guard, patience = p.epochs, p.config["guard"], p.config["patience"]
     k = len(lrs)
     lane = (k, 1) if p.dataset is not None else (k,)  # linear: w as a column against x's row
     theta = {n: t.expand(*lane, *t.shape).clone() for n, t in p.params0.items()}
