@@ -141,8 +141,9 @@ def _check(path: str, x: torch.Tensor, y: torch.Tensor, dtype=torch.float64) -> 
             )
     if x.dim() == 2 and x.shape[1] == 1:
         x = x[:, 0]
+    narrowing = any(torch.finfo(t.dtype).max > torch.finfo(dtype).max for t in (x, y))
     x, y = x.to(dtype).contiguous(), y.to(dtype).contiguous()
-    if not (torch.isfinite(x).all() and torch.isfinite(y).all()):
+    if narrowing and not (torch.isfinite(x).all() and torch.isfinite(y).all()):
         raise TorchgdError(
             f"data file '{path}' has values too large for {str(dtype).removeprefix('torch.')}"
         )
