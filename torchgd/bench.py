@@ -148,26 +148,33 @@ def bench_sweep(k: int = 256, epochs: int = 100, repeat: int = 3) -> dict:
     }
 
 
-def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4) -> dict:
+def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4, compile=False) -> dict:
     """Time per epoch of each path alone on N float32 samples, against ``torch.dot(x, y)``.
 
     An epoch's time is ``(t(1 + E epochs) - t(1 epoch)) / E``: what one more epoch costs, with
     the run's setup and report left out. Every timing is the best of ``repeat``, interleaved so
-    that a busy machine slows the dot product and the paths alike."""
+    that a busy machine slows the dot product and the paths alike. ``compile``: also time the
+    manual path with ``--compile`` (and how long compiling took; an error is reported, not
+    raised: the machine may have no C++ compiler)."""
     from . import data as datasets
     from .check import step_gradients
+    from .errors import TorchgdError
     from .problems import Linear
     from .train import execute, plan
 
     ds = datasets.synthetic(n, noise=0.1, dtype=torch.float32)
     x, y = ds.x, ds.y
-    plans = {
-        path: (
-            plan(data=ds, dtype="float32", paths=(path,), epochs=1, lr=0.1),
-            plan(data=ds, dtype="float32", paths=(path,), epochs=1 + epochs, lr=0.1),
-        )
-        for path in ("manual", "autograd", "optim")
-    }
+    runs = {path: {"paths": (path,)} for path in ("manual", "autograd", "optim")}
+    if compile:
+        runs["manual --compile"] = {"paths": ("manual",), "compile": True}
+    plans, out = {}, {"n": n, "dtype": "float32", "epochs": epochs, "paths": {}}
+    for name, kw in runs.items():
+        try:
+            plans[name] = tuple(
+                plan(data=ds, dtype="float32", epochs=e, lr=0.1, **kw) for e in (1, 1 + epochs)
+            )
+        except TorchgdError as exc:
+            out["paths"][name] = {"error": str(exc)}
     for short, _ in plans.values():
         execute(short)  # warm-up
     dot = float("inf")
@@ -175,25 +182,32 @@ def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4) -> dict:
     long_s = dict.fromkeys(plans, float("inf"))
     for _ in range(repeat):
         dot = min(dot, _best(lambda: torch.dot(x, y), 3))
-        for path, (short, long) in plans.items():
-            short_s[path] = min(short_s[path], _best(lambda p=short: execute(p), 1))
-            long_s[path] = min(long_s[path], _best(lambda p=long: execute(p), 1))
+        for name, (short, long) in plans.items():
+            short_s[name] = min(short_s[name], _best(lambda p=short: execute(p), 1))
+            long_s[name] = min(long_s[name], _best(lambda p=long: execute(p), 1))
     w0 = {"w": torch.tensor(1.0, dtype=torch.float32)}
     problem = Linear()
     with torch.no_grad():
         ref = problem.grad({"w": w0["w"].double()}, x.double(), y.double())["w"].item()
-    # optim's gradient is autograd's (the same backward): two gradients, not three
-    grads = {p: step_gradients(p, problem, w0, x, y)[1]["w"] for p in ("manual", "autograd")}
-    out = {"n": n, "dtype": "float32", "dot_s": dot, "epochs": epochs, "paths": {}}
-    for path in plans:
-        per_epoch = max(long_s[path] - short_s[path], 0.0) / epochs
-        g = grads["autograd" if path == "optim" else path]
-        out["paths"][path] = {
+    grads = {  # optim's gradient is autograd's (the same backward): computed once
+        name: step_gradients(short.names[0], problem, w0, x, y, short.fused)[1]["w"].item()
+        for name, (short, _) in plans.items()
+        if name != "optim"
+    }
+    grads["optim"] = grads["autograd"]
+    out["dot_s"] = dot
+    for name, (short, _) in plans.items():
+        per_epoch = max(long_s[name] - short_s[name], 0.0) / epochs
+        path, g = short.names[0], grads[name]
+        out["paths"][name] = {
             "epoch_s": per_epoch,
             "ratio_to_dot": per_epoch / dot,
             "target": 2 if path == "manual" else 8,
-            "grad_rel_err": abs(g.item() - ref) / abs(ref),
+            "grad_rel_err": abs(g - ref) / abs(ref),
         }
+        if short.fused is not None:
+            out["paths"][name]["compile_s"] = short.fused.seconds
+    out["paths"] = {k: out["paths"][k] for k in runs}  # in the order of runs
     out["grad_rel_err_target"] = 1e-5
     return out
 
@@ -263,8 +277,12 @@ def _tmpdir() -> str:
 SECTIONS = ("numerical", "sgd", "logging", "sweep", "big_n", "memory", "startup")
 
 
-def run(quick: bool = False, only=SECTIONS, big_n: int | None = None, memory_n=None) -> dict:
-    """The benchmark sections named in ``only``; ``quick``: CI-sized runs."""
+def run(
+    quick: bool = False, only=SECTIONS, big_n: int | None = None, memory_n=None, compile=None
+) -> dict:
+    """The benchmark sections named in ``only``; ``quick``: CI-sized runs. ``compile``: time
+    the manual path with ``--compile`` in big N too (default: in full runs, not quick ones)."""
+    compile = not quick if compile is None else compile
     repeat = 1 if quick else 3
     big_n = big_n or (1_000_000 if quick else 10_000_000)
     memory_n = memory_n or (10_000_000 if quick else 100_000_000)
@@ -273,7 +291,7 @@ def run(quick: bool = False, only=SECTIONS, big_n: int | None = None, memory_n=N
         "sgd": lambda: bench_sgd(100 if quick else 2500, repeat),
         "logging": lambda: bench_logging(100 if quick else 2500, repeat),
         "sweep": lambda: bench_sweep(32 if quick else 256, 100, repeat),
-        "big_n": lambda: bench_big_n(big_n, 2 if quick else 5),
+        "big_n": lambda: bench_big_n(big_n, 2 if quick else 5, compile=compile),
         "memory": lambda: bench_memory(memory_n),
         "startup": lambda: bench_startup(1 if quick else 3),
     }
@@ -336,11 +354,16 @@ def format_table(r: dict) -> str:
             f"  full batch, N = {bn['n']:,} float32: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"
         )
         for name, p in bn["paths"].items():
+            if "error" in p:
+                lines.append(f"    {name:<9} not measured: {p['error']}")
+                continue
             lines.append(
                 f"    {name:<9} {1e3 * p['epoch_s']:>8.2f} ms/epoch  {p['ratio_to_dot']:>5.2f}x "
                 f"the dot product (target <= {p['target']}), first gradient "
                 f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
             )
+            if "compile_s" in p:
+                lines.append(f"      (compiled in {p['compile_s']:.1f} s, once, before the run)")
     if "memory" in r:
         me = r["memory"]
         lines.append(

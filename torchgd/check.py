@@ -62,16 +62,22 @@ def _where(point: dict) -> str:
     )
 
 
-def step_gradients(path, problem, params: dict, x, y) -> tuple:
+def step_gradients(path, problem, params: dict, x, y, fused=None) -> tuple:
     """The loss and gradient one training step of ``path`` computes at ``params``: the same
-    code as ``train``, chunk by chunk when the batch is big."""
+    code as ``train``, chunk by chunk when the batch is big (whole, through the compiled
+    kernel ``fused``, for the manual path with ``--compile``)."""
     from .options import SGD
     from .paths import PATHS
 
     runner = PATHS[path](problem, params, SGD(lr=1.0))  # never updated: any lr
-    parts = problems.chunks(problem, x, y)
-    for xc, yc in parts:
-        runner.accumulate(xc, yc, None if len(parts) == 1 else y.shape[-1])
+    if problems.fits(problem, y):
+        runner.accumulate(x, y)
+    elif fused is not None:
+        runner.fused = fused
+        runner.accumulate(x, y, y.shape[-1])  # one compiled pass over the whole batch
+    else:
+        for xc, yc in problems.chunks(problem, x, y):
+            runner.accumulate(xc, yc, y.shape[-1])
     loss, grads = runner.gradients()
     return loss.detach(), {k: g.detach() for k, g in grads.items()}
 

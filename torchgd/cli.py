@@ -209,6 +209,12 @@ def build_parser() -> Parser:
         help="float32 runs: also step a float64 manual path on the same data and report the "
         "distance (default: for data of at most 1,000,000 values)",
     )
+    tr.add_argument(
+        "--compile",
+        action="store_true",
+        help="the manual path sums each batch bigger than 524,288 rows in one loop compiled by "
+        "torch.compile (needs a C++ compiler on CPU; seconds to compile, once per machine)",
+    )
     _add_run_options(tr)
     tr.set_defaults(func=cmd_train)
 
@@ -305,6 +311,12 @@ def build_parser() -> Parser:
         "bench.json and bench.txt to the run directory.",
     )
     be.add_argument("--quick", action="store_true", help="CI-sized runs")
+    be.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="big N: also time the manual path with train --compile (default: in full runs)",
+    )
     be.add_argument(
         "--only",
         default=None,
@@ -501,10 +513,11 @@ def _resume(args) -> int:
     if group is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
         saved = {**saved, "device": group.device}
     plan = train.plan_from_config(saved)
-    if {**state["config"], "device": None} != {**plan.config, "device": None}:
+    if {"compile": False, **state["config"], "device": None} != {**plan.config, "device": None}:
         raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
     if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
         return _status(train.execute(plan, [], resume=state, group=group))
+    _compile_note(plan, args)
     opts = saved.get("run_options", {})
     args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
     every = opts.get("checkpoint_every") or 0
@@ -578,16 +591,36 @@ def _train(args) -> int:
         noise=args.noise,
         bias=args.bias,
         shadow=args.shadow,
+        compile=args.compile,
         **_run_kwargs(args, epochs),
         **_plan_kwargs(args),
     )
     if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
         return _status(train.execute(plan, [], group=group))
+    _compile_note(plan, args)
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
     result, summary = _run(plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=group)
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)
+
+
+def _compile_note(plan, args) -> None:
+    """One line on what --compile did, for people (not with --json or --quiet)."""
+    if not plan.config.get("compile") or args.json or args.quiet:
+        return
+    from .problems import CHUNK_ROWS
+
+    if plan.fused is None:
+        print(
+            f"--compile: nothing to compile: every batch fits one chunk ({CHUNK_ROWS:,} rows) "
+            "and runs the lecture's expressions"
+        )
+    else:
+        print(
+            "--compile: the manual path sums each batch in one loop compiled by torch.compile "
+            f"({plan.fused.seconds:.1f} s to compile or load from the cache)"
+        )
 
 
 def cmd_check(args) -> int:
@@ -625,7 +658,7 @@ def cmd_bench(args) -> int:
         if value is not None and value < 1:
             raise _error(f"{flag} must be a whole number >= 1, got {value}")
     run_dir = runs.new_run_dir(args.logdir, args.name, "bench")
-    report = bench.run(args.quick, only, args.big_n, args.memory_n)
+    report = bench.run(args.quick, only, args.big_n, args.memory_n, args.compile)
     report["run_dir"] = str(run_dir)
     runs.write_json(run_dir / "bench.json", report)
     table = bench.format_table(report)

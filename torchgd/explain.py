@@ -145,6 +145,12 @@ def agreement(
                 f"the gradients already differed at step {steps[t]} ({gulp} ulp: see the "
                 f"gradient check), and the update carried that into the parameters"
             )
+            if paths[a].fused is not None or paths[b].fused is not None:
+                reason += (
+                    "; the manual path (--compile) sums a big batch in one compiled loop, "
+                    "products and sums in float64 and rounded once, where the other path "
+                    "rounds every sum to its dtype"
+                )
             kind = "gradient"
         peak = rep["max_ulp_at"]["step"]
         if peak > steps[t]:

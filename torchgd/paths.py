@@ -24,6 +24,7 @@ from . import rules
 class Path:
     name = "path"
     uses_autograd = False
+    fused = None  # a compiled kernel that takes a big batch whole (``--compile``), or None
 
     def __init__(self, problem, params0: dict, hp: rules.SGD, rule: str = "textbook"):
         self.problem, self.hp, self.rule = problem, hp, rule
@@ -97,21 +98,27 @@ class ManualPath(Path):
     """Analytic gradient (the lecture's formula), then the hand-written rule.
 
     A whole batch goes through ``problem.loss`` and ``problem.grad``, the formulas as written;
-    the chunks of a big one through ``problem.sums``, added up and divided by N at the end."""
+    the chunks of a big one through ``problem.sums``, added up and divided by N at the end.
+    With ``fused`` (a ``torchgd.fused.Kernel``, ``--compile``) a big batch comes whole and one
+    compiled loop over it gives the same sums, in float64."""
 
     name = "manual"
 
-    def __init__(self, problem, params0, hp, rule="textbook"):
+    def __init__(self, problem, params0, hp, rule="textbook", fused=None):
         super().__init__(problem, params0, hp, rule)
+        self.fused = fused
         self._whole, self._sum, self._grad_sum, self._n, self._buffer = None, None, None, 1, None
 
     def accumulate(self, x, y, n=None):  # nothing here requires grad: no graph is recorded
         if n is None:
             self._whole = self.problem.loss(self.params, x, y), self.problem.grad(self.params, x, y)
             return
-        if self._buffer is None or len(self._buffer) < y.shape[-1]:
-            self._buffer = torch.empty_like(y)  # the residual's home, reused by every chunk
-        s, g = self.problem.sums(self.params, x, y, out=self._buffer)
+        if self.fused is not None:
+            s, g = self.fused(self.params, x, y)
+        else:
+            if self._buffer is None or len(self._buffer) < y.shape[-1]:
+                self._buffer = torch.empty_like(y)  # the residual's home, reused by every chunk
+            s, g = self.problem.sums(self.params, x, y, out=self._buffer)
         self._sum, self._grad_sum, self._n = _add_(self._sum, s), _add_(self._grad_sum, g), n
 
     def sums(self) -> list:
@@ -123,9 +130,10 @@ class ManualPath(Path):
         itself, as ``df = lambda x: (x,)`` returns, is copied: the update must not change it)."""
         if self._whole is not None:
             loss, grads = self._whole
-        else:
-            loss = self._sum / self._n
-            grads = {k: g / self._n for k, g in self._grad_sum.items()}
+        else:  # divided by N before the fused kernel's float64 sums are rounded, once
+            dtype = next(iter(self.params.values())).dtype
+            loss = (self._sum / self._n).to(dtype)
+            grads = {k: (g / self._n).to(self.params[k].dtype) for k, g in self._grad_sum.items()}
         self._whole, self._sum, self._grad_sum = None, None, None
         grads = {k: g.clone() if g is self.params[k] else g for k, g in grads.items()}
         return loss, grads

@@ -220,12 +220,19 @@ PROBLEMS: dict[str, object] = {
 }
 
 
+def fits(problem, y) -> bool:
+    """Whether a batch with targets ``y`` is one chunk: small, data-free (``y`` None), or of a
+    problem without ``sums``."""
+    rows = getattr(problem, "chunk_rows", None)
+    return y is None or rows is None or y.shape[-1] <= rows
+
+
 def chunks(problem, x, y) -> list:
     """The batch ``(x, y)`` as a list of chunks of ``problem.chunk_rows`` rows; a single chunk
-    for small batches, data-free problems and problems without ``sums``."""
-    rows = getattr(problem, "chunk_rows", None)
-    if y is None or rows is None or y.shape[-1] <= rows:
+    when it ``fits``."""
+    if fits(problem, y):
         return [(x, y)]
+    rows = problem.chunk_rows
     return [(x[a : a + rows], y[a : a + rows]) for a in range(0, y.shape[-1], rows)]
 
 

@@ -220,6 +220,7 @@ class Plan:
     device: torch.device
     dtype: torch.dtype
     config: dict
+    fused: object = None  # --compile: the manual path's kernel for big batches (torchgd.fused)
 
 
 def plan(
@@ -246,6 +247,7 @@ def plan(
     patience=5,
     bias=False,
     shadow=None,
+    compile=False,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
@@ -254,6 +256,8 @@ def plan(
     on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
     ``shadow``: for float32 runs, also step a float64 manual path on the same data and report
     the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
+    ``compile``: the manual path sums a batch bigger than one chunk with one kernel compiled by
+    ``torch.compile`` (see ``torchgd.fused``); compiled here, before anything is written.
     """
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
@@ -308,9 +312,32 @@ def plan(
         size = dataset.x.numel() + len(dataset) if dataset is not None else 1
         shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
+    config["compile"] = bool(compile)
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = spec_name  # a user's FILE.py:NAME, to rebuild the run
-    return Plan(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config)
+    fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
+    return Plan(
+        problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
+    )
+
+
+def _compile(problem, names, dataset, sched, params0, device):
+    """The fused kernel for ``--compile``, compiled for the run's biggest batch; None when
+    every batch fits one chunk (those run the lecture's expressions: nothing to fuse)."""
+    if not isinstance(problem, problems.Linear):
+        raise TorchgdError(
+            "--compile fuses the linear model's sums; it does not apply to "
+            f"problem '{problem.name}'"
+        )
+    if "manual" not in names:
+        raise TorchgdError("--compile fuses the manual path's sums; add manual to --paths")
+    a, b = sched.slices(len(dataset))[0]  # the first batch is the biggest
+    if b - a <= problem.chunk_rows:
+        return None
+    from .fused import Kernel
+
+    x, y = dataset.x[a:b].to(device), dataset.y[a:b].to(device)
+    return Kernel().prepare(params0, x, y)
 
 
 PLAN_KEYS = (
@@ -334,13 +361,14 @@ PLAN_KEYS = (
     "patience",
     "bias",
 )
+OPTIONAL_KEYS = {"shadow": None, "compile": False}  # absent from older runs' configs
 
 
 def plan_from_config(config: dict) -> Plan:
     """Rebuild the plan a run was made from, from its ``config.json``."""
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
-        kwargs["shadow"] = config.get("shadow")
+        kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
         problem = config.get("problem_spec", config["problem"])
         data = config["data"]
     except (KeyError, TypeError) as exc:
@@ -451,6 +479,8 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
         p.config,
     )
     run_paths = {n: PATHS[n](problem, params0, hp, rule) for n in names}
+    if p.fused is not None:
+        run_paths["manual"].fused = p.fused
     # float32 runs can also step a float64 manual path on the same data, so the report can say
     # what float32 costs (``shadow``; by default only for small data: it doubles the work)
     reference = None
@@ -462,7 +492,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
         x, y = data.x, data.y
     n = len(dataset) if dataset is not None else 1
     slices = sched.slices(n) if dataset is not None else [None]
-    if len(problems.chunks(problem, x, y)) > 1:
+    if not problems.fits(problem, y):
         memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
     if x is None:
         group = None  # data-free problems: every rank computes the same thing anyway
@@ -516,10 +546,13 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
                 xb, yb = _batch(x, y, slices[j], order, shard)
                 nb = 1 if yb is None else slices[j][1] - slices[j][0]  # the whole batch's size
                 # every path works on each chunk while it is in cache (one chunk unless N is big)
-                parts = problems.chunks(problem, xb, yb)
-                whole = len(parts) == 1 and shard is None
-                for xc, yc in parts:
-                    for path in every:
+                whole = problems.fits(problem, yb) and shard is None
+                fused = [] if whole else [q for q in every if q.fused is not None]
+                for path in fused:  # --compile: one compiled pass over the whole batch
+                    path.accumulate(xb, yb, nb)
+                chunked = [q for q in every if q not in fused]
+                for xc, yc in problems.chunks(problem, xb, yb) if chunked else ():
+                    for path in chunked:
                         xp, yp = (_double(xc), _double(yc)) if path is reference else (xc, yc)
                         path.accumulate(xp, yp, None if whole else nb)
                 if shard is not None:  # add up every rank's sums: then all update alike
@@ -641,13 +674,15 @@ def _batch(x, y, bounds, order, shard=None):
 
 @torch.no_grad()
 def _batch_loss(problem, params, x, y, n, group):
-    """The loss on a batch; with several ranks, each adds its part and they add up the sums."""
-    if group is None:
+    """The loss on a batch: the lecture's expression, or chunk by chunk for a big batch (no
+    batch-sized temporaries); with several ranks, each adds its part and they add up the sums."""
+    if group is None and problems.fits(problem, y):
         return problem.loss(params, x, y)
     total = torch.zeros((), dtype=y.dtype, device=y.device)
     for xc, yc in problems.chunks(problem, x, y):
         total += problem.sums(params, xc, yc)[0]
-    group.sum_([total])
+    if group is not None:
+        group.sum_([total])
     return total / n
 
 
