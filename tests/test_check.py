@@ -82,6 +82,24 @@ def test_check_cli_on_a_wrong_formula_file_exits_1_and_says_where(cli, tmp_path)
     assert proc.stdout.strip().endswith("FAILED")
 
 
+def test_a_problem_file_runs_once_per_process_until_it_changes(tmp_path):
+    from torchgd import problems
+
+    runs = tmp_path / "runs.txt"
+    source = (
+        f"open({str(runs)!r}, 'a').write('ran\\n')\n"
+        "from torchgd.problems import FunctionProblem\n"
+        "p = FunctionProblem('mine', ('x',), f=lambda x: x**2, df=lambda x: (2 * x,),\n"
+        "    start={'x': 1.0}, description='{}')\n"
+    )
+    (tmp_path / "mine.py").write_text(source.replace("{}", "one"))
+    spec = f"{tmp_path / 'mine.py'}:p"
+    first, again = problems.get(spec), problems.get(spec)  # as --distributed's check, then plan
+    assert first is again and runs.read_text() == "ran\n"
+    (tmp_path / "mine.py").write_text(source.replace("{}", "edited"))
+    assert problems.get(spec).description == "edited" and runs.read_text() == "ran\nran\n"
+
+
 @pytest.mark.parametrize("name", ["paraboloid", "rosenbrock", "linear"])
 def test_check_cli_json_reports_ok(cli, main_cli, name):
     # one through a real process, the others in this one

@@ -187,6 +187,23 @@ def test_existing_run_directory_is_never_overwritten(cli, tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["events.out"]
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path):
+    # `torchgd train | head -1`: the pipe closes while torchgd still writes to it
+    import os
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchgd", "train", "--no-plots", "--no-tensorboard"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    proc.stdout.close()  # before its first line: every write fails (EPIPE)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports it
+    assert err == ""
+
+
 def test_help_imports_no_heavy_module_and_answers_fast():
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "torchgd", "--help"],

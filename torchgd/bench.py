@@ -355,15 +355,15 @@ def format_table(r: dict) -> str:
         )
         for name, p in bn["paths"].items():
             if "error" in p:
-                lines.append(f"    {name:<9} not measured: {p['error']}")
+                lines.append(f"    {name:<16} not measured: {p['error']}")
                 continue
             lines.append(
-                f"    {name:<9} {1e3 * p['epoch_s']:>8.2f} ms/epoch  {p['ratio_to_dot']:>5.2f}x "
+                f"    {name:<16} {1e3 * p['epoch_s']:>6.2f} ms/epoch {p['ratio_to_dot']:>5.2f}x "
                 f"the dot product (target <= {p['target']}), first gradient "
                 f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
             )
             if "compile_s" in p:
-                lines.append(f"      (compiled in {p['compile_s']:.1f} s, once, before the run)")
+                lines.append(f"      (compiled in {p['compile_s']:.1f} s, before the run)")
     if "memory" in r:
         me = r["memory"]
         lines.append(

@@ -836,6 +836,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         _stderr("torchgd: interrupted")
         return 130
+    except BrokenPipeError:  # `torchgd ... | head`: the reader left; stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's last flush
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool that SIGPIPE ended
     except Exception as exc:
         from .errors import TorchgdError
 

@@ -236,6 +236,22 @@ def chunks(problem, x, y) -> list:
     return [(x[a : a + rows], y[a : a + rows]) for a in range(0, y.shape[-1], rows)]
 
 
+_FILES: dict = {}  # a user's problem file, run once per process (while it is unchanged)
+
+
+def _load_file(path: Path):
+    if not path.is_file():
+        raise TorchgdError(f"problem file '{path}' does not exist")
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _FILES:
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+        _FILES[key] = module
+    return _FILES[key]
+
+
 def get(spec: str):
     """A problem by name, or a user's own as ``file.py:NAME`` or ``package.module:NAME``.
 
@@ -251,12 +267,7 @@ def get(spec: str):
     where, _, attr = spec.rpartition(":")
     try:
         if where.endswith(".py"):
-            path = Path(where)
-            if not path.is_file():
-                raise TorchgdError(f"problem file '{where}' does not exist")
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
+            module = _load_file(Path(where))
         else:
             module = importlib.import_module(where)
     except TorchgdError:
