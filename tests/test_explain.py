@@ -1,8 +1,13 @@
 """Every reason the agreement report gives is provoked here and checked against what happened."""
 
+import json
+
+import pytest
 import torch
 
 import torchgd
+from torchgd import explain
+from torchgd.callbacks import Callback
 from torchgd.callbacks.console import agreement_table
 
 
@@ -87,3 +92,70 @@ def test_console_table_shows_each_pair_and_the_reasons():
     table = agreement_table(r)
     assert "params manual~optim" in table and "grad analytic~autograd" in table
     assert table.count("why (") == len(r.agreement["reasons"])
+
+
+STREAMED = {
+    "rule rounding, carried forward": dict(problem="rosenbrock", epochs=200, lr=0.001),
+    "float32 and its float64 shadow": dict(schedule="sgd", dtype="float32", epochs=30),
+    "bias, shuffled minibatches": dict(
+        data="synthetic:300,d=2,noise=0.2",
+        bias=True,
+        schedule="minibatch:64",
+        shuffle=True,
+        epochs=8,
+        lr=0.05,
+    ),  # fmt: skip
+    "divergence, inf and nan": dict(problem="rosenbrock", lr=0.01, epochs=40, guard=False),
+}
+
+
+@pytest.mark.parametrize("kw", STREAMED.values(), ids=STREAMED)
+def test_the_report_folded_block_by_block_equals_the_report_over_all_steps(monkeypatch, kw):
+    whole = torchgd.fit(**kw).agreement
+    assert whole["steps"] < explain.BLOCK  # one block: every record at once
+    for block in (1, 3, 7):
+        monkeypatch.setattr(explain, "BLOCK", block)
+        folded = torchgd.fit(**kw).agreement
+        assert json.dumps(folded, sort_keys=True) == json.dumps(whole, sort_keys=True)  # NaN too
+
+
+def test_a_long_run_holds_one_block_of_records_not_every_step(monkeypatch):
+    monkeypatch.setattr(explain, "BLOCK", 16)
+    held = []
+
+    class Watch(Callback):
+        def on_step(self, step):
+            held.append(step.step)
+
+    seen = []
+    real_add = explain.Agreement.add
+
+    def add(self, record):
+        real_add(self, record)
+        seen.append(len(self._block))
+
+    monkeypatch.setattr(explain.Agreement, "add", add)
+    r = torchgd.fit(schedule="sgd", epochs=50, callbacks=[Watch()])
+    assert r.steps == len(held) == 200 == r.agreement["steps"]
+    assert max(seen) < 16  # a full block is folded at once
+
+
+def test_a_checkpoint_from_before_the_running_summary_still_resumes(tmp_path):
+    # older checkpoints kept every step's record; they are replayed into the summary
+    from torchgd import checkpoints, train
+
+    kept = []
+
+    class Keep(Callback):
+        def on_step(self, step):
+            kept.append(list(step.record))
+
+    kw = dict(problem="rosenbrock", lr=0.001, epochs=60)
+    p = train.plan(**{**kw, "epochs": 30})
+    train.execute(p, [Keep()], checkpoint=train.Checkpointer(tmp_path, every=30))
+    state = checkpoints.load(tmp_path / "checkpoint.pt")
+    assert "records" not in state and state["agreement"]["steps"] == 30
+    del state["agreement"]
+    state["records"] = kept
+    resumed = train.execute(train.plan(**kw), resume=state)
+    assert resumed.agreement == torchgd.fit(**kw).agreement

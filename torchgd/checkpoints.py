@@ -2,9 +2,10 @@
 
 A checkpoint holds every path's parameters and optimizer state (the manual rule's momentum
 buffers and ``torch.optim.SGD``'s ``state_dict``), the step, epoch and position inside the epoch,
-the histories and per-step records so far, the divergence guard's and the callbacks' state, and
-the config. There is no random generator state to save: every shuffle and every noise draw is
-seeded from ``(seed, epoch)`` or ``(seed, step)`` alone, so a resumed run draws the same numbers.
+the per-epoch histories, the agreement report so far (a running summary of every step, not the
+steps themselves), the divergence guard's and the callbacks' state, and the config. There is no
+random generator state to save: every shuffle and every noise draw is seeded from
+``(seed, epoch)`` or ``(seed, step)`` alone, so a resumed run draws the same numbers.
 
 On disk: ``torch.save`` of ``{"format", "sha256", "payload"}`` where the payload is the state,
 itself saved with ``torch.save``; both are loaded with ``weights_only=True`` (no pickled code),

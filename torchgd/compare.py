@@ -3,7 +3,8 @@
 ``ulp_distance(a, b)`` counts the representable numbers between ``a`` and ``b`` (0 means
 bit-identical up to the sign of zero). ``pair_report`` finds, over a whole run, the largest
 absolute, relative and ulp difference between two series and the step and parameter where each
-occurred, plus the first step where they differed at all.
+occurred, plus the first step where they differed at all; ``merge_reports`` joins the reports
+of consecutive stretches of a run (so a long run is compared block by block).
 """
 
 from __future__ import annotations
@@ -75,6 +76,25 @@ def pair_report(
         _at(int(differs[0]), width, steps, epochs, labels) if len(differs) else None
     )
     return report
+
+
+def greater(a, b) -> bool:
+    """a > b, with NaN above every number (as ``argmax`` ranks it; the first NaN stays)."""
+    return (a != a and b == b) or a > b
+
+
+def merge_reports(old: dict | None, new: dict) -> dict:
+    """The ``pair_report`` of two consecutive stretches of a run, from theirs (``new`` follows
+    ``old``): the same report as over the whole, as the earlier of equal maxima is kept."""
+    if old is None:
+        return new
+    out = dict(old)
+    for key in ("max_abs", "max_rel", "max_ulp"):
+        if greater(new[key], old[key]):
+            out[key], out[f"{key}_at"] = new[key], new[f"{key}_at"]
+    if out["first_difference"] is None:
+        out["first_difference"] = new["first_difference"]
+    return out
 
 
 def labels_for(params: dict) -> list[str]:

@@ -103,49 +103,177 @@ def _summary(reports: dict) -> dict:
     return {k: max((r[k] for r in reports.values()), default=0) for k in keys}
 
 
-def agreement(
-    *, problem, names, paths, dtype, hp, labels, params0, records, grad_checked, batch_sizes
-) -> dict:
-    """The agreement report of a run: see the module docstring for what each reason means."""
-    report = {
-        "steps": len(records),
-        "max_abs": 0.0,
-        "max_rel": 0.0,
-        "max_ulp": 0,
-        "params": {},
-        "grad": None,
-        "reasons": [],
-        "bit_identical": True,
-    }
-    if not records:
-        return report
-    steps = [r.step for r in records]
-    epochs = [r.epoch for r in records]
-    T, D = len(records), len(labels)
-    P = torch.tensor([r.params for r in records], dtype=dtype).reshape(T, -1, D)  # after step
-    G = torch.tensor([r.grads for r in records], dtype=dtype).reshape(T, -1, D)  # gradient used
-    before = torch.cat([params0.to(dtype).expand(1, len(names), -1), P[:-1]])
+BLOCK = 4096  # steps folded into the running report at a time: memory stays bounded
 
-    for i, j in combinations(range(len(names)), 2):
-        a, b = names[i], names[j]
-        rep = compare.pair_report(P[:, i], P[:, j], steps, epochs, labels)
-        report["params"][f"{a}~{b}"] = rep
-        if rep["max_ulp"] == 0:
-            continue
-        t = steps.index(rep["first_difference"]["step"])
-        same_in = bool((compare.ulp_distance(G[t, i], G[t, j]) == 0).all()) and bool(
-            (compare.ulp_distance(before[t, i], before[t, j]) == 0).all()
+
+class Agreement:
+    """The agreement report of a run, built as it goes: ``add(record)`` after every step,
+    ``report()`` at the end (see the module docstring for what each reason means).
+
+    Records are folded in blocks of ``BLOCK`` steps: per pair of series the running largest
+    differences and where they are, and the few values the reasons quote (the two paths'
+    gradients and parameters at the first step they differ, their values where the largest ulp
+    distance is). A run of millions of steps holds one block, and a checkpoint holds this
+    summary (``state_dict``), not every step. Folding is exact: the report is the same
+    whatever the block size (the first of equal maxima is kept, as ``argmax`` keeps it).
+    """
+
+    def __init__(
+        self, *, problem, names, paths, dtype, hp, labels, params0, grad_checked, batch_sizes
+    ):
+        self.problem, self.names, self.paths, self.dtype, self.hp = problem, names, paths, dtype, hp
+        self.labels, self.grad_checked, self.batch_sizes = labels, grad_checked, batch_sizes
+        self.steps = 0
+        self._block = []
+        # the parameters before the next step, per path: "before" of the block's first step
+        self._last = params0.to(dtype).expand(len(names), -1).clone()
+        self._params, self._grads, self._ref64 = {}, {}, None
+
+    def add(self, record) -> None:
+        self._block.append(record)
+        self.steps += 1
+        if len(self._block) >= BLOCK:
+            self._fold()
+
+    def _fold(self) -> None:
+        records, self._block = self._block, []
+        if not records:
+            return
+        steps = [r.step for r in records]
+        epochs = [r.epoch for r in records]
+        T, D, labels = len(records), len(self.labels), self.labels
+        P = torch.tensor([r.params for r in records], dtype=self.dtype).reshape(T, -1, D)
+        G = torch.tensor([r.grads for r in records], dtype=self.dtype).reshape(T, -1, D)
+        before = torch.cat([self._last[None], P[:-1]])  # the parameters each step started from
+        self._last = P[-1].clone()
+        for i, j in combinations(range(len(self.names)), 2):
+            key = f"{self.names[i]}~{self.names[j]}"
+            rep = compare.pair_report(P[:, i], P[:, j], steps, epochs, labels)
+            old = self._params.get(key, {"report": None})
+            if (old["report"] is None or old["report"]["first_difference"] is None) and rep[
+                "first_difference"
+            ]:
+                t = steps.index(rep["first_difference"]["step"])
+                old["first"] = {
+                    "step": steps[t],
+                    "grads": (G[t, i].clone(), G[t, j].clone()),
+                    "before": (before[t, i].clone(), before[t, j].clone()),
+                }
+            if old["report"] is None or compare.greater(rep["max_ulp"], old["report"]["max_ulp"]):
+                at = rep["max_ulp_at"]
+                if at is not None:
+                    t, d = steps.index(at["step"]), labels.index(at["param"])
+                    old["peak"] = {
+                        "values": (P[t, i, d].item(), P[t, j, d].item()),
+                        "scale": P[t, i].abs().max().item(),
+                    }
+            old["report"] = compare.merge_reports(old["report"], rep)
+            self._params[key] = old
+        if self.grad_checked:
+            R = torch.tensor([r.refs for r in records], dtype=self.dtype).reshape(T, -1, D)
+            for q, name in enumerate(self.grad_checked):
+                rep = compare.pair_report(
+                    R[:, q], G[:, self.names.index(name)], steps, epochs, labels
+                )
+                self._grads[name] = compare.merge_reports(self._grads.get(name), rep)
+        if records[0].ref64 is not None:
+            R64 = torch.tensor([r.ref64 for r in records], dtype=torch.float64)
+            self._ref64 = self._ref64 or {}
+            for i, name in enumerate(self.names):
+                rep = compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
+                self._ref64[name] = compare.merge_reports(self._ref64.get(name), rep)
+
+    def state_dict(self) -> dict:
+        """The running summary (what a checkpoint keeps instead of every step's record)."""
+        self._fold()
+        return {
+            "steps": self.steps,
+            "last": self._last.clone(),
+            "params": self._params,
+            "grads": self._grads,
+            "ref64": self._ref64,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self._block = []
+        self.steps, self._params, self._grads, self._ref64 = (
+            state[k] for k in ("steps", "params", "grads", "ref64")
+        )
+        self._last = state["last"].to(self.dtype).clone()
+
+    def report(self) -> dict:
+        self._fold()
+        report = {
+            "steps": self.steps,
+            "max_abs": 0.0,
+            "max_rel": 0.0,
+            "max_ulp": 0,
+            "params": {},
+            "grad": None,
+            "reasons": [],
+            "bit_identical": True,
+        }
+        if not self.steps:
+            return report
+        for key, ev in self._params.items():
+            rep = report["params"][key] = ev["report"]
+            if rep["max_ulp"] == 0:
+                continue
+            report["reasons"] += self._param_reasons(key, rep, ev)
+        report.update(_summary(report["params"]))
+
+        if self.grad_checked:
+            pairs = {f"analytic~{name}": rep for name, rep in self._grads.items()}
+            report["grad"] = {**_summary(pairs), "pairs": pairs}
+            if report["grad"]["max_ulp"] > 0:
+                reason = _grad_reason(
+                    self.problem, self.dtype, self.batch_sizes, report["grad"]["max_rel"]
+                )
+                report["reasons"].append(
+                    {"between": "analytic~autograd", "kind": "gradient", "reason": reason}
+                )
+
+        if self._ref64 is not None:
+            report["float64_reference"] = {
+                n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")}
+                for n, r in self._ref64.items()
+            }
+            worst = max(r["max_abs"] for r in self._ref64.values())
+            report["reasons"].append(
+                {
+                    "between": "float32~float64",
+                    "kind": "dtype",
+                    "reason": (
+                        f"float32 rounds every operation to 24 significant bits (unit roundoff "
+                        f"{torch.finfo(self.dtype).eps / 2:.2g}) where float64 keeps 53 "
+                        f"(1.1e-16): the float32 paths end up to {worst:.3g} away from the same "
+                        f"run in float64, and paths that round at different places drift "
+                        f"further apart"
+                    ),
+                }
+            )
+        report["bit_identical"] = report["max_ulp"] == 0 and (
+            report["grad"] is None or report["grad"]["max_ulp"] == 0
+        )
+        return report
+
+    def _param_reasons(self, key: str, rep: dict, ev: dict) -> list:
+        a, b = key.split("~")
+        first = ev["first"]
+        (ga, gb), (wa, wb) = first["grads"], first["before"]
+        same_in = bool((compare.ulp_distance(ga, gb) == 0).all()) and bool(
+            (compare.ulp_distance(wa, wb) == 0).all()
         )
         if same_in:
-            reason = _update_reason(paths, a, b, hp, before[t, i], G[t, i], steps[t])
+            reason = _update_reason(self.paths, a, b, self.hp, wa, ga, first["step"])
             kind = "update rule"
         else:
-            gulp = int(compare.ulp_distance(G[t, i], G[t, j]).max())
+            gulp = int(compare.ulp_distance(ga, gb).max())
             reason = (
-                f"the gradients already differed at step {steps[t]} ({gulp} ulp: see the "
+                f"the gradients already differed at step {first['step']} ({gulp} ulp: see the "
                 f"gradient check), and the update carried that into the parameters"
             )
-            if paths[a].fused is not None or paths[b].fused is not None:
+            if self.paths[a].fused is not None or self.paths[b].fused is not None:
                 reason += (
                     "; the manual path (--compile) sums a big batch in one compiled loop, "
                     "products and sums in float64 and rounded once, where the other path "
@@ -153,21 +281,19 @@ def agreement(
                 )
             kind = "gradient"
         peak = rep["max_ulp_at"]["step"]
-        if peak > steps[t]:
+        if peak > first["step"]:
             reason += (
-                f"; from step {steps[t]} on the paths start each step from different "
+                f"; from step {first['step']} on the paths start each step from different "
                 f"points, so the difference is carried forward (largest, "
                 f"{rep['max_ulp']} ulp, at step {peak})"
             )
-        report["reasons"].append({"between": f"{a}~{b}", "kind": kind, "reason": reason})
-        at = rep["max_ulp_at"]
-        t_max, d_max = steps.index(at["step"]), labels.index(at["param"])
-        va, vb = P[t_max, i, d_max].item(), P[t_max, j, d_max].item()
-        scale = P[t_max, i].abs().max().item()
-        if max(abs(va), abs(vb)) < torch.finfo(dtype).eps ** 0.5 * scale:
-            report["reasons"].append(
+        out = [{"between": key, "kind": kind, "reason": reason}]
+        (va, vb), scale = ev["peak"]["values"], ev["peak"]["scale"]
+        if max(abs(va), abs(vb)) < torch.finfo(self.dtype).eps ** 0.5 * scale:
+            at = rep["max_ulp_at"]
+            out.append(
                 {
-                    "between": f"{a}~{b}",
+                    "between": key,
                     "kind": "near zero",
                     "reason": (
                         f"the largest ulp distance ({rep['max_ulp']}) is at {at['param']} = "
@@ -177,48 +303,12 @@ def agreement(
                     ),
                 }
             )
-    report.update(_summary(report["params"]))
+        return out
 
-    if grad_checked:
-        R = torch.tensor([r.refs for r in records], dtype=dtype).reshape(T, -1, D)
-        pairs = {}
-        for q, name in enumerate(grad_checked):
-            pairs[f"analytic~{name}"] = compare.pair_report(
-                R[:, q], G[:, names.index(name)], steps, epochs, labels
-            )
-        report["grad"] = {**_summary(pairs), "pairs": pairs}
-        if report["grad"]["max_ulp"] > 0:
-            report["reasons"].append(
-                {
-                    "between": "analytic~autograd",
-                    "kind": "gradient",
-                    "reason": _grad_reason(problem, dtype, batch_sizes, report["grad"]["max_rel"]),
-                }
-            )
 
-    if records[0].ref64 is not None:
-        R64 = torch.tensor([r.ref64 for r in records], dtype=torch.float64)
-        ref = {
-            name: compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
-            for i, name in enumerate(names)
-        }
-        report["float64_reference"] = {
-            n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")} for n, r in ref.items()
-        }
-        worst = max(r["max_abs"] for r in ref.values())
-        report["reasons"].append(
-            {
-                "between": "float32~float64",
-                "kind": "dtype",
-                "reason": (
-                    f"float32 rounds every operation to 24 significant bits (unit roundoff "
-                    f"{torch.finfo(dtype).eps / 2:.2g}) where float64 keeps 53 (1.1e-16): the "
-                    f"float32 paths end up to {worst:.3g} away from the same run in float64, "
-                    f"and paths that round at different places drift further apart"
-                ),
-            }
-        )
-    report["bit_identical"] = report["max_ulp"] == 0 and (
-        report["grad"] is None or report["grad"]["max_ulp"] == 0
-    )
-    return report
+def agreement(*, records, **context) -> dict:
+    """The agreement report of a list of records (``Agreement`` fed all at once)."""
+    tracker = Agreement(**context)
+    for r in records:
+        tracker.add(r)
+    return tracker.report()

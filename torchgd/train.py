@@ -1,9 +1,9 @@
 """fit(): the lockstep loop, nothing else.
 
-Every step, every selected path steps on the same batch; the records of all steps (parameters,
-gradients, and the analytic formula evaluated at each autograd path's own parameters) are kept
-as tensors and compared once, at the end, by ``explain.agreement``. Callbacks see each step and
-each epoch as it happens.
+Every step, every selected path steps on the same batch; each step's record (parameters,
+gradients, and the analytic formula evaluated at each autograd path's own parameters) goes to
+``explain.Agreement``, which compares them block by block and reports at the end. Callbacks see
+each step and each epoch as it happens.
 """
 
 from __future__ import annotations
@@ -501,7 +501,17 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
 
     labels = compare.labels_for(params0)
     grad_checked = [p for p in names if run_paths[p].uses_autograd]
-    records = []  # one Record per finished step
+    tracker = explain.Agreement(  # every finished step's Record goes in; bounded memory
+        problem=problem,
+        names=names,
+        paths=run_paths,
+        dtype=dtype,
+        hp=hp,
+        labels=labels,
+        params0=compare.flat(params0),
+        grad_checked=grad_checked,
+        batch_sizes=sorted({b - a for a, b in (slices[0], slices[-1])}) if x is not None else [1],
+    )
     history = {p: {"loss": [], **{k: [] for k in params0}} for p in names}
     watch, diverged = Guard(config["patience"], config, dataset), None
     step, start_epoch, start_batch = 0, 1, 0
@@ -511,7 +521,10 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             path.load_state_dict(resume["paths"][name])
         if reference is not None:
             reference.load_state_dict(resume["reference"])
-        records = [Record(*r) for r in resume["records"]]
+        if "agreement" in resume:
+            tracker.load_state_dict(resume["agreement"])
+        for r in resume.get("records", ()):  # a checkpoint from before the running summary
+            tracker.add(Record(*r))
         history = resume["history"]
         watch.prev, watch.streak, watch.last_finite = (
             resume["guard"][k] for k in ("prev", "streak", "last_finite")
@@ -523,7 +536,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             "config": config,
             "paths": {name: path.state_dict() for name, path in run_paths.items()},
             "reference": reference.state_dict() if reference is not None else None,
-            "records": [list(r) for r in records],
+            "agreement": tracker.state_dict(),
             "history": history,
             "guard": {"prev": watch.prev, "streak": watch.streak, "last_finite": watch.last_finite},
             "callbacks": {
@@ -577,7 +590,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
                     _floats(t for r in refs for t in r.values()),
                     ref64,
                 )
-                records.append(record)
+                tracker.add(record)
                 if callbacks:
                     info = Step(
                         step,
@@ -622,7 +635,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     seconds = time.perf_counter() - started
 
     done = len(history[names[0]]["loss"])
-    keep = len(records)
+    keep = tracker.steps
     out_paths = {}
     for p in names:
         hist = {"loss": list(history[p]["loss"])}
@@ -633,18 +646,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             "loss": hist["loss"][-1] if done else None,
             "history": hist,
         }
-    agreement = explain.agreement(
-        problem=problem,
-        names=names,
-        paths=run_paths,
-        dtype=dtype,
-        hp=hp,
-        labels=labels,
-        params0=compare.flat(params0),
-        records=records,
-        grad_checked=grad_checked,
-        batch_sizes=sorted({b - a for a, b in (slices[0], slices[-1])}) if x is not None else [1],
-    )
+    agreement = tracker.report()
     if group is not None:  # every rank must have ended with the same parameters, bit for bit
         mine = torch.cat([compare.flat(path.values()) for path in run_paths.values()])
         agreement["ranks"] = {**group.info(), "identical_parameters": group.identical(mine)}
