@@ -17,9 +17,9 @@ the fused manual path is *closer* to the float64 formula than the eager one, who
 at every addition; ``torchgd train`` reports both distances. Batches that fit one chunk keep
 the lecture's expressions, compiled or not, so every lecture number stays bit for bit.
 
-Compiling costs seconds (about 17 s in a fresh process with an empty cache on the README's
-machine, about 1 s once inductor's cache under ``$TMPDIR/torchinductor_$USER`` has the kernel);
-it happens before a run writes anything, and a failure (no C++ compiler, say) is one line.
+Compiling costs seconds (9-17 s in a fresh process with an empty cache on the README's machine,
+2-6 s once inductor's cache under ``$TMPDIR/torchinductor_$USER`` has the kernel); it happens
+before a run writes anything, and a failure (no C++ compiler, say) is one line.
 """
 
 from __future__ import annotations
