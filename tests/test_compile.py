@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import run_cli
-from torchgd import bench, check, problems, train
+from torchgd import bench, check, checkpoints, problems, train
 from torchgd import data as datasets
 
 N = 3000  # rows: six chunks of 512
@@ -121,3 +121,16 @@ def test_the_big_n_bench_times_the_compiled_manual_path(small_chunks):
 
 def r_machine():
     return {"machine": {"cpu": "x", "cores": 1, "python": "3", "torch": "2"}, "quick": True}
+
+
+def test_a_compiled_run_resumed_from_its_checkpoint_ends_bit_identical(small_chunks, tmp_path):
+    ds = datasets.synthetic(N, noise=0.3, seed=1, dtype=torch.float32)
+    kw = dict(data=ds, dtype="float32", lr=0.1, compile=True, schedule="minibatch:1000")
+    kw["shuffle"] = True  # batches of 1000 rows: two chunks each, so the fused kernel runs
+    whole = train.execute(train.plan(**kw, epochs=6))
+    first = train.plan(**kw, epochs=3)
+    train.execute(first, checkpoint=train.Checkpointer(tmp_path, every=3))
+    state = checkpoints.load(tmp_path / "checkpoint.pt")
+    resumed = train.execute(train.plan(**kw, epochs=6), resume=state)
+    assert resumed.paths == whole.paths  # every path's parameters and history, bit for bit
+    assert resumed.agreement == whole.agreement
