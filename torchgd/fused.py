@@ -52,8 +52,6 @@ class Kernel:
     _compiled = None
 
     def __init__(self):
-        if Kernel._compiled is None:
-            Kernel._compiled = torch.compile(linear_sums, fullgraph=True)
         self.seconds = 0.0
 
     def __call__(self, params: dict, x, y) -> tuple:
@@ -62,9 +60,11 @@ class Kernel:
 
     def prepare(self, params: dict, x, y) -> Kernel:
         """Compile for (and run once on) a batch like the run's: errors become one line here,
-        before the run has written anything."""
+        before the run has written anything (torch.compile itself refuses some Pythons)."""
         start = time.perf_counter()
         try:
+            if Kernel._compiled is None:
+                Kernel._compiled = torch.compile(linear_sums, fullgraph=True)
             self(params, x, y)
         except Exception as exc:  # inductor's errors are pages long: keep their first line
             lines = str(exc).strip().splitlines() or [""]
