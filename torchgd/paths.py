@@ -99,14 +99,13 @@ class ManualPath(Path):
 
     A whole batch goes through ``problem.loss`` and ``problem.grad``, the formulas as written;
     the chunks of a big one through ``problem.sums``, added up and divided by N at the end.
-    With ``fused`` (a ``torchgd.fused.Kernel``, ``--compile``) a big batch comes whole and one
-    compiled loop over it gives the same sums, in float64."""
+    With ``fused`` set (a ``torchgd.fused.Kernel``, ``--compile``) a big batch comes whole and
+    one compiled loop over it gives the same sums, in float64."""
 
     name = "manual"
 
-    def __init__(self, problem, params0, hp, rule="textbook", fused=None):
+    def __init__(self, problem, params0, hp, rule="textbook"):
         super().__init__(problem, params0, hp, rule)
-        self.fused = fused
         self._whole, self._sum, self._grad_sum, self._n, self._buffer = None, None, None, 1, None
 
     def accumulate(self, x, y, n=None):  # nothing here requires grad: no graph is recorded
