@@ -113,3 +113,18 @@ def test_a_rank_without_rows_in_a_batch_contributes_zeros(path):
     empty = torch.empty(0)
     runner.accumulate(empty, empty, 7)  # a batch of 7 samples, none of them on this rank
     assert [t.item() for t in runner.sums()] == [0.0] * len(runner.sums())
+
+
+def test_two_processes_with_compile_match_the_compiled_single_process(tmp_path):
+    # 600,000 rows: more than one chunk, so --compile fuses; each rank sums its 300,000 rows in
+    # float64 and the ranks add those sums, so the manual path rounds to float32 only once
+    spec = "synthetic:600000,noise=0.1"
+    args = ["--data", spec, "--dtype", "float32", "--lr", "0.1", "--epochs", "3", "--compile"]
+    _torchrun(*args, "--logdir", tmp_path)
+    (run_dir,) = tmp_path.iterdir()
+    two = json.loads((run_dir / "summary.json").read_text())
+    assert two["config"]["compile"] is True
+    assert two["agreement"]["ranks"]["identical_parameters"] is True
+    one = train.fit(data=spec, dtype="float32", lr=0.1, epochs=3, compile=True)
+    got, want = two["paths"]["manual"]["params"]["w"], one.params("manual")["w"]
+    assert abs(got - want) <= 2**-23 * abs(want)  # at most one float32 rounding apart
