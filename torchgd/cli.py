@@ -213,7 +213,8 @@ def build_parser() -> Parser:
         "--compile",
         action="store_true",
         help="the manual path sums each batch bigger than 524,288 rows in one loop compiled by "
-        "torch.compile (needs a C++ compiler on CPU; seconds to compile, once per machine)",
+        "torch.compile (needs a C++ compiler on CPU; compiling takes seconds before the run, "
+        "fewer once inductor has cached it)",
     )
     _add_run_options(tr)
     tr.set_defaults(func=cmd_train)
