@@ -91,6 +91,27 @@ def test_float32_chunked_gradients_stay_within_1e_5_of_float64(small_chunks):
         assert 0 < rel <= check.MAX_REL_FLOAT64_REF[torch.float32]
 
 
+def test_many_feature_float32_gradients_with_real_chunks_stay_within_1e_5_of_float64():
+    # 600,000 rows: a whole chunk of 524,288 and a rest. X^T r as one matrix-vector product ran
+    # down each column sequentially: 2e-5 (formula) and 3e-5 (autograd's backward) off here
+    r = check.check_gradients(
+        problem="linear", data="synthetic:600000,d=2,noise=0.1", dtype="float32", points=3
+    )
+    assert r["ok"], r["failures"]
+    for name in ("manual", "autograd"):
+        assert r["as_trained_vs_float64"][name]["max_rel"] <= 1e-6
+    assert r["analytic_vs_autograd"]["max_rel"] <= 1e-6
+
+
+def test_block_sums_are_x_transpose_r_and_x_w():
+    x = torch.randn(3 * problems.XT_BLOCK + 5, 3, dtype=torch.float64)
+    r, w = torch.randn(len(x), dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    torch.testing.assert_close(problems.xt(x, r), x.T @ r, rtol=1e-13, atol=1e-12)
+    torch.testing.assert_close(problems.xw(x, w), x @ w, rtol=1e-13, atol=1e-12)
+    small = x[:7]  # fewer rows than a block: the plain products
+    assert torch.equal(problems.xt(small, r[:7]), small.T @ r[:7])
+
+
 def test_a_float32_check_flags_a_gradient_far_from_float64(monkeypatch):
     real = problems.Linear.grad
 

@@ -14,6 +14,7 @@ import torch
 from conftest import run_cli
 from torchgd import bench, check, checkpoints, problems, train
 from torchgd import data as datasets
+from torchgd.problems import Linear
 
 N = 3000  # rows: six chunks of 512
 
@@ -134,3 +135,22 @@ def test_a_compiled_run_resumed_from_its_checkpoint_ends_bit_identical(small_chu
     resumed = train.execute(train.plan(**kw, epochs=6), resume=state)
     assert resumed.paths == whole.paths  # every path's parameters and history, bit for bit
     assert resumed.agreement == whole.agreement
+
+
+def test_check_compile_holds_the_compiled_gradient_to_the_float64_formula(small_chunks):
+    ds = datasets.synthetic(N, d=2, noise=0.3, seed=2, bias=0.5, dtype=torch.float32)
+    r = check.check_gradients(Linear(bias=True), data=ds, dtype="float32", points=4, compile=True)
+    assert r["ok"], r["failures"]
+    assert r["compiled"] is True
+    compiled = r["as_trained_vs_float64"]["compiled"]
+    # one rounding of a float64 result, against the eager path's rounding at every addition
+    assert compiled["max_rel"] <= r["as_trained_vs_float64"]["manual"]["max_rel"]
+    assert "compiled step ~ float64" in check.format_report(r)
+
+
+def test_check_compile_on_small_data_says_there_is_nothing_to_compile(main_cli):
+    proc = main_cli("check", "--problem", "linear", "--compile")
+    assert proc.returncode == 0 and "nothing to compile" in proc.stdout
+    assert "compiled step" not in proc.stdout
+    proc = main_cli("check", "--problem", "rosenbrock", "--compile")
+    assert proc.returncode == 2 and "does not apply to problem 'rosenbrock'" in proc.stderr

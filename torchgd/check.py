@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from . import compare, gradients, memory, problems
+from . import compare, fused, gradients, memory, problems
 from . import data as datasets
 from .device import dtype_name, resolve_dtype
 from .errors import TorchgdError
@@ -142,14 +142,20 @@ def check_gradients(
     h: float | str = 1e-4,
     dtype="float64",
     data="lecture",
+    compile=False,
 ) -> dict:
-    """Compare analytic, autograd and numerical gradients; returns the report (``ok`` inside)."""
+    """Compare analytic, autograd and numerical gradients; returns the report (``ok`` inside).
+
+    ``compile``: also the manual path's gradient from the kernel ``train --compile`` uses
+    (``torchgd.fused``), against the formula in float64, for data bigger than one chunk."""
     problem = problems.get(problem) if isinstance(problem, str) else problem
     dtype = resolve_dtype(dtype)
     if isinstance(points, bool) or not isinstance(points, int) or points < 0:
         raise TorchgdError(f"--points must be a whole number >= 0, got {points}")
     if h != "auto" and not (isinstance(h, float | int) and 0 < h < float("inf")):
         raise TorchgdError(f"--h must be a positive number or 'auto', got {h}")
+    if compile:
+        fused.check(problem)
     x = y = ds = None
     if problem.needs_data:
         memory.keep_freed_memory()  # big data: reuse freed buffers (see torchgd.memory)
@@ -167,7 +173,13 @@ def check_gradients(
     A, B, N = torch.stack(A), torch.stack(B), torch.stack(N)
     steps = list(range(1, len(pts) + 1))
     ab = compare.pair_report(A, B, steps, steps, labels)
-    trained = _against_float64(problem, pts, x, y, {"manual": A, "autograd": B})
+    as_trained = {"manual": A, "autograd": B}
+    kernel = fused.kernel_for(problem, pts[0], x, y) if compile else None
+    if kernel is not None:
+        as_trained["compiled"] = torch.stack(
+            [compare.flat(step_gradients("manual", problem, p, x, y, kernel)[1]) for p in pts]
+        )
+    trained = _against_float64(problem, pts, x, y, as_trained)
     na = compare.pair_report(N, A, steps, steps, labels)
     atol, rtol = NUM_TOL[dtype]
     eps = torch.finfo(dtype).eps
@@ -202,7 +214,7 @@ def check_gradients(
         if rep["max_rel"] > MAX_REL_FLOAT64_REF[dtype]:
             at = rep["max_rel_at"]
             failures.append(
-                f"the {name} path's gradient is {rep['max_rel']:.3g} (relative) from the formula "
+                f"the {name} gradient is {rep['max_rel']:.3g} (relative) from the formula "
                 f"in float64 at {_where(pts[at['step'] - 1])}, above the bound "
                 f"{MAX_REL_FLOAT64_REF[dtype]:g}"
             )
@@ -233,6 +245,7 @@ def check_gradients(
             "numerical_rtol": rtol,
             "numerical_rounding": "4 * eps * |f| / h",
         },
+        "compiled": None if not compile else kernel is not None,
         "gradcheck": gc,
         "gradgradcheck": ggc,
         "ok": not failures,
@@ -247,18 +260,23 @@ def format_report(r: dict) -> str:
     av, na = r["analytic_vs_autograd"], r["numerical_vs_analytic"]
     lines = [
         f"check {r['problem']}: {r['points']} points, {r['dtype']}, central differences h={r['h']}",
-        f"  {'compared':<22}  {'max abs':>9}  {'max rel':>9}  {'max ulp':>7}",
-        f"  {'analytic ~ autograd':<22}  {n(av['max_abs']):>9}  {n(av['max_rel']):>9}  "
+        f"  {'compared':<23}  {'max abs':>9}  {'max rel':>9}  {'max ulp':>7}",
+        f"  {'analytic ~ autograd':<23}  {n(av['max_abs']):>9}  {n(av['max_rel']):>9}  "
         f"{av['max_ulp']:>7}",
-        f"  {'numerical ~ analytic':<22}  {n(na['max_abs']):>9}  {n(na['max_rel']):>9}  {'-':>7}",
+        f"  {'numerical ~ analytic':<23}  {n(na['max_abs']):>9}  {n(na['max_rel']):>9}  {'-':>7}",
         *(
-            f"  {name + ' step ~ float64':<22}  {n(rep['max_abs']):>9}  {n(rep['max_rel']):>9}  "
+            f"  {name + ' step ~ float64':<23}  {n(rep['max_abs']):>9}  {n(rep['max_rel']):>9}  "
             f"{'-':>7}"
             for name, rep in r["as_trained_vs_float64"].items()
         ),
         f"  gradcheck: {'passed' if r['gradcheck'] else 'FAILED'}; "
         f"gradgradcheck: {'passed' if r['gradgradcheck'] else 'FAILED'}",
     ]
+    if r.get("compiled") is False:
+        lines.append(
+            f"  --compile: every batch fits one chunk ({problems.CHUNK_ROWS:,} rows) and runs "
+            "the lecture's expressions: nothing to compile"
+        )
     lines += [f"  FAIL: {f}" for f in r["failures"]]
     lines.append("ok" if r["ok"] else "FAILED")
     return "\n".join(lines)

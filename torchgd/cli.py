@@ -300,6 +300,11 @@ def build_parser() -> Parser:
         help="central-difference step (default 1e-4, the lecture's) or 'auto'",
     )
     ck.add_argument("--dtype", default="float64")
+    ck.add_argument(
+        "--compile",
+        action="store_true",
+        help="also check the gradient of the kernel train --compile uses (data above one chunk)",
+    )
     ck.add_argument("--json", action="store_true", help="print one JSON object")
     ck.set_defaults(func=cmd_check)
 
@@ -637,7 +642,13 @@ def cmd_check(args) -> int:
     from . import check, runs
 
     report = check.check_gradients(
-        args.problem, points=args.points, seed=args.seed, h=h, dtype=args.dtype, data=args.data
+        args.problem,
+        points=args.points,
+        seed=args.seed,
+        h=h,
+        dtype=args.dtype,
+        data=args.data,
+        compile=args.compile,
     )
     print(runs.dumps(report) if args.json else check.format_report(report))
     return 0 if report["ok"] else 1

@@ -76,6 +76,26 @@ class Kernel:
         return self
 
 
+def check(problem) -> None:
+    """Refuse, in one line, a problem the kernel does not compute."""
+    from .problems import Linear
+
+    if not isinstance(problem, Linear):
+        raise TorchgdError(
+            f"--compile fuses the linear model's sums; it does not apply to problem "
+            f"'{problem.name}'"
+        )
+
+
+def kernel_for(problem, params: dict, x, y) -> Kernel | None:
+    """The kernel for the linear ``problem``, compiled for batches like ``(x, y)`` (on their
+    device); None when they fit one chunk: those run the lecture's expressions."""
+    from .problems import fits
+
+    check(problem)
+    return None if fits(problem, y) else Kernel().prepare(params, x, y)
+
+
 def _bias(params: dict):
     b = params.get("b")
     return None if b is None else b.detach()

@@ -324,20 +324,13 @@ def plan(
 def _compile(problem, names, dataset, sched, params0, device):
     """The fused kernel for ``--compile``, compiled for the run's biggest batch; None when
     every batch fits one chunk (those run the lecture's expressions: nothing to fuse)."""
-    if not isinstance(problem, problems.Linear):
-        raise TorchgdError(
-            "--compile fuses the linear model's sums; it does not apply to "
-            f"problem '{problem.name}'"
-        )
+    from . import fused
+
+    fused.check(problem)
     if "manual" not in names:
         raise TorchgdError("--compile fuses the manual path's sums; add manual to --paths")
     a, b = sched.slices(len(dataset))[0]  # the first batch is the biggest
-    if b - a <= problem.chunk_rows:
-        return None
-    from .fused import Kernel
-
-    x, y = dataset.x[a:b].to(device), dataset.y[a:b].to(device)
-    return Kernel().prepare(params0, x, y)
+    return fused.kernel_for(problem, params0, dataset.x[a:b].to(device), dataset.y[a:b].to(device))
 
 
 PLAN_KEYS = (
