@@ -45,6 +45,7 @@ def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_p
     two = json.loads((run_dir / "summary.json").read_text())
     assert two["status"] == "completed"
     assert two["agreement"]["ranks"]["identical_parameters"] is True
+    assert two["agreement"]["ranks"]["rows_held"] == [5000, 2500]  # rank 1: its shard only
 
     one = train.fit(
         data="synthetic:5000,d=2,noise=0.1,bias=0.5", bias=True, schedule="minibatch:1000",
@@ -125,6 +126,27 @@ def test_two_processes_with_compile_match_the_compiled_single_process(tmp_path):
     two = json.loads((run_dir / "summary.json").read_text())
     assert two["config"]["compile"] is True
     assert two["agreement"]["ranks"]["identical_parameters"] is True
+    assert two["agreement"]["ranks"]["rows_held"] == [600000, 300000]
     one = train.fit(data=spec, dtype="float32", lr=0.1, epochs=3, compile=True)
     got, want = two["paths"]["manual"]["params"]["w"], one.params("manual")["w"]
     assert abs(got - want) <= 2**-23 * abs(want)  # at most one float32 rounding apart
+
+
+@pytest.mark.parametrize("spec", ["synthetic:700000,d=2,noise=0.3,seed=4", "lecture"])
+def test_a_rank_keeps_only_its_rows_and_they_are_the_whole_datas(spec):
+    whole = datasets.get(spec, torch.float32)
+    n = len(whole)
+    part = datasets.get(spec, torch.float32, rows=lambda m: (m // 3, 2 * m // 3))
+    assert (part.offset, part.n, len(part)) == (n // 3, n, 2 * n // 3 - n // 3)
+    assert torch.equal(part.x, whole.x[n // 3 : 2 * n // 3])
+    assert torch.equal(part.y, whole.y[n // 3 : 2 * n // 3])
+
+
+@pytest.mark.parametrize("order", [None, torch.randperm(103, generator=torch.Generator())])
+def test_a_batch_from_a_ranks_rows_is_the_batch_from_the_whole_data(order):
+    x = torch.arange(103.0)
+    shard = (40, 80)
+    for bounds in [(0, 50), (50, 103), (10, 30)]:
+        whole = train._batch(x, x, bounds, order, shard)[0]
+        mine = train._batch(x[40:80], x[40:80], bounds, order, shard, offset=40)[0]
+        assert torch.equal(whole, mine)

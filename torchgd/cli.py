@@ -518,7 +518,7 @@ def _resume(args) -> int:
     group = _group(args, saved.get("device", "cpu"))
     if group is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
         saved = {**saved, "device": group.device}
-    plan = train.plan_from_config(saved)
+    plan = train.plan_from_config(saved, rows=_rows(group))
     if {"compile": False, **state["config"], "device": None} != {**plan.config, "device": None}:
         raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
     if group is not None and group.rank != 0:  # the other ranks compute; rank 0 writes
@@ -598,6 +598,7 @@ def _train(args) -> int:
         bias=args.bias,
         shadow=args.shadow,
         compile=args.compile,
+        rows=_rows(group),
         **_run_kwargs(args, epochs),
         **_plan_kwargs(args),
     )
@@ -609,6 +610,12 @@ def _train(args) -> int:
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)
+
+
+def _rows(group):
+    """The rows a rank keeps: every rank but 0 only its shard (rank 0 writes the figures and
+    the report, which use the whole data)."""
+    return group.shard if group is not None and group.rank != 0 else None
 
 
 def _compile_note(plan, args) -> None:

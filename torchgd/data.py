@@ -19,16 +19,35 @@ from .errors import TorchgdError
 
 @dataclass(frozen=True)
 class Dataset:
+    """Samples ``x`` (shape [N] or [N, d]) and targets ``y``. A rank of a ``--distributed`` run
+    may hold only rows ``offset`` to ``offset + len`` of a data set of ``total`` rows."""
+
     name: str
     x: torch.Tensor
     y: torch.Tensor
     meta: dict = field(default_factory=dict)
+    offset: int = 0
+    total: int | None = None
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def n(self) -> int:
+        """The whole data set's size (``len`` is what this process holds)."""
+        return len(self) if self.total is None else self.total
+
     def to(self, device, dtype) -> Dataset:
-        return Dataset(self.name, self.x.to(device, dtype), self.y.to(device, dtype), self.meta)
+        x, y = self.x.to(device, dtype), self.y.to(device, dtype)
+        return Dataset(self.name, x, y, self.meta, self.offset, self.total)
+
+    def rows(self, lo: int, hi: int) -> Dataset:
+        """Only rows ``lo`` to ``hi`` (copies: the rest can be freed)."""
+        x, y = (
+            self.x[lo - self.offset : hi - self.offset],
+            self.y[lo - self.offset : hi - self.offset],
+        )
+        return Dataset(self.name, x.clone(), y.clone(), self.meta, lo, self.n)
 
 
 def _points(name: str, xs: list[float], ys: list[float]) -> Dataset:
@@ -50,15 +69,21 @@ BUILTIN = {"lecture": lecture, "course": course}
 SUFFIXES = (".csv", ".txt", ".npy", ".npz", ".pt", ".pth")
 
 
-def get(spec: str, dtype=torch.float64) -> Dataset:
+def get(spec: str, dtype=torch.float64, rows=None) -> Dataset:
     """A dataset: ``lecture``, ``course``, ``synthetic:N[,d=D,noise=S,seed=K,bias=B]``, or a
-    file (CSV, .npy, .npz, .pt), held in ``dtype``."""
+    file (CSV, .npy, .npz, .pt), held in ``dtype``. ``rows``: a function of N giving the rows
+    ``(lo, hi)`` to keep (a rank of a ``--distributed`` run); synthetic data then never holds
+    the others, a file is read whole and cut."""
     if spec in BUILTIN:
-        return BUILTIN[spec]().to("cpu", dtype)
-    if spec.startswith("synthetic:"):
-        return synthetic_from_spec(spec, dtype)
-    if spec.lower().endswith(SUFFIXES) or "/" in spec or Path(spec).exists():
-        return load(spec, dtype)
+        ds = BUILTIN[spec]().to("cpu", dtype)
+    elif spec.startswith("synthetic:"):
+        return synthetic_from_spec(spec, dtype, rows)
+    elif spec.lower().endswith(SUFFIXES) or "/" in spec or Path(spec).exists():
+        ds = load(spec, dtype)
+    else:
+        ds = None
+    if ds is not None:
+        return ds if rows is None else ds.rows(*rows(len(ds)))
     raise TorchgdError(
         f"unknown data '{spec}': use lecture, course, synthetic:N or a .csv/.npy/.npz/.pt file"
     )
@@ -74,29 +99,34 @@ def synthetic(
     seed: int = 0,
     bias: float = 0.0,
     dtype=torch.float64,
+    rows: tuple[int, int] | None = None,
 ) -> Dataset:
     """y = x @ w_true + bias + noise * N(0, 1), x ~ N(0, 1); w_true ~ U(-2, 2), all seeded.
 
     Drawn in float64, ``SYNTHETIC_ROWS`` rows at a time, and stored in ``dtype``: the float32
     data are the float64 data rounded, whatever N. ``meta`` records the true weights. d = 1
-    gives the lecture's 1-D ``x``."""
+    gives the lecture's 1-D ``x``. ``rows=(lo, hi)``: hold only those rows (every row is still
+    drawn, so they are the same rows, but the others are never stored)."""
+    lo, hi = rows if rows is not None else (0, n)
     g = torch.Generator().manual_seed(seed)
     w_true = torch.rand(d, generator=g, dtype=torch.float64) * 4 - 2
-    x = torch.empty((n,) if d == 1 else (n, d), dtype=dtype)
-    y = torch.empty(n, dtype=dtype)
+    x = torch.empty((hi - lo,) if d == 1 else (hi - lo, d), dtype=dtype)
+    y = torch.empty(hi - lo, dtype=dtype)
     for a in range(0, n, SYNTHETIC_ROWS):
         m = min(SYNTHETIC_ROWS, n - a)
         xc = torch.randn(m, d, generator=g, dtype=torch.float64)
         yc = xc @ w_true + bias
         if noise:
             yc += noise * torch.randn(m, generator=g, dtype=torch.float64)
-        x[a : a + m] = xc[:, 0] if d == 1 else xc
-        y[a : a + m] = yc
+        i, j = max(a, lo), min(a + m, hi)  # the rows of this block that are kept
+        if i < j:
+            x[i - lo : j - lo] = xc[i - a : j - a, 0] if d == 1 else xc[i - a : j - a]
+            y[i - lo : j - lo] = yc[i - a : j - a]
     meta = {"true_w": w_true.tolist(), "true_b": bias, "noise": noise, "seed": seed, "n": n, "d": d}
-    return Dataset(f"synthetic:{n}", x, y, meta)
+    return Dataset(f"synthetic:{n}", x, y, meta, lo, None if rows is None else n)
 
 
-def synthetic_from_spec(spec: str, dtype=torch.float64) -> Dataset:
+def synthetic_from_spec(spec: str, dtype=torch.float64, rows=None) -> Dataset:
     body = spec.partition(":")[2]
     parts = body.split(",")
     kinds = {"d": int, "noise": float, "seed": int, "bias": float}
@@ -116,8 +146,9 @@ def synthetic_from_spec(spec: str, dtype=torch.float64) -> Dataset:
         raise TorchgdError(f"bad data '{spec}': N and d must be >= 1")
     if not math.isfinite(kw.get("noise", 0.0)) or kw.get("noise", 0.0) < 0:
         raise TorchgdError(f"bad data '{spec}': noise must be a finite number >= 0")
-    ds = synthetic(n, **kw, dtype=dtype)
-    return Dataset(spec, ds.x, ds.y, ds.meta)  # the name is the spec: it rebuilds the data
+    ds = synthetic(n, **kw, dtype=dtype, rows=None if rows is None else rows(n))
+    # the name is the spec: it rebuilds the data
+    return Dataset(spec, ds.x, ds.y, ds.meta, ds.offset, ds.total)
 
 
 def _check(path: str, x: torch.Tensor, y: torch.Tensor, dtype=torch.float64) -> Dataset:

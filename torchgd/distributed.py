@@ -77,6 +77,16 @@ class Group:
         dist.all_gather(gathered, t.contiguous())
         return all(torch.equal(g.view(torch.uint8), t.view(torch.uint8)) for g in gathered)
 
+    def gather(self, value: int) -> list:
+        """Every rank's ``value``, in rank order."""
+        import torch.distributed as dist
+
+        gathered = [
+            torch.zeros(1, dtype=torch.int64, device=self.device) for _ in range(self.world)
+        ]
+        dist.all_gather(gathered, torch.tensor([value], dtype=torch.int64, device=self.device))
+        return [int(g.item()) for g in gathered]
+
     def info(self) -> dict:
         return {"world_size": self.world, "backend": self.backend}
 

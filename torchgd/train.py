@@ -248,6 +248,7 @@ def plan(
     bias=False,
     shadow=None,
     compile=False,
+    rows=None,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
@@ -258,6 +259,8 @@ def plan(
     the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
     ``compile``: the manual path sums a batch bigger than one chunk with one kernel compiled by
     ``torch.compile`` (see ``torchgd.fused``); compiled here, before anything is written.
+    ``rows``: a function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a
+    ``--distributed`` run other than 0: it works on those rows only, see ``torchgd.distributed``).
     """
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
@@ -281,7 +284,7 @@ def plan(
     )
     dataset = None
     if problem.needs_data:
-        dataset = datasets.get(data, dtype) if isinstance(data, str) else data
+        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
     if bias:
         if problem.name != "linear":
             raise TorchgdError("--bias applies to the linear model only")
@@ -309,7 +312,8 @@ def plan(
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
     if shadow is None:
-        size = dataset.x.numel() + len(dataset) if dataset is not None else 1
+        per_row = dataset.x.shape[1] + 1 if dataset is not None and dataset.x.dim() == 2 else 2
+        size = per_row * dataset.n if dataset is not None else 1  # the whole data, on every rank
         shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     config["compile"] = bool(compile)
@@ -329,8 +333,13 @@ def _compile(problem, names, dataset, sched, params0, device):
     fused.check(problem)
     if "manual" not in names:
         raise TorchgdError("--compile fuses the manual path's sums; add manual to --paths")
-    a, b = sched.slices(len(dataset))[0]  # the first batch is the biggest
-    return fused.kernel_for(problem, params0, dataset.x[a:b].to(device), dataset.y[a:b].to(device))
+    a, b = sched.slices(dataset.n)[0]  # the first batch is the biggest
+    if b - a <= problem.chunk_rows:  # decided on the whole batch: the same on every rank
+        return None
+    x, y = dataset.x[: b - a], dataset.y[: b - a]  # rows like the run's (this rank's, if a rank)
+    if len(y) == 0:
+        x, y = torch.zeros((1, *x.shape[1:]), dtype=x.dtype), torch.zeros(1, dtype=y.dtype)
+    return fused.Kernel().prepare(params0, x.to(device), y.to(device))
 
 
 PLAN_KEYS = (
@@ -357,8 +366,8 @@ PLAN_KEYS = (
 OPTIONAL_KEYS = {"shadow": None, "compile": False}  # absent from older runs' configs
 
 
-def plan_from_config(config: dict) -> Plan:
-    """Rebuild the plan a run was made from, from its ``config.json``."""
+def plan_from_config(config: dict, rows=None) -> Plan:
+    """Rebuild the plan a run was made from, from its ``config.json`` (``rows``: see ``plan``)."""
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
@@ -368,7 +377,7 @@ def plan_from_config(config: dict) -> Plan:
         raise TorchgdError(
             f"the run's config.json lacks {exc}; it was not written by torchgd train"
         ) from None
-    return plan(problem, data if data is not None else "lecture", **kwargs)
+    return plan(problem, data if data is not None else "lecture", rows=rows, **kwargs)
 
 
 def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
@@ -483,7 +492,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     if dataset is not None:
         data = dataset.to(device, dtype)
         x, y = data.x, data.y
-    n = len(dataset) if dataset is not None else 1
+    n = dataset.n if dataset is not None else 1  # the whole data's size, on every rank
     slices = sched.slices(n) if dataset is not None else [None]
     if not problems.fits(problem, y):
         memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
@@ -549,7 +558,9 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             order = order.to(device) if order is not None else None
             first = start_batch if epoch == start_epoch else 0
             for j in range(first, len(slices)):
-                xb, yb = _batch(x, y, slices[j], order, shard)
+                xb, yb = _batch(
+                    x, y, slices[j], order, shard, dataset.offset if x is not None else 0
+                )
                 nb = 1 if yb is None else slices[j][1] - slices[j][0]  # the whole batch's size
                 # every path works on each chunk while it is in cache (one chunk unless N is big)
                 whole = problems.fits(problem, yb) and shard is None
@@ -642,17 +653,22 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     agreement = tracker.report()
     if group is not None:  # every rank must have ended with the same parameters, bit for bit
         mine = torch.cat([compare.flat(path.values()) for path in run_paths.values()])
-        agreement["ranks"] = {**group.info(), "identical_parameters": group.identical(mine)}
+        agreement["ranks"] = {
+            **group.info(),
+            "identical_parameters": group.identical(mine),
+            "rows_held": group.gather(len(y)),  # rank 0 holds all rows, the others their shard
+        }
     result = Result(config, status, out_paths, agreement, keep, done, seconds, problem, diverged)
     for cb in callbacks:
         cb.on_end(result)
     return result
 
 
-def _batch(x, y, bounds, order, shard=None):
+def _batch(x, y, bounds, order, shard=None, offset=0):
     """The samples of one step: rows ``bounds`` of the data, or of the epoch's permutation
     ``order`` (gathered with ``index_select``: no shuffled copy of the whole data); with a
-    ``shard`` ``(lo, hi)``, only those of them in rows lo to hi (possibly none)."""
+    ``shard`` ``(lo, hi)``, only those of them in rows lo to hi (possibly none). ``x`` and ``y``
+    hold the data's rows from ``offset`` on (a rank that keeps only its shard)."""
     if bounds is None:
         return None, None
     a, b = bounds
@@ -660,10 +676,11 @@ def _batch(x, y, bounds, order, shard=None):
         if shard is not None:
             a = max(a, shard[0])
             b = max(a, min(b, shard[1]))
-        return x[a:b], y[a:b]
+        return x[a - offset : b - offset], y[a - offset : b - offset]
     rows = order[a:b]
     if shard is not None:
         rows = rows[(rows >= shard[0]) & (rows < shard[1])]
+    rows = rows - offset if offset else rows
     return x.index_select(0, rows), y.index_select(0, rows)
 
 
