@@ -147,7 +147,8 @@ class Guard:
             "last_finite_loss": self.last_finite.get(path),
         }
         cfg = self.config
-        if theory.applies(cfg, self.dataset):
+        part = self.dataset is not None and self.dataset.total is not None  # a rank's shard
+        if not part and theory.applies(cfg, self.dataset):
             critical = theory.critical_lr(self.dataset.x, cfg["schedule"])
             if critical is not None:
                 info["critical_lr"] = critical
