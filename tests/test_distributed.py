@@ -159,3 +159,11 @@ def test_a_rank_holding_part_of_the_data_gives_no_divergence_theory_of_its_part(
     for lo, hi in [(0, 0), (1, 3)]:  # an empty shard and a part
         part = train.Guard(5, p.config, p.dataset.rows(lo, hi))._stop(3, "manual", "grew")
         assert "critical_lr" not in part and part["reason"] == "grew"
+
+
+def test_a_plan_holding_part_of_the_data_is_refused_by_a_single_process():
+    from torchgd.errors import TorchgdError
+
+    p = train.plan(data="synthetic:1000", rows=lambda n: (500, 1000))
+    with pytest.raises(TorchgdError, match="holds rows 500 to 1000 of 1000, but this process"):
+        train.execute(p)

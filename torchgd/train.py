@@ -500,6 +500,13 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     if x is None:
         group = None  # data-free problems: every rank computes the same thing anyway
     shard = group.shard(n) if group is not None else None
+    if dataset is not None and dataset.total is not None:  # this process holds part of the data
+        held = (dataset.offset, dataset.offset + len(dataset))
+        if shard != held:
+            raise TorchgdError(
+                f"this plan holds rows {held[0]} to {held[1]} of {n}, but this process works on "
+                f"{'all of them' if shard is None else f'rows {shard[0]} to {shard[1]}'}"
+            )
     every = [*run_paths.values(), *([reference] if reference is not None else [])]
 
     labels = compare.labels_for(params0)
