@@ -67,17 +67,12 @@ def step_gradients(path, problem, params: dict, x, y, fused=None) -> tuple:
     code as ``train``, chunk by chunk when the batch is big (whole, through the compiled
     kernel ``fused``, for the manual path with ``--compile``)."""
     from .options import SGD
-    from .paths import PATHS
+    from .paths import PATHS, feed
 
     runner = PATHS[path](problem, params, SGD(lr=1.0))  # never updated: any lr
-    if problems.fits(problem, y):
-        runner.accumulate(x, y)
-    elif fused is not None:
-        runner.fused = fused
-        runner.accumulate(x, y, y.shape[-1])  # one compiled pass over the whole batch
-    else:
-        for xc, yc in problems.chunks(problem, x, y):
-            runner.accumulate(xc, yc, y.shape[-1])
+    runner.fused = fused
+    n = None if y is None else y.shape[-1]
+    feed([runner], problem, x, y, n, problems.fits(problem, y))
     loss, grads = runner.gradients()
     return loss.detach(), {k: g.detach() for k, g in grads.items()}
 
@@ -273,10 +268,7 @@ def format_report(r: dict) -> str:
         f"gradgradcheck: {'passed' if r['gradgradcheck'] else 'FAILED'}",
     ]
     if r.get("compiled") is False:
-        lines.append(
-            f"  --compile: every batch fits one chunk ({problems.CHUNK_ROWS:,} rows) and runs "
-            "the lecture's expressions: nothing to compile"
-        )
+        lines.append(f"  {fused.nothing_to_compile()}")
     lines += [f"  FAIL: {f}" for f in r["failures"]]
     lines.append("ok" if r["ok"] else "FAILED")
     return "\n".join(lines)

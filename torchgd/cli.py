@@ -622,13 +622,10 @@ def _compile_note(plan, args) -> None:
     """One line on what --compile did, for people (not with --json or --quiet)."""
     if not plan.config.get("compile") or args.json or args.quiet:
         return
-    from .problems import CHUNK_ROWS
+    from .fused import nothing_to_compile
 
     if plan.fused is None:
-        print(
-            f"--compile: nothing to compile: every batch fits one chunk ({CHUNK_ROWS:,} rows) "
-            "and runs the lecture's expressions"
-        )
+        print(nothing_to_compile())
     else:
         print(
             "--compile: the manual path sums each batch in one loop compiled by torch.compile "

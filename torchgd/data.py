@@ -74,19 +74,17 @@ def get(spec: str, dtype=torch.float64, rows=None) -> Dataset:
     file (CSV, .npy, .npz, .pt), held in ``dtype``. ``rows``: a function of N giving the rows
     ``(lo, hi)`` to keep (a rank of a ``--distributed`` run); synthetic data then never holds
     the others, a file is read whole and cut."""
+    if spec.startswith("synthetic:"):
+        return synthetic_from_spec(spec, dtype, rows)
     if spec in BUILTIN:
         ds = BUILTIN[spec]().to("cpu", dtype)
-    elif spec.startswith("synthetic:"):
-        return synthetic_from_spec(spec, dtype, rows)
     elif spec.lower().endswith(SUFFIXES) or "/" in spec or Path(spec).exists():
         ds = load(spec, dtype)
     else:
-        ds = None
-    if ds is not None:
-        return ds if rows is None else ds.rows(*rows(len(ds)))
-    raise TorchgdError(
-        f"unknown data '{spec}': use lecture, course, synthetic:N or a .csv/.npy/.npz/.pt file"
-    )
+        raise TorchgdError(
+            f"unknown data '{spec}': use lecture, course, synthetic:N or a .csv/.npy/.npz/.pt file"
+        )
+    return ds if rows is None else ds.rows(*rows(len(ds)))
 
 
 SYNTHETIC_ROWS = 1 << 18  # rows drawn at a time: float64 scratch stays small for any N

@@ -304,11 +304,3 @@ class Agreement:
                 }
             )
         return out
-
-
-def agreement(*, records, **context) -> dict:
-    """The agreement report of a list of records (``Agreement`` fed all at once)."""
-    tracker = Agreement(**context)
-    for r in records:
-        tracker.add(r)
-    return tracker.report()

@@ -76,6 +76,16 @@ class Kernel:
         return self
 
 
+def nothing_to_compile() -> str:
+    """What ``--compile`` says when every batch fits one chunk."""
+    from .problems import CHUNK_ROWS
+
+    return (
+        f"--compile: nothing to compile: every batch fits one chunk ({CHUNK_ROWS:,} rows) and "
+        "runs the lecture's expressions"
+    )
+
+
 def check(problem) -> None:
     """Refuse, in one line, a problem the kernel does not compute."""
     from .problems import Linear

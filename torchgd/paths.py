@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import rules
+from . import problems, rules
 
 
 class Path:
@@ -220,6 +220,21 @@ class OptimPath(AutogradPath):
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         self.optimizer.step()
         return loss, grads
+
+
+def feed(paths, problem, x, y, n: int, whole: bool, double=None) -> None:
+    """Give every path the batch ``(x, y)`` of ``n`` samples for one step: whole (the
+    lecture's expressions) when ``whole``; else a path with a ``fused`` kernel takes it in one
+    compiled pass and the others chunk by chunk, every path on each chunk while it is in cache.
+    ``double``: a path that gets the chunks in float64 (the float32 run's shadow)."""
+    fused = [] if whole else [q for q in paths if q.fused is not None]
+    for path in fused:
+        path.accumulate(x, y, n)
+    chunked = [q for q in paths if q not in fused]
+    for xc, yc in problems.chunks(problem, x, y) if chunked else ():
+        for path in chunked:
+            xp, yp = (xc.double(), yc.double()) if path is double and xc is not None else (xc, yc)
+            path.accumulate(xp, yp, None if whole else n)
 
 
 PATHS = {cls.name: cls for cls in (ManualPath, AutogradPath, OptimPath)}

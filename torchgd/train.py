@@ -19,7 +19,7 @@ from . import compare, explain, memory, options, problems, rules, schedules
 from . import data as datasets
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
-from .paths import PATHS, ManualPath
+from .paths import PATHS, ManualPath, feed
 
 PATH_NAMES = tuple(PATHS)
 SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
@@ -570,16 +570,8 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
                     x, y, slices[j], order, shard, dataset.offset if x is not None else 0
                 )
                 nb = 1 if yb is None else slices[j][1] - slices[j][0]  # the whole batch's size
-                # every path works on each chunk while it is in cache (one chunk unless N is big)
                 whole = problems.fits(problem, yb) and shard is None
-                fused = [] if whole else [q for q in every if q.fused is not None]
-                for path in fused:  # --compile: one compiled pass over the whole batch
-                    path.accumulate(xb, yb, nb)
-                chunked = [q for q in every if q not in fused]
-                for xc, yc in problems.chunks(problem, xb, yb) if chunked else ():
-                    for path in chunked:
-                        xp, yp = (_double(xc), _double(yc)) if path is reference else (xc, yc)
-                        path.accumulate(xp, yp, None if whole else nb)
+                feed(every, problem, xb, yb, nb, whole, double=reference)
                 if shard is not None:  # add up every rank's sums: then all update alike
                     for path in every:
                         path.all_reduce(group)
@@ -704,10 +696,6 @@ def _batch_loss(problem, params, x, y, n, group):
     if group is not None:
         group.sum_([total])
     return total / n
-
-
-def _double(t):
-    return None if t is None else t.double()
 
 
 class _Stop(Exception):
