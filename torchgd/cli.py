@@ -106,11 +106,14 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
         "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
     )
+    p.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
     p.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
     p.add_argument(
         "--shuffle",
-        action="store_true",
-        help="sgd: a seeded random order each epoch (minibatch always shuffles)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a seeded random order each epoch, or the data's order (--no-shuffle); default: "
+        "sgd in order, minibatch:B shuffled",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
     p.add_argument(
@@ -141,7 +144,8 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         "--patience",
         type=int,
         default=5,
-        help="divergence guard: stop when the loss grows this many epochs in a row",
+        help="divergence guard: stop when the cost over all data grew this many epochs in a "
+        "row and rose more than 100-fold above its lowest (default 5)",
     )
     p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
 
@@ -175,7 +179,6 @@ def build_parser() -> Parser:
     )
     tr.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
     _add_problem_options(tr)
-    tr.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
     tr.add_argument(
         "--checkpoint-every",
         type=int,
@@ -356,6 +359,7 @@ def _run_kwargs(args, epochs: int) -> dict:
         maximize=args.maximize,
         guard=not args.no_guard,
         patience=args.patience,
+        bias=args.bias,
     )
 
 
@@ -595,7 +599,6 @@ def _train(args) -> int:
         args.data,
         lr=args.lr,
         noise=args.noise,
-        bias=args.bias,
         shadow=args.shadow,
         compile=args.compile,
         rows=_rows(group),

@@ -16,6 +16,7 @@ Each reason is derived from the records, not assumed:
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import torch
@@ -62,14 +63,44 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
     )
 
 
-def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
+def _buffer_rule_reason(paths, a, b) -> str:
+    ra, rb = _rule(paths, a), _rule(paths, b)
+    if "textbook" in (ra, rb) and ra != rb:
+        return (
+            "torch.optim.SGD updates the buffer with buf.mul_(momentum).add_(grad, "
+            "alpha=1 - dampening), one fused multiply-add, where the textbook rule rounds "
+            "momentum * buf and (1 - dampening) * grad before adding them"
+        )
+    return (
+        f"the same operations ({ra} vs {rb}) on the same inputs should not differ, so this "
+        f"is unexplained: please report it"
+    )
+
+
+def _grad_reason(problem, dtype, batch_sizes, max_rel, bound=None) -> str:
     eps = torch.finfo(dtype).eps
-    if max_rel > FORMULA_SUSPECT_EPS * eps:
+    if bound is not None:
+        if bound["ratio"] > 1:
+            return (
+                f"at step {bound['step']} the formula gives d/d{bound['param']} = "
+                f"{bound['formula']!r} and autograd {bound['autograd']!r}: "
+                f"{abs(bound['formula'] - bound['autograd']):.3g} apart, "
+                f"{bound['ratio']:.3g} times the most that rounding can explain there "
+                f"({bound['bound']:.3g}, from the magnitudes of the summed terms): the formula "
+                f"does not compute the derivative of the loss; check it"
+            )
+        within = (
+            f" (every step within the rounding bound derived from the magnitudes of the summed "
+            f"terms: at most {bound['ratio']:.2g} of it, at step {bound['step']})"
+        )
+    elif max_rel > FORMULA_SUSPECT_EPS * eps:
         return (
             f"the analytic gradient is {max_rel:.3g} (relative) away from autograd's, far "
             f"beyond rounding in {dtype_name(dtype)} (eps {eps:.3g}): the formula "
             f"does not compute the derivative of the loss; check it"
         )
+    else:
+        within = ""
     if problem.name == "linear":
         odd = sorted({n for n in batch_sizes if n & (n - 1)})
         text = (
@@ -89,12 +120,13 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel) -> str:
                 f"formula's sums as dot products and autograd's by its backward's kernels, "
                 f"in a different order"
             )
-        return text
+        return text + within
     return (
         f"the hand-written formula and autograd's chain rule through "
-        f"f ({problem.description}) compute the derivative with different operations in "
-        f"a different order, each rounded to {dtype_name(dtype)} (max relative "
-        f"difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
+        f"f ({getattr(problem, 'description', problem.name)}) compute the derivative with "
+        f"different operations in a different order, each rounded to {dtype_name(dtype)} (max "
+        f"relative difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
+        f"{within}"
     )
 
 
@@ -128,6 +160,8 @@ class Agreement:
         # the parameters before the next step, per path: "before" of the block's first step
         self._last = params0.to(dtype).expand(len(names), -1).clone()
         self._params, self._grads, self._ref64 = {}, {}, None
+        self._bound: dict = {}  # per autograd path: the step where |formula - autograd| / bound peaks
+        self._bufs: dict = {}  # per pair of paths: the momentum buffers compared
 
     def add(self, record) -> None:
         self._block.append(record)
@@ -176,12 +210,54 @@ class Agreement:
                     R[:, q], G[:, self.names.index(name)], steps, epochs, labels
                 )
                 self._grads[name] = compare.merge_reports(self._grads.get(name), rep)
+        if self.grad_checked and records[0].bounds is not None:
+            self._fold_bounds(records, G, steps, labels)
+        if records[0].bufs is not None:
+            self._fold_buffers(records, G, steps, epochs, labels)
         if records[0].ref64 is not None:
             R64 = torch.tensor([r.ref64 for r in records], dtype=torch.float64)
             self._ref64 = self._ref64 or {}
             for i, name in enumerate(self.names):
                 rep = compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
                 self._ref64[name] = compare.merge_reports(self._ref64.get(name), rep)
+
+    def _fold_bounds(self, records, G, steps, labels) -> None:
+        """The largest |formula - autograd| / bound of the block, per autograd path."""
+        T, D = len(records), len(labels)
+        R = torch.tensor([r.refs for r in records], dtype=self.dtype).reshape(T, -1, D)
+        B = torch.tensor([r.bounds for r in records], dtype=self.dtype).reshape(T, -1, D)
+        for q, name in enumerate(self.grad_checked):
+            g = G[:, self.names.index(name)]
+            diff = (R[:, q] - g).abs().double()
+            ratio = torch.where(diff == 0, torch.zeros_like(diff), diff / B[:, q].double())
+            ratio = torch.nan_to_num(ratio, nan=math.inf)
+            t, d = divmod(int(ratio.reshape(-1).argmax()), D)
+            old = self._bound.get(name)
+            if old is None or ratio[t, d].item() > old["ratio"]:
+                self._bound[name] = {
+                    "ratio": ratio[t, d].item(),
+                    "step": steps[t],
+                    "param": labels[d],
+                    "formula": R[t, q, d].item(),
+                    "autograd": g[t, d].item(),
+                    "bound": B[t, q, d].item(),
+                }
+
+    def _fold_buffers(self, records, G, steps, epochs, labels) -> None:
+        """Momentum buffers compared per pair, and the first step each pair's differ."""
+        T, D = len(records), len(labels)
+        F = torch.tensor([r.bufs for r in records], dtype=self.dtype).reshape(T, -1, D)
+        for i, j in combinations(range(len(self.names)), 2):
+            key = f"{self.names[i]}~{self.names[j]}"
+            rep = compare.pair_report(F[:, i], F[:, j], steps, epochs, labels)
+            old = self._bufs.get(key, {"report": None})
+            if (old["report"] is None or old["report"]["first_difference"] is None) and rep[
+                "first_difference"
+            ]:
+                t = steps.index(rep["first_difference"]["step"])
+                old["first"] = {"step": steps[t], "grads": (G[t, i].clone(), G[t, j].clone())}
+            old["report"] = compare.merge_reports(old["report"], rep)
+            self._bufs[key] = old
 
     def state_dict(self) -> dict:
         """The running summary (what a checkpoint keeps instead of every step's record)."""
@@ -192,6 +268,8 @@ class Agreement:
             "params": self._params,
             "grads": self._grads,
             "ref64": self._ref64,
+            "bound": self._bound,
+            "bufs": self._bufs,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -199,6 +277,7 @@ class Agreement:
         self.steps, self._params, self._grads, self._ref64 = (
             state[k] for k in ("steps", "params", "grads", "ref64")
         )
+        self._bound, self._bufs = state.get("bound", {}), state.get("bufs", {})
         self._last = state["last"].to(self.dtype).clone()
 
     def report(self) -> dict:
@@ -215,6 +294,8 @@ class Agreement:
         }
         if not self.steps:
             return report
+        if self._bufs:
+            report["buffers"] = {key: ev["report"] for key, ev in self._bufs.items()}
         for key, ev in self._params.items():
             rep = report["params"][key] = ev["report"]
             if rep["max_ulp"] == 0:
@@ -225,9 +306,16 @@ class Agreement:
         if self.grad_checked:
             pairs = {f"analytic~{name}": rep for name, rep in self._grads.items()}
             report["grad"] = {**_summary(pairs), "pairs": pairs}
+            if self._bound:
+                worst = max(self._bound.values(), key=lambda b: b["ratio"])
+                report["grad"]["bound"] = worst
             if report["grad"]["max_ulp"] > 0:
                 reason = _grad_reason(
-                    self.problem, self.dtype, self.batch_sizes, report["grad"]["max_rel"]
+                    self.problem,
+                    self.dtype,
+                    self.batch_sizes,
+                    report["grad"]["max_rel"],
+                    report["grad"].get("bound"),
                 )
                 report["reasons"].append(
                     {"between": "analytic~autograd", "kind": "gradient", "reason": reason}
@@ -264,6 +352,9 @@ class Agreement:
         same_in = bool((compare.ulp_distance(ga, gb) == 0).all()) and bool(
             (compare.ulp_distance(wa, wb) == 0).all()
         )
+        buf = self._bufs.get(key, {}).get("first")
+        if buf is not None and buf["step"] < first["step"]:
+            return self._buffer_reasons(key, rep, first, buf)
         if same_in:
             reason = _update_reason(self.paths, a, b, self.hp, wa, ga, first["step"])
             kind = "update rule"
@@ -287,7 +378,45 @@ class Agreement:
                 f"points, so the difference is carried forward (largest, "
                 f"{rep['max_ulp']} ulp, at step {peak})"
             )
-        out = [{"between": key, "kind": kind, "reason": reason}]
+        return [{"between": key, "kind": kind, "reason": reason}, *self._near_zero(key, rep, ev)]
+
+    def _buffer_reasons(self, key: str, rep: dict, first: dict, buf: dict) -> list:
+        """The first difference between two paths entered a momentum buffer, before the
+        parameters differed: say where it came from and how it travelled."""
+        a, b = key.split("~")
+        ga, gb = buf["grads"]
+        gulp = int(compare.ulp_distance(ga, gb).max())
+        if gulp:
+            kind = "gradient"
+            how = (
+                f"the gradients differed at step {buf['step']} ({gulp} ulp: see the gradient "
+                f"check) while the parameters were still equal"
+            )
+        else:
+            kind = "update rule"
+            how = (
+                f"at step {buf['step']} both paths had the same parameters, gradient and "
+                f"buffer, yet their momentum buffers came out different: "
+                + _buffer_rule_reason(self.paths, a, b)
+            )
+        reason = (
+            f"{how}; the momentum buffer (b = momentum * b + (1 - dampening) * g) carried the "
+            f"difference, and it reached the parameters at step {first['step']}"
+        )
+        peak = rep["max_ulp_at"]["step"]
+        if peak > first["step"]:
+            reason += (
+                f"; from then on the paths start each step from different points (largest, "
+                f"{rep['max_ulp']} ulp, at step {peak})"
+            )
+        ev = self._params[key]
+        return [
+            {"between": key, "kind": kind, "reason": reason, "via": "momentum buffer"},
+            *self._near_zero(key, rep, ev),
+        ]
+
+    def _near_zero(self, key: str, rep: dict, ev: dict) -> list:
+        out = []
         (va, vb), scale = ev["peak"]["values"], ev["peak"]["scale"]
         if max(abs(va), abs(vb)) < torch.finfo(self.dtype).eps ** 0.5 * scale:
             at = rep["max_ulp_at"]

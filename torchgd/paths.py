@@ -35,6 +35,11 @@ class Path:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
 
+    def buffers(self) -> dict:
+        """The momentum buffers after the last step (zeros before the first: the buffer
+        starts as the first gradient)."""
+        return {n: self.state.get(n, torch.zeros_like(t)) for n, t in self.values().items()}
+
     def state_dict(self) -> dict:
         """Parameters and the rule's momentum buffers, as copies (for checkpoints)."""
         return {
@@ -161,12 +166,13 @@ class AutogradPath(Path):
         for t in self.params.values():
             t.requires_grad_(True)
         self._loss, self._formula, self._sums, self._n = None, None, None, 1
+        self._bound = None
 
     def accumulate(self, x, y, n=None):
         if self._loss is None:  # the first chunk of a new batch
             for t in self.params.values():
                 t.grad = None
-            self._formula, self._sums = None, None
+            self._formula, self._sums, self._bound = None, None, None
         if n is None:
             with torch.no_grad():
                 self._formula = self.problem.grad(self.values(), x, y)
@@ -174,11 +180,20 @@ class AutogradPath(Path):
         else:
             part, sums = self.problem.chunk(self.params, x, y, n)
             self._sums, self._n = _add_(self._sums, sums), n
+        bound = getattr(self.problem, "grad_bound", None)
+        if bound is not None:
+            share = bound(self.values(), x, y, n)
+            self._bound = None if share is None else _add_(self._bound, share)
         part.backward()
         self._loss = _add_(self._loss, part.detach())
 
     def sums(self) -> list:
         return [self._loss, *(t.grad for t in self.params.values()), *self._sums.values()]
+
+    def formula_bound(self) -> dict | None:
+        """How far the formula and autograd may be apart by rounding alone at this step (see
+        the problem's ``grad_bound``), or None when the problem gives no bound."""
+        return self._bound
 
     def formula(self) -> dict:
         """The analytic gradient at the parameters this step's gradient was taken at."""
@@ -205,6 +220,14 @@ class OptimPath(AutogradPath):
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
         self.optimizer = torch.optim.SGD(list(self.params.values()), **hp.torch_kwargs())
+
+    def buffers(self) -> dict:
+        """torch.optim.SGD's momentum buffers (``optimizer.state[p]["momentum_buffer"]``)."""
+        out = {}
+        for n, t in self.params.items():
+            buf = self.optimizer.state.get(t, {}).get("momentum_buffer")
+            out[n] = buf.detach() if buf is not None else torch.zeros_like(t.detach())
+        return out
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}

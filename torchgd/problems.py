@@ -89,7 +89,10 @@ class Linear:
 
     def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
         w = params["w"]
-        y_hat = xw(x, w) if x.dim() == 2 else x * w
+        if x.dim() == 2:  # w of shape [K, d]: K runs at once (``torchgd sweep``'s lanes)
+            y_hat = xw(x, w) if w.dim() == 1 else w @ x.T
+        else:
+            y_hat = x * w
         return y_hat + params["b"] if self.bias else y_hat
 
     def loss(self, params: Params, x: torch.Tensor, y: torch.Tensor, n=None) -> torch.Tensor:
@@ -112,8 +115,49 @@ class Linear:
         r = self.forward(params, x) - y
         # many features: 2/N X^T r, in blocks (a float32 sum down each column of X, one row
         # after another, lost 1% on 10 million rows; see ``xt``)
-        gw = 2 * xt(x, r) / n if x.dim() == 2 else (2 * x * r).sum(-1) / n
+        if x.dim() == 2:
+            gw = 2 * (xt(x, r) if r.dim() == 1 else r @ x) / n
+        else:
+            gw = (2 * x * r).sum(-1) / n
         return {"w": gw, "b": (2 * r).sum(-1) / n} if self.bias else {"w": gw}
+
+    @torch.no_grad()
+    def grad_bound(self, params: Params, x: torch.Tensor, y: torch.Tensor, n=None) -> Params:
+        """How far two correct roundings of the gradient can be apart at ``params``: a bound
+        on |formula - autograd| from the magnitudes of the summed terms t_n = 2 x_n r_n::
+
+            2 gamma_(N+4) * 1/N sum |t_n|                         (summing N rounded terms,
+                                                                   in any order, twice)
+          + 2 (d+3) u * 1/N sum 2 |x_n| (|x_n|.|w| + |b| + |y_n|) (two roundings of r_n)
+          + (sum |x_n| + 2 N + 2) * eta                          (subnormal roundings)
+
+        with u the unit roundoff, gamma_k = k u / (1 - k u), eta the smallest subnormal
+        (Higham, Accuracy and Stability of Numerical Algorithms, ch. 3). A gradient near zero
+        at the optimum is a sum of terms that cancel: its rounding is measured against
+        sum |t_n|, not against |gradient|. With ``n``, ``x`` and ``y`` are one chunk of a
+        batch of n: the chunk's share (shares add up)."""
+        w = params["w"]
+        n = n or y.shape[-1]
+        info = torch.finfo(y.dtype)
+        u, eta = info.eps / 2, info.smallest_normal * info.eps
+        gamma = (n + 4) * u / (1 - (n + 4) * u)
+        d = x.shape[1] if x.dim() == 2 else 1
+        r = (self.forward(params, x) - y).abs()
+        ax = x.abs()
+        size = (xw(ax, w.abs()) if x.dim() == 2 else ax * w.abs()) + y.abs()
+        if self.bias:
+            size = size + params["b"].abs()
+
+        def xsum(v):
+            return xt(ax, v) if x.dim() == 2 else torch.dot(ax, v)
+
+        rows = y.shape[-1]
+        bw = 2 * gamma * 2 * xsum(r) / n + 2 * (d + 3) * u * 2 * xsum(size) / n
+        bw = bw + (ax.sum(0) + 2 * rows + 2) * eta
+        if not self.bias:
+            return {"w": bw}
+        bb = 2 * gamma * 2 * r.sum() / n + 2 * (d + 3) * u * 2 * size.sum() / n
+        return {"w": bw, "b": bb + (2 * rows + 2) * eta}
 
     def chunk(self, params: Params, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple:
         """For autograd, one chunk of a batch of N: its share of the cost, with autograd's
@@ -172,7 +216,26 @@ class FunctionProblem:
     special_points: tuple[tuple[float, ...], ...] = ()
     minimum: tuple[float, ...] | None = None
     box: tuple[float, float] = (-4.0, 4.0)
+    terms: Callable[..., tuple[torch.Tensor, ...]] | None = None
+    """Optional: per coordinate, the sum of the magnitudes of the terms ``df`` adds up (for
+    ``-2*(1-x) - 400*x*(y-x^2)``: ``2*|1-x| + 400*|x|*(|y| + x^2)``): the scale of its
+    rounding, which ``grad_bound`` turns into a bound."""
     needs_data: bool = field(default=False, init=False)
+
+    ROUNDINGS = 16  # a few operations per term, each side: generous, still ~1e-15 in float64
+
+    def grad_bound(self, params: Params, x=None, y=None, n=None) -> Params | None:
+        """A bound on |formula - autograd| at ``params``: ``ROUNDINGS * u * terms`` plus a
+        subnormal; None when the problem gives no ``terms``."""
+        if self.terms is None:
+            return None
+        values = [params[k] for k in self.param_names]
+        info = torch.finfo(values[0].dtype)
+        mags = self.terms(*(v.detach() for v in values))
+        return {
+            k: self.ROUNDINGS * info.eps / 2 * m.abs() + info.smallest_normal * info.eps
+            for k, m in zip(self.param_names, mags)
+        }
 
     def loss(self, params: Params, x=None, y=None) -> torch.Tensor:
         return self.f(*(params[n] for n in self.param_names))
@@ -190,6 +253,7 @@ PROBLEMS: dict[str, object] = {
         ("x", "y"),
         f=lambda x, y: x**2 + y**2,
         df=lambda x, y: (2 * x, 2 * y),
+        terms=lambda x, y: (2 * x.abs(), 2 * y.abs()),
         start={"x": -3.0, "y": 4.0},
         description="f = x^2 + y^2 (the lecture's first section)",
         special_points=((0.0, 0.0), (1.0, -1.0), (-4.0, 3.75)),
@@ -200,6 +264,7 @@ PROBLEMS: dict[str, object] = {
         ("x", "y"),
         f=lambda x, y: x**2 + 2 * y**2,
         df=lambda x, y: (2 * x, 4 * y),
+        terms=lambda x, y: (2 * x.abs(), 4 * y.abs()),
         start={"x": -5.0, "y": -2.0},
         description="f = x^2 + 2*y^2",
         special_points=((0.0, 0.0), (-5.0, -2.0)),
@@ -211,6 +276,7 @@ PROBLEMS: dict[str, object] = {
         ("x", "y"),
         f=lambda x, y: x**2 - y**2,
         df=lambda x, y: (2 * x, -2 * y),
+        terms=lambda x, y: (2 * x.abs(), 2 * y.abs()),
         start={"x": -3.0, "y": 0.0},
         description="f = x^2 - y^2 (a saddle point at the origin)",
         special_points=((0.0, 0.0), (-3.0, 0.0), (0.0, 1e-8)),
@@ -220,6 +286,10 @@ PROBLEMS: dict[str, object] = {
         ("x", "y"),
         f=lambda x, y: (1 - x) ** 2 + 100 * (y - x**2) ** 2,
         df=lambda x, y: (-2 * (1 - x) - 400 * x * (y - x**2), 200 * (y - x**2)),
+        terms=lambda x, y: (
+            2 * (1 + x.abs()) + 400 * x.abs() * (y.abs() + x**2),
+            200 * (y.abs() + x**2),
+        ),
         start={"x": -1.2, "y": 1.0},
         description="f = (1-x)^2 + 100*(y-x^2)^2 (minimum at (1, 1))",
         special_points=((1.0, 1.0), (-1.2, 1.0), (0.0, 0.0)),
@@ -231,6 +301,7 @@ PROBLEMS: dict[str, object] = {
         ("x",),
         f=lambda x: x**2,
         df=lambda x: (2 * x,),
+        terms=lambda x: (2 * x.abs(),),
         start={"x": 10.0},
         description="f = x^2",
         special_points=((0.0,), (10.0,)),
@@ -242,6 +313,8 @@ PROBLEMS: dict[str, object] = {
         ("x",),
         f=lambda x: x * torch.cos(XCOS_C * x),
         df=lambda x: (torch.cos(XCOS_C * x) - XCOS_C * x * torch.sin(XCOS_C * x),),
+        # cos and sin of c*x: their argument is rounded, so errors scale with |c*x| too
+        terms=lambda x: ((1 + XCOS_C * x.abs()) * (1 + XCOS_C * x.abs()),),
         start={"x": 10.0},
         description="f = x*cos(c*x), c = 0.15*pi (local minima)",
         special_points=((0.0,), (10.0,), (-10.0,)),

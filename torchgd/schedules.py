@@ -1,8 +1,11 @@
 """Which samples each step sees.
 
 * ``batch``: full-batch gradient descent, one step per epoch over all N samples (eq. 5).
-* ``sgd``: one step per sample, in data order, or in a seeded random order with ``shuffle``.
-* ``minibatch:B``: a seeded shuffle each epoch, then batches of B (the last one may be smaller).
+* ``sgd``: one step per sample, in data order (default), or in a seeded random order each epoch
+  with ``shuffle``.
+* ``minibatch:B``: batches of B (the last one may be smaller) of a seeded shuffle each epoch
+  (default, as the course describes mini-batches), or of the data in order with
+  ``shuffle=False`` (as a course script that slices ``x[i:i+B]`` does).
 
 Each epoch's order depends only on ``(seed, epoch)``, so any epoch can be replayed on its own.
 """
@@ -27,7 +30,7 @@ class Schedule:
 
     @property
     def shuffled(self) -> bool:
-        return self.kind == "minibatch" or (self.kind == "sgd" and self.shuffle)
+        return self.kind != "batch" and self.shuffle
 
     def size(self, n: int) -> int:
         return {"batch": n, "sgd": 1}.get(self.kind, self.batch_size)
@@ -76,16 +79,17 @@ def mix_seed(seed: int, index: int, salt: int = 0) -> int:
     return int(state[0]) << 32 | int(state[1])
 
 
-def parse(spec: str, shuffle: bool = False, seed: int = 0) -> Schedule:
-    """``batch`` | ``sgd`` | ``minibatch:B`` to a Schedule."""
+def parse(spec: str, shuffle: bool | None = None, seed: int = 0) -> Schedule:
+    """``batch`` | ``sgd`` | ``minibatch:B`` to a Schedule. ``shuffle`` None: the schedule's
+    default (``sgd`` in data order, ``minibatch`` shuffled)."""
     spec = spec.strip()
     if spec in ("batch", "sgd"):
-        return Schedule(spec, None, shuffle, seed)
+        return Schedule(spec, None, bool(shuffle), seed)
     if spec.startswith("minibatch:"):
         size = spec.partition(":")[2]
         if not size.isdigit() or int(size) < 1:
             raise TorchgdError(
                 f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1"
             )
-        return Schedule("minibatch", int(size), True, seed)
+        return Schedule("minibatch", int(size), shuffle is None or bool(shuffle), seed)
     raise TorchgdError(f"unknown schedule '{spec}': use batch, sgd or minibatch:B")

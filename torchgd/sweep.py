@@ -18,17 +18,19 @@ from types import SimpleNamespace
 
 import torch
 
+from . import guard as guards
 from . import rules, theory
 from .errors import TorchgdError
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .train import plan as make_plan
 
 MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
-CONVERGED = 1e-8  # final loss at most this fraction of the first: converged, else slow
+CONVERGED = 1e-8  # excess cost at most this fraction of where it started: converged
 
 
 def _measured_rate(errors: list[float]) -> float | None:
-    """Geometric mean of |e_(t+1)| / |e_t| while the error is well above rounding."""
+    """Geometric mean of |e_(t+1)| / |e_t| over the later half of the epochs in which the error
+    is well above rounding."""
     if not errors or not math.isfinite(errors[0]) or errors[0] == 0:
         return None
     floor = 1e-9 * errors[0]
@@ -39,16 +41,14 @@ def _measured_rate(errors: list[float]) -> float | None:
         ratios.append(b / a)
     if not ratios:
         return None
+    # the later half: with several parameters the slowest direction sets the rate only once the
+    # faster ones have died out (one parameter: every ratio is the same)
+    ratios = ratios[len(ratios) // 2 :]
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if all(ratios) else 0.0
 
 
 def check(p, lrs) -> None:
     """Can ``lrs`` be swept on plan ``p``? Raises TorchgdError if not."""
-    if p.dataset is not None and p.dataset.x.dim() == 2:
-        raise TorchgdError(
-            "sweep runs the one-feature model; this data has "
-            f"{p.dataset.x.shape[1]} features (use train for it)"
-        )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
     batch = p.schedule.size(len(p.dataset)) if p.dataset is not None else 1
@@ -66,7 +66,7 @@ def sweep(
     *,
     lrs,
     schedule="batch",
-    shuffle=False,
+    shuffle=None,
     seed=0,
     epochs=100,
     init=None,
@@ -79,6 +79,7 @@ def sweep(
     maximize=False,
     guard=True,
     patience=5,
+    bias=False,
 ) -> dict:
     """Run ``len(lrs)`` learning rates in one vectorized run of the manual path."""
     p = make_plan(
@@ -100,6 +101,7 @@ def sweep(
         maximize=maximize,
         guard=guard,
         patience=patience,
+        bias=bias,
     )
     return run(p, lrs)
 
@@ -109,9 +111,8 @@ def run(p, lrs) -> dict:
     check(p, lrs)
     epochs, guard, patience = p.epochs, p.config["guard"], p.config["patience"]
     k = len(lrs)
-    lane = (k, 1) if p.dataset is not None else (k,)  # linear: w as a column against x's row
-    theta = {n: t.expand(*lane, *t.shape).clone() for n, t in p.params0.items()}
-    lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(lane)
+    theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
+    lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
     hp = SimpleNamespace(**{**p.hp.asdict(), "lr": lr})
     state: dict = {}
     x = y = None
@@ -120,14 +121,16 @@ def run(p, lrs) -> dict:
         ds = p.dataset.to(p.device, p.dtype)
         x, y, n = ds.x, ds.y, len(ds)
     slices = p.schedule.slices(n) if x is not None else [None]
+    stochastic = x is not None and p.schedule.kind != "batch"
+    watch = guards.Guard(patience, k, stochastic)
     active = torch.ones(k, dtype=torch.bool, device=p.device)
-    streak = torch.zeros(k, dtype=torch.int64, device=p.device)
-    prev = torch.full((k,), math.inf, dtype=p.dtype, device=p.device)
-    last_finite = torch.full((k,), math.nan, dtype=p.dtype, device=p.device)
-    stopped_at = torch.zeros(k, dtype=torch.int64, device=p.device)
-    losses, params_hist = [], []
+    stopped_at = [0] * k
+    losses, costs, params_hist = [], [], []
     all_active = True
     with torch.no_grad():
+        start_cost = _cost(p, theta, x, y, k)
+        if stochastic:
+            watch.begin(start_cost)
         for epoch in range(1, epochs + 1):
             order = p.schedule.order(n, epoch) if x is not None else None
             xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
@@ -148,66 +151,118 @@ def run(p, lrs) -> dict:
                         for m, t in theta.items()
                     }
             if p.schedule.kind == "batch" or x is None:
-                loss = before
+                loss = cost = before  # the cost over all data before the epoch's update
             else:
                 loss = p.problem.loss(theta, xb, yb).reshape(k)
+                cost = _cost(p, theta, x, y, k)
             losses.append(loss.clone())
+            costs.append(cost.clone())
             params_hist.append({m: t.reshape(k, -1).clone() for m, t in theta.items()})
             if guard:
-                finite = torch.isfinite(loss)
+                finite = torch.ones(k, dtype=torch.bool)
                 for t in theta.values():
-                    finite &= torch.isfinite(t.reshape(k, -1)).all(1)
-                streak = torch.where(loss > prev, streak + 1, torch.zeros_like(streak))
-                stop = active & (~finite | (streak >= patience))
-                last_finite = torch.where(active & finite, loss, last_finite)
-                stopped_at = torch.where(stop, torch.full_like(stopped_at, epoch), stopped_at)
-                active &= ~stop
+                    finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
+                bad, grew = watch.update(cost, finite)
+                stop = active.cpu() & (bad | grew)
+                for i in stop.nonzero().reshape(-1).tolist():
+                    stopped_at[i] = epoch
+                active &= ~stop.to(p.device)
                 all_active = bool(active.all())
-                prev = loss
-    return _report(p, lrs, losses, params_hist, stopped_at, last_finite)
+    if p.schedule.kind != "batch" and x is not None:
+        costs = [start_cost, *costs]  # the cost before the first step, then after each epoch
+    final = _cost(p, theta, x, y, k)
+    return _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
 
 
-def _report(p, lrs, losses, params_hist, stopped_at, last_finite) -> dict:
+def _lane_dims(p) -> int:
+    """Dimensions of a lane's w: [K, 1] against one feature's [N], [K, d] against [N, d]."""
+    return 2 if p.dataset is not None else 1
+
+
+def _lanes(t, k, dataset):
+    """A parameter repeated for K lanes: w [K, 1] (one feature) or [K, d], b [K, 1]."""
+    if dataset is None:
+        return t.expand(k, *t.shape).clone()
+    return t.reshape(1, -1).expand(k, -1).clone()
+
+
+def _cost(p, theta, x, y, k):
+    """The cost over all data per lane, chunk by chunk (no K x N temporaries beyond the
+    lanes' budget); for a problem without data, the function's value."""
+    if x is None:
+        return p.problem.loss(theta, None, None).reshape(k)
+    rows = max(1, MAX_LANE_VALUES // k)
+    total = torch.zeros(k, dtype=y.dtype, device=y.device)
+    for lo in range(0, len(y), rows):
+        part = p.problem.loss(theta, x[lo : lo + rows], y[lo : lo + rows], n=len(y))
+        total += part.reshape(k)
+    return total if len(y) > rows else p.problem.loss(theta, x, y).reshape(k)
+
+
+def _distance(params_hist, theta0, target, lane, stop, bias):
+    """|theta_e - theta*| after each epoch (theta_0 first) for one lane."""
+    start = torch.as_tensor(theta0, dtype=torch.float64)
+    dists = [float((start - target).norm())]
+    for h in params_hist[: stop or None]:
+        t = h["w"][lane].double()
+        if bias:
+            t = torch.cat([t, h["b"][lane].double()])
+        dists.append(float((t.cpu() - target).norm()))
+    return dists
+
+
+def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
     k = len(lrs)
     L = torch.stack(losses).T.tolist()  # [K][epochs]
-    stops = stopped_at.tolist()
-    applies = theory.applies(p.config, p.dataset)
-    xs = p.dataset.x.tolist() if applies else None
-    target = None
-    if applies:  # least squares w* (exact for noise-free data)
-        target = (p.dataset.x * p.dataset.y).sum().item() / (p.dataset.x**2).sum().item()
-    elif getattr(p.problem, "minimum", None) is not None and len(p.problem.param_names) == 1:
-        target = p.problem.minimum[0]
-    name = p.problem.param_names[0]
-    status, measured, predicted, final = [], [], [], []
+    C = torch.stack(costs).T.double().tolist()
+    final_cost = final_cost.tolist()
+    stops = stopped_at
+    t = theory.analyse(p.config, p.dataset, p.schedule)
+    eps = torch.finfo(p.dtype).eps
+    status, measured, final = [], [], []
+    predicted = t.rates(lrs) if t is not None else [None] * k
+    optimum = t.ls.optimum_loss if t is not None else None
+    noisy = t is not None and optimum > 1e-20 * max(
+        float((p.dataset.y.double() ** 2).mean()), 1e-300
+    )
+    stochastic = p.dataset is not None and p.schedule.kind != "batch"
+    target, theta0 = None, None
+    if t is not None:
+        target = t.ls.fixed_point(t.weight_decay)
+        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if t.ls.bias else [])]
     for i in range(k):
-        lane_loss = [v for v in L[i][: stops[i] or None]]
-        final.append(lane_loss[-1] if stops[i] == 0 else last_finite[i].item())
+        lane_loss = L[i][: stops[i] or None]
+        final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i].item())
+        rate = None
+        if target is not None and not (stochastic and noisy):
+            rate = _measured_rate(_distance(params_hist, theta0, target, i, stops[i], t.ls.bias))
+        measured.append(rate)
         if stops[i]:
             status.append("diverged")
+        elif t is not None:
+            status.append(_ls_status(C[i], optimum, eps, stochastic and noisy))
         elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
             status.append("converged")
         else:
             status.append("slow")
-        if target is not None:
-            start = p.config["init"][name]
-            errs = [abs(start - target)] + [
-                abs(h[name][i, 0].item() - target) for h in params_hist[: stops[i] or None]
-            ]
-            measured.append(_measured_rate(errs))
-        else:
-            measured.append(None)
-        predicted.append(theory.rate(xs, lrs[i], p.config["schedule"]) if applies else None)
-    crit_pred = theory.critical_lr(xs, p.config["schedule"]) if applies else None
+    if t is None and getattr(p.problem, "minimum", None) is not None:
+        if len(p.problem.param_names) == 1:  # a 1-D function: the distance to its minimum
+            name, target1 = p.problem.param_names[0], p.problem.minimum[0]
+            for i in range(k):
+                errs = [abs(p.config["init"][name] - target1)] + [
+                    abs(h[name][i, 0].item() - target1) for h in params_hist[: stops[i] or None]
+                ]
+                measured[i] = _measured_rate(errs)
     crit_meas = next(
         (
             lrs[i]
             for i in range(k)
-            if status[i] == "diverged" or (measured[i] is not None and measured[i] >= 1)
+            if status[i] == "diverged"
+            or (not stochastic and measured[i] is not None and measured[i] >= 1)
         ),
         None,
     )
-    return {
+    out = {
         "config": {
             **{k_: v for k_, v in p.config.items() if k_ not in ("lr", "paths")},
             "paths": ["manual"],
@@ -215,16 +270,50 @@ def _report(p, lrs, losses, params_hist, stopped_at, last_finite) -> dict:
         },
         "lrs": list(lrs),
         "final_loss": final,
+        "final_cost": [None if s else c for s, c in zip(stops, final_cost)],
+        "optimum_loss": optimum,
         "status": status,
         "measured_rate": measured,
         "predicted_rate": predicted,
-        "critical_lr": {"predicted": crit_pred, "measured": crit_meas},
+        "critical_lr": {"predicted": t.critical_lr if t else None, "measured": crit_meas},
+        "theory": t.describe() if t is not None else None,
+        "no_theory": theory.why_not(p.config, p.dataset),
+        "rate_measured": (
+            "not applicable: noise in the data sets a floor for stochastic schedules"
+            if stochastic and noisy
+            else "per-epoch contraction of the distance to the least-squares solution"
+            if t is not None
+            else "per-epoch contraction of the distance to the minimum"
+        ),
         "stopped_at_epoch": [s or None for s in stops],
         "history": {"loss": L},
         "params": {
-            m: [h[m][:, 0].tolist() for h in params_hist][-1] for m in p.problem.param_names
+            m: [h[m][:, 0].tolist() for h in params_hist][-1]
+            if params_hist[-1][m].shape[1] == 1
+            else params_hist[-1][m].tolist()
+            for m in p.problem.param_names
         },
     }
+    return out
+
+
+def _flat(v):
+    return v if isinstance(v, list) else [v]
+
+
+def _ls_status(costs: list, optimum: float, eps: float, floor: bool) -> str:
+    """converged: the excess cost over the least-squares minimum fell by ``CONVERGED`` of where
+    it started (or below rounding); floor: a stochastic run on noisy data whose excess stopped
+    falling (the noise floor); slow: still falling."""
+    excess = [c - optimum for c in costs]
+    if excess[-1] <= max(CONVERGED * excess[0], 8 * eps * abs(optimum)):
+        return "converged"
+    if floor and len(excess) >= 8:
+        q = len(excess) // 4
+        late, before = excess[-q:], excess[-2 * q : -q]
+        if sum(late) / q >= 0.5 * sum(before) / q:
+            return "floor"
+    return "slow"
 
 
 def format_table(r: dict) -> str:
@@ -238,9 +327,18 @@ def format_table(r: dict) -> str:
             f"{num(r['measured_rate'][i]):>8}  {num(r['predicted_rate'][i]):>9}"
         )
     c = r["critical_lr"]
-    lines.append("(rates: per-epoch contraction of |w - w*|)")
+    lines.append(f"(final loss: as train's history.loss; measured rate: {r['rate_measured']})")
+    if r.get("optimum_loss") is not None:
+        lines.append(
+            f"least-squares minimum of the cost: {r['optimum_loss']:.6g} (converged lanes end "
+            "there; floor: stochastic steps on noisy data stay above it)"
+        )
+    if r.get("theory"):
+        lines.append(f"theory: {r['theory']}")
+    elif r.get("no_theory"):
+        lines.append(f"theory: no critical lr here ({r['no_theory']})")
     lines.append(
         f"critical lr: predicted {num(c['predicted'])}, found {num(c['measured'])} "
-        "(the first lr of the grid at which the error stops shrinking)"
+        "(the first lr of the grid that diverged or stopped shrinking the error)"
     )
     return "\n".join(lines)

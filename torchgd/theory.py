@@ -1,64 +1,267 @@
-"""What the theory says for the lecture's linear model, to print next to what was measured.
+r"""When gradient descent on linear least squares converges, and how fast: the theory that the
+divergence message, the sweep and the README quote.
 
-For ``y_hat = w * x`` on noise-free data (y = w* x) the error e = w - w* evolves exactly:
+The model is ``y_hat = A theta`` with A the design matrix (the features, plus a column of ones
+for ``--bias``) and the cost the mean squared error. One step on a batch b of B rows, with
+weight decay lambda (0 by default), is an affine map of the parameters::
 
-* batch GD:        e <- (1 - 2*lr*mean(x^2)) * e      per epoch,
-                   so it converges iff 0 < lr < 1/mean(x^2)  (0.1333... on the lecture's data);
-* per-sample SGD:  e <- (1 - 2*lr*x_n^2) * e          per sample, so per epoch the error shrinks
-                   by prod_n |1 - 2*lr*x_n^2|, and the critical lr is where that product is 1.
+    theta <- theta - lr * (2/B A_b^T (A_b theta - y_b) + lambda theta)
+           = (I - lr * (2 G_b + lambda I)) theta + 2 lr/B A_b^T y_b,      G_b = A_b^T A_b / B
+
+Noise in y moves the fixed point (the b term); stability is the linear part alone:
+
+* **batch GD** (one batch, ``G = A^T A / N``): the error to the fixed point shrinks by
+  ``max_i |1 - lr (2 lambda_i + lambda)|`` per epoch (lambda_i: G's eigenvalues), so it
+  converges iff ``0 < lr < 2 / (2 lambda_max + lambda)`` (``1 / lambda_max(A^T A / N)``
+  without weight decay; 0.1333 on the lecture's data, 0.1198 with a bias);
+* **per-sample and mini-batch SGD in a fixed order**: an epoch applies
+  ``M = prod_b (I - lr (2 G_b + lambda I))``, so the epoch-end error shrinks iff the spectral
+  radius ``rho(M) < 1``; the critical lr is the smallest lr > 0 with ``rho(M) = 1``, found by
+  scanning a grid and bisecting (0.1518 for per-sample SGD on the lecture's data, 0.1348 with a
+  bias);
+* **shuffled schedules**: each epoch has its own order, so each has its own M and its own limit;
+  torchgd gives the limit of epoch 1's seeded order and says so.
+
+Without weight decay, directions that no row of A reaches (a constant-zero feature, collinear
+features) never move; stability is decided on the range of G, where every G_b acts. Everything is
+computed in float64 from the data in one chunked pass for G (and one per bisection round for the
+fixed-order schedules, which need every batch's G_b). The theory does not cover momentum,
+``maximize``, gradient ``--noise`` or the function problems; ``why_not`` says which.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass, field
 
-SGD_THEORY_MAX = 1_000  # per-sample SGD: the scan multiplies N factors per grid point
+import torch
 
-
-def _mean_sq(xs) -> float:
-    """mean(x^2) in float64, of a list or a tensor (a tensor in chunks: no float64 copy)."""
-    if hasattr(xs, "split"):
-        return sum(float((c.double() ** 2).sum()) for c in xs.split(1 << 20)) / len(xs)
-    return sum(x * x for x in xs) / len(xs)
+CHUNK = 1 << 18  # rows per pass over the data in float64
+MAX_BATCHES = 1 << 24  # fixed-order schedules: an epoch of more batches is not analysed
+GRID = [2.0 ** (j / 8) for j in range(-48, 49)]  # lr / batch limit: 1/64 .. 64, 97 points
 
 
-def rate(xs: list[float], lr: float, schedule: str) -> float | None:
-    """Predicted per-epoch contraction of |w - w*| (None where the theory is not this simple)."""
-    if schedule == "batch":
-        return abs(1 - 2 * lr * _mean_sq(xs))
-    if schedule == "sgd":
-        return math.prod(abs(1 - 2 * lr * x * x) for x in xs)
+def why_not(config: dict, dataset=None) -> str | None:
+    """None when the theory covers this run, else the reason (a phrase) why it does not."""
+    if config.get("problem") != "linear" or (dataset is None and config.get("data") is None):
+        return f"it covers the linear model on data, not '{config.get('problem')}'"
+    if config.get("noise"):
+        return "--noise adds random gradients: the limit is not a fixed number"
+    if config.get("momentum"):
+        return "it covers plain SGD; with momentum the limit is another one"
+    if config.get("maximize"):
+        return "--maximize climbs the cost, which has no top: it never converges"
     return None
 
 
-def critical_lr(xs: list[float], schedule: str) -> float | None:
-    """The smallest lr > 0 at which the predicted rate reaches 1."""
-    if schedule == "batch":
-        return 1 / _mean_sq(xs)
-    if schedule != "sgd" or len(xs) > SGD_THEORY_MAX:
+@dataclass
+class LeastSquares:
+    """``G = A^T A / N``, ``A^T y / N``, the least-squares solution and its cost, in float64."""
+
+    gram: torch.Tensor
+    moment: torch.Tensor
+    n: int
+    bias: bool
+    solution: torch.Tensor
+    optimum_loss: float
+    eigenvalues: torch.Tensor = field(repr=False)
+    eigenvectors: torch.Tensor = field(repr=False)
+
+    def range_mask(self) -> torch.Tensor:
+        """Which eigenvalues are not zero (up to rounding): the directions the data reaches."""
+        tol = self.eigenvalues[-1] * self.gram.shape[0] * torch.finfo(torch.float64).eps
+        return self.eigenvalues > tol
+
+    def range_basis(self) -> torch.Tensor:
+        """Orthonormal columns spanning the range of G."""
+        return self.eigenvectors[:, self.range_mask()]
+
+    def fixed_point(self, weight_decay: float = 0.0) -> torch.Tensor:
+        """Where batch GD goes: the least-squares solution (ridge with weight decay)."""
+        if weight_decay == 0:
+            return self.solution
+        eye = torch.eye(len(self.moment), dtype=torch.float64)
+        return torch.linalg.solve(self.gram + weight_decay / 2 * eye, self.moment)
+
+
+def rows(x: torch.Tensor, bias: bool) -> torch.Tensor:
+    """The design matrix A of some rows, in float64: x as columns, then ones for the bias."""
+    a = x.double().reshape(len(x), -1)
+    return torch.cat([a, torch.ones(len(a), 1, dtype=torch.float64)], 1) if bias else a
+
+
+def least_squares(x: torch.Tensor, y: torch.Tensor, bias: bool = False) -> LeastSquares:
+    """G, A^T y / N, the least-squares solution (the minimum-norm one if A lacks rank) and the
+    cost there, from the data in chunks of ``CHUNK`` rows (no float64 copy of all of it)."""
+    n = len(y)
+    p = (x.shape[1] if x.dim() == 2 else 1) + bias
+    gram = torch.zeros(p, p, dtype=torch.float64)
+    moment = torch.zeros(p, dtype=torch.float64)
+    for lo in range(0, n, CHUNK):
+        a, yc = rows(x[lo : lo + CHUNK], bias), y[lo : lo + CHUNK].double()
+        gram += a.T @ a
+        moment += a.T @ yc
+    gram, moment = gram / n, moment / n
+    vals, vecs = torch.linalg.eigh(gram)
+    keep = vals > vals[-1] * p * torch.finfo(torch.float64).eps
+    inv = vecs[:, keep] @ torch.diag(1 / vals[keep]) @ vecs[:, keep].T  # pseudo-inverse
+    solution = inv @ moment
+    loss = 0.0
+    for lo in range(0, n, CHUNK):  # the cost at the solution, from residuals (no cancellation)
+        r = rows(x[lo : lo + CHUNK], bias) @ solution - y[lo : lo + CHUNK].double()
+        loss += float(r @ r)
+    return LeastSquares(gram, moment, n, bias, solution, loss / n, vals, vecs)
+
+
+def batch_critical_lr(ls: LeastSquares, weight_decay: float = 0.0) -> float:
+    """Batch GD converges iff 0 < lr < 2 / (2 lambda_max + weight_decay)."""
+    return 2 / (2 * ls.eigenvalues[-1].item() + weight_decay)
+
+
+def batch_rate(ls: LeastSquares, lr: float, weight_decay: float = 0.0) -> float:
+    """Per-epoch contraction of |theta - theta*| for batch GD: max_i |1 - lr (2 l_i + wd)|
+    over the eigenvalues the data reaches (all of them with weight decay)."""
+    vals = ls.eigenvalues if weight_decay else ls.eigenvalues[ls.range_mask()]
+    return (1 - lr * (2 * vals + weight_decay)).abs().max().item()
+
+
+def _tree_product(f: torch.Tensor, logs: torch.Tensor):
+    """The product F_m ... F_2 F_1 of ``f`` [K, m, r, r] (F_1 first), each kept at unit scale
+    with its log scale in ``logs`` [K, m]: pairs are multiplied level by level (batched)."""
+    while f.shape[1] > 1:
+        if f.shape[1] % 2:  # an odd one out waits for the next level: pad with the identity
+            eye = torch.eye(f.shape[-1], dtype=f.dtype).expand(f.shape[0], 1, -1, -1)
+            f = torch.cat([f, eye], 1)
+            logs = torch.cat([logs, torch.zeros(f.shape[0], 1, dtype=f.dtype)], 1)
+        f = f[:, 1::2] @ f[:, 0::2]  # later @ earlier
+        logs = logs[:, 1::2] + logs[:, 0::2]
+        f, logs = _unit(f, logs)
+    return f[:, 0], logs[:, 0]
+
+
+def _unit(f, logs):
+    s = f.abs().amax((-2, -1)).clamp_min(1e-300)
+    return f / s[..., None, None], logs + s.log()
+
+
+def log_radius(
+    x, bias: bool, order, batch: int, lrs: list[float], weight_decay: float, basis
+) -> torch.Tensor:
+    """log rho(M(lr)) for each lr, M the epoch map of batches of ``batch`` rows in ``order``
+    (a permutation, or None for data order), restricted to the columns of ``basis``."""
+    n = len(x)
+    lr = torch.tensor(lrs, dtype=torch.float64)
+    k, r = len(lrs), basis.shape[1]
+    eye = torch.eye(r, dtype=torch.float64)
+    total = eye.expand(k, r, r).clone()
+    total_log = torch.zeros(k, dtype=torch.float64)
+    per = max(1, (1 << 21) // max(1, k * r * r)) * batch  # rows per chunk: ~16 MiB of factors
+    per = min(per, max(batch, CHUNK // batch * batch))
+    for lo in range(0, n, per):
+        idx = slice(lo, min(lo + per, n))
+        a = rows(x[idx] if order is None else x[order[idx]], bias) @ basis  # [m*B, r]
+        full, m = (len(a) // batch) * batch, len(a) // batch
+        grams = []
+        if m:
+            ab = a[:full].reshape(m, batch, r)
+            grams.append(ab.transpose(1, 2) @ ab / batch)
+        if full < len(a):  # the last, smaller batch
+            rest = a[full:]
+            grams.append((rest.T @ rest / len(rest))[None])
+        g = torch.cat(grams)  # [m', r, r]
+        f = eye - lr[:, None, None, None] * (2 * g[None] + weight_decay * eye)
+        p, plog = _tree_product(f, torch.zeros(f.shape[:2], dtype=torch.float64))
+        total, total_log = _unit(p @ total, plog + total_log)
+    radius = torch.linalg.eigvals(total).abs().amax(-1)
+    return radius.log() + total_log
+
+
+def fixed_order_critical_lr(
+    x, bias: bool, order, batch: int, weight_decay: float, ls: LeastSquares, rounds: int = 9
+) -> float | None:
+    """The smallest lr > 0 at which the epoch map's spectral radius reaches 1: the first grid
+    point (1/64 to 64 times the batch limit) where it does, then bisected 16 ways per round."""
+    basis = (
+        ls.range_basis() if weight_decay == 0 else torch.eye(len(ls.moment), dtype=torch.float64)
+    )
+    if basis.shape[1] == 0:
         return None
-    xs = xs.tolist() if hasattr(xs, "tolist") else xs
-    # the rate starts at 1 for lr = 0, dips, and comes back to 1 below 1/min(x^2): scan for the
-    # first lr where it is >= 1 again, then bisect inside that grid step
-    top = 1 / min(x * x for x in xs if x != 0)
-    grid = [top * k / 10_000 for k in range(1, 10_001)]
-    hi = next((lr for lr in grid if rate(xs, lr, "sgd") >= 1), None)
-    if hi is None:
+    base = batch_critical_lr(ls, weight_decay)
+    grid = [base * g for g in GRID]
+    logs = log_radius(x, bias, order, batch, grid, weight_decay, basis)
+    above = (logs >= 0).nonzero()
+    if len(above) == 0:
         return None
-    lo = hi - top / 10_000
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if rate(xs, mid, "sgd") < 1 else (lo, mid)
+    i = int(above[0])
+    lo, hi = (grid[i - 1] if i else 0.0), grid[i]
+    for _ in range(rounds):
+        mids = [lo + (hi - lo) * j / 16 for j in range(1, 16)]
+        logs = log_radius(x, bias, order, batch, mids, weight_decay, basis)
+        above = (logs >= 0).nonzero()
+        j = int(above[0]) if len(above) else 15
+        lo, hi = (mids[j - 1] if j else lo), (mids[j] if j < 15 else hi)
     return hi
 
 
-def applies(config: dict, dataset) -> bool:
-    """The formulas hold for the linear model with one feature on noise-free data."""
-    return (
-        config["problem"] == "linear"
-        and dataset is not None
-        and dataset.x.dim() == 1
-        and config.get("momentum", 0) == 0
-        and config.get("weight_decay", 0) == 0
-        and config["schedule"] in ("batch", "sgd")
+@dataclass
+class Theory:
+    """What the theory says of one run: its limit, how fast it goes, where it goes."""
+
+    schedule: str
+    critical_lr: float | None
+    ls: LeastSquares
+    weight_decay: float
+    note: str = ""  # e.g. for which order the limit holds
+    rate_of: object = field(default=None, repr=False)
+
+    def rates(self, lrs: list[float]) -> list[float]:
+        """Predicted per-epoch contraction of the error for each lr (batch: of the distance to
+        the least-squares solution; fixed order: the epoch map's spectral radius)."""
+        return self.rate_of(list(lrs))
+
+    def rate(self, lr: float) -> float:
+        return self.rates([lr])[0]
+
+    def describe(self) -> str:
+        """One phrase: which run converges below which lr."""
+        what = {
+            "batch": "batch gradient descent",
+            "sgd": "per-sample SGD",
+        }.get(self.schedule, f"{self.schedule} SGD")
+        if self.critical_lr is None:
+            return f"{what} on this data: no limit found up to 64 times the batch limit"
+        return f"{what} on this data converges only for lr < {self.critical_lr:.6g}{self.note}"
+
+
+def analyse(config: dict, dataset, schedule) -> Theory | None:
+    """The theory of a run (its config, the whole data, its Schedule), or None where it does
+    not apply (see ``why_not``) or the epoch has more than ``MAX_BATCHES`` batches."""
+    if dataset is None or why_not(config, dataset) is not None:
+        return None
+    x, y, bias = dataset.x, dataset.y, bool(config.get("bias"))
+    wd = float(config.get("weight_decay") or 0.0)
+    ls = least_squares(x, y, bias)
+    n = len(y)
+    if schedule.kind == "batch" or schedule.size(n) >= n:
+        return Theory(
+            schedule.spec,
+            batch_critical_lr(ls, wd),
+            ls,
+            wd,
+            rate_of=lambda lrs: [batch_rate(ls, lr, wd) for lr in lrs],
+        )
+    batch = schedule.size(n)
+    if schedule.steps_per_epoch(n) > MAX_BATCHES:
+        return None
+    order = schedule.order(n, 1)
+    note = (
+        " (for epoch 1's seeded order: the limit depends on the order, and every epoch has its own)"
+        if order is not None
+        else ""
     )
+    critical = fixed_order_critical_lr(x, bias, order, batch, wd, ls)
+    basis = ls.range_basis() if wd == 0 else torch.eye(len(ls.moment), dtype=torch.float64)
+
+    def rates(lrs):
+        return log_radius(x, bias, order, batch, lrs, wd, basis).exp().tolist()
+
+    return Theory(schedule.spec, critical, ls, wd, note, rates)

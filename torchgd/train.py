@@ -17,6 +17,7 @@ import torch
 
 from . import compare, explain, memory, options, problems, rules, schedules
 from . import data as datasets
+from . import guard as guards
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS, ManualPath, feed
@@ -35,6 +36,8 @@ class Record(NamedTuple):
     grads: list  # per path, D entries each: the gradient used
     refs: list  # per autograd path, D entries each: the analytic formula at its parameters
     ref64: list | None  # float32 runs: the float64 manual path's parameters
+    bounds: list | None = None  # per autograd path, D entries: formula~autograd rounding bound
+    bufs: list | None = None  # with momentum, per path, D entries: the buffers after the step
 
 
 def _floats(tensors) -> list:
@@ -112,63 +115,19 @@ def _noise(config: dict, step: int, params0: dict) -> dict:
     }
 
 
-class Guard:
-    """Watches each epoch's loss and parameters for divergence."""
-
-    def __init__(self, patience: int, config: dict, dataset):
-        self.patience, self.config, self.dataset = patience, config, dataset
-        self.prev: dict = {}
-        self.streak: dict = {}
-        self.last_finite: dict = {}
-
-    def update(self, epoch: int, losses: dict, params: dict) -> dict | None:
-        for name, loss_t in losses.items():
-            loss = loss_t.item()
-            finite = math.isfinite(loss) and all(
-                bool(torch.isfinite(t).all()) for t in params[name].values()
-            )
-            if not finite:
-                return self._stop(epoch, name, "the loss or a parameter is no longer finite")
-            self.last_finite[name] = loss
-            grew = name in self.prev and loss > self.prev[name]
-            self.streak[name] = self.streak.get(name, 0) + 1 if grew else 0
-            self.prev[name] = loss
-            if self.streak[name] >= self.patience:
-                return self._stop(epoch, name, f"the loss grew {self.patience} epochs in a row")
+def _bounds(paths) -> list | None:
+    """Each autograd path's rounding bound on formula~autograd at this step, if it has one."""
+    bounds = [q.formula_bound() for q in paths]
+    if not bounds or any(b is None for b in bounds):
         return None
-
-    def _stop(self, epoch: int, path: str, reason: str) -> dict:
-        from . import theory
-
-        info = {
-            "epoch": epoch,
-            "path": path,
-            "reason": reason,
-            "last_finite_loss": self.last_finite.get(path),
-        }
-        cfg = self.config
-        part = self.dataset is not None and self.dataset.total is not None  # a rank's shard
-        if not part and theory.applies(cfg, self.dataset):
-            critical = theory.critical_lr(self.dataset.x, cfg["schedule"])
-            if critical is not None:
-                info["critical_lr"] = critical
-                info["suggested_lr"] = critical / 2
-        self.info = info
-        return info
+    return _floats(t for b in bounds for t in b.values())
 
 
 def divergence_message(info: dict, lr: float) -> str:
-    text = f"diverged at epoch {info['epoch']}: {info['reason']}"
-    if info.get("last_finite_loss") is not None:
-        text += f" (last finite loss {info['last_finite_loss']:.6g})"
-    if "critical_lr" in info:
-        text += (
-            f"; theory: this schedule on this data diverges above lr = "
-            f"{info['critical_lr']:.6g} (lr = {lr}); try --lr {info['suggested_lr']:.3g}"
-        )
-    else:
-        text += f"; lr = {lr} may be too large: try a smaller --lr"
-    return text
+    """The one line a diverged run ends with (see ``torchgd.guard``)."""
+    from .guard import message
+
+    return message(info, lr)
 
 
 def parse_paths(paths) -> tuple[str, ...]:
@@ -229,7 +188,7 @@ def plan(
     data="lecture",
     *,
     schedule="batch",
-    shuffle=False,
+    shuffle=None,
     seed=0,
     lr=0.01,
     epochs=100,
@@ -468,6 +427,7 @@ class Checkpointer:
 
 
 def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
+    the_plan = p  # ``p`` names a path in the loops below
     problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config = (
         p.problem,
         p.dataset,
@@ -523,7 +483,12 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
         batch_sizes=sorted({b - a for a, b in (slices[0], slices[-1])}) if x is not None else [1],
     )
     history = {p: {"loss": [], **{k: [] for k in params0}} for p in names}
-    watch, diverged = Guard(config["patience"], config, dataset), None
+    stochastic = dataset is not None and sched.kind != "batch"
+    watch = guards.Guard(config["patience"], len(names), stochastic or bool(config["noise"]))
+    diverged = None
+    if config["guard"] and stochastic and resume is None:  # the cost before the first step
+        c0 = _batch_loss(problem, params0, x, y, n, group)
+        watch.begin(c0.expand(len(names)))
     step, start_epoch, start_batch = 0, 1, 0
     if resume is not None:
         step, start_epoch, start_batch = (resume["position"][k] for k in ("step", "epoch", "batch"))
@@ -536,9 +501,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
         for r in resume.get("records", ()):  # a checkpoint from before the running summary
             tracker.add(Record(*r))
         history = resume["history"]
-        watch.prev, watch.streak, watch.last_finite = (
-            resume["guard"][k] for k in ("prev", "streak", "last_finite")
-        )
+        watch.load_state_dict(resume["guard"])
 
     def state(epoch: int, batch: int) -> dict:
         return {
@@ -548,7 +511,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             "reference": reference.state_dict() if reference is not None else None,
             "agreement": tracker.state_dict(),
             "history": history,
-            "guard": {"prev": watch.prev, "streak": watch.streak, "last_finite": watch.last_finite},
+            "guard": watch.state_dict(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict() for cb in callbacks if hasattr(cb, "state_dict")
             },
@@ -593,6 +556,10 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
                     _floats(t for p in names for t in out[p][1].values()),
                     _floats(t for r in refs for t in r.values()),
                     ref64,
+                    _bounds([run_paths[p] for p in grad_checked]),
+                    _floats(t for p in names for t in run_paths[p].buffers().values())
+                    if hp.momentum
+                    else None,
                 )
                 tracker.add(record)
                 if callbacks:
@@ -622,7 +589,7 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             for cb in callbacks:
                 cb.on_epoch(info)
             if config["guard"]:
-                diverged = watch.update(epoch, losses, info.params)
+                diverged = _watch(watch, the_plan, info.params, losses, x, y, n, group, epoch)
                 if diverged:
                     status = "diverged"
                     break
@@ -662,6 +629,29 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     for cb in callbacks:
         cb.on_end(result)
     return result
+
+
+def _watch(watch, p: Plan, params: dict, losses: dict, x, y, n, group, epoch) -> dict | None:
+    """The guard's verdict on one epoch, judged on the cost over all data: for ``batch`` the
+    epoch's loss (the cost before its update), else one more pass over the data per path."""
+    names = list(params)
+    if p.dataset is None or p.schedule.kind == "batch":
+        costs = [losses[q] for q in names]
+    else:
+        costs = [_batch_loss(p.problem, params[q], x, y, n, group) for q in names]
+    finite = [all(bool(torch.isfinite(t).all()) for t in params[q].values()) for q in names]
+    bad, grew = watch.update(torch.stack([c.double().cpu() for c in costs]), finite)
+    for i, name in enumerate(names):
+        if bad[i] or grew[i]:
+            info = {
+                "epoch": epoch,
+                "path": name,
+                "reason": watch.reason(i, bool(bad[i])),
+                "last_finite_loss": watch.last_finite[i].item(),
+            }
+            part = p.dataset is not None and p.dataset.total is not None  # a rank's shard
+            return info if part else guards.advice(p.config, p.dataset, p.schedule, info)
+    return None
 
 
 def _batch(x, y, bounds, order, shard=None, offset=0):
