@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 import subprocess
 import sys
 
@@ -9,8 +10,8 @@ import pytest
 
 import torchgd
 from conftest import ROOT
+from torchgd import schedules, theory
 from torchgd import sweep as S
-from torchgd import theory
 
 OPTIONS = [
     dict(momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx)
@@ -62,8 +63,8 @@ def test_divergence_stops_the_run_with_exit_3_and_the_theorys_advice(cli, tmp_pa
     proc = cli("train", "--lr", "0.2", "--logdir", tmp_path, "--name", "d")
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
-    assert "diverged at epoch 6: the loss grew 5 epochs in a row" in line
-    assert "diverges above lr = 0.133333" in line and "try --lr 0.0667" in line
+    assert "diverged at epoch 6: the cost over all data grew 5 epochs in a row" in line
+    assert "converges only for lr < 0.133333 (lr = 0.2)" in line and "try --lr 0.0667" in line
     summary = json.loads((tmp_path / "d" / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["epochs"] == 6
     assert summary["diverged"]["critical_lr"] == 1 / 7.5
@@ -89,12 +90,20 @@ def test_non_finite_values_stop_a_guarded_run():
     assert r.diverged["last_finite_loss"] is not None
 
 
-def test_theory_critical_lrs():
+def test_theory_critical_lrs_on_the_lecture_data():
+    lecture = torchgd.datasets.lecture()
+    cfg = {"problem": "linear", "data": "lecture"}
+
+    def critical(schedule):
+        return theory.analyse(cfg, lecture, schedules.parse(schedule)).critical_lr
+
+    assert critical("batch") == 1 / 7.5
+    t = theory.analyse(cfg, lecture, schedules.parse("sgd"))
+    c = t.critical_lr  # one feature: the epoch map is prod_n (1 - 2 lr x_n^2)
     xs = [1.0, 2.0, 3.0, 4.0]
-    assert theory.critical_lr(xs, "batch") == 1 / 7.5
-    c = theory.critical_lr(xs, "sgd")
-    assert theory.rate(xs, c * (1 - 1e-9), "sgd") < 1 <= theory.rate(xs, c * (1 + 1e-9), "sgd")
-    assert all(theory.rate(xs, c * f, "sgd") < 1 for f in (0.1, 0.5, 0.9, 0.99))
+    assert math.prod(1 - 2 * c * x * x for x in xs) == pytest.approx(-1, abs=1e-9)
+    assert t.rate(c * (1 - 1e-6)) < 1 < t.rate(c * (1 + 1e-6))
+    assert all(t.rate(c * f) < 1 for f in (0.1, 0.5, 0.9, 0.99))
 
 
 @pytest.mark.parametrize("schedule", ["batch", "sgd", "minibatch:3"])
@@ -192,7 +201,12 @@ def test_xcos_gets_caught_in_a_local_minimum_from_one_start_and_not_another():
     assert f[0] > f[1] + 5  # the first is a local minimum, far worse than the second
 
 
-def test_sweep_refuses_many_feature_data_in_one_line(cli, tmp_path):
-    proc = cli("sweep", "--lr", "0.01:0.3:5", "--data", "synthetic:20,d=2", "--logdir", tmp_path)
-    assert proc.returncode == 2 and "sweep runs the one-feature model" in proc.stderr
-    assert len(proc.stderr.splitlines()) == 1
+def test_sweep_runs_many_features_with_a_bias(cli, tmp_path):
+    proc = cli(
+        "sweep", "--lr", "0.05:1.2:6", "--data", "synthetic:200,d=2,noise=0.1,seed=3", "--bias",
+        "--json", "--no-plots", "--logdir", tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["config"]["bias"] and len(r["params"]["w"][0]) == 2 and len(r["params"]["b"]) == 6
+    assert r["optimum_loss"] > 0 and r["critical_lr"]["predicted"] > 0

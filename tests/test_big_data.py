@@ -166,12 +166,15 @@ def test_slices_are_computed_on_demand():
     assert len(schedules.Schedule("sgd").slices(10**12)) == 10**12  # no list of 10^12 pairs
 
 
-def test_theory_reads_big_data_in_chunks_and_skips_the_per_sample_scan():
+def test_theory_reads_big_data_in_chunks_and_skips_epochs_of_too_many_batches(monkeypatch):
     x = datasets.lecture().x
-    assert theory.critical_lr(x, "batch") == theory.critical_lr(x.tolist(), "batch") == 1 / 7.5
-    big = torch.ones(theory.SGD_THEORY_MAX + 1)
-    assert theory.critical_lr(big, "sgd") is None
-    assert theory.critical_lr(big, "batch") == 1.0
+    monkeypatch.setattr(theory, "CHUNK", 3)  # chunks of 3 rows: the same Gram matrix
+    assert theory.batch_critical_lr(theory.least_squares(x, 2 * x)) == 1 / 7.5
+    monkeypatch.setattr(theory, "MAX_BATCHES", 3)
+    big = datasets.from_values(torch.ones(4), torch.ones(4))
+    cfg = {"problem": "linear", "data": "x"}
+    assert theory.analyse(cfg, big, schedules.parse("sgd")) is None  # 4 batches: not analysed
+    assert theory.analyse(cfg, big, schedules.parse("batch")).critical_lr == 1.0
 
 
 def test_freed_chunk_buffers_are_reused_not_faulted_in_again():

@@ -1,5 +1,6 @@
 """Several processes: a real two-process torchrun against the single process, and the shards."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -154,10 +155,12 @@ def test_a_batch_from_a_ranks_rows_is_the_batch_from_the_whole_data(order):
 
 def test_a_rank_holding_part_of_the_data_gives_no_divergence_theory_of_its_part():
     p = train.plan(schedule="batch", lr=0.5)  # the lecture's data: the theory applies
-    whole = train.Guard(5, p.config, p.dataset)._stop(3, "manual", "the loss grew")
+    whole = train._advice(p, {"reason": "grew"})
     assert whole["critical_lr"] > 0  # rank 0 (or one process): the whole data's critical lr
     for lo, hi in [(0, 0), (1, 3)]:  # an empty shard and a part
-        part = train.Guard(5, p.config, p.dataset.rows(lo, hi))._stop(3, "manual", "grew")
+        part = train._advice(
+            dataclasses.replace(p, dataset=p.dataset.rows(lo, hi)), {"reason": "grew"}
+        )
         assert "critical_lr" not in part and part["reason"] == "grew"
 
 

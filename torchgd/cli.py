@@ -148,6 +148,13 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         "row and rose more than 100-fold above its lowest (default 5)",
     )
     p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
+    p.add_argument(
+        "--history",
+        choices=["auto", "all"],
+        default="auto",
+        help="epochs kept in --json and summary.json: auto (default) keeps all up to 10,001 "
+        "and 10,001 evenly spaced beyond (listed in history.epoch); all keeps every one",
+    )
 
 
 def build_parser() -> Parser:
@@ -360,6 +367,7 @@ def _run_kwargs(args, epochs: int) -> dict:
         guard=not args.no_guard,
         patience=args.patience,
         bias=args.bias,
+        history=args.history,
     )
 
 

@@ -160,7 +160,7 @@ class Agreement:
         # the parameters before the next step, per path: "before" of the block's first step
         self._last = params0.to(dtype).expand(len(names), -1).clone()
         self._params, self._grads, self._ref64 = {}, {}, None
-        self._bound: dict = {}  # per autograd path: the step where |formula - autograd| / bound peaks
+        self._bound: dict = {}  # per autograd path: where |formula - autograd| / bound peaks
         self._bufs: dict = {}  # per pair of paths: the momentum buffers compared
 
     def add(self, record) -> None:

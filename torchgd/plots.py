@@ -134,8 +134,10 @@ def loss(path, summary: dict, beta: float = 0.9) -> Path:
     fig, ax = plt.subplots(figsize=SIZE)
     values = []
     for p, run in summary["paths"].items():
-        raw = [v for v in run["history"]["loss"] if v is not None]
-        epochs = range(1, len(raw) + 1)
+        hist = run["history"]  # a long run's history keeps some epochs: history["epoch"]
+        kept = hist.get("epoch") or range(1, len(hist["loss"]) + 1)
+        pts = [(e, v) for e, v in zip(kept, hist["loss"]) if v is not None]
+        epochs, raw = [e for e, _ in pts], [v for _, v in pts]
         (line,) = ax.plot(epochs, raw, alpha=0.35, label=f"{p} (raw)")
         ax.plot(
             epochs, smooth(raw, beta), color=line.get_color(), label=f"{p} (smoothed, beta={beta})"
@@ -283,12 +285,11 @@ def sweep(path, report: dict) -> Path:
     if bad:
         chosen["too large"] = bad[0]
     for label, i in chosen.items():
-        curve = [
-            v
-            for v in report["history"]["loss"][i][: report["stopped_at_epoch"][i]]
-            if v is not None
-        ]
-        ax2.plot(range(1, len(curve) + 1), curve, label=f"{label}: lr={lrs[i]:.4g}")
+        lane = report["history"]["loss"][i]
+        kept = report["history"].get("epoch") or range(1, len(lane) + 1)
+        stop = report["stopped_at_epoch"][i] or math.inf
+        curve = [(e, v) for e, v in zip(kept, lane) if e <= stop and v is not None]
+        ax2.plot(*zip(*curve), label=f"{label}: lr={lrs[i]:.4g}")
     ax2.set(
         yscale="log",
         xlabel="epoch",

@@ -22,6 +22,7 @@ from . import guard as guards
 from . import rules, theory
 from .errors import TorchgdError
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
+from .train import history_epochs
 from .train import plan as make_plan
 
 MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
@@ -80,6 +81,7 @@ def sweep(
     guard=True,
     patience=5,
     bias=False,
+    history="auto",
 ) -> dict:
     """Run ``len(lrs)`` learning rates in one vectorized run of the manual path."""
     p = make_plan(
@@ -102,6 +104,7 @@ def sweep(
         guard=guard,
         patience=patience,
         bias=bias,
+        history=history,
     )
     return run(p, lrs)
 
@@ -286,7 +289,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
             else "per-epoch contraction of the distance to the minimum"
         ),
         "stopped_at_epoch": [s or None for s in stops],
-        "history": {"loss": L},
+        "history": _history(L, p.config.get("history", "auto")),
         "params": {
             m: [h[m][:, 0].tolist() for h in params_hist][-1]
             if params_hist[-1][m].shape[1] == 1
@@ -295,6 +298,14 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         },
     }
     return out
+
+
+def _history(L: list, mode: str) -> dict:
+    """Each lane's loss per epoch, evenly thinned beyond 10,001 epochs (see train)."""
+    kept = history_epochs(len(L[0]) if L else 0, mode)
+    if kept is None:
+        return {"loss": L}
+    return {"loss": [[lane[e - 1] for e in kept] for lane in L], "epoch": kept}
 
 
 def _flat(v):

@@ -175,14 +175,20 @@ def log_radius(
     return radius.log() + total_log
 
 
+def _basis(ls: LeastSquares, weight_decay: float) -> torch.Tensor:
+    """Where stability is decided: the range of G, or everything with weight decay (which
+    shrinks the directions the data does not reach too)."""
+    if weight_decay == 0:
+        return ls.range_basis()
+    return torch.eye(len(ls.moment), dtype=torch.float64)
+
+
 def fixed_order_critical_lr(
     x, bias: bool, order, batch: int, weight_decay: float, ls: LeastSquares, rounds: int = 9
 ) -> float | None:
     """The smallest lr > 0 at which the epoch map's spectral radius reaches 1: the first grid
     point (1/64 to 64 times the batch limit) where it does, then bisected 16 ways per round."""
-    basis = (
-        ls.range_basis() if weight_decay == 0 else torch.eye(len(ls.moment), dtype=torch.float64)
-    )
+    basis = _basis(ls, weight_decay)
     if basis.shape[1] == 0:
         return None
     base = batch_critical_lr(ls, weight_decay)
@@ -259,7 +265,7 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
         else ""
     )
     critical = fixed_order_critical_lr(x, bias, order, batch, wd, ls)
-    basis = ls.range_basis() if wd == 0 else torch.eye(len(ls.moment), dtype=torch.float64)
+    basis = _basis(ls, wd)
 
     def rates(lrs):
         return log_radius(x, bias, order, batch, lrs, wd, basis).exp().tolist()

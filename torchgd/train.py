@@ -115,6 +115,18 @@ def _noise(config: dict, step: int, params0: dict) -> dict:
     }
 
 
+HISTORY_MAX = 10_000
+
+
+def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
+    """The epochs a history keeps: all (None) up to ``HISTORY_MAX`` + 1 epochs or with
+    ``mode`` "all"; beyond, ``HISTORY_MAX`` + 1 evenly spaced epochs from the first to the
+    last (a 700,000-epoch run's summary stays a few hundred kilobytes per series)."""
+    if mode == "all" or done <= HISTORY_MAX + 1:
+        return None
+    return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
+
+
 def _bounds(paths) -> list | None:
     """Each autograd path's rounding bound on formula~autograd at this step, if it has one."""
     bounds = [q.formula_bound() for q in paths]
@@ -209,6 +221,7 @@ def plan(
     shadow=None,
     compile=False,
     rows=None,
+    history="auto",
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
@@ -219,6 +232,8 @@ def plan(
     the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
     ``compile``: the manual path sums a batch bigger than one chunk with one kernel compiled by
     ``torch.compile`` (see ``torchgd.fused``); compiled here, before anything is written.
+    ``history``: "auto" keeps every epoch in the result's histories up to 10,001 epochs and
+    10,001 evenly spaced ones beyond (listed in ``history["epoch"]``); "all" keeps every one.
     ``rows``: a function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a
     ``--distributed`` run other than 0: it works on those rows only, see ``torchgd.distributed``).
     """
@@ -277,6 +292,9 @@ def plan(
         shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     config["compile"] = bool(compile)
+    if history not in ("auto", "all"):
+        raise TorchgdError(f"--history must be auto or all, got '{history}'")
+    config["history"] = history
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = spec_name  # a user's FILE.py:NAME, to rebuild the run
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
@@ -323,7 +341,11 @@ PLAN_KEYS = (
     "patience",
     "bias",
 )
-OPTIONAL_KEYS = {"shadow": None, "compile": False}  # absent from older runs' configs
+OPTIONAL_KEYS = {
+    "shadow": None,
+    "compile": False,
+    "history": "auto",
+}  # absent from older runs' configs
 
 
 def plan_from_config(config: dict, rows=None) -> Plan:
@@ -608,10 +630,14 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
     done = len(history[names[0]]["loss"])
     keep = tracker.steps
     out_paths = {}
+    kept = history_epochs(done, config.get("history", "auto"))
     for p in names:
         hist = {"loss": list(history[p]["loss"])}
         for k in params0:
             hist[k] = list(history[p][k])
+        if kept is not None:
+            hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
+            hist["epoch"] = kept
         out_paths[p] = {
             "params": {k: _values(t) for k, t in run_paths[p].values().items()},
             "loss": hist["loss"][-1] if done else None,
@@ -649,9 +675,16 @@ def _watch(watch, p: Plan, params: dict, losses: dict, x, y, n, group, epoch) ->
                 "reason": watch.reason(i, bool(bad[i])),
                 "last_finite_loss": watch.last_finite[i].item(),
             }
-            part = p.dataset is not None and p.dataset.total is not None  # a rank's shard
-            return info if part else guards.advice(p.config, p.dataset, p.schedule, info)
+            return _advice(p, info)
     return None
+
+
+def _advice(p: Plan, info: dict) -> dict:
+    """The theory's advice on a diverged run, from the whole data: a rank that holds only its
+    shard gives none (rank 0, which holds everything, gives it)."""
+    if p.dataset is not None and p.dataset.total is not None:
+        return info
+    return guards.advice(p.config, p.dataset, p.schedule, info)
 
 
 def _batch(x, y, bounds, order, shard=None, offset=0):
