@@ -320,3 +320,13 @@ def test_sweep_statuses_against_the_least_squares_minimum(cli, tmp_path):
     assert all(m is None for m in r["measured_rate"])  # noise sets a floor: not applicable
     step = r["lrs"][1] - r["lrs"][0]
     assert c <= r["critical_lr"]["measured"] <= c + step
+
+
+def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(cli, tmp_path):
+    proc = cli(
+        "sweep", "--lr", "0.05:0.4:8", "--schedule", "sgd", "--bias", "--logdir", tmp_path,
+        "--name", "s", "--data", "synthetic:300,d=3,noise=0.1,seed=0",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr  # losses near 1e292 overflowed matplotlib's layout
+    assert (tmp_path / "s" / "sweep.png").stat().st_size > 0
+    assert "final cost" in proc.stdout and "least-squares minimum of the cost" in proc.stdout

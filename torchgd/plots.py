@@ -229,6 +229,12 @@ def trajectory(path, summary: dict) -> Path:
     return _save(fig, path)
 
 
+def _drawable(v) -> bool:
+    """A value a log axis can show: matplotlib's layout overflows near the float64 limit (a
+    diverged lane's loss of 1e292 crashed tight_layout)."""
+    return v is not None and math.isfinite(v) and abs(v) < 1e200
+
+
 def sweep(path, report: dict) -> Path:
     """Final loss against lr, the critical lr marked; loss curves of a few telling lrs."""
     lrs, final, status = report["lrs"], report["final_loss"], report["status"]
@@ -236,7 +242,7 @@ def sweep(path, report: dict) -> Path:
     colors = {"converged": "tab:green", "slow": "tab:orange", "diverged": "tab:red"}
     for s, color in colors.items():
         pts = [
-            (lr, f) for lr, f, st in zip(lrs, final, status) if st == s and f is not None and f > 0
+            (lr, f) for lr, f, st in zip(lrs, final, status) if st == s and _drawable(f) and f > 0
         ]
         if pts:
             ax1.plot(*zip(*pts), "o", color=color, label=s)
@@ -288,7 +294,9 @@ def sweep(path, report: dict) -> Path:
         lane = report["history"]["loss"][i]
         kept = report["history"].get("epoch") or range(1, len(lane) + 1)
         stop = report["stopped_at_epoch"][i] or math.inf
-        curve = [(e, v) for e, v in zip(kept, lane) if e <= stop and v is not None]
+        curve = [(e, v) for e, v in zip(kept, lane) if e <= stop and _drawable(v)]
+        if not curve:
+            continue
         ax2.plot(*zip(*curve), label=f"{label}: lr={lrs[i]:.4g}")
     ax2.set(
         yscale="log",

@@ -331,14 +331,22 @@ def format_table(r: dict) -> str:
     def num(v):
         return "-" if v is None else f"{v:.4g}"
 
-    lines = [f"{'lr':>10}  {'final loss':>11}  {'status':<9}  {'measured':>8}  {'predicted':>9}"]
+    # least squares: the cost over all data, comparable with the minimum (a per-sample
+    # schedule's last loss is one sample's); diverged lanes: the last finite loss
+    cost = r.get("optimum_loss") is not None
+    head = "final cost" if cost else "final loss"
+    lines = [f"{'lr':>10}  {head:>11}  {'status':<9}  {'measured':>8}  {'predicted':>9}"]
     for i, lr in enumerate(r["lrs"]):
+        final = (
+            r["final_cost"][i] if cost and r["final_cost"][i] is not None else r["final_loss"][i]
+        )
         lines.append(
-            f"{lr:>10.4g}  {num(r['final_loss'][i]):>11}  {r['status'][i]:<9}  "
+            f"{lr:>10.4g}  {num(final):>11}  {r['status'][i]:<9}  "
             f"{num(r['measured_rate'][i]):>8}  {num(r['predicted_rate'][i]):>9}"
         )
     c = r["critical_lr"]
-    lines.append(f"(final loss: as train's history.loss; measured rate: {r['rate_measured']})")
+    what = "over all data" if cost else "as train's history.loss"
+    lines.append(f"({head}: {what}; measured rate: {r['rate_measured']})")
     if r.get("optimum_loss") is not None:
         lines.append(
             f"least-squares minimum of the cost: {r['optimum_loss']:.6g} (converged lanes end "

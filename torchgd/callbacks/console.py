@@ -69,6 +69,7 @@ def agreement_table(result) -> str:
     a = result.agreement
     cfg = result.config
     rows = [("params " + k, r) for k, r in a["params"].items()]
+    rows += [("buffer " + k, r) for k, r in a.get("buffers", {}).items()]  # momentum
     if a["grad"]:
         rows += [("grad " + k, r) for k, r in a["grad"]["pairs"].items()]
     head = f"Agreement over {a['steps']} steps ({cfg['dtype']} on {cfg['device']}): "
