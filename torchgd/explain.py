@@ -135,6 +135,14 @@ def _summary(reports: dict) -> dict:
     return {k: max((r[k] for r in reports.values()), default=0) for k in keys}
 
 
+def _first_new(old: dict, rep: dict, steps: list) -> int | None:
+    """The block index of a pair's first difference, if it is in this block (none before)."""
+    before = old["report"] is not None and old["report"]["first_difference"] is not None
+    if before or not rep["first_difference"]:
+        return None
+    return steps.index(rep["first_difference"]["step"])
+
+
 BLOCK = 4096  # steps folded into the running report at a time: memory stays bounded
 
 
@@ -184,10 +192,8 @@ class Agreement:
             key = f"{self.names[i]}~{self.names[j]}"
             rep = compare.pair_report(P[:, i], P[:, j], steps, epochs, labels)
             old = self._params.get(key, {"report": None})
-            if (old["report"] is None or old["report"]["first_difference"] is None) and rep[
-                "first_difference"
-            ]:
-                t = steps.index(rep["first_difference"]["step"])
+            t = _first_new(old, rep, steps)
+            if t is not None:
                 old["first"] = {
                     "step": steps[t],
                     "grads": (G[t, i].clone(), G[t, j].clone()),
@@ -251,10 +257,8 @@ class Agreement:
             key = f"{self.names[i]}~{self.names[j]}"
             rep = compare.pair_report(F[:, i], F[:, j], steps, epochs, labels)
             old = self._bufs.get(key, {"report": None})
-            if (old["report"] is None or old["report"]["first_difference"] is None) and rep[
-                "first_difference"
-            ]:
-                t = steps.index(rep["first_difference"]["step"])
+            t = _first_new(old, rep, steps)
+            if t is not None:
                 old["first"] = {"step": steps[t], "grads": (G[t, i].clone(), G[t, j].clone())}
             old["report"] = compare.merge_reports(old["report"], rep)
             self._bufs[key] = old
