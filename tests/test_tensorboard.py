@@ -10,56 +10,61 @@ import time
 import urllib.parse
 import urllib.request
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-from tensorboard.compat.proto import event_pb2, tensor_pb2, types_pb2
-from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
-from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c as tb_masked_crc32c
 from tensorboard.util import tensor_util
+from torch.utils.tensorboard import summary as torch_summary
 
 import torchgd
 from conftest import ROOT
 from torchgd.callbacks.tensorboard import TensorBoard, default_log_every
-from torchgd.events import ScalarEncoder, masked_crc32c_many
+from torchgd.events import ScalarEncoder, masked_crc32c
 
 PATHS = ("manual", "autograd", "optim")
 STEP_TAGS = ("loss/raw", "loss/smoothed", "lr", "params/w", "grad/w")
 
 
 def read(run_dir):
-    acc = EventAccumulator(str(run_dir), size_guidance={"tensors": 0, "images": 0})
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0, "images": 0})
     acc.Reload()
     return acc
 
 
 def series(acc, tag):
-    return [(e.step, tensor_util.make_ndarray(e.tensor_proto).item()) for e in acc.Tensors(tag)]
+    """(step, value) of a scalar tag, as TensorBoard's classic reader gives them."""
+    return [(e.step, e.value) for e in acc.Scalars(tag)]
+
+
+def f32(values):
+    """What TensorBoard holds for float64 values: their float32 roundings (inf beyond range)."""
+    with np.errstate(over="ignore"):
+        return [float(np.float32(v)) for v in values]
 
 
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.binary(max_size=3000), max_size=40))
-def test_batched_crc32c_matches_tensorboards_own(chunks):
-    assert [int(c) for c in masked_crc32c_many(chunks)] == [masked_crc32c(c) for c in chunks]
+def test_checksums_match_tensorboards_own(chunks):
+    assert [masked_crc32c(c) for c in chunks] == [tb_masked_crc32c(c) for c in chunks]
 
 
 @given(st.integers(0, 2**40), st.floats(allow_nan=False), st.floats(0, 2e9))
-def test_hand_encoded_scalar_events_parse_as_tensorboards_events(step, value, wall):
-    meta = scalar_metadata.create_summary_metadata(display_name="", description="")
-    enc = ScalarEncoder(meta.SerializeToString())
-    for first in (True, False):  # metadata only with a tag's first event
+def test_hand_encoded_scalar_events_are_the_events_summarywriter_writes(step, value, wall):
+    """The bytes parse as the Event that torch's own ``add_scalar`` builds (simple_value,
+    float32), for every float: out-of-range values become +-inf as numpy rounds them."""
+    enc = ScalarEncoder()
+    for _ in range(2):  # a tag's first event and later ones (cached prefix) alike
         ev = event_pb2.Event.FromString(enc.event(step, wall, [("a/b", value), ("c", -value)]))
         expected = event_pb2.Event(wall_time=wall, step=step)
         for tag, v in (("a/b", value), ("c", -value)):
-            val = expected.summary.value.add(
-                tag=tag, tensor=tensor_pb2.TensorProto(dtype=types_pb2.DT_DOUBLE, double_val=[v])
-            )
-            val.tensor.tensor_shape.SetInParent()
-            if first:
-                val.metadata.CopyFrom(meta)
+            expected.summary.value.extend(torch_summary.scalar(tag, f32([v])[0]).value)
         assert ev == expected
+        assert [v.simple_value for v in ev.summary.value] == f32([value, -value])
 
 
 def test_every_tag_of_every_path_equals_the_json_history(cli, tmp_path):
@@ -79,23 +84,27 @@ def test_every_tag_of_every_path_equals_the_json_history(cli, tmp_path):
     run = tmp_path / "r"
     for path in PATHS:
         acc = read(run / path)
-        tags = set(acc.Tags()["tensors"])
+        tags = set(acc.Tags()["scalars"])
         assert set(STEP_TAGS) | {"epoch/loss", "epoch/params/w"} <= tags
         for tag in STEP_TAGS:
             assert [s for s, _ in series(acc, tag)] == list(range(1, 121))  # every step, once
         hist = out["paths"][path]["history"]
-        assert [v for _, v in series(acc, "epoch/loss")] == hist["loss"]
-        assert [v for _, v in series(acc, "epoch/params/w")] == hist["w"]
+        assert [v for _, v in series(acc, "epoch/loss")] == f32(hist["loss"])
+        assert [v for _, v in series(acc, "epoch/params/w")] == f32(hist["w"])
         # after the last sample of each epoch the per-step w is the epoch's w
-        assert [v for s, v in series(acc, "params/w") if s % 4 == 0] == hist["w"]
-        assert {v for _, v in series(acc, "lr")} == {0.01}
+        assert [v for s, v in series(acc, "params/w") if s % 4 == 0] == f32(hist["w"])
+        assert {v for _, v in series(acc, "lr")} == set(f32([0.01]))
         # the lecture's own gradient at each step, in Python floats
         w, grads = 1.0, []
         for _ in range(30):
             for x, y in zip([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]):
                 grads.append(2 * x * (x * w - y))
                 w = w - 0.01 * grads[-1]
-        assert [v for _, v in series(acc, "grad/w")] == grads
+        assert [v for _, v in series(acc, "grad/w")] == f32(grads)
+        final = out["paths"][path]
+        assert series(acc, "final/loss") == [(120, f32([final["loss"]])[0])]
+        assert series(acc, "final/params/w") == [(120, f32([final["params"]["w"]])[0])]
+        assert series(acc, "final/agreement_max_ulp") == [(120, 0.0)]
     compare = read(run / "compare")
     assert {v for _, v in series(compare, "agreement/params_max_ulp")} == {0.0}
     assert {v for _, v in series(compare, "agreement/grad_max_ulp")} == {0.0}
@@ -103,15 +112,26 @@ def test_every_tag_of_every_path_equals_the_json_history(cli, tmp_path):
 
 
 def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
-    tb = TensorBoard(tmp_path, lr=0.01, total_steps=40, smoothing=0.5)
-    torchgd.fit("linear", "lecture", schedule="sgd", epochs=10, paths=("manual",), callbacks=[tb])
+    from torchgd.callbacks import Callback
+
+    class Losses(Callback):  # the float64 per-step losses the EMA is computed from
+        def __init__(self):
+            self.raw = []
+
+        def on_step(self, step):
+            self.raw.append(step.record.losses[0])
+
+    tb, losses = TensorBoard(tmp_path, lr=0.01, total_steps=40, smoothing=0.5), Losses()
+    torchgd.fit(
+        "linear", "lecture", schedule="sgd", epochs=10, paths=("manual",), callbacks=[tb, losses]
+    )
     acc = read(tmp_path / "manual")
-    raw = [v for _, v in series(acc, "loss/raw")]
+    assert [v for _, v in series(acc, "loss/raw")] == f32(losses.raw)
     s, expected = 0.0, []
-    for t, v in enumerate(raw, start=1):
+    for t, v in enumerate(losses.raw, start=1):
         s = 0.5 * s + 0.5 * v
         expected.append(s / (1 - 0.5**t))
-    assert [v for _, v in series(acc, "loss/smoothed")] == expected
+    assert [v for _, v in series(acc, "loss/smoothed")] == f32(expected)
 
 
 def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
@@ -180,59 +200,158 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
     assert summary["steps"] >= len(steps)  # every logged step is a finished step
 
 
-def _get(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
+def _get(url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=10) as r:
         return json.loads(r.read())
 
 
-def test_the_real_tensorboard_server_serves_the_same_values(cli, tmp_path):
-    cli(
-        "train",
-        "--schedule",
-        "sgd",
-        "--epochs",
-        "5",
-        "--quiet",
-        "--no-plots",
-        "--logdir",
-        tmp_path,
-        "--name",
-        "srv",
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scalars(base, run, tag):
+    q = urllib.parse.urlencode({"run": run, "tag": tag})
+    return _get(f"{base}/data/plugin/scalars/scalars?{q}")
+
+
+def _wait_for_scalars(base, proc, runs, tag="final/loss", timeout=90):
+    """Until every run's ``tag`` is served (run names alone appear before any scalar is read)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            tags = _get(f"{base}/data/plugin/scalars/tags")
+            if all(tag in tags.get(run, {}) for run in runs):
+                return tags
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"TensorBoard served no '{tag}' for {runs} within {timeout} s")
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """Two finished runs in ./runs, as ``torchgd train`` leaves them for a user."""
+    from conftest import run_cli
+
+    home = tmp_path_factory.mktemp("user")
+    for name, extra in (("sgd5", ["--schedule", "sgd"]), ("lr02", ["--lr", "0.02"])):
+        proc = run_cli(
+            "train", *extra, "--epochs", "5", "--quiet", "--no-plots", "--name", name, cwd=home
+        )
+        assert proc.returncode == 0, proc.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def plain_tensorboard(two_runs):
+    """``tensorboard --logdir runs`` as everyone types it: default loader (the data server),
+    default host; only a free port, so that tests can run side by side."""
+    port = _free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    proc = subprocess.Popen(
+        [exe, "--logdir", "runs", "--port", str(port)],
+        cwd=two_runs,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    expected = json.loads((tmp_path / "srv" / "summary.json").read_text())
+    base = f"http://localhost:{port}"
+    try:
+        runs = [f"{r}/{p}" for r in ("sgd5", "lr02") for p in PATHS]
+        _wait_for_scalars(base, proc, runs)
+        yield base
+    finally:
+        _stop(proc)
+
+
+def test_plain_tensorboard_serves_every_scalar_at_float32(plain_tensorboard, two_runs):
+    base = plain_tensorboard
+    tags = _get(f"{base}/data/plugin/scalars/tags")
+    for run in ("sgd5", "lr02"):
+        summary = json.loads((two_runs / "runs" / run / "summary.json").read_text())
+        steps = summary["steps"]
+        for path in PATHS:
+            assert set(STEP_TAGS) | {"epoch/loss", "epoch/params/w", "final/loss"} <= set(
+                tags[f"{run}/{path}"]
+            )
+            hist = summary["paths"][path]["history"]
+            for tag, key in (("epoch/params/w", "w"), ("epoch/loss", "loss")):
+                points = _scalars(base, f"{run}/{path}", tag)
+                assert [p[1] for p in points] == [1, 2, 3, 4, 5]
+                assert [p[2] for p in points] == f32(hist[key])
+            raw = _scalars(base, f"{run}/{path}", "loss/raw")
+            assert [p[1] for p in raw] == list(range(1, steps + 1))  # every step, once
+        assert {"agreement/params_max_ulp", "agreement/grad_max_ulp"} <= set(tags[f"{run}/compare"])
+
+
+def test_hparams_tab_names_trials_by_run_and_sorts_them_by_final_loss(plain_tensorboard, two_runs):
+    base = f"{plain_tensorboard}/data/plugin/hparams"
+    experiment = _get(f"{base}/experiment", {"experimentName": "", "includeMetrics": True})
+    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
+    assert {"final/loss", "final/params/w", "final/agreement_max_ulp"} <= metrics
+    assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "schedule", "path"}
+    request = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
+        "colParams": [{"metric": {"tag": "final/loss", "group": ""}, "order": "ORDER_ASC"}],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
+    groups = _get(f"{base}/session_groups", request)["sessionGroups"]
+    names = [g["name"] for g in groups]
+    assert sorted(names) == sorted(f"{r}/{p}" for r in ("sgd5", "lr02") for p in PATHS)
+
+    def final(group, tag):
+        return next(m["value"] for m in group["metricValues"] if m["name"]["tag"] == tag)
+
+    losses = [final(g, "final/loss") for g in groups]
+    assert losses == sorted(losses)  # sorted by result, as asked
+    for g in groups:
+        run, path = g["name"].split("/")
+        summary = json.loads((two_runs / "runs" / run / "summary.json").read_text())
+        assert final(g, "final/loss") == f32([summary["paths"][path]["loss"]])[0]
+        assert final(g, "final/agreement_max_ulp") == summary["agreement"]["max_ulp"]
+        assert g["hparams"]["path"] == path
+        assert g["sessions"][0]["status"] == "STATUS_SUCCESS"
+
+
+def test_torchgd_tb_serves_the_same_scalars_on_loopback(two_runs):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "torchgd", "tb", str(tmp_path / "srv"), "--port", "0"],
+        [sys.executable, "-m", "torchgd", "tb", "--port", "0"],
+        cwd=two_runs,
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
     )
     try:
         first = proc.stdout.readline()
         assert "http://127.0.0.1:" in first
-        base = first.split("http://")[1].split("/")[0]  # 127.0.0.1:PORT
-        host, port = base.split(":")
-        assert host == "127.0.0.1"
-        deadline, runs = time.monotonic() + 90, None
-        while time.monotonic() < deadline:
-            try:
-                runs = _get(f"http://{base}/data/runs")
-                if {"manual", "optim"} <= set(runs):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert {"manual", "autograd", "optim", "compare"} <= set(runs)
-        for path in PATHS:
-            q = urllib.parse.urlencode({"run": path, "tag": "epoch/params/w"})
-            points = _get(f"http://{base}/data/plugin/scalars/scalars?{q}")
-            assert [p[1] for p in points] == [1, 2, 3, 4, 5]
-            assert [p[2] for p in points] == expected["paths"][path]["history"]["w"]
-        with socket.create_connection(("127.0.0.1", int(port)), timeout=5):
+        base = "http://" + first.split("http://")[1].split("/")[0]
+        _wait_for_scalars(base, proc, [f"sgd5/{p}" for p in PATHS])
+        summary = json.loads((two_runs / "runs" / "sgd5" / "summary.json").read_text())
+        points = _scalars(base, "sgd5/optim", "epoch/params/w")
+        assert [p[2] for p in points] == f32(summary["paths"]["optim"]["history"]["w"])
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass  # bound to loopback
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        _stop(proc)
     assert proc.returncode == 0
 
 

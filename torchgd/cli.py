@@ -8,7 +8,9 @@ Exit codes: 0 done, 1 a check failed, 2 bad input (one line on stderr), 3 a run 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 PATHS = "manual,autograd,optim"
 
@@ -400,10 +402,12 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
     from .callbacks.progress import Progress
 
     if resume is None:
+        args.trial = Path(os.path.relpath(run_dir, args.logdir)).as_posix()
         options = {
             "log_every": args.log_every,
             "smoothing": args.smoothing,
             "checkpoint_every": checkpoint_every,
+            "trial": args.trial,  # the run's name in TensorBoard's HParams tab
         }
         if group is not None:
             options["distributed"] = group.info()
@@ -428,6 +432,7 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
                 total_steps=total,
                 log_every=args.log_every,
                 smoothing=args.smoothing,
+                trial=args.trial,
             )
         )
     if human:
@@ -538,6 +543,7 @@ def _resume(args) -> int:
     _compile_note(plan, args)
     opts = saved.get("run_options", {})
     args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
+    args.trial = opts.get("trial", run_dir.name)
     every = opts.get("checkpoint_every") or 0
     result, summary = _run(plan, args, run_dir, resume=state, checkpoint_every=every, group=group)
     if args.json:
@@ -817,8 +823,6 @@ def cmd_tb(args) -> int:
         "127.0.0.1",
         "--port",
         str(port),
-        "--load_fast",
-        "false",
     ]
     # Ctrl-C and SIGTERM stop the server, even where SIGINT came in ignored (a shell's
     # background job): our handlers, not the inherited ones

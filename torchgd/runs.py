@@ -2,7 +2,8 @@
 
 Every run writes ``<logdir>/<name>/``: ``config.json`` when it starts, ``summary.json`` when it
 ends (the same object ``--json`` prints). JSON files are replaced atomically: a temporary file in
-the same directory, flushed and fsynced, then ``os.replace``.
+the same directory, flushed and fsynced, then ``os.replace``. Files get the usual permissions
+(``0o666`` less the umask: 0644 under the common 022), as ``open()`` would give them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ import time
 from pathlib import Path
 
 from .errors import TorchgdError
+
+FILE_MODE = 0o666  # os.open applies the umask to it, as open() does
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def new_run_dir(logdir: str | os.PathLike, name: str | None, prefix: str) -> Path:
@@ -64,6 +73,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE & ~_umask())  # mkstemp makes 0600 files
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

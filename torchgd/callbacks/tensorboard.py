@@ -2,16 +2,19 @@
 
     runs/<name>/manual, runs/<name>/autograd, runs/<name>/optim   per path, x axis = step:
         loss/raw, loss/smoothed, params/<p>, grad/<p>, lr;  per epoch (x = epoch): epoch/loss,
-        epoch/params/<p>;  the config as text and as hparams (with the path's name)
+        epoch/params/<p>;  at the end: final/loss, final/params/<p>, final/agreement_max_ulp;
+        the config as text and as hparams (trial ``<name>/<path>``, the final/ tags as metrics)
     runs/<name>/compare                                            agreement/params_max_ulp,
         agreement/grad_max_ulp per step, the config as text, the run's figures as images
 
-Why not ``SummaryWriter.add_scalar``: it costs about 35 microseconds a call, several times a
-per-sample step, most of it TensorBoard's pure-Python CRC-32C. Here each path's step becomes one
-event holding all its tags (one protobuf ``Summary`` with several values), the tag metadata is
-sent once per tag, the values come from the step's record (already Python floats), and
-``torchgd.events.EventFile`` checksums queued records together with numpy. Scalars are
-written as float64 tensors (``DT_DOUBLE``), so TensorBoard shows exactly what ``--json`` prints.
+Scalars are written as ``SummaryWriter.add_scalar`` writes them (``simple_value``, float32), so
+the plain ``tensorboard --logdir runs`` shows them; TensorBoard therefore shows float32
+roundings of the float64 values, which ``summary.json`` and ``--json`` hold exactly.
+
+Why not ``SummaryWriter.add_scalar`` itself: it costs about 35 microseconds a call, several
+times a per-sample step, most of it TensorBoard's pure-Python CRC-32C. Here each path's step
+becomes one event holding all its tags (one protobuf ``Summary`` with several values), encoded by
+hand from the step's record (already Python floats), checksummed by ``google-crc32c``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 
 import torch
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
-from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text import metadata as text_metadata
 
 from .. import compare
@@ -40,7 +44,6 @@ def default_log_every(total_steps: int) -> int:
     return 1 if total_steps < 10_000 else math.ceil(total_steps / STEPS_LOGGED_AT_MOST)
 
 
-_SCALAR_META = scalar_metadata.create_summary_metadata(display_name="", description="")
 _SHAPE = tensor_shape_pb2.TensorShapeProto()
 
 
@@ -50,7 +53,7 @@ class _Writer:
     def __init__(self, logdir: Path):
         logdir.mkdir(parents=True, exist_ok=True)
         self.file = EventFile(logdir)
-        self.encoder = ScalarEncoder(_SCALAR_META.SerializeToString())
+        self.encoder = ScalarEncoder()
 
     def scalars(self, step: int, pairs, wall_time: float) -> None:
         self.file.add_bytes(self.encoder.event(step, wall_time, pairs))
@@ -94,6 +97,41 @@ def _hparams(config: dict, path: str) -> dict:
     return flat
 
 
+_SESSION_STATUS = {
+    "completed": api_pb2.STATUS_SUCCESS,
+    "diverged": api_pb2.STATUS_FAILURE,
+    "interrupted": api_pb2.STATUS_RUNNING,  # stopped, resumable: the API has no "aborted"
+}
+
+
+def _session_end(status: int, end_time: float) -> summary_pb2.Summary:
+    """The HParams plugin's "session ended" summary (its own helper needs TensorFlow)."""
+    info = plugin_data_pb2.SessionEndInfo(status=status, end_time_secs=end_time)
+    meta = hparams_metadata.create_summary_metadata(
+        plugin_data_pb2.HParamsPluginData(session_end_info=info)
+    )
+    value = summary_pb2.Summary.Value(
+        tag=hparams_metadata.SESSION_END_INFO_TAG,
+        metadata=meta,
+        tensor=hparams_metadata.NULL_TENSOR,
+    )
+    return summary_pb2.Summary(value=[value])
+
+
+def _flat_params(params: dict):
+    """``(label, value)`` for every parameter entry, labelled as ``compare.labels_for`` labels
+    them: ``w``, or ``w[0]``, ``w[1]``, ... in flattened order."""
+
+    def flat(v):
+        return [x for item in v for x in flat(item)] if isinstance(v, list) else [v]
+
+    for key, value in params.items():
+        if isinstance(value, list):
+            yield from ((f"{key}[{i}]", v) for i, v in enumerate(flat(value)))
+        else:
+            yield key, value
+
+
 class TensorBoard(Callback):
     """Writes the run's records as TensorBoard events (see the module docstring)."""
 
@@ -105,10 +143,14 @@ class TensorBoard(Callback):
         total_steps: int,
         log_every: int | None = None,
         smoothing: float = 0.9,
+        trial: str | None = None,
     ):
+        """``trial``: the run's name as TensorBoard lists it (its directory under the logdir);
+        the HParams tab names each path's trial ``<trial>/<path>``."""
         if not 0 <= smoothing < 1:
             raise ValueError("smoothing must be in [0, 1)")
         self.run_dir = Path(run_dir)
+        self.trial = trial or self.run_dir.name
         self.lr, self.total = lr, total_steps
         self.every = log_every or default_log_every(total_steps)
         self.beta = smoothing
@@ -125,7 +167,8 @@ class TensorBoard(Callback):
             w = self.writers[name] = _Writer(self.run_dir / name)
             w.text("config", text)
             if name != "compare":
-                w.event(0, hparams_summary.hparams_pb(_hparams(config, name)))
+                trial = f"{self.trial}/{name}"
+                w.event(0, hparams_summary.hparams_pb(_hparams(config, name), trial_id=trial))
 
     def on_step(self, step):
         s = step.step
@@ -203,9 +246,32 @@ class TensorBoard(Callback):
             w.file.add(event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
 
     def on_end(self, result):
+        if result.epochs:
+            self._final(result)
         for png in sorted(self.run_dir.glob("*.png")):
             self.writers["compare"].image(f"figures/{png.stem}", png.read_bytes())
         self.close()
+
+    def _final(self, result) -> None:
+        """One point per metric of the HParams tab at the last step: the final loss and
+        parameters, and the largest ulp difference between this path and any other (parameters)
+        or the analytic formula (gradients)."""
+        summary, now = result.to_json(), time.time()
+        agreement = summary["agreement"]
+        pairs = {
+            **(agreement.get("params") or {}),
+            **(agreement.get("grad") or {}).get("pairs", {}),
+        }
+        for name in self.names:
+            final = summary["paths"][name]
+            ulps = [p["max_ulp"] for k, p in pairs.items() if name in k.split("~")]
+            values = [("final/loss", final["loss"])]
+            values += [(f"final/params/{k}", v) for k, v in _flat_params(final["params"])]
+            values.append(("final/agreement_max_ulp", float(max(ulps, default=0))))
+            w = self.writers[name]
+            w.scalars(result.steps, [(t, math.nan if v is None else v) for t, v in values], now)
+            status = _SESSION_STATUS.get(result.status, api_pb2.STATUS_UNKNOWN)
+            w.event(result.steps, _session_end(status, now), now)
 
     def flush(self):
         for w in self.writers.values():
