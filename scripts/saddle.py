@@ -32,4 +32,5 @@ for sigma in (1e-8, 1e-4, 1e-1):
         print(f"{sigma:>12g} {seed:>5} {escaped if escaped else 'never':>17}")
 
 noisy = torchgd.fit("saddle", init=START, lr=LR, epochs=75, noise=1e-4, seed=0)
-print("trajectory with noise 1e-4:", plots.trajectory("runs/saddle.png", noisy.to_json()))
+plots.trajectory(noisy, path="runs/saddle.png")
+print("trajectory with noise 1e-4: runs/saddle.png")

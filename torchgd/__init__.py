@@ -4,10 +4,26 @@ The lecture's model fitted by three paths in lockstep, every step compared::
 
     import torchgd
     result = torchgd.fit(data="lecture", schedule="sgd", lr=0.01, epochs=100)
-    result.params()            # {'w': 1.9999999999999998}
+    result                       # Result(completed: linear, lecture data, sgd, lr=0.01, ...)
+    result.params()              # {'w': 1.9999999999999998}
     result.agreement["max_ulp"]  # 0: manual, autograd and torch.optim.SGD agree bit for bit
+    torchgd.plots.loss(result)   # a matplotlib Figure (a notebook shows it)
 
-Names are loaded lazily, so ``torchgd --help`` does not import torch.
+Functions and classes:
+
+    fit(problem, data, **options)    run the paths in lockstep; returns a Result
+    plan(problem, data, **options)   check and resolve the options (a Plan), running nothing
+    execute(plan, callbacks)         run a Plan
+    Result                           what a run gives: config, status, paths, agreement
+    check_gradients(problem)         analytic gradient against autograd and central differences
+    numerical_gradient(f, *xs, h=)   central differences on a grid, vectorized
+    ulp_distance(a, b)               how many floats lie between two tensors, elementwise
+    FunctionProblem                  a function of a few parameters to minimize
+    TorchgdError                     the one exception for bad input
+
+Modules: problems, datasets (= data), gradients, rules, paths, schedules, compare, plots.
+
+Names are loaded lazily, so ``import torchgd`` and ``torchgd --help`` do not import torch.
 """
 
 __version__ = "0.1.0"
@@ -23,7 +39,17 @@ _LAZY = {
     "check_gradients": ("check", "check_gradients"),
     "numerical_gradient": ("gradients", "numerical"),
 }
-_MODULES = ("problems", "data", "datasets", "gradients", "rules", "paths", "schedules", "compare")
+_MODULES = (
+    "problems",
+    "data",
+    "datasets",
+    "gradients",
+    "rules",
+    "paths",
+    "schedules",
+    "compare",
+    "plots",
+)
 
 __all__ = sorted([*_LAZY, *_MODULES])
 
@@ -37,3 +63,8 @@ def __getattr__(name):
     if name in _MODULES:
         return importlib.import_module(f".{'data' if name == 'datasets' else name}", __name__)
     raise AttributeError(f"module 'torchgd' has no attribute '{name}'")
+
+
+def __dir__():
+    """The public API (loaded lazily, so ``dir`` imports nothing) and the module's own names."""
+    return sorted({*globals(), *__all__})

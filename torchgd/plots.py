@@ -1,48 +1,158 @@
-"""Figures, drawn with matplotlib's Agg backend: files first, no screen needed.
+"""Figures of a run: each function returns a matplotlib ``Figure`` and saves it only when given
+``path=`` (``.png``, ``.svg`` or ``.pdf``, by the file's suffix).
 
-Each function takes what a run wrote (its ``summary.json`` object, as ``Result.to_json()``
-gives it) or a problem, and saves one figure. Sizes are fixed (``SIZE`` at ``DPI``) so tests can
-check them.
+The figures are built without pyplot: importing this module leaves matplotlib's backend as it
+was, no figure is kept in a global registry (a figure lives as long as you hold it), and a
+returned figure shows itself in a notebook (``_repr_png_``). Sizes are fixed (``SIZE`` or
+``WIDE`` at ``DPI``) so tests can check them. A run can be given as a ``torchgd.Result`` or as
+the object its ``summary.json`` holds (``Result.to_json()``)::
+
+    result = torchgd.fit(schedule="sgd")
+    plots.loss(result)                    # a Figure: a notebook shows it
+    plots.loss(result, path="loss.png")   # the same Figure, saved too
 
 * ``field``: the lecture's first section: f(x, y) = x^2 + y^2 as a 3-D surface, and a quiver
   plot of its numerical gradient (central differences, h = 1e-4) on the lecture's grid.
 * ``cost``: cost(w) over a range of w, with each path's iterates marked on it.
-* ``loss``: loss per epoch, raw and smoothed, one line per path; log scale across decades.
+* ``loss``: loss per epoch, one line per path (one line for paths that are identical bit for
+  bit, and the legend says so); a log scale when the loss spans more than two decades; a
+  smoothed curve, thinner and under the raw loss, only where the raw loss goes up and down.
 * ``schedules``: batch GD, per-sample SGD and mini-batch on the same data, against epochs and
   against samples seen.
-* ``trajectory``: contour lines of a 2-D problem (or the curve of a 1-D one) with the iterates.
+* ``trajectory``: contour lines of a 2-D problem (or the curve of a 1-D one, its local minima
+  marked) with each path's iterates.
+* ``sweep``: final loss against the learning rate, and the loss curves of a few telling ones.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import textwrap
 from pathlib import Path
 
-import matplotlib
+import matplotlib.figure
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from . import data as datasets  # noqa: E402
-from . import gradients, problems  # noqa: E402
-from .errors import TorchgdError  # noqa: E402
+from . import data as datasets
+from . import gradients, problems
+from .errors import TorchgdError
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
 SIZE = (8, 5)  # inches: 800 x 500 pixels
 WIDE = (12, 5)  # 1200 x 500
 MARKERS = {"manual": "o", "autograd": "x", "optim": "+"}
+# paths drawn over each other stay visible: each group of paths a thinner, broken line
+STYLES = [("-", 2.2), ("--", 1.6), (":", 1.6), ("-.", 1.2)]
 
 
-def _save(fig, path: Path) -> Path:
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that a notebook shows as a PNG, whether or not pyplot was imported."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=DPI)
+        return buf.getvalue()
+
+
+def _figure(size) -> Figure:
+    return Figure(figsize=size, dpi=DPI, layout="tight")
+
+
+def _title(ax, text: str, width: int = 90, **kw) -> None:
+    """A title of one or more lines, each wrapped to ``width`` characters."""
+    lines = [w for line in text.split("\n") for w in textwrap.wrap(line, width)]
+    ax.set_title("\n".join(lines), **kw)
+
+
+def check_path(path) -> Path:
+    """The file a figure may be saved to: a known suffix, in a directory that exists."""
     path = Path(path)
-    if path.suffix.lstrip(".") not in FORMATS:
-        raise TorchgdError(f"unknown figure format '{path.suffix}': use {', '.join(FORMATS)}")
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
+    if path.suffix.lstrip(".").lower() not in FORMATS:
+        raise TorchgdError(
+            f"cannot save a figure as '{path}': name it with one of the suffixes "
+            f"{', '.join('.' + f for f in FORMATS)}"
+        )
+    if path.is_dir():
+        raise TorchgdError(f"cannot save a figure as '{path}': it is a directory")
+    if not path.parent.is_dir():
+        raise TorchgdError(
+            f"cannot save a figure as '{path}': directory '{path.parent}' does not exist"
+        )
     return path
+
+
+def _done(fig: Figure, path) -> Figure:
+    if path is not None:
+        path = Path(path)
+        try:
+            fig.savefig(path, dpi=DPI, format=path.suffix.lstrip(".").lower())
+        except OSError as exc:
+            raise TorchgdError(f"cannot save a figure as '{path}': {exc.strerror or exc}") from None
+    return fig
+
+
+def _summary(run) -> dict:
+    return run.to_json() if hasattr(run, "to_json") else run
+
+
+def num(v, spec: str = "g") -> str:
+    """A number as a person writes it: 1.0 -> 1, 0.0001 -> 0.0001, 1e-08 -> 1e-08."""
+    return "nan" if v is None else format(v, spec)
+
+
+def point(values: dict, spec: str = "g") -> str:
+    """``{'x': -3.0, 'y': 0.0}`` as ``x=-3, y=0``; a list of weights as ``w=[1, 1]``."""
+
+    def one(v):
+        return f"[{', '.join(num(u, spec) for u in v)}]" if isinstance(v, list) else num(v, spec)
+
+    return ", ".join(f"{k}={one(v)}" for k, v in values.items())
+
+
+def describe(summary: dict, lr: str | None = None) -> str:
+    """A run's settings in words, for a title: ``lecture data, batch, lr=0.01, 100 epochs``
+    (``lr``: what to say instead of ``lr=...``)."""
+    cfg = summary["config"]
+    parts = []
+    if cfg.get("data") is not None:
+        data = str(cfg["data"])
+        parts.append(f"{Path(data).name if '/' in data else data} data")
+        parts.append(cfg["schedule"] + (" shuffled" if cfg.get("shuffle") else ""))
+        if cfg.get("bias"):
+            parts.append("with a bias")
+    parts.append(lr or f"lr={num(cfg['lr'])}")
+    for key in ("momentum", "dampening", "weight_decay"):
+        if cfg.get(key):
+            parts.append(f"{key.replace('_', ' ')}={num(cfg[key])}")
+    parts += [key for key in ("nesterov", "maximize") if cfg.get(key)]
+    if cfg.get("noise"):
+        parts.append(f"gradient noise sigma={num(cfg['noise'])} (seed {cfg.get('seed', 0)})")
+    unit = "epochs" if cfg.get("data") is not None else "steps"
+    done, planned = summary.get("epochs", cfg["epochs"]), cfg["epochs"]
+    if summary.get("status", "completed") == "completed" or done == planned:
+        parts.append(f"{done} {unit}")
+    else:
+        parts.append(f"{summary['status']} after {done} of {planned} {unit}")
+    if cfg.get("dtype", "float64") != "float64":
+        parts.append(cfg["dtype"])
+    return ", ".join(parts)
+
+
+def _groups(summary: dict, key) -> list[list[str]]:
+    """The paths, grouped where ``key(path)`` gives the same series bit for bit; path order."""
+    groups: list[tuple[list, list[str]]] = []
+    for p in summary["paths"]:
+        series = key(p)
+        for seen, names in groups:
+            if seen == series:
+                names.append(p)
+                break
+        else:
+            groups.append((series, [p]))
+    return [names for _, names in groups]
 
 
 def smooth(values: list[float], beta: float = 0.9) -> list[float]:
@@ -55,7 +165,21 @@ def smooth(values: list[float], beta: float = 0.9) -> list[float]:
     return out
 
 
-def field(path, problem: str = "paraboloid") -> Path:
+def _drawable(v) -> bool:
+    """A value a log axis can show: matplotlib's layout overflows near the float64 limit (a
+    diverged lane's loss of 1e292 crashed tight_layout)."""
+    return v is not None and math.isfinite(v) and abs(v) < 1e200
+
+
+def _spans_decades(values) -> bool:
+    positive = [v for v in values if _drawable(v) and v > 0]
+    return bool(positive) and max(positive) / min(positive) > 100
+
+
+def field(problem: str = "paraboloid", *, path=None) -> Figure:
+    """A 2-D function as a surface, and its numerical gradient as arrows."""
+    if path is not None:
+        check_path(path)
     p = problems.get(problem)
     if len(p.param_names) != 2 or p.needs_data:
         raise TorchgdError(f"plot field needs a 2-D function problem, not '{problem}'")
@@ -64,10 +188,10 @@ def field(path, problem: str = "paraboloid") -> Path:
     Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
     Z = p.f(Xt, Yt).numpy()
     GX, GY = (g.numpy() for g in gradients.numerical(p.f, Xt, Yt, h=1e-4))
-    fig = plt.figure(figsize=WIDE)
+    fig = _figure(WIDE)
     ax = fig.add_subplot(1, 2, 1, projection="3d")
-    ax.plot_surface(X, Y, Z, cmap=matplotlib.cm.coolwarm)
-    ax.set(xlabel="x", ylabel="y", zlabel="f(x, y)", title=f"{p.description}")
+    ax.plot_surface(X, Y, Z, cmap="coolwarm")
+    ax.set(xlabel="x", ylabel="y", zlabel="f(x, y)", title=p.description)
     ax2 = fig.add_subplot(1, 2, 2)
     view = (np.abs(X) <= 2) & (np.abs(Y) <= 2)  # the lecture shows [-2, 2]^2: scale arrows to it
     ax2.quiver(X[view], Y[view], GX[view], GY[view], label="numerical gradient (h = 1e-4)")
@@ -80,8 +204,7 @@ def field(path, problem: str = "paraboloid") -> Path:
     )
     ax2.grid(True)
     ax2.legend(loc="upper right")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)
 
 
 def _iterates(summary: dict, path: str, name: str) -> list:
@@ -89,30 +212,43 @@ def _iterates(summary: dict, path: str, name: str) -> list:
     return [start, *summary["paths"][path]["history"][name]]
 
 
-def cost(path, summary: dict, dataset=None) -> Path:
+def _floats(values) -> list[float]:
+    return [math.nan if v is None else v for v in values]
+
+
+def _same_as(groups: list[list[str]], p: str) -> str:
+    """`` (same as manual)`` for a path identical to an earlier one, else nothing."""
+    group = next(g for g in groups if p in g)
+    return f" (same as {group[0]})" if group[0] != p else ""
+
+
+def cost(run, *, path=None, dataset=None) -> Figure:
+    """cost(w) of the linear model with one weight, each path's iterates marked on it.
+    ``dataset``: the run's data (default: loaded again from its config, in its dtype)."""
+    if path is not None:
+        check_path(path)
+    summary = _summary(run)
     cfg = summary["config"]
     if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float) or cfg.get("bias"):
         raise TorchgdError("plot cost needs a run of the linear model with one weight w")
     if dataset is None:  # a saved run: its data again, in its dtype
         dataset = datasets.get(cfg["data"], getattr(torch, cfg.get("dtype", "float64")))
-    ds = dataset
-    ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w")]
-    lo, hi = min(min(ws), 0.0), max(max(ws), 4.0)
+    ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w") if _drawable(w)]
+    lo, hi = min([*ws, 0.0]), max([*ws, 4.0])
     grid = torch.linspace(lo, hi, 400, dtype=torch.float64)
-    curve = cost_curve(ds.x, ds.y)
-    fig, ax = plt.subplots(figsize=SIZE)
+    curve = cost_curve(dataset.x, dataset.y)
+    groups = _groups(summary, lambda p: summary["paths"][p]["history"]["w"])
+    fig = _figure(SIZE)
+    ax = fig.add_subplot()
     ax.plot(grid, curve(grid), color="0.3", label="cost(w) = 1/N sum (x_n*w - y_n)^2")
     for p in summary["paths"]:
-        w = torch.tensor(_iterates(summary, p, "w"), dtype=torch.float64)
-        ax.plot(w, curve(w), MARKERS.get(p, "."), label=f"{p}: w after each epoch", alpha=0.8)
-    ax.set(
-        xlabel="w",
-        ylabel="cost (MSE)",
-        title=f"cost(w) on the {cfg['data']} data, {cfg['schedule']}, lr={cfg['lr']}",
-    )
+        w = torch.tensor(_floats(_iterates(summary, p, "w")), dtype=torch.float64)
+        label = f"{p}: w after each epoch{_same_as(groups, p)}"
+        ax.plot(w, curve(w), ls="none", marker=MARKERS.get(p, "."), label=label, alpha=0.8)
+    ax.set(xlabel="w", ylabel="cost (MSE)")
+    _title(ax, f"cost(w): {describe(summary)}")
     ax.legend()
-    fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)
 
 
 def cost_curve(x: torch.Tensor, y: torch.Tensor):
@@ -130,81 +266,168 @@ def cost_curve(x: torch.Tensor, y: torch.Tensor):
     return lambda w: (w * w * sxx - 2 * w * sxy + syy).clamp(min=0)
 
 
-def loss(path, summary: dict, beta: float = 0.9) -> Path:
-    fig, ax = plt.subplots(figsize=SIZE)
-    values = []
-    for p, run in summary["paths"].items():
-        hist = run["history"]  # a long run's history keeps some epochs: history["epoch"]
+def _wiggles(values: list[float]) -> bool:
+    """Whether a series goes both up and down (a smoothed curve then shows its trend)."""
+    steps = [b - a for a, b in zip(values, values[1:])]
+    return any(d > 0 for d in steps) and any(d < 0 for d in steps)
+
+
+def loss(run, *, path=None, beta: float | None = 0.9) -> Figure:
+    """Loss per epoch, one line per path, or one line for paths identical bit for bit.
+
+    ``beta``: the smoothed curve's (see ``smooth``), drawn thin and under the raw loss, and only
+    where the raw loss goes both up and down (a loss that only falls or only rises needs none,
+    and a smoothed curve would lag behind it); None: never."""
+    if path is not None:
+        check_path(path)
+    summary = _summary(run)
+    runs = summary["paths"]
+    groups = _groups(summary, lambda p: runs[p]["history"]["loss"])
+    fig = _figure(SIZE)
+    ax = fig.add_subplot()
+    values, first = [], None
+    for i, names in enumerate(groups):
+        hist = runs[names[0]]["history"]  # a long run keeps some epochs: history["epoch"]
         kept = hist.get("epoch") or range(1, len(hist["loss"]) + 1)
-        pts = [(e, v) for e, v in zip(kept, hist["loss"]) if v is not None]
+        pts = [(e, v) for e, v in zip(kept, hist["loss"]) if _drawable(v)]
         epochs, raw = [e for e, _ in pts], [v for _, v in pts]
-        (line,) = ax.plot(epochs, raw, alpha=0.35, label=f"{p} (raw)")
-        ax.plot(
-            epochs, smooth(raw, beta), color=line.get_color(), label=f"{p} (smoothed, beta={beta})"
-        )
+        name = " = ".join(names)
+        label = f"{name} (identical)" if len(names) > 1 else name
+        apart = None
+        if first is not None:  # how far from the first group's loss
+            apart = _difference(first[1], hist["loss"])
+            label += f", differs from {first[0]} by up to {apart:.2g} (relative)"
+        ls, lw = STYLES[min(i, len(STYLES) - 1)]
+        (line,) = ax.plot(epochs, raw, ls=ls, lw=lw, label=label, zorder=3)
+        # a smoothed curve where the raw loss goes up and down, not twice for near-equal ones
+        if beta is not None and _wiggles(raw) and (apart is None or apart > 1e-3):
+            ax.plot(
+                epochs,
+                smooth(raw, beta),
+                color=line.get_color(),
+                lw=0.8,
+                alpha=0.5,
+                zorder=2,
+                label=f"{name}: smoothed (beta={num(beta)})",
+            )
+        first = first or (name, hist["loss"])
         values += raw
-    positive = [v for v in values if v > 0 and math.isfinite(v)]
-    if positive and max(positive) / min(positive) > 100:
+    log = _spans_decades(values)
+    if log:
         ax.set_yscale("log")
-    cfg = summary["config"]
-    ax.set(
-        xlabel="epoch",
-        ylabel="loss",
-        title=f"loss per epoch: {cfg['problem']}, "
-        f"{cfg['schedule']}, lr={cfg['lr']}, {cfg['dtype']}",
-    )
+    if len(groups) == 1 and len(runs) > 1:
+        agree = f"{', '.join(runs)}: the same loss at every epoch, bit for bit"
+    elif len(runs) > 1:
+        agree = f"{len(groups)} different losses among {len(runs)} paths"
+    else:
+        agree = None
+    title = f"loss per epoch: {summary['config']['problem']}, {describe(summary)}"
+    ax.set(xlabel="epoch", ylabel="loss (log scale)" if log else "loss")
+    _title(ax, title + (f"\n{agree}" if agree else ""))
     ax.legend()
-    fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)
+
+
+def _difference(a: list, b: list) -> float:
+    """The largest relative difference between two loss series (inf where one is not finite
+    and the other is)."""
+    rel = [
+        math.inf if _drawable(x) != _drawable(y) else abs(x - y) / max(abs(x), abs(y))
+        for x, y in zip(a, b)
+        if x != y and (_drawable(x) or _drawable(y))
+    ]
+    return max(rel, default=0.0)
 
 
 def schedules(
-    path,
     data: str = "lecture",
+    *,
     lr: float = 0.01,
-    epochs: int = 30,
+    epochs: int = 100,
     batch_size: int = 2,
     seed: int = 0,
-) -> Path:
+    path=None,
+) -> Figure:
+    """Batch GD, per-sample SGD and mini-batch (manual path, divergence guard on) on the same
+    data: the cost over all data after each epoch, against epochs and against samples seen."""
     from .train import fit
 
-    n = len(datasets.get(data))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
-    for schedule in ("batch", "sgd", f"minibatch:{batch_size}"):
-        r = fit(
-            "linear", data, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",), seed=seed
+    if path is not None:
+        check_path(path)
+    ds = datasets.get(data)
+    if ds.x.dim() != 1:
+        raise TorchgdError(
+            f"plot schedules needs data with one feature; '{data}' has {ds.x.shape[1]}"
         )
-        w = torch.tensor(r.paths["manual"]["history"]["w"], dtype=torch.float64)
-        ds = datasets.get(data)
-        full = ((ds.x[None, :] * w[:, None] - ds.y[None, :]) ** 2).mean(1)  # cost on all data
-        e = np.arange(1, epochs + 1)
-        ax1.plot(e, full, label=schedule)
-        ax2.plot(e * n, full, label=f"{schedule} ({r.steps // epochs} steps per epoch)")
+    fig = _figure(WIDE)
+    ax1, ax2 = fig.subplots(1, 2)
+    for schedule in ("batch", "sgd", f"minibatch:{batch_size}"):
+        r = fit("linear", ds, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",), seed=seed)
+        w = torch.tensor(_floats(r.paths["manual"]["history"]["w"]), dtype=torch.float64)
+        full = _cost_over_all_data(ds, w)
+        pts = [(e, c) for e, c in enumerate(full, start=1) if _drawable(c) and c > 0]
+        label = schedule
+        if r.status != "completed":
+            label += f" ({r.status} at epoch {r.epochs})"
+        zero = next((e for e, c in enumerate(full, start=1) if c == 0), None)
+        if zero is not None:
+            label += f" (cost exactly 0 from epoch {zero}: below a log axis)"
+        steps = r.steps // max(r.epochs, 1)
+        e, c = zip(*pts) if pts else ((), ())
+        ax1.plot(e, c, label=label)
+        ax2.plot(
+            [k * len(ds) for k in e],
+            c,
+            label=f"{label}, {steps} step{'s' * (steps != 1)} per epoch",
+        )
     for ax, xlabel in ((ax1, "epoch"), (ax2, "samples seen")):
         ax.set_yscale("log")
         ax.set(xlabel=xlabel, ylabel="cost over all data after the epoch")
-        ax.legend()
+        ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-    ax1.set_title(f"batch GD vs SGD vs mini-batch ({data} data, lr={lr})")
+    ax1.set_title(f"batch GD vs SGD vs mini-batch ({ds.name} data, lr={num(lr)})")
     ax2.set_title("the same, against samples seen")
-    fig.tight_layout()
-    return _save(fig, path)
+    return _done(fig, path)
 
 
-def trajectory(path, summary: dict) -> Path:
+def _cost_over_all_data(ds, w: torch.Tensor) -> list[float]:
+    """1/N sum (x_n*w - y_n)^2 for each w, summed directly (``cost_curve``'s multiplied-out
+    form cancels near the minimum: it would show a floor near 1e-14 where the cost is 1e-30)."""
+    total = torch.zeros(len(w), dtype=torch.float64)
+    rows = max(1, (1 << 22) // max(len(w), 1))
+    for xc, yc in zip(ds.x.split(rows), ds.y.split(rows)):
+        total += ((xc.double()[None, :] * w[:, None] - yc.double()[None, :]) ** 2).sum(1)
+    return (total / len(ds)).tolist()
+
+
+def _local_minima(xs: torch.Tensor, fs: torch.Tensor) -> list[int]:
+    f = fs.tolist()
+    return [i for i in range(1, len(f) - 1) if f[i] < f[i - 1] and f[i] <= f[i + 1]]
+
+
+def trajectory(run, *, path=None) -> Figure:
+    """A function problem's iterates: on its contour lines (2-D) or its curve (1-D, with the
+    local minima in view marked and where each run ended)."""
+    if path is not None:
+        check_path(path)
+    summary = _summary(run)
     cfg = summary["config"]
-    p = problems.get(cfg["problem"])
+    p = problems.get(cfg.get("problem_spec", cfg["problem"]))
     if p.needs_data:
         raise TorchgdError("plot trajectory needs a function problem (e.g. --problem elliptic)")
     names = p.param_names
-    fig, ax = plt.subplots(figsize=SIZE)
-    pts = {run: [_iterates(summary, run, n) for n in names] for run in summary["paths"]}
+    fig = _figure(SIZE)
+    ax = fig.add_subplot()
+    pts = {run: [_floats(_iterates(summary, run, n)) for n in names] for run in summary["paths"]}
+    groups = _groups(summary, lambda q: [summary["paths"][q]["history"][n] for n in names])
     lo, hi = p.box
+    first = next(iter(summary["paths"]))
+    end = {n: summary["paths"][first]["params"][n] for n in names}
     if len(names) == 2:
-        xs = [v for xy in pts.values() for v in xy[0] if v is not None]
-        ys = [v for xy in pts.values() for v in xy[1] if v is not None]
-        x0, x1 = min(min(xs), lo), max(max(xs), hi)
-        y0, y1 = min(min(ys), lo), max(max(ys), hi)
+        xs = [v for xy in pts.values() for v in xy[0] if _drawable(v)]
+        ys = [v for xy in pts.values() for v in xy[1] if _drawable(v)]
+        x0, x1 = min([*xs, lo]), max([*xs, hi])
+        y0, y1 = min([*ys, lo]), max([*ys, hi])
         gx, gy = torch.meshgrid(
             torch.linspace(x0, x1, 200, dtype=torch.float64),
             torch.linspace(y0, y1, 200, dtype=torch.float64),
@@ -213,32 +436,48 @@ def trajectory(path, summary: dict) -> Path:
         cs = ax.contour(gx, gy, p.f(gx, gy), levels=25, cmap="viridis")
         ax.clabel(cs, fontsize=7)
         for run, (x, y) in pts.items():
-            ax.plot(x, y, MARKERS.get(run, ".") + "-", label=f"{run}", alpha=0.8)
+            label = f"{run}{_same_as(groups, run)}"
+            ax.plot(x, y, marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
         ax.set(xlabel="x", ylabel="y")
+        ends = f"ends at {point(end, '.4g')}"
     else:
-        x = [v for xs in pts.values() for v in xs[0] if v is not None]
-        grid = torch.linspace(min(min(x), lo), max(max(x), hi), 500, dtype=torch.float64)
-        ax.plot(grid, p.f(grid), color="0.3", label=f"f(x): {p.description}")
+        x = [v for xs in pts.values() for v in xs[0] if _drawable(v)]
+        grid = torch.linspace(min([*x, lo]), max([*x, hi]), 2001, dtype=torch.float64)
+        fs = p.f(grid)
+        ax.plot(grid, fs, color="0.3", label=f"f(x): {p.description}")
         for run, (xs,) in pts.items():
             t = torch.tensor(xs, dtype=torch.float64)
-            ax.plot(t, p.f(t), MARKERS.get(run, ".") + "-", label=f"{run}", alpha=0.8)
+            label = f"{run}{_same_as(groups, run)}"
+            ax.plot(t, p.f(t), marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
+        minima = _local_minima(grid, fs)
+        if minima:
+            mx, mf = grid[minima].tolist(), fs[minima].tolist()
+            ax.plot(mx, mf, "v", color="tab:red", ms=9, zorder=4, label="local minima of f in view")
+            for a, b in zip(mx, mf):
+                ax.annotate(f"f={b:.3g}", (a, b), textcoords="offset points", xytext=(0, -16),
+                            ha="center", fontsize=8, color="tab:red")  # fmt: skip
+        (x_end,) = end.values()
+        f_end = None if x_end is None else p.f(torch.tensor(x_end, dtype=torch.float64)).item()
+        ends = f"ends at x={num(x_end, '.4g')}, f(x)={num(f_end, '.4g')}"
+        lowest = min(range(len(grid)), key=lambda i: fs[i].item())
+        if minima and fs[lowest].item() < min(fs[minima].tolist()):
+            ends += (
+                f"\nf is lower still at the edge of the view (f({grid[lowest].item():.3g}) = "
+                f"{fs[lowest].item():.3g}): the minima marked are local"
+            )
         ax.set(xlabel="x", ylabel="f(x)")
-    ax.set_title(f"{p.name}: gradient descent from {cfg['init']}, lr={cfg['lr']}")
-    ax.legend()
-    fig.tight_layout()
-    return _save(fig, path)
+    _title(ax, f"{p.name}: gradient descent from {point(cfg['init'])}, {describe(summary)}\n{ends}")
+    ax.legend(fontsize=8)
+    return _done(fig, path)
 
 
-def _drawable(v) -> bool:
-    """A value a log axis can show: matplotlib's layout overflows near the float64 limit (a
-    diverged lane's loss of 1e292 crashed tight_layout)."""
-    return v is not None and math.isfinite(v) and abs(v) < 1e200
-
-
-def sweep(path, report: dict) -> Path:
+def sweep(report: dict, *, path=None) -> Figure:
     """Final loss against lr, the critical lr marked; loss curves of a few telling lrs."""
+    if path is not None:
+        check_path(path)
     lrs, final, status = report["lrs"], report["final_loss"], report["status"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=WIDE)
+    fig = _figure(WIDE)
+    ax1, ax2 = fig.subplots(1, 2)
     colors = {"converged": "tab:green", "slow": "tab:orange", "diverged": "tab:red"}
     for s, color in colors.items():
         pts = [
@@ -305,5 +544,8 @@ def sweep(path, report: dict) -> Path:
         title="a rising loss means the learning rate is too large",
     )
     ax2.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, path)
+    cfg = report.get("config")
+    if cfg:
+        lr = f"{len(lrs)} lrs from {num(lrs[0])} to {num(lrs[-1])}"
+        fig.suptitle(f"sweep: {cfg['problem']}, {describe({'config': cfg}, lr=lr)}")
+    return _done(fig, path)

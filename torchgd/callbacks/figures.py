@@ -35,4 +35,5 @@ class Figures(Callback):
         for kind in kinds_for(summary["config"]):
             path = self.run_dir / f"{kind}.{self.fmt}"
             extra = {"dataset": self.dataset} if kind == "cost" else {}
-            self.written.append(getattr(plots, kind)(path, summary, **extra))
+            getattr(plots, kind)(summary, path=path, **extra)  # the figure is not kept
+            self.written.append(path)
