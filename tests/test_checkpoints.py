@@ -157,6 +157,7 @@ def test_a_damaged_checkpoint_is_refused_and_the_run_directory_left_as_it_was(
 
     run = tmp_path / "d"
     shutil.copytree(finished_run, run)
+    (run / "summary.json").unlink()  # a killed run's directory: resumable from its checkpoint
     ck = run / "checkpoint.pt"
     raw = bytearray(ck.read_bytes())
     if damage == "flip":
@@ -193,8 +194,40 @@ def test_resume_without_a_checkpoint_says_how_to_get_one(cli, main_cli, tmp_path
         "--name",
         "n",
     )
+    (tmp_path / "n" / "summary.json").unlink()  # as a run killed before any checkpoint leaves it
     proc = cli("train", "--resume", tmp_path / "n")
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(cli, tmp_path):
+    proc = cli("train", "--epochs", "3", "--quiet", "--no-plots", "--name", "done")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "done"
+    before = snapshot(run)
+    proc = cli("train", "--resume", run)
+    assert proc.returncode == 0 and "already finished (completed after 3 epochs)" in proc.stdout
+    assert snapshot(run) == before
+    proc = cli("train", "--resume", run, "--json")  # the finished run's summary, one line
+    assert proc.returncode == 0 and json.loads(proc.stdout)["epochs"] == 3
+    assert len(proc.stdout.splitlines()) == 1 and snapshot(run) == before
+
+
+@pytest.mark.parametrize(
+    "extra,flags",
+    [
+        (["--lr", "0.5"], "--lr"),
+        (["--epochs=7", "--momentum", "0.9"], "--epochs, --momentum"),
+        (["--ep", "7"], "--epochs"),  # argparse's abbreviations are caught too
+        (["--schedule", "batch"], "--schedule"),  # even a value equal to the run's own
+    ],
+)
+def test_resume_refuses_options_that_would_change_the_run(cli, tmp_path, extra, flags):
+    run = tmp_path / "r"
+    run.mkdir()
+    proc = cli("train", "--resume", run, *extra)
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert f"{flags} would change it" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(run.iterdir()) == []
 
 
 def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():

@@ -2,7 +2,8 @@
 inside the command that needs them, so ``torchgd --help`` answers at once.
 
 Exit codes: 0 done, 1 a check failed, 2 bad input (one line on stderr), 3 a run diverged,
-130 interrupted (Ctrl-C).
+74 a file could not be written (disk full, too large, no permission), 130 interrupted (Ctrl-C),
+141 the reader of stdout went away (``| head``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,30 @@ import sys
 from pathlib import Path
 
 PATHS = "manual,autograd,optim"
+EXIT_IO = 74  # sysexits.h EX_IOERR: a file could not be written (disk full, too large, no access)
+
+
+class Formatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the text already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or any(default is v for v in (None, False, argparse.SUPPRESS))
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line (no usage dump) and exit with code 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -67,7 +88,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--verbose",
         action="store_true",
-        help="print every epoch (default: every 10th and the last)",
+        help="print every epoch (default: 10 to 99 lines: every 10th epoch, every 100th from "
+        "1,000 epochs, every 1,000th from 10,000, ...; and the last)",
     )
     p.add_argument(
         "--log-every",
@@ -117,7 +139,7 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         help="a seeded random order each epoch, or the data's order (--no-shuffle); default: "
         "sgd in order, minibatch:B shuffled",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of every shuffle (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every shuffle and noise")
     p.add_argument(
         "--epochs",
         type=int,
@@ -137,11 +159,17 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE,...",
         help="starting point, e.g. w=1.0 or x=-5,y=-2",
     )
-    p.add_argument("--momentum", type=float, default=0.0)
-    p.add_argument("--dampening", type=float, default=0.0)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--nesterov", action="store_true")
-    p.add_argument("--maximize", action="store_true")
+    p.add_argument(
+        "--momentum", type=float, default=0.0, help="SGD momentum mu: b = mu*b + (1-tau)*grad"
+    )
+    p.add_argument("--dampening", type=float, default=0.0, help="SGD dampening tau")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.0, help="L2 penalty lambda: grad += lambda*w"
+    )
+    p.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum: step along grad + mu*b"
+    )
+    p.add_argument("--maximize", action="store_true", help="ascend: w += lr * grad")
     p.add_argument(
         "--patience",
         type=int,
@@ -165,10 +193,11 @@ def build_parser() -> Parser:
         description="Gradient descent made exact, visible and verifiable: the lecture's "
         "model trained by three paths in lockstep (manual formula, autograd, "
         "torch.optim.SGD), every step compared.",
-        epilog="exit codes: 0 ok, 1 check failed, 2 bad input, 3 diverged, 130 interrupted",
+        epilog="exit codes: 0 ok, 1 check failed, 2 bad input, 3 diverged, 74 cannot write a "
+        "file (disk full, no permission), 130 interrupted, 141 stdout closed",
     )
     parser.add_argument("--version", action="version", version="torchgd 0.1.0")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     lec = sub.add_parser(
         "lecture",
@@ -243,41 +272,94 @@ def build_parser() -> Parser:
     )
     sw.add_argument("--log", action="store_true", help="log-spaced learning rates")
     _add_problem_options(sw)
-    sw.add_argument("--device", default="auto")
-    sw.add_argument("--dtype", default="float64")
-    sw.add_argument("--logdir", default="runs")
-    sw.add_argument("--name", default=None)
-    sw.add_argument("--no-plots", action="store_true")
-    sw.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
+    sw.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    sw.add_argument("--dtype", default="float64", help="float64 or float32")
+    sw.add_argument("--logdir", default="runs", help="parent of the run directory")
+    sw.add_argument("--name", default=None, help="run directory name (default: sweep-<timestamp>)")
+    sw.add_argument("--no-plots", action="store_true", help="draw no figure")
+    sw.add_argument("--format", default="png", choices=["png", "svg", "pdf"], help="figure format")
     swo = sw.add_mutually_exclusive_group()
-    swo.add_argument("--json", action="store_true")
-    swo.add_argument("--quiet", action="store_true")
+    swo.add_argument(
+        "--json", action="store_true", help="print exactly one JSON object on stdout, nothing else"
+    )
+    swo.add_argument("--quiet", action="store_true", help="print nothing but errors")
     sw.set_defaults(func=cmd_sweep)
 
     pl = sub.add_parser(
         "plot",
-        help="draw a figure: field, cost, loss, schedules, trajectory",
-        description="Draw one figure into a file. cost, loss and trajectory "
-        "plot a saved run (--run DIR) or a fresh one made with the "
-        "options below.",
+        help="draw a figure: field, cost, loss, schedules, trajectory, sweep",
+        description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
+        "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "
+        "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
+        "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself.",
+        epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
+        "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
+        "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
+        "--problem --data --schedule --lr START:STOP:K --epochs --init --seed",
     )
-    pl.add_argument("kind", choices=["field", "cost", "loss", "schedules", "trajectory", "sweep"])
     pl.add_argument(
-        "--run", default=None, metavar="RUN_DIR", help="a run directory holding summary.json"
+        "kind",
+        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep"],
+        help="field (a 2-D function and its gradient), cost (the linear model's cost(w) with "
+        "each path's iterates), loss (per epoch), schedules (batch GD vs SGD vs mini-batch), "
+        "trajectory (a function problem's iterates), sweep (final loss against lr)",
+    )
+    pl.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_DIR",
+        help="draw the run saved in RUN_DIR (its summary.json) as it was, instead of a fresh one",
     )
     pl.add_argument(
         "--problem",
         default=None,
-        help="field: a 2-D problem (default paraboloid); trajectory: any function "
-        "problem (default elliptic)",
+        help="field: a 2-D function (default paraboloid); trajectory: a function problem "
+        "(default elliptic); cost, loss, sweep: default linear",
     )
-    pl.add_argument("--data", default="lecture")
-    pl.add_argument("--schedule", default="sgd")
-    pl.add_argument("--lr", type=float, default=None)
-    pl.add_argument("--epochs", type=int, default=None)
-    pl.add_argument("--init", type=_init, default=None, metavar="NAME=VALUE,...")
-    pl.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
-    pl.add_argument("--out", default=None, help="output file (default ./KIND.FORMAT)")
+    pl.add_argument("--data", default=None, help="as for train (default lecture)")
+    pl.add_argument("--schedule", default=None, help="batch (default) | sgd | minibatch:B")
+    pl.add_argument(
+        "--lr",
+        default=None,
+        metavar="LR",
+        help="learning rate (default 0.01); sweep: START:STOP:K (default 0.01:0.3:30)",
+    )
+    pl.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs, one step each for function problems (default 100)",
+    )
+    pl.add_argument(
+        "--init",
+        type=_init,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="starting point, e.g. w=1.0 or x=-3,y=0 (default: the problem's)",
+    )
+    pl.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="Gaussian noise (std SIGMA, seeded) on every path's gradient (default 0)",
+    )
+    pl.add_argument(
+        "--seed", type=int, default=None, help="seed of every shuffle and noise (default 0)"
+    )
+    pl.add_argument(
+        "--format",
+        default=None,
+        choices=["png", "svg", "pdf"],
+        help="figure format (default: --out's suffix, else png)",
+    )
+    pl.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="FILE.png, FILE.svg or FILE.pdf, or a directory to write KIND.FORMAT into "
+        "(default ./KIND.FORMAT)",
+    )
     pl.set_defaults(func=cmd_plot)
 
     tb = sub.add_parser(
@@ -305,13 +387,13 @@ def build_parser() -> Parser:
     )
     ck.add_argument("--data", default="lecture", help="data for the linear problem")
     ck.add_argument("--points", type=int, default=16, help="random points (default 16)")
-    ck.add_argument("--seed", type=int, default=0)
+    ck.add_argument("--seed", type=int, default=0, help="seed of the random points")
     ck.add_argument(
         "--h",
         default="1e-4",
         help="central-difference step (default 1e-4, the lecture's) or 'auto'",
     )
-    ck.add_argument("--dtype", default="float64")
+    ck.add_argument("--dtype", default="float64", help="float64 or float32")
     ck.add_argument(
         "--compile",
         action="store_true",
@@ -343,8 +425,8 @@ def build_parser() -> Parser:
     be.add_argument("--big-n", type=int, default=None, help="samples for big_n (default 10M)")
     be.add_argument("--memory-n", type=int, default=None, help="samples for memory (default 100M)")
     be.add_argument("--json", action="store_true", help="print one JSON object")
-    be.add_argument("--logdir", default="runs")
-    be.add_argument("--name", default=None)
+    be.add_argument("--logdir", default="runs", help="parent of the run directory")
+    be.add_argument("--name", default=None, help="run directory name (default: bench-<timestamp>)")
     be.set_defaults(func=cmd_bench)
     return parser
 
@@ -413,13 +495,10 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
             options["distributed"] = group.info()
         runs.write_json(run_dir / "config.json", {**plan.config, "run_options": options})
     human = not (args.json or args.quiet)
-    callbacks = []
+    callbacks, progress = [], None
     if human:
-        callbacks.append(Progress(plan.epochs))
-    if not args.no_plots:
-        from .callbacks.figures import Figures
-
-        callbacks.append(Figures(run_dir, args.format, plan.dataset))
+        progress = Progress(plan.epochs)
+        callbacks.append(progress)
     if not args.no_tensorboard:
         from .callbacks.tensorboard import TensorBoard
 
@@ -436,13 +515,15 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
             )
         )
     if human:
-        if header:
-            print(header)
+        from .callbacks.console import describe
+
+        print(header or describe(plan.config, plan.dataset))
         print(
             f"  (lines show the {plan.names[0]} path; the table compares {', '.join(plan.names)})"
         )
+        every = 1 if args.verbose else None
         callbacks.append(
-            Console(plan.problem, plan.names[0], plan.epochs, every=1 if args.verbose else 10)
+            Console(plan.problem, plan.names[0], plan.epochs, every=every, progress=progress)
         )
     checkpointer = None
     if checkpoint_every is not None:
@@ -452,7 +533,19 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
     runs.write_json(run_dir / "summary.json", summary)
     if human:
         print(agreement_table(result))
+    if not args.no_plots:  # after the summary: Ctrl-C while drawing loses no result
+        from .callbacks.figures import draw
+
+        _embed(draw(result, run_dir, args.format, plan.dataset), run_dir / "compare", args)
     return result, summary
+
+
+def _embed(figures, logdir, args) -> None:
+    """Show PNG figures in TensorBoard's Images tab, in the TensorBoard run ``logdir``."""
+    if figures and not args.no_tensorboard and args.format == "png":
+        from .callbacks.tensorboard import write_figures
+
+        write_figures(logdir, figures)
 
 
 def _finish(results, run_dir, args) -> int:
@@ -494,27 +587,25 @@ def cmd_lecture(args) -> int:
     }
     run_dir = runs.new_run_dir(args.logdir, args.name, "lecture")
     summary, results = {"run_dir": str(run_dir)}, []
-    for schedule, plan in plans.items():
-        sub = run_dir / schedule
-        sub.mkdir()
-        result, summary[schedule] = _run(plan, args, sub, LECTURE_HEADERS[schedule])
-        results.append(result)
-        if result.status != "completed":
-            break
-        if not (args.json or args.quiet):
-            print()
-    if not args.no_plots and results[-1].status == "completed":
-        from . import plots
+    try:  # Ctrl-C anywhere (a part, its figures, between parts): the summary of what finished
+        for schedule, plan in plans.items():
+            sub = run_dir / schedule
+            sub.mkdir()
+            result, summary[schedule] = _run(plan, args, sub, LECTURE_HEADERS[schedule])
+            results.append(result)
+            if result.status != "completed":
+                break
+            if not (args.json or args.quiet):
+                print()
+        if not args.no_plots and results[-1].status == "completed":
+            from . import plots
 
-        figures = [
-            plots.field(run_dir / f"field.{args.format}"),
-            plots.schedules(run_dir / f"schedules.{args.format}", data=args.data),
-        ]
-        if not args.no_tensorboard and args.format == "png":
-            from .callbacks.tensorboard import write_figures
-
-            write_figures(run_dir / "figures", figures)
-    runs.write_json(run_dir / "summary.json", summary)
+            figures = [run_dir / f"field.{args.format}", run_dir / f"schedules.{args.format}"]
+            plots.field(path=figures[0])
+            plots.schedules(args.data, epochs=30, path=figures[1])
+            _embed(figures, run_dir / "figures", args)
+    finally:
+        runs.write_json(run_dir / "summary.json", summary)
     if args.json:
         print(runs.dumps(summary))
     return _finish(results, run_dir, args)
@@ -527,14 +618,23 @@ def _resume(args) -> int:
     from . import checkpoints, runs, train
 
     run_dir = Path(args.resume)
+    _refuse_changes(args)
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise _error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
+    finished = _finished(run_dir)
+    if finished is not None:
+        if not (args.json or args.quiet):
+            print(f"{run_dir} has already finished ({finished}); nothing to resume")
+        elif args.json:
+            print(runs.dumps(json.loads((run_dir / "summary.json").read_text())))
+        return 0
     state = checkpoints.load(run_dir / checkpoints.NAME)
     group = _group(args, saved.get("device", "cpu"))
     if group is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
         saved = {**saved, "device": group.device}
+    _compiling(saved.get("compile", False) and (group is None or group.rank == 0), args)
     plan = train.plan_from_config(saved, rows=_rows(group))
     if {"compile": False, **state["config"], "device": None} != {**plan.config, "device": None}:
         raise _error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
@@ -549,6 +649,43 @@ def _resume(args) -> int:
     if args.json:
         print(runs.dumps(summary))
     return _finish([result], run_dir, args)
+
+
+# what --resume may be given besides the run: how to show it, and how to run it
+RESUME_OPTIONS = {"resume", "json", "quiet", "verbose", "no_plots", "no_tensorboard", "format"}
+RESUME_OPTIONS |= {"distributed", "command", "func"}
+
+
+def _refuse_changes(args) -> None:
+    """--resume continues a run as its config.json says: an option that would change it is
+    refused (found by parsing the command line again with every default suppressed, so that
+    only the options actually given appear)."""
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(args.argv))
+    changed = sorted(set(given) - RESUME_OPTIONS)
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise _error(
+            f"--resume continues the run exactly as its config.json says; {flags} would change "
+            "it (start a new run instead)"
+        )
+
+
+def _finished(run_dir) -> str | None:
+    """How a run ended, if it has: its summary.json's status, unless it was interrupted."""
+    import json
+
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    status = summary.get("status") if isinstance(summary, dict) else None
+    if status in (None, "interrupted"):
+        return None
+    return f"{status} after {summary.get('epochs')} epochs"
 
 
 def _group(args, device: str):
@@ -608,6 +745,7 @@ def _train(args) -> int:
     group = _group(args, args.device)
     if group is not None:
         args.device = group.device  # cuda:LOCAL_RANK on CUDA
+    _compiling(args.compile and (group is None or group.rank == 0), args)
     plan = train.plan(
         args.problem,
         args.data,
@@ -633,6 +771,12 @@ def _rows(group):
     """The rows a rank keeps: every rank but 0 only its shard (rank 0 writes the figures and
     the report, which use the whole data)."""
     return group.shard if group is not None and group.rank != 0 else None
+
+
+def _compiling(compile: bool, args) -> None:
+    """Said before the plan is made, since compiling can take a while."""
+    if compile and not (args.json or args.quiet):
+        print("--compile: compiling the manual path's batch sum with torch.compile ...", flush=True)
 
 
 def _compile_note(plan, args) -> None:
@@ -728,7 +872,7 @@ def cmd_sweep(args) -> int:
     if not args.no_plots:
         from . import plots
 
-        plots.sweep(run_dir / f"sweep.{args.format}", report)
+        plots.sweep(report, path=run_dir / f"sweep.{args.format}")
     runs.write_json(run_dir / "summary.json", report)
     if args.json:
         print(runs.dumps(report))
@@ -739,57 +883,117 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    """Check every option against the kind first (one line, exit 2), then run and draw."""
     import json
-    from pathlib import Path
+    import math
 
-    out = Path(args.out or f"{args.kind}.{args.format}")
-    if args.kind == "cost" and not args.run and args.problem not in (None, "linear"):
+    from . import options, schedules
+
+    fresh = {
+        "cost": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
+        "loss": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
+        "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
+        "sweep": ("problem", "data", "schedule", "lr", "epochs", "init", "seed"),
+    }
+    takes = {"field": ("problem",), "schedules": ("data", "lr", "epochs", "seed"), **fresh}
+    kind = args.kind
+    given = [n for n in fresh["cost"] if getattr(args, n) is not None]
+
+    def flags(names) -> str:
+        return ", ".join(f"--{n}" for n in names)
+
+    if args.run is not None and kind not in fresh:
+        raise _error(
+            f"plot {kind} draws no saved run: --run does not apply (it takes "
+            f"{flags(takes[kind])}, --out, --format)"
+        )
+    if args.run is not None and given:
+        raise _error(
+            f"{flags(given)} {'describe' if len(given) > 1 else 'describes'} a fresh run; with "
+            "--run the figure shows the saved run as it was: drop one or the other"
+        )
+    if [n for n in given if n not in takes[kind]]:
+        raise _error(
+            f"plot {kind} does not take {flags(n for n in given if n not in takes[kind])} (it "
+            f"takes {flags(takes[kind])}{', --run' if kind in fresh else ''}, --out, --format)"
+        )
+
+    # where the figure goes: a file whose suffix is its format, in a directory that exists
+    fmt = args.format
+    out = Path(args.out) if args.out is not None else Path(f"{kind}.{fmt or 'png'}")
+    if args.out is not None and (out.is_dir() or args.out.endswith(("/", os.sep))):
+        out = out / f"{kind}.{fmt or 'png'}"
+    suffix = out.suffix.lstrip(".").lower()
+    if suffix not in ("png", "svg", "pdf"):
+        raise _error(f"--out {args.out}: name the file .png, .svg or .pdf, or give a directory")
+    if fmt is not None and fmt != suffix:
+        raise _error(f"--format {fmt} but --out {args.out} is a .{suffix} file: make them agree")
+    if not out.parent.is_dir():
+        raise _error(f"--out {args.out}: directory '{out.parent}' does not exist")
+
+    # the fresh run's settings, train's defaults, each checked before anything runs
+    lr = lrs = None
+    if kind == "sweep":
+        lrs = options.parse_lrs(args.lr or "0.01:0.3:30")
+    else:
+        try:
+            lr = 0.01 if args.lr is None else float(args.lr)
+        except ValueError:
+            raise _error(f"--lr must be a number, got '{args.lr}'") from None
+        if not math.isfinite(lr) or lr <= 0:
+            raise _error(f"--lr must be a positive number, got {args.lr}")
+    epochs = options.check_epochs(100 if args.epochs is None else args.epochs)
+    noise = 0.0 if args.noise is None else args.noise
+    options.check_guard(noise, 5)
+    schedule = args.schedule or "batch"
+    schedules.parse(schedule)
+    data, seed = args.data or "lecture", args.seed or 0
+    problem = args.problem or {"field": "paraboloid", "trajectory": "elliptic"}.get(kind, "linear")
+    if kind == "cost" and problem != "linear":
         raise _error("plot cost needs a run of the linear model with one weight w")
+
     from . import plots
 
-    if args.kind == "field":
-        path = plots.field(out, args.problem or "paraboloid")
-    elif args.kind == "schedules":
-        path = plots.schedules(out, data=args.data, lr=args.lr or 0.01, epochs=args.epochs or 30)
+    if kind == "field":
+        plots.field(problem, path=out)
+    elif kind == "schedules":
+        plots.schedules(data, lr=lr, epochs=epochs, seed=seed, path=out)
     else:
-        if args.run:
-            summary_file = Path(args.run) / "summary.json"
+        if args.run is not None:
+            summary_file = Path(args.run)
+            summary_file = summary_file if summary_file.is_file() else summary_file / "summary.json"
             try:
                 summary = json.loads(summary_file.read_text())
             except (OSError, ValueError) as exc:
                 raise _error(f"cannot read run summary '{summary_file}': {exc}") from None
-            if args.kind == "sweep" and "lrs" not in summary:
+            if kind == "sweep" and "lrs" not in summary:
                 raise _error(f"'{summary_file}' is not a sweep's summary")
-            if args.kind != "sweep" and "paths" not in summary:
+            if kind != "sweep" and "paths" not in summary:
                 raise _error(
                     f"'{summary_file}' holds no single run (a lecture run has batch/ "
                     "and sgd/ inside: give one of them)"
                 )
-        elif args.kind == "sweep":
-            from .sweep import parse_lrs, sweep
+        elif kind == "sweep":
+            from .sweep import sweep
 
             summary = sweep(
-                args.problem or "linear",
-                args.data,
-                schedule=args.schedule,
-                lrs=parse_lrs("0.01:0.3:30"),
-                epochs=args.epochs or 100,
+                problem, data, lrs=lrs, schedule=schedule, epochs=epochs, init=args.init, seed=seed
             )
         else:
             from .train import fit
 
-            problem = args.problem or ("elliptic" if args.kind == "trajectory" else "linear")
-            defaults = {"elliptic": 0.1}.get(problem, 0.01)
             summary = fit(
                 problem,
-                args.data,
-                schedule=args.schedule,
+                data,
+                schedule=schedule,
                 init=args.init,
-                lr=args.lr or defaults,
-                epochs=args.epochs or 30,
+                lr=lr,
+                epochs=epochs,
+                noise=noise,
+                seed=seed,
             ).to_json()
-        path = getattr(plots, args.kind)(out, summary)
-    print(path)
+        getattr(plots, kind)(summary, path=out)
+    print(out)
     return 0
 
 
@@ -861,17 +1065,27 @@ def _error(message: str):
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    if args.command is None:  # plain `torchgd`: what it can do
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except KeyboardInterrupt:
         _stderr("torchgd: interrupted")
         return 130
     except BrokenPipeError:  # `torchgd ... | head`: the reader left; stop quietly, as Unix tools do
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for Python's last flush
         return 141  # 128 + SIGPIPE, what a shell reports for a tool that SIGPIPE ended
+    except OSError as exc:  # disk full, a file too large, no permission: the run's files stay
+        where = f"'{exc.filename}': " if exc.filename else ""
+        _stderr(
+            f"torchgd {args.command}: error: {where}{exc.strerror or exc} "
+            "(everything written before it is kept)"
+        )
+        return EXIT_IO
     except Exception as exc:
         from .errors import TorchgdError
 

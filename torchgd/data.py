@@ -9,6 +9,7 @@ one-feature model ``y_hat = w * x``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def _check(path: str, x: torch.Tensor, y: torch.Tensor, dtype=torch.float64) -> 
         raise TorchgdError(
             f"data file '{path}' has values too large for {str(dtype).removeprefix('torch.')}"
         )
-    return Dataset(str(path), x, y, {"file": str(path)})
+    return Dataset(str(path), x, y, {"file": os.path.abspath(path)})  # found again from anywhere
 
 
 def _numeric(path: str, name: str, a) -> torch.Tensor:

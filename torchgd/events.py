@@ -76,21 +76,35 @@ class EventFile:
     def flush(self) -> None:
         if self._file is None:
             return
-        if self._pending:
-            data, self._pending = b"".join(self._pending), []
-            self._file.write(data)
-        self._file.flush()
+        try:
+            if self._pending:
+                data, self._pending = b"".join(self._pending), []
+                self._file.write(data)
+            self._file.flush()
+        except OSError as exc:  # disk full: say which file; this writer is done
+            self._abandon()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         self._last = time.monotonic()
+
+    def _abandon(self) -> None:
+        """Close without writing more (what could not be written stays unwritten)."""
+        file, self._file, self._pending = self._file, None, []
+        try:
+            file.close()
+        except OSError:
+            pass  # the buffered tail that failed once fails again: it is dropped
 
     def close(self) -> None:
         if self._file is None:
             return
+        self.flush()
         try:
-            self.flush()
             os.fsync(self._file.fileno())
-        finally:
-            self._file.close()
-            self._file = None
+        except OSError as exc:
+            self._abandon()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        self._file.close()
+        self._file = None
 
 
 # Scalars, encoded by hand, exactly as ``SummaryWriter.add_scalar`` writes them: an Event

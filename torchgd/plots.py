@@ -38,6 +38,7 @@ import torch
 from . import data as datasets
 from . import gradients, problems
 from .errors import TorchgdError
+from .runs import write_atomic
 
 FORMATS = ("png", "svg", "pdf")
 DPI = 100
@@ -87,8 +88,10 @@ def check_path(path) -> Path:
 def _done(fig: Figure, path) -> Figure:
     if path is not None:
         path = Path(path)
+        buf = io.BytesIO()  # drawn whole first: Ctrl-C or a full disk leaves no torn file
+        fig.savefig(buf, dpi=DPI, format=path.suffix.lstrip(".").lower())
         try:
-            fig.savefig(path, dpi=DPI, format=path.suffix.lstrip(".").lower())
+            write_atomic(path, buf.getvalue())
         except OSError as exc:
             raise TorchgdError(f"cannot save a figure as '{path}': {exc.strerror or exc}") from None
     return fig

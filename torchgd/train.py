@@ -103,6 +103,31 @@ class Result:
             "agreement": self.agreement,
         }
 
+    def __repr__(self) -> str:
+        """One short line: status, problem and settings, the first path's parameters, and how
+        far apart the paths ended (``to_json()`` has everything)."""
+
+        def g(v):
+            if isinstance(v, list):
+                return f"[{len(v)} values]" if len(v) > 3 else f"[{', '.join(map(g, v))}]"
+            return "nan" if v is None else f"{v:.6g}"
+
+        c = self.config
+        has_data = c.get("data") is not None
+        where = f", {c['data']} data, {c['schedule']}" if has_data else ""
+        text = f"{self.status}: {c['problem']}{where}, lr={g(c['lr'])}, {self.epochs} "
+        text += "epochs" if has_data else "steps"
+        if self.paths:
+            first = next(iter(self.paths))
+            values = ", ".join(f"{k}={g(v)}" for k, v in self.paths[first]["params"].items())
+            text += f"; {first}: {values}"
+        ulp = self.agreement.get("max_ulp")
+        if len(self.paths) > 1 and ulp is not None:
+            text += f"; {len(self.paths)} paths " + (
+                "agree bit for bit" if ulp == 0 else f"at most {ulp} ulp apart"
+            )
+        return f"Result({text})"
+
 
 def _noise(config: dict, step: int, params0: dict) -> dict:
     """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
@@ -296,7 +321,7 @@ def plan(
         raise TorchgdError(f"--history must be auto or all, got '{history}'")
     config["history"] = history
     if spec_name is not None and spec_name != problem.name:
-        config["problem_spec"] = spec_name  # a user's FILE.py:NAME, to rebuild the run
+        config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
@@ -355,11 +380,25 @@ def plan_from_config(config: dict, rows=None) -> Plan:
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
         problem = config.get("problem_spec", config["problem"])
         data = config["data"]
-    except (KeyError, TypeError) as exc:
+        file = (config.get("data_meta") or {}).get("file")  # absolute: works from anywhere
+    except (KeyError, TypeError, AttributeError) as exc:
         raise TorchgdError(
             f"the run's config.json lacks {exc}; it was not written by torchgd train"
         ) from None
-    return plan(problem, data if data is not None else "lecture", rows=rows, **kwargs)
+    rebuilt = plan(problem, file or (data if data is not None else "lecture"), rows=rows, **kwargs)
+    rebuilt.config["data"] = data  # as the user gave it
+    return rebuilt
+
+
+def _absolute(spec: str) -> str:
+    """``FILE.py:NAME`` with FILE made absolute, so the run can be rebuilt (``--resume``,
+    ``plot --run``) from any directory; ``package.module:NAME`` as it is."""
+    where, _, attr = spec.rpartition(":")
+    if not where.endswith(".py"):
+        return spec
+    from pathlib import Path
+
+    return f"{Path(where).resolve()}:{attr}"
 
 
 def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:

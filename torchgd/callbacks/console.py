@@ -20,16 +20,64 @@ def _fmt(t: torch.Tensor) -> str:
     return repr(t.item()) if t.numel() == 1 and t.dim() == 0 else repr(t.tolist())
 
 
+def describe(config: dict, dataset=None) -> str:
+    """One line saying what a run runs: problem, data, schedule, lr, epochs, paths, device."""
+    c = config
+    if c["problem"] == "linear":
+        what = "linear model y = x @ w" + (" + b" if c.get("bias") else "")
+    else:
+        what = c["problem"]
+    if dataset is not None:
+        n, d = len(dataset), (dataset.x.shape[1] if dataset.x.dim() > 1 else 1)
+        what += f" on {c['data']} ({n:,} samples, {d} feature{'s' * (d != 1)})"
+        order = "shuffled" if c.get("shuffle") else "in order"
+        how = c["schedule"] + ("" if c["schedule"] == "batch" else f" {order}")
+        length = f"{c['epochs']:,} epochs"
+    else:
+        how, length = "gradient descent", f"{c['epochs']:,} steps"
+
+    def value(v):
+        if isinstance(v, list) and v and all(u == v[0] for u in v):
+            return f"{v[0]} (all {len(v)})"
+        return str(v)
+
+    start = ", ".join(f"{k}={value(v)}" for k, v in c["init"].items())
+    extras = [f"{k.replace('_', ' ')} {c[k]}" for k in ("momentum", "dampening", "weight_decay")]
+    extras = [e for e, k in zip(extras, ("momentum", "dampening", "weight_decay")) if c.get(k)]
+    extras += [k for k in ("nesterov", "maximize") if c.get(k)]
+    if c.get("noise"):
+        extras.append(f"gradient noise {c['noise']}")
+    parts = [what, how, f"lr {c['lr']}", length] + extras
+    if start:
+        parts.append(f"from {start}")
+    parts.append(f"paths {'/'.join(c['paths'])} ({c['rule']} rule)")
+    parts.append(f"{c['device']} {c['dtype']}")
+    return "Training " + ", ".join(parts)
+
+
+def default_every(epochs: int) -> int:
+    """A steady cadence of 10 to 99 lines: every 10th epoch up to 999 epochs, every 100th up to
+    9,999, every 1,000th up to 99,999, ... (and always the last)."""
+    return 10 ** max(1, len(str(max(epochs, 1))) - 2)
+
+
 class Console(Callback):
     """Prints the lecture's lines for one path (the first selected)."""
 
-    def __init__(self, problem, path: str, epochs: int, every: int = 10, stream=None):
-        self.problem, self.path, self.epochs, self.every = problem, path, epochs, every
+    def __init__(
+        self, problem, path: str, epochs: int, every: int | None = None, stream=None, progress=None
+    ):
+        self.problem, self.path, self.epochs = problem, path, epochs
+        self.every = every or default_every(epochs)
         self.stream = stream or sys.stdout
+        self.progress = progress  # a Progress bar to print through, if any
         self.predicts = problem.name == "linear"
 
     def print(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
+        if self.progress is not None:
+            self.progress.write(line, self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def predict(self, params: dict) -> str:
         x = torch.tensor(PREDICT_AT, dtype=params["w"].dtype, device=params["w"].device)

@@ -1,4 +1,4 @@
-"""Draws a run's figures into its run directory when it ends (before TensorBoard picks them up).
+"""Draws a run's figures into its run directory once it has ended and its summary is written.
 
 ``loss`` for every run; ``cost`` for the linear model with one weight; ``trajectory`` for
 function problems.
@@ -7,8 +7,6 @@ function problems.
 from __future__ import annotations
 
 from pathlib import Path
-
-from . import Callback
 
 
 def kinds_for(config: dict) -> list[str]:
@@ -21,19 +19,20 @@ def kinds_for(config: dict) -> list[str]:
     return kinds
 
 
-class Figures(Callback):
-    def __init__(self, run_dir, fmt: str = "png", dataset=None):
-        self.run_dir, self.fmt, self.dataset = Path(run_dir), fmt, dataset
-        self.written: list[Path] = []
+def draw(result, run_dir, fmt: str = "png", dataset=None) -> list[Path]:
+    """Draw a finished run's figures into ``run_dir``; returns the files written.
 
-    def on_end(self, result):
-        if not result.epochs:
-            return
-        from .. import plots
+    Called after ``summary.json`` is written, outside the training loop, so Ctrl-C while
+    drawing stops at once and keeps every file finished before it (each figure is written
+    whole, atomically)."""
+    if not result.epochs:
+        return []
+    from .. import plots
 
-        summary = result.to_json()
-        for kind in kinds_for(summary["config"]):
-            path = self.run_dir / f"{kind}.{self.fmt}"
-            extra = {"dataset": self.dataset} if kind == "cost" else {}
-            getattr(plots, kind)(summary, path=path, **extra)  # the figure is not kept
-            self.written.append(path)
+    summary, written = result.to_json(), []
+    for kind in kinds_for(summary["config"]):
+        path = Path(run_dir) / f"{kind}.{fmt}"
+        extra = {"dataset": dataset} if kind == "cost" else {}
+        getattr(plots, kind)(summary, path=path, **extra)  # the figure is not kept
+        written.append(path)
+    return written

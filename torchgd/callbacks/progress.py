@@ -1,7 +1,8 @@
 """A tqdm progress bar on stderr, for runs long enough to need one.
 
 Shown only when stderr is a terminal and after about two seconds (``delay``), never with
-``--json`` or ``--quiet`` (the CLI does not add it then) and never when stderr is piped.
+``--json`` or ``--quiet`` (the CLI does not add it then) and never when stderr is piped. The
+console prints through ``Progress.write``, so its lines never share a line with the bar.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ class Progress(Callback):
             leave=False,
             dynamic_ncols=True,
         )
+
+    def write(self, line: str, stream) -> None:
+        """Print ``line`` to ``stream`` on a line of its own: the bar is cleared first and
+        redrawn below, so printed lines and the bar never share a line."""
+        if self.bar is None:
+            print(line, file=stream, flush=True)
+        else:
+            self.bar.write(line, file=stream)
+            stream.flush()
 
     def on_epoch(self, epoch):
         if self.bar is not None:

@@ -248,9 +248,7 @@ class TensorBoard(Callback):
     def on_end(self, result):
         if result.epochs:
             self._final(result)
-        for png in sorted(self.run_dir.glob("*.png")):
-            self.writers["compare"].image(f"figures/{png.stem}", png.read_bytes())
-        self.close()
+        self.close()  # the figures come later, drawn after the summary (``write_figures``)
 
     def _final(self, result) -> None:
         """One point per metric of the HParams tab at the last step: the final loss and

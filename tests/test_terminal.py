@@ -1,0 +1,255 @@
+"""The terminal as users meet it: what torchgd prints, its help, exit codes, and what happens
+when a disk fills up mid-run."""
+
+import argparse
+import fcntl
+import json
+import os
+import pty
+import resource
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, run_cli
+from torchgd.cli import build_parser
+
+
+def test_torchgd_alone_prints_its_commands(cli):
+    proc = cli()
+    assert proc.returncode == 0 and proc.stderr == ""
+    for command in ("lecture", "train", "sweep", "plot", "tb", "check", "bench"):
+        assert f"\n    {command} " in proc.stdout
+    assert "exit codes:" in proc.stdout and "3 diverged" in proc.stdout
+
+
+def _options():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, p in sub.choices.items():
+        for action in p._actions:
+            if action.option_strings and action.dest != "help":
+                yield command, p, action
+
+
+@pytest.mark.parametrize("command", ["lecture", "train", "sweep", "plot", "tb", "check", "bench"])
+def test_every_option_has_help_that_states_its_default(command):
+    options = [(p, a) for c, p, a in _options() if c == command]
+    assert options
+    for p, action in options:
+        assert action.help, f"{command} {action.option_strings[0]} has no help text"
+        text = p._get_formatter()._expand_help(action) if action.help else ""
+        shown = p._get_formatter()._get_help_string(action) % {
+            **vars(action),
+            "default": action.default,
+            "prog": p.prog,
+        }
+        has_default = not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if has_default:
+            assert "default" in shown, f"{command} {action.option_strings[0]}: {text!r}"
+
+
+def test_train_starts_with_one_line_saying_what_it_runs(cli, tmp_path):
+    (tmp_path / "mine.csv").write_text("a,b,y\n1,2,3\n2,1,4\n3,3,7\n")
+    proc = cli(
+        "train",
+        "--data",
+        "mine.csv",
+        "--bias",
+        "--schedule",
+        "sgd",
+        "--lr",
+        "0.02",
+        "--epochs",
+        "3",
+        "--paths",
+        "manual,optim",
+        "--momentum",
+        "0.5",
+        "--no-plots",
+    )
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    for part in (
+        "linear model y = x @ w + b",
+        "on mine.csv (3 samples, 2 features)",
+        "sgd in order",
+        "lr 0.02",
+        "3 epochs",
+        "momentum 0.5",
+        "paths manual/optim",
+        "cpu float64",
+    ):
+        assert part in first, (part, first)
+
+
+def _pty_run(args, cwd):
+    """Run the CLI with stdout and stderr on one terminal, as in a shell; returns the bytes."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchgd", *args], cwd=cwd, stdout=slave, stderr=slave, env=env
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 120)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    return proc.returncode, out.decode(errors="replace")
+
+
+def _screen_lines(text):
+    """What a terminal shows on each line: a carriage return moves back to the line's start,
+    and later characters overwrite earlier ones."""
+    lines = []
+    for raw in text.split("\n"):
+        row, col = [], 0
+        for ch in raw:
+            if ch == "\r":
+                col = 0
+            else:
+                if col < len(row):
+                    row[col] = ch
+                else:
+                    row.append(ch)
+                col += 1
+        lines.append("".join(row).rstrip())
+    return lines
+
+
+def test_progress_bar_and_progress_lines_never_share_a_line(tmp_path):
+    # long enough (several seconds) for the bar to show, with a Progress line every 10,000 steps
+    code, out = _pty_run(
+        [
+            "train",
+            "--problem",
+            "rosenbrock",
+            "--lr",
+            "0.001",
+            "--epochs",
+            "30000",
+            "--paths",
+            "manual",
+            "--no-plots",
+            "--no-tensorboard",
+        ],
+        tmp_path,
+    )
+    assert code == 0, out[-2000:]
+    assert "it/s" in out or "epoch/s" in out, "the bar never showed: the run was too short"
+    progress = [line for line in _screen_lines(out) if "Progress:" in line]
+    assert len(progress) == 30  # every 1,000th of 30,000 epochs: a steady cadence
+    for line in progress:
+        assert line.startswith("Progress: epoch="), line
+        assert "%|" not in line and "epoch/s" not in line, line
+
+
+def _limit_file_size(limit):
+    def preexec():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return preexec
+
+
+def test_a_full_disk_mid_run_is_one_line_exit_74_and_keeps_whats_written(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torchgd",
+            "train",
+            "--schedule",
+            "sgd",
+            "--epochs",
+            "20000",
+            "--paths",
+            "manual",
+            "--no-plots",
+            "--log-every",
+            "1",
+            "--name",
+            "full",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size(200_000),  # the event file outgrows it mid-run
+    )
+    assert proc.returncode == 74, proc.stderr
+    err = proc.stderr.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "File too large" in err and "events.out.tfevents" in err
+    run = tmp_path / "runs" / "full"
+    assert json.loads((run / "config.json").read_text())["epochs"] == 20000
+    acc = EventAccumulator(str(run / "manual"), size_guidance={"scalars": 0})
+    acc.Reload()  # every whole record reads back; steps from 1 with none missing
+    steps = [e.step for e in acc.Scalars("loss/raw")]
+    assert len(steps) > 1000 and steps == list(range(1, len(steps) + 1))
+
+
+def test_run_files_get_the_usual_permissions(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    old = os.umask(0o022)
+    try:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "torchgd",
+                "train",
+                "--epochs",
+                "3",
+                "--name",
+                "p",
+                "--checkpoint-every",
+                "1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.umask(old)
+    assert proc.returncode == 0, proc.stderr
+    files = [p for p in (tmp_path / "runs" / "p").rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {"config.json", "summary.json", "checkpoint.pt", "loss.png"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    for p in files:
+        assert oct(p.stat().st_mode & 0o777) == "0o644", p
+
+
+def test_the_exit_codes_are_documented_in_the_readme():
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Exit codes") :]
+    for code in ("0", "1", "2", "3", "74", "130", "141"):
+        assert f"| {code} |" in section, code
+
+
+def test_no_option_of_resume_is_silently_ignored(tmp_path):
+    proc = run_cli("train", "--resume", tmp_path, "--logdir", "elsewhere", cwd=tmp_path)
+    assert proc.returncode == 2 and "--logdir would change it" in proc.stderr

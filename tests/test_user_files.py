@@ -1,0 +1,104 @@
+"""A user's own problem file and data file, used from where the user stands and from elsewhere:
+figures at the end of train, plot --run and --resume from another directory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, run_cli
+
+BOWL = """from torchgd.problems import FunctionProblem
+
+bowl = FunctionProblem(
+    "bowl", ("x", "y"), f=lambda x, y: x**2 + 3 * y**2, df=lambda x, y: (2 * x, 6 * y),
+    start={"x": 2.0, "y": 1.0}, description="f = x^2 + 3y^2",
+)
+"""
+
+
+def _interrupt_after_checkpoint(args, cwd, run):
+    """Start ``torchgd train ARGS`` in ``cwd``, Ctrl-C it once its first checkpoint exists."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchgd", "train", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 90
+    while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
+
+
+def test_a_problem_file_trains_draws_and_replots_from_another_directory(tmp_path):
+    home, other = tmp_path / "home", tmp_path / "other"
+    home.mkdir(), other.mkdir()
+    (home / "bowl.py").write_text(BOWL)
+    proc = run_cli(
+        "train",
+        "--problem",
+        "bowl.py:bowl",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "20",
+        "--name",
+        "u",
+        cwd=home,
+    )
+    assert proc.returncode == 0, proc.stderr
+    run = home / "runs" / "u"
+    assert {"loss.png", "trajectory.png", "summary.json"} <= {p.name for p in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["config"]["problem"] == "bowl"
+    for kind in ("trajectory", "loss"):
+        proc = run_cli("plot", kind, "--run", run, "--out", f"{kind}.png", cwd=other)
+        assert proc.returncode == 0, proc.stderr
+        assert (other / f"{kind}.png").stat().st_size > 1000
+
+
+def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_path):
+    home, other = tmp_path / "home", tmp_path / "other"
+    home.mkdir(), other.mkdir()
+    (home / "bowl.py").write_text(BOWL)
+    common = ["--lr", "0.01", "--epochs", "30000", "--paths", "manual,optim", "--no-plots"]
+    full = run_cli("train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home)
+    assert full.returncode == 0, full.stderr
+    run = home / "runs" / "i"
+    _interrupt_after_checkpoint(
+        ["--problem", "bowl.py:bowl", *common, "--checkpoint-every", "2000", "--name", "i"],
+        home,
+        run,
+    )
+    proc = run_cli("train", "--resume", run, "--json", cwd=other)
+    assert proc.returncode == 0, proc.stderr
+    resumed, uninterrupted = json.loads(proc.stdout), json.loads(full.stdout)
+    assert resumed["status"] == "completed"
+    assert resumed["paths"] == uninterrupted["paths"]  # bit for bit, history included
+
+
+def test_a_run_on_a_data_file_resumes_from_another_directory(tmp_path):
+    home, other = tmp_path / "home", tmp_path / "other"
+    home.mkdir(), other.mkdir()
+    rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
+    (home / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "3000"]
+    common += ["--paths", "manual", "--no-plots", "--no-tensorboard"]
+    full = run_cli("train", *common, "--json", "--name", "f", cwd=home)
+    assert full.returncode == 0, full.stderr
+    run = home / "runs" / "i"
+    _interrupt_after_checkpoint([*common, "--checkpoint-every", "100", "--name", "i"], home, run)
+    proc = run_cli("train", "--resume", run, "--json", cwd=other)
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads(proc.stdout)
+    assert resumed["config"]["data"] == "mine.csv"  # as the user gave it
+    assert resumed["paths"] == json.loads(full.stdout)["paths"]
