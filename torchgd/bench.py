@@ -124,7 +124,7 @@ def bench_logging(epochs: int = 2500, repeat: int = 3) -> dict:
         "plain_s": plain,
         "logged_s": logged,
         "overhead": logged / plain - 1,
-        "target": 0.5,
+        "target": 0.1,
     }
 
 
@@ -289,7 +289,7 @@ def run(
     sections = {
         "numerical": lambda: bench_numerical(300 if quick else 1000, repeat),
         "sgd": lambda: bench_sgd(100 if quick else 2500, repeat),
-        "logging": lambda: bench_logging(100 if quick else 2500, repeat),
+        "logging": lambda: bench_logging(100 if quick else 2500, 1 if quick else 5),
         "sweep": lambda: bench_sweep(32 if quick else 256, 100, repeat),
         "big_n": lambda: bench_big_n(big_n, 2 if quick else 5, compile=compile),
         "memory": lambda: bench_memory(memory_n),

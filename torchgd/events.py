@@ -69,8 +69,15 @@ class EventFile:
 
     def add_bytes(self, data: bytes) -> None:
         """Append one serialized Event."""
-        self._pending.append(record(data))
-        if len(self._pending) >= FLUSH_EVERY or time.monotonic() - self._last > FLUSH_SECONDS:
+        pending = self._pending
+        header = _PACK_Q(len(data))
+        pending.append(
+            header + _PACK_I(masked_crc32c(header)) + data + _PACK_I(masked_crc32c(data))
+        )
+        # the clock is read every 64 records: a flush at most FLUSH_SECONDS (plus 64 records) late
+        if len(pending) % 64 == 0 and (
+            len(pending) >= FLUSH_EVERY or time.monotonic() - self._last > FLUSH_SECONDS
+        ):
             self.flush()
 
     def flush(self) -> None:
@@ -116,6 +123,8 @@ class EventFile:
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _SMALL[n]
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -125,6 +134,9 @@ def _varint(n: int) -> bytes:
         else:
             out.append(byte)
             return bytes(out)
+
+
+_SMALL = [bytes((n,)) for n in range(0x80)]
 
 
 def _field(number: int, payload: bytes) -> bytes:
@@ -144,20 +156,41 @@ def float32_bytes(value: float) -> bytes:
 
 
 class ScalarEncoder:
-    """Encodes ``[(tag, value), ...]`` at one step as a serialized Event."""
+    """Encodes scalars at one step as a serialized Event: ``event(step, wall_time, pairs)`` for
+    ``[(tag, value), ...]``, or ``values(step, wall_time, tags, values)`` for a tuple of tags
+    used again and again (one ``struct`` call then packs every tag with its value)."""
 
     def __init__(self):
         self.prefix: dict[str, bytes] = {}
+        self.layouts: dict[tuple, tuple] = {}
 
-    def _value(self, tag: str, value: float) -> bytes:
+    def _prefix(self, tag: str) -> bytes:
         head = self.prefix.get(tag)
         if head is None:
             name = _field(1, tag.encode())
             head = self.prefix[tag] = b"\x0a" + _varint(len(name) + 5) + name + b"\x15"
-        return head + float32_bytes(value)
+        return head
 
     def event(self, step: int, wall_time: float, pairs) -> bytes:
-        summary = b"".join(self._value(t, v) for t, v in pairs)
+        pairs = list(pairs)
+        return self.values(step, wall_time, tuple(t for t, _ in pairs), [v for _, v in pairs])
+
+    def values(self, step: int, wall_time: float, tags: tuple, values: list) -> bytes:
+        layout = self.layouts.get(tags)
+        if layout is None:
+            prefixes = [self._prefix(t) for t in tags]
+            fmt = "<" + "".join(f"{len(p)}sf" for p in prefixes)
+            layout = self.layouts[tags] = (
+                struct.Struct(fmt).pack,
+                prefixes,
+                [None] * 2 * len(tags),
+            )
+        pack, prefixes, args = layout
+        args[0::2], args[1::2] = prefixes, values
+        try:
+            summary = pack(*args)
+        except OverflowError:  # a value beyond float32's range: +-inf, one value at a time
+            summary = b"".join(p + float32_bytes(v) for p, v in zip(prefixes, values))
         return (
             b"\x09"
             + _PACK_D(wall_time)

@@ -25,7 +25,6 @@ import struct
 import time
 from pathlib import Path
 
-import torch
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
 from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
@@ -57,6 +56,9 @@ class _Writer:
 
     def scalars(self, step: int, pairs, wall_time: float) -> None:
         self.file.add_bytes(self.encoder.event(step, wall_time, pairs))
+
+    def values(self, step: int, tags: tuple, values: list, wall_time: float) -> None:
+        self.file.add_bytes(self.encoder.values(step, wall_time, tags, values))
 
     def event(self, step: int, summary, wall_time: float | None = None) -> None:
         self.file.add(
@@ -162,6 +164,10 @@ class TensorBoard(Callback):
         self.names = list(paths)
         self.dtype = config["dtype"]
         self.labels = compare.labels_for(next(iter(paths.values())).values())
+        self.step_tags = ("loss/raw", "loss/smoothed", "lr")
+        self.step_tags += tuple(f"params/{k}" for k in self.labels)
+        self.step_tags += tuple(f"grad/{k}" for k in self.labels)
+        self.epoch_tags = ("epoch/loss", *(f"epoch/params/{k}" for k in self.labels))
         text = "```json\n" + json.dumps(config, indent=2) + "\n```"
         for name in [*self.names, "compare"]:
             w = self.writers[name] = _Writer(self.run_dir / name)
@@ -178,51 +184,39 @@ class TensorBoard(Callback):
         now = time.time()
         r, d = step.record, len(self.labels)
         bias = 1 - self.beta**self.logged
+        rows = [r.params[i * d : (i + 1) * d] for i in range(len(self.names))]
+        beta, ema, tags = self.beta, self.ema, self.step_tags
         for i, name in enumerate(self.names):
             loss = r.losses[i]
-            self.ema[name] = self.beta * self.ema.get(name, 0.0) + (1 - self.beta) * loss
-            pairs = [("loss/raw", loss), ("loss/smoothed", self.ema[name] / bias), ("lr", self.lr)]
-            pairs += [(f"params/{k}", v) for k, v in zip(self.labels, r.params[i * d :][:d])]
-            pairs += [(f"grad/{k}", v) for k, v in zip(self.labels, r.grads[i * d :][:d])]
-            self.writers[name].scalars(s, pairs, now)
+            ema[name] = beta * ema.get(name, 0.0) + (1 - beta) * loss
+            values = [loss, ema[name] / bias, self.lr, *rows[i], *r.grads[i * d : (i + 1) * d]]
+            w = self.writers[name]
+            w.file.add_bytes(w.encoder.values(s, now, tags, values))
         agreement = []
-        if len(self.names) > 1:
-            rows = [r.params[i * d :][:d] for i in range(len(self.names))]
+        if len(rows) > 1:
             worst = max(
-                compare.ulp_distance_floats(a, b, self.dtype)
+                0 if a == b else compare.ulp_distance_floats(a, b, self.dtype)  # mostly equal
                 for i, a in enumerate(rows)
                 for b in rows[i + 1 :]
             )
             agreement.append(("agreement/params_max_ulp", float(worst)))
         if r.refs:
-            checked = list(step.refs)
-            worst = max(
-                compare.ulp_distance_floats(
-                    r.refs[q * d :][:d], r.grads[self.names.index(p) * d :][:d], self.dtype
-                )
-                for q, p in enumerate(checked)
-            )
+            worst = 0
+            for q, p in enumerate(step.refs):
+                ref, got = r.refs[q * d : (q + 1) * d], r.grads[self.names.index(p) * d :][:d]
+                if ref != got:
+                    worst = max(worst, compare.ulp_distance_floats(ref, got, self.dtype))
             agreement.append(("agreement/grad_max_ulp", float(worst)))
         if agreement:
             self.writers["compare"].scalars(s, agreement, now)
 
     def on_epoch(self, epoch):
+        from ..train import _floats  # one small call per tensor: cheaper than cat + tolist
+
         now = time.time()
-        rows = torch.stack(
-            [
-                torch.cat(
-                    [
-                        epoch.losses[p].reshape(1).to(torch.float64),
-                        compare.flat(epoch.params[p]).to(torch.float64),
-                    ]
-                )
-                for p in self.names
-            ]
-        ).tolist()
-        for name, row in zip(self.names, rows):
-            pairs = [("epoch/loss", row[0])]
-            pairs += [(f"epoch/params/{k}", v) for k, v in zip(self.labels, row[1:])]
-            self.writers[name].scalars(epoch.epoch, pairs, now)
+        for name in self.names:
+            row = _floats((epoch.losses[name], *epoch.params[name].values()))
+            self.writers[name].values(epoch.epoch, self.epoch_tags, row, now)
 
     def state_dict(self) -> dict:
         return {"ema": dict(self.ema), "logged": self.logged}
