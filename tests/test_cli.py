@@ -1,6 +1,7 @@
 """The CLI end to end, through real subprocesses."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -231,6 +232,18 @@ def test_subcommand_help_lists_its_options(command):
         assert option in proc.stdout
 
 
-def test_console_script_entry_point_is_declared():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert 'torchgd = "torchgd.cli:main"' in text
+def test_the_installed_console_script_flushes_its_output_and_keeps_exit_codes(tmp_path):
+    """``torchgd`` ends with os._exit (no teardown of torch's modules): everything printed must
+    still arrive, through a pipe too, and the exit codes stay."""
+    assert 'torchgd = "torchgd.cli:entry"' in (ROOT / "pyproject.toml").read_text()
+    script = os.path.join(os.path.dirname(sys.executable), "torchgd")
+    args = ["train", "--epochs", "300", "--verbose", "--no-plots", "--no-tensorboard"]
+    proc = subprocess.run([script, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("Progress: epoch=") for line in lines) == 300
+    assert lines[-1].startswith("Run directory: ")  # the very last line, flushed
+    proc = subprocess.run([script, *args, "--json"], cwd=tmp_path, capture_output=True, text=True)
+    assert json.loads(proc.stdout)["epochs"] == 300
+    proc = subprocess.run([script, "train", "--lr", "-1"], cwd=tmp_path, capture_output=True)
+    assert proc.returncode == 2

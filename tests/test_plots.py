@@ -397,7 +397,7 @@ def test_the_cost_curve_is_the_lectures_cost_without_a_grid_by_samples_tensor():
     from torchgd import problems
 
     ds = datasets.synthetic(3_000_000, noise=0.5, seed=5)  # three chunks of a million
-    curve = plots.cost_curve(ds.x, ds.y)
+    curve = plots.cost_curve(*datasets.moments(ds.x, ds.y))
     lin = problems.Linear()
     for w in (-3.0, 0.0, ds.meta["true_w"][0], 4.0):
         exact = lin.loss({"w": torch.tensor(w, dtype=torch.float64)}, ds.x, ds.y).item()

@@ -253,3 +253,112 @@ def test_the_exit_codes_are_documented_in_the_readme():
 def test_no_option_of_resume_is_silently_ignored(tmp_path):
     proc = run_cli("train", "--resume", tmp_path, "--logdir", "elsewhere", cwd=tmp_path)
     assert proc.returncode == 2 and "--logdir would change it" in proc.stderr
+
+
+SLOW = """import time
+
+import torch
+
+from torchgd.problems import FunctionProblem
+
+
+def f(x, y):
+    if x.numel() > 100:  # the figure's 200 x 200 grid, not a training step
+        time.sleep(60)
+    return x**2 + y**2
+
+
+slow = FunctionProblem("slow", ("x", "y"), f=f, df=lambda x, y: (2 * x, 2 * y),
+                       start={"x": 1.0, "y": 1.0}, description="f = x^2 + y^2, slow on a grid")
+"""
+
+
+def _start(args, cwd, env=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "torchgd", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path, proc, timeout=120):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+
+
+def _whole_pngs(run):
+    pngs = list(run.rglob("*.png"))
+    for png in pngs:
+        raw = png.read_bytes()
+        assert raw.startswith(b"\x89PNG") and raw.endswith(b"IEND\xaeB`\x82"), png
+    return {p.name for p in pngs}
+
+
+def test_ctrl_c_while_figures_are_drawn_exits_130_and_keeps_every_result(tmp_path):
+    (tmp_path / "slow.py").write_text(SLOW)
+    env = {"TMPDIR": str(tmp_path)}  # where the drawer's scratch directory would go
+    proc = _start(
+        ["train", "--problem", "slow.py:slow", "--lr", "0.1", "--epochs", "5", "--name", "s"],
+        tmp_path,
+        env,
+    )
+    run = tmp_path / "runs" / "s"
+    _wait_for(run / "summary.json", proc)  # trained; the trajectory figure takes a minute
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)  # honoured at once, not after the figure
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines() == ["torchgd: interrupted"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["epochs"] == 5
+    assert "trajectory.png" not in _whole_pngs(run)  # finished figures whole, the rest absent
+
+
+def test_ctrl_c_between_the_lectures_parts_keeps_the_first(tmp_path):
+    env = {"TMPDIR": str(tmp_path)}
+    proc = _start(["lecture", "--name", "l"], tmp_path, env)
+    run = tmp_path / "runs" / "l"
+    _wait_for(run / "batch" / "summary.json", proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    top = json.loads((run / "summary.json").read_text())  # written on the way out
+    assert top["batch"]["status"] == "completed"
+    batch = json.loads((run / "batch" / "summary.json").read_text())
+    assert batch["paths"]["manual"]["params"]["w"] == top["batch"]["paths"]["manual"]["params"]["w"]
+    if "sgd" in top:  # the interrupt reached the second part's training: stopped there
+        assert top["sgd"]["status"] == "interrupted"
+    _whole_pngs(run)
+    assert not list(tmp_path.glob("torchgd-figures-*"))  # the drawer's scratch is gone
+
+
+def test_figures_are_drawn_here_when_the_drawer_dies(tmp_path):
+    from torchgd import fit
+    from torchgd.callbacks.figures import draw
+    from torchgd.drawing import Drawer
+
+    summary = fit("linear", "lecture", schedule="sgd", epochs=5).to_json()
+    drawer = Drawer()
+    drawer.proc.kill()  # as if the drawer crashed
+    drawer.proc.wait()
+    draw(drawer, summary, tmp_path, "png", group="g")
+    assert drawer.wait() == {"g": [tmp_path / "loss.png", tmp_path / "cost.png"]}
+    assert _whole_pngs(tmp_path) == {"loss.png", "cost.png"}
+
+
+def test_a_figure_that_fails_in_the_drawer_is_one_line_error(tmp_path):
+    from torchgd.drawing import Drawer
+    from torchgd.errors import TorchgdError
+
+    drawer = Drawer()
+    drawer.draw("trajectory", tmp_path / "t.png", run={"config": {"problem": "linear"}})
+    with pytest.raises(TorchgdError, match="plot trajectory needs a function problem"):
+        drawer.wait()

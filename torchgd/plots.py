@@ -225,21 +225,26 @@ def _same_as(groups: list[list[str]], p: str) -> str:
     return f" (same as {group[0]})" if group[0] != p else ""
 
 
-def cost(run, *, path=None, dataset=None) -> Figure:
+def cost(run, *, path=None, dataset=None, moments=None) -> Figure:
     """cost(w) of the linear model with one weight, each path's iterates marked on it.
-    ``dataset``: the run's data (default: loaded again from its config, in its dtype)."""
+    ``dataset``: the run's data (default: loaded again from its config, in its dtype); or
+    ``moments``: its ``(mean x^2, mean x*y, mean y^2)`` (``torchgd.data.moments``), all the
+    curve needs."""
     if path is not None:
         check_path(path)
     summary = _summary(run)
     cfg = summary["config"]
     if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float) or cfg.get("bias"):
         raise TorchgdError("plot cost needs a run of the linear model with one weight w")
-    if dataset is None:  # a saved run: its data again, in its dtype
-        dataset = datasets.get(cfg["data"], getattr(torch, cfg.get("dtype", "float64")))
+    if moments is None:
+        if dataset is None:  # a saved run: its data again (the file from anywhere), its dtype
+            where = (cfg.get("data_meta") or {}).get("file", cfg["data"])
+            dataset = datasets.get(where, getattr(torch, cfg.get("dtype", "float64")))
+        moments = datasets.moments(dataset.x, dataset.y)
     ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w") if _drawable(w)]
     lo, hi = min([*ws, 0.0]), max([*ws, 4.0])
     grid = torch.linspace(lo, hi, 400, dtype=torch.float64)
-    curve = cost_curve(dataset.x, dataset.y)
+    curve = cost_curve(*moments)
     groups = _groups(summary, lambda p: summary["paths"][p]["history"]["w"])
     fig = _figure(SIZE)
     ax = fig.add_subplot()
@@ -254,18 +259,12 @@ def cost(run, *, path=None, dataset=None) -> Figure:
     return _done(fig, path)
 
 
-def cost_curve(x: torch.Tensor, y: torch.Tensor):
-    """cost(w) for many w at once, from one pass over the data:
+def cost_curve(sxx: float, sxy: float, syy: float):
+    """cost(w) for many w at once, from the data's moments (``torchgd.data.moments``):
 
         cost(w) = 1/N sum (x_n*w - y_n)^2 = w^2 * mean(x^2) - 2*w * mean(x*y) + mean(y^2)
 
-    (the lecture's eq. 3 multiplied out; the means in float64, a million samples at a time),
-    so a curve of 400 points on 100 million samples needs no 400 x N tensor."""
-    moments = torch.zeros(3, dtype=torch.float64)
-    for xc, yc in zip(x.split(1 << 20), y.split(1 << 20)):
-        xc, yc = xc.double(), yc.double()
-        moments += torch.stack([xc @ xc, xc @ yc, yc @ yc])
-    sxx, sxy, syy = (moments / len(x)).tolist()
+    (the lecture's eq. 3 multiplied out)."""
     return lambda w: (w * w * sxx - 2 * w * sxy + syy).clamp(min=0)
 
 

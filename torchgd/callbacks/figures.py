@@ -19,20 +19,19 @@ def kinds_for(config: dict) -> list[str]:
     return kinds
 
 
-def draw(result, run_dir, fmt: str = "png", dataset=None) -> list[Path]:
-    """Draw a finished run's figures into ``run_dir``; returns the files written.
+def draw(drawer, summary: dict, run_dir, fmt: str = "png", group=None, dataset=None) -> None:
+    """Queue a finished run's figures into ``run_dir`` (see ``torchgd.drawing``).
 
-    Called after ``summary.json`` is written, outside the training loop, so Ctrl-C while
+    Asked for after ``summary.json`` is written, outside the training loop, so Ctrl-C while
     drawing stops at once and keeps every file finished before it (each figure is written
     whole, atomically)."""
-    if not result.epochs:
-        return []
-    from .. import plots
-
-    summary, written = result.to_json(), []
+    if not summary["epochs"]:
+        return
+    run = {k: v for k, v in summary.items() if k != "run_dir"}
     for kind in kinds_for(summary["config"]):
-        path = Path(run_dir) / f"{kind}.{fmt}"
-        extra = {"dataset": dataset} if kind == "cost" else {}
-        getattr(plots, kind)(summary, path=path, **extra)  # the figure is not kept
-        written.append(path)
-    return written
+        extra = {}
+        if kind == "cost" and dataset is not None:  # what the curve needs, not the data
+            from ..data import moments
+
+            extra["moments"] = moments(dataset.x, dataset.y)
+        drawer.draw(kind, Path(run_dir) / f"{kind}.{fmt}", group=group, run=run, **extra)
