@@ -9,8 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_cli(*args, cwd=None, timeout=120, env=None):
-    """Run the real CLI in a subprocess, as a user would."""
+def run_cli(*args, cwd=None, timeout=120, env=None, **popen):
+    """Run the real CLI in a subprocess, as a user would (``popen``: e.g. ``preexec_fn``)."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "torchgd", *map(str, args)],
@@ -19,6 +19,7 @@ def run_cli(*args, cwd=None, timeout=120, env=None):
         text=True,
         timeout=timeout,
         env=full_env,
+        **popen,
     )
 
 

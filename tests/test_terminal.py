@@ -171,32 +171,12 @@ def _limit_file_size(limit):
 
 
 def test_a_full_disk_mid_run_is_one_line_exit_74_and_keeps_whats_written(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torchgd",
-            "train",
-            "--schedule",
-            "sgd",
-            "--epochs",
-            "20000",
-            "--paths",
-            "manual",
-            "--no-plots",
-            "--log-every",
-            "1",
-            "--name",
-            "full",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    args = ["--schedule", "sgd", "--epochs", "20000", "--paths", "manual", "--no-plots"]
+    proc = run_cli(
+        "train", *args, "--log-every", "1", "--name", "full",
+        cwd=tmp_path, timeout=300,
         preexec_fn=_limit_file_size(200_000),  # the event file outgrows it mid-run
-    )
+    )  # fmt: skip
     assert proc.returncode == 74, proc.stderr
     err = proc.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -362,3 +342,12 @@ def test_a_figure_that_fails_in_the_drawer_is_one_line_error(tmp_path):
     drawer.draw("trajectory", tmp_path / "t.png", run={"config": {"problem": "linear"}})
     with pytest.raises(TorchgdError, match="plot trajectory needs a function problem"):
         drawer.wait()
+
+
+def test_compile_says_it_is_compiling_before_it_does(cli):
+    proc = cli("train", "--compile", "--epochs", "1", "--no-plots", "--no-tensorboard")
+    assert proc.returncode == 0, proc.stderr
+    first, second = proc.stdout.splitlines()[:2]
+    assert first.startswith("--compile: compiling the manual path's batch sum with torch.compile")
+    assert second.startswith("--compile: nothing to compile")  # the lecture's 4 rows: one chunk
+    assert "1 epoch," in proc.stdout.splitlines()[2]

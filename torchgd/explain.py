@@ -216,7 +216,7 @@ class Agreement:
                     R[:, q], G[:, self.names.index(name)], steps, epochs, labels
                 )
                 self._grads[name] = compare.merge_reports(self._grads.get(name), rep)
-        if self.grad_checked and records[0].bounds is not None:
+        if self.grad_checked and all(r.bounds is not None for r in records):
             self._fold_bounds(records, G, steps, labels)
         if records[0].bufs is not None:
             self._fold_buffers(records, G, steps, epochs, labels)

@@ -166,13 +166,15 @@ class AutogradPath(Path):
         for t in self.params.values():
             t.requires_grad_(True)
         self._loss, self._formula, self._sums, self._n = None, None, None, 1
-        self._bound = None
+        self._bound, self._at = None, None
 
     def accumulate(self, x, y, n=None):
         if self._loss is None:  # the first chunk of a new batch
             for t in self.params.values():
                 t.grad = None
             self._formula, self._sums, self._bound = None, None, None
+            if getattr(self.problem, "grad_bound", None) is not None:  # for formula_bound
+                self._at = {k: t.detach().clone() for k, t in self.params.items()}
         if n is None:
             with torch.no_grad():
                 self._formula = self.problem.grad(self.values(), x, y)
@@ -180,19 +182,26 @@ class AutogradPath(Path):
         else:
             part, sums = self.problem.chunk(self.params, x, y, n)
             self._sums, self._n = _add_(self._sums, sums), n
-        bound = getattr(self.problem, "grad_bound", None)
-        if bound is not None:
-            share = bound(self.values(), x, y, n)
-            self._bound = None if share is None else _add_(self._bound, share)
         part.backward()
         self._loss = _add_(self._loss, part.detach())
 
     def sums(self) -> list:
         return [self._loss, *(t.grad for t in self.params.values()), *self._sums.values()]
 
-    def formula_bound(self) -> dict | None:
+    def formula_bound(self, x=None, y=None, n=None) -> dict | None:
         """How far the formula and autograd may be apart by rounding alone at this step (see
-        the problem's ``grad_bound``), or None when the problem gives no bound."""
+        the problem's ``grad_bound``), or None when the problem gives no bound. Computed when
+        asked, on this step's batch ``x, y`` of ``n`` rows (one more pass over it): the loop
+        asks only where the two differ."""
+        bound = getattr(self.problem, "grad_bound", None)
+        if bound is None or self._at is None:
+            return None
+        if self._bound is None:
+            for xc, yc in problems.chunks(self.problem, x, y) if y is not None else [(x, y)]:
+                share = bound(self._at, xc, yc, n)
+                if share is None:
+                    return None
+                self._bound = _add_(self._bound, share)
         return self._bound
 
     def formula(self) -> dict:

@@ -152,12 +152,28 @@ def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
     return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
 
 
-def _bounds(paths) -> list | None:
-    """Each autograd path's rounding bound on formula~autograd at this step, if it has one."""
-    bounds = [q.formula_bound() for q in paths]
-    if not bounds or any(b is None for b in bounds):
+def _bounds(paths, refs: list, grads: list, x, y, n) -> list | None:
+    """Each autograd path's rounding bound on formula~autograd at this step, if it has one.
+
+    ``refs`` and ``grads``: the formula's values and those paths' gradients, D each; ``x``,
+    ``y``: the step's batch of ``n`` rows (this process's part of it). Where
+    they agree exactly, the bound is not computed (it costs one more pass over the batch, as
+    much as the step itself on big data): NaN stands for it, and a difference of 0 needs no
+    bound."""
+    if not paths or getattr(paths[0].problem, "grad_bound", None) is None:
         return None
-    return _floats(t for b in bounds for t in b.values())
+    lazy = getattr(paths[0].problem, "needs_data", False)  # a function's bound costs nothing
+    d = len(refs) // len(paths)
+    out = []
+    for q, path in enumerate(paths):
+        if lazy and refs[q * d : (q + 1) * d] == grads[q * d : (q + 1) * d]:
+            out += [math.nan] * d
+            continue
+        bound = path.formula_bound(x, y, n)
+        if bound is None:
+            return None
+        out += _floats(bound.values())
+    return out
 
 
 def divergence_message(info: dict, lr: float) -> str:
@@ -609,15 +625,23 @@ def _execute(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
                     reference.update()
                     ref64 = _floats(reference.params.values())
                 step += 1
+                refs_f = _floats(t for r in refs for t in r.values())
                 record = Record(
                     step,
                     epoch,
                     _floats(out[p][0] for p in names),
                     _floats(t for p in names for t in run_paths[p].params.values()),
                     _floats(t for p in names for t in out[p][1].values()),
-                    _floats(t for r in refs for t in r.values()),
+                    refs_f,
                     ref64,
-                    _bounds([run_paths[p] for p in grad_checked]),
+                    _bounds(
+                        [run_paths[p] for p in grad_checked],
+                        refs_f,
+                        _floats(t for p in grad_checked for t in out[p][1].values()),
+                        xb,
+                        yb,
+                        nb,
+                    ),
                     _floats(t for p in names for t in run_paths[p].buffers().values())
                     if hp.momentum
                     else None,

@@ -32,9 +32,9 @@ def describe(config: dict, dataset=None) -> str:
         what += f" on {c['data']} ({n:,} samples, {d} feature{'s' * (d != 1)})"
         order = "shuffled" if c.get("shuffle") else "in order"
         how = c["schedule"] + ("" if c["schedule"] == "batch" else f" {order}")
-        length = f"{c['epochs']:,} epochs"
+        length = f"{c['epochs']:,} epoch{'s' * (c['epochs'] != 1)}"
     else:
-        how, length = "gradient descent", f"{c['epochs']:,} steps"
+        how, length = "gradient descent", f"{c['epochs']:,} step{'s' * (c['epochs'] != 1)}"
 
     def value(v):
         if isinstance(v, list) and v and all(u == v[0] for u in v):
