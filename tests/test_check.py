@@ -4,6 +4,8 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from torchgd import check, gradients, problems
 
@@ -124,3 +126,33 @@ def test_check_bad_input_is_one_line_exit_2(cli, args, message):
     proc = cli("check", *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 3000),
+    st.integers(1, 4),
+    st.sampled_from(["float32", "float64"]),
+    st.integers(0, 2**31 - 1),
+    st.booleans(),
+)
+def test_the_cheap_lower_estimate_of_the_rounding_bound_never_exceeds_it(n, d, dtype, seed, bias):
+    """train._bounds skips the bound's extra pass where |A - G| <= 2 (N+4) u |A|: valid only
+    if that is never more than the bound itself, near the optimum (cancelling terms) too."""
+    g = torch.Generator().manual_seed(seed)
+    dt = getattr(torch, dtype)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    w_true = torch.randn(d, generator=g, dtype=torch.float64)
+    y = x @ w_true + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+    x, y = (x if d > 1 else x[:, 0]).to(dt), y.to(dt)
+    lin = problems.Linear(bias=bias)
+    scale = 10.0 ** torch.randint(-8, 1, (1,), generator=g).item()  # near the optimum, or not
+    w = (w_true + scale * torch.randn(d, generator=g, dtype=torch.float64)).to(dt)
+    params = {"w": w if d > 1 else w[0]}
+    if bias:
+        params["b"] = torch.tensor(0.05, dtype=dt)
+    formula, bound = lin.grad(params, x, y), lin.grad_bound(params, x, y)
+    k = (n + 4) * torch.finfo(dt).eps / 2
+    for name in formula:
+        low = 2 * k * formula[name].double().abs()
+        assert (low <= bound[name].double()).all(), (name, low, bound[name])

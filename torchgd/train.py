@@ -155,20 +155,32 @@ def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
 def _bounds(paths, refs: list, grads: list, x, y, n) -> list | None:
     """Each autograd path's rounding bound on formula~autograd at this step, if it has one.
 
-    ``refs`` and ``grads``: the formula's values and those paths' gradients, D each; ``x``,
-    ``y``: the step's batch of ``n`` rows (this process's part of it). Where
-    they agree exactly, the bound is not computed (it costs one more pass over the batch, as
-    much as the step itself on big data): NaN stands for it, and a difference of 0 needs no
-    bound."""
+    ``refs`` and ``grads``: the formula's values A and those paths' gradients G, D each; ``x``,
+    ``y``: the step's batch of ``n`` rows (this process's part of it). The bound costs one
+    more pass over the batch, as much as the step itself on big data, so for data problems it
+    is computed only where a cheap test cannot settle the question: where A = G exactly, NaN
+    stands for it (a difference of 0 needs no bound); where ``|A - G| <= L = 2 (N+4) u |A|``
+    the step is within the bound already, because the bound is at least ``2 gamma S/N`` and
+    ``S/N >= |A| / (1 + gamma)`` (S = sum |t_n|, gamma = gamma_(N+4), the error model of
+    ``Linear.grad_bound``), and ``gamma / (1 + gamma) = (N+4) u``; L, a lower estimate of the
+    bound, then stands for it (the ratio reported is an upper estimate)."""
     if not paths or getattr(paths[0].problem, "grad_bound", None) is None:
         return None
     lazy = getattr(paths[0].problem, "needs_data", False)  # a function's bound costs nothing
     d = len(refs) // len(paths)
+    u = torch.finfo(next(iter(paths[0].params.values())).dtype).eps / 2
+    k = (n + 4) * u  # gamma_(N+4) / (1 + gamma_(N+4)), where gamma is defined (k < 1)
     out = []
     for q, path in enumerate(paths):
-        if lazy and refs[q * d : (q + 1) * d] == grads[q * d : (q + 1) * d]:
+        a, g = refs[q * d : (q + 1) * d], grads[q * d : (q + 1) * d]
+        if lazy and a == g:
             out += [math.nan] * d
             continue
+        if lazy and k < 1:
+            low = [2 * k * abs(v) for v in a]
+            if all(abs(v - w) <= lo for v, w, lo in zip(a, g, low)):
+                out += low
+                continue
         bound = path.formula_bound(x, y, n)
         if bound is None:
             return None
