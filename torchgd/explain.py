@@ -246,7 +246,8 @@ class Agreement:
                     "param": labels[d],
                     "formula": R[t, q, d].item(),
                     "autograd": g[t, d].item(),
-                    "bound": B[t, q, d].item(),
+                    # not computed where formula and autograd agreed exactly (NaN there)
+                    "bound": None if math.isnan(B[t, q, d].item()) else B[t, q, d].item(),
                 }
 
     def _fold_buffers(self, records, G, steps, epochs, labels) -> None:
