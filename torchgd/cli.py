@@ -624,6 +624,12 @@ def cmd_lecture(args) -> int:
                 args.drawer.place(scratch, run_dir / scratch.name, str(run_dir / "figures"))
             _figures_done(args)
     finally:
+        for part in plans:  # a part whose summary was written just before an interrupt
+            written = run_dir / part / "summary.json"
+            if part not in summary and written.exists():
+                import json
+
+                summary[part] = json.loads(written.read_text())
         runs.write_json(run_dir / "summary.json", summary)
     if args.json:
         print(runs.dumps(summary))
