@@ -70,12 +70,12 @@ def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_pat
     home, other = tmp_path / "home", tmp_path / "other"
     home.mkdir(), other.mkdir()
     (home / "bowl.py").write_text(BOWL)
-    common = ["--lr", "0.01", "--epochs", "30000", "--paths", "manual,optim", "--no-plots"]
+    common = ["--lr", "0.01", "--epochs", "8000", "--paths", "manual,optim", "--no-plots"]
     full = run_cli("train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
     _interrupt_after_checkpoint(
-        ["--problem", "bowl.py:bowl", *common, "--checkpoint-every", "2000", "--name", "i"],
+        ["--problem", "bowl.py:bowl", *common, "--checkpoint-every", "500", "--name", "i"],
         home,
         run,
     )
@@ -91,12 +91,12 @@ def test_a_run_on_a_data_file_resumes_from_another_directory(tmp_path):
     home.mkdir(), other.mkdir()
     rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
     (home / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
-    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "3000"]
+    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "800"]
     common += ["--paths", "manual", "--no-plots", "--no-tensorboard"]
     full = run_cli("train", *common, "--json", "--name", "f", cwd=home)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
-    _interrupt_after_checkpoint([*common, "--checkpoint-every", "100", "--name", "i"], home, run)
+    _interrupt_after_checkpoint([*common, "--checkpoint-every", "40", "--name", "i"], home, run)
     proc = run_cli("train", "--resume", run, "--json", cwd=other)
     assert proc.returncode == 0, proc.stderr
     resumed = json.loads(proc.stdout)
