@@ -7,6 +7,8 @@ grows it by a factor (1 + 2*lr) per step: the run escapes. Run:
     .venv/bin/python scripts/saddle.py            (draws runs/saddle.png)
 """
 
+from pathlib import Path
+
 import torchgd
 from torchgd import plots
 
@@ -32,5 +34,6 @@ for sigma in (1e-8, 1e-4, 1e-1):
         print(f"{sigma:>12g} {seed:>5} {escaped if escaped else 'never':>17}")
 
 noisy = torchgd.fit("saddle", init=START, lr=LR, epochs=75, noise=1e-4, seed=0)
+Path("runs").mkdir(exist_ok=True)
 plots.trajectory(noisy, path="runs/saddle.png")
 print("trajectory with noise 1e-4: runs/saddle.png")
