@@ -392,3 +392,16 @@ def test_a_torn_last_record_is_cut_and_every_whole_event_kept(tmp_path):
     assert trim_after(f.path, 3) == 2 * last
     loaded = list(EventFileLoader(str(f.path)).Load())
     assert [e.step for e in loaded] == [0, 1, 2, 3] and loaded[0].file_version
+
+
+def test_tb_on_a_busy_port_is_one_line_exit_2_before_any_address(cli, tmp_path):
+    (tmp_path / "runs").mkdir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = cli("tb", "--port", port)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == (
+        f"torchgd tb: error: port {port} is in use; choose another --port (0: any free one)"
+    )

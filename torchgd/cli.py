@@ -150,14 +150,15 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         "--steps",
         type=int,
         default=None,
-        help="steps, for problems without data (same as --epochs there)",
+        help="steps, for problems without data (same as --epochs there; default 100)",
     )
     p.add_argument(
         "--init",
         type=_init,
         default=None,
         metavar="NAME=VALUE,...",
-        help="starting point, e.g. w=1.0 or x=-5,y=-2",
+        help="starting point, e.g. w=1.0 or x=-5,y=-2 (default: the problem's own, w=1.0 "
+        "for the lecture)",
     )
     p.add_argument(
         "--momentum", type=float, default=0.0, help="SGD momentum mu: b = mu*b + (1-tau)*grad"
@@ -175,7 +176,8 @@ def _add_problem_options(p: argparse.ArgumentParser) -> None:
         type=int,
         default=5,
         help="divergence guard: stop when the cost over all data grew this many epochs in a "
-        "row and rose more than 100-fold above its lowest (default 5)",
+        "row and rose above its lowest by more than 100 times it (sgd, minibatch) or 1 time "
+        "it, i.e. doubled (batch, function problems) (default 5)",
     )
     p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
     p.add_argument(
@@ -206,7 +208,11 @@ def build_parser() -> Parser:
         "per-sample SGD (lr 0.01, 100 epochs, w0 = 1.0) through "
         "all paths, print the lecture's lines and the agreement.",
     )
-    lec.add_argument("--data", default="lecture", help="lecture (default) or course")
+    lec.add_argument(
+        "--data",
+        default="lecture",
+        help="lecture (default), course, or any data train takes with one feature",
+    )
     _add_run_options(lec)
     lec.set_defaults(func=cmd_lecture)
 
@@ -368,7 +374,7 @@ def build_parser() -> Parser:
         description="Start TensorBoard on LOGDIR, bound to 127.0.0.1, and print "
         "its address. Ctrl-C stops it.",
     )
-    tb.add_argument("logdir", nargs="?", default="runs")
+    tb.add_argument("logdir", nargs="?", default="runs", help="the log directory (default runs)")
     tb.add_argument("--port", type=int, default=6006, help="port (default 6006; 0 = any free)")
     tb.set_defaults(func=cmd_tb)
 
@@ -517,13 +523,26 @@ def _run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, g
     if human:
         from .callbacks.console import describe
 
-        print(header or describe(plan.config, plan.dataset))
+        line = header or describe(plan.config, plan.dataset)
+        if resume is not None:
+            at = resume["position"]
+            line = line.replace("Training ", "Resuming ", 1) + (
+                f"; from its checkpoint at epoch {at['epoch']}, step {at['step']}"
+            )
+        print(line)
         print(
             f"  (lines show the {plan.names[0]} path; the table compares {', '.join(plan.names)})"
         )
         every = 1 if args.verbose else None
         callbacks.append(
-            Console(plan.problem, plan.names[0], plan.epochs, every=every, progress=progress)
+            Console(
+                plan.problem,
+                plan.names[0],
+                plan.epochs,
+                every=every,
+                progress=progress,
+                resumed=resume is not None,
+            )
         )
     checkpointer = None
     if checkpoint_every is not None:
@@ -1034,6 +1053,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _check_port(port: int) -> None:
+    """Refuse a busy port before printing an address that would never answer."""
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise _error(
+                f"port {port} is in use; choose another --port (0: any free one)"
+            ) from None
+
+
 def cmd_tb(args) -> int:
     import os
     import signal
@@ -1045,6 +1077,8 @@ def cmd_tb(args) -> int:
         raise _error(f"log directory '{args.logdir}' does not exist; run torchgd lecture first")
     if not 0 <= args.port < 65536:
         raise _error(f"--port must be in 0..65535, got {args.port}")
+    if args.port:
+        _check_port(args.port)
     port = args.port or _free_port()
     cmd = [
         sys.executable,

@@ -62,8 +62,12 @@ def _figure(size) -> Figure:
     return Figure(figsize=size, dpi=DPI, layout="tight")
 
 
-def _title(ax, text: str, width: int = 90, **kw) -> None:
-    """A title of one or more lines, each wrapped to ``width`` characters."""
+def _title(ax, text: str, width: int | None = None, **kw) -> None:
+    """A title of one or more lines, each wrapped to ``width`` characters (default: what the
+    axes' share of the figure holds at the title's size, about 9 characters an inch)."""
+    if width is None:
+        inches = ax.get_position().width * ax.figure.get_figwidth()
+        width = max(30, int(inches * 9.5 / 0.8))  # the axes span ~80% of their slot
     lines = [w for line in text.split("\n") for w in textwrap.wrap(line, width)]
     ax.set_title("\n".join(lines), **kw)
 
@@ -387,8 +391,9 @@ def schedules(
         ax.set(xlabel=xlabel, ylabel="cost over all data after the epoch")
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
-    ax1.set_title(f"batch GD vs SGD vs mini-batch ({ds.name} data, lr={num(lr)})")
-    ax2.set_title("the same, against samples seen")
+    name = Path(ds.name).name if Path(ds.name).suffix else ds.name  # a file: its name only
+    _title(ax1, f"batch GD vs SGD vs mini-batch ({name} data, lr={num(lr)})")
+    _title(ax2, "the same, against samples seen")
     return _done(fig, path)
 
 

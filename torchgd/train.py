@@ -110,7 +110,7 @@ class Result:
         def g(v):
             if isinstance(v, list):
                 return f"[{len(v)} values]" if len(v) > 3 else f"[{', '.join(map(g, v))}]"
-            return "nan" if v is None else f"{v:.6g}"
+            return "nan" if v is None else repr(v)  # every digit: 2 would hide 1.9999999999999998
 
         c = self.config
         has_data = c.get("data") is not None

@@ -65,13 +65,21 @@ class Console(Callback):
     """Prints the lecture's lines for one path (the first selected)."""
 
     def __init__(
-        self, problem, path: str, epochs: int, every: int | None = None, stream=None, progress=None
+        self,
+        problem,
+        path: str,
+        epochs: int,
+        every: int | None = None,
+        stream=None,
+        progress=None,
+        resumed: bool = False,
     ):
         self.problem, self.path, self.epochs = problem, path, epochs
         self.every = every or default_every(epochs)
         self.stream = stream or sys.stdout
         self.progress = progress  # a Progress bar to print through, if any
         self.predicts = problem.name == "linear"
+        self.resumed = resumed  # a resumed run starts from its checkpoint, not from scratch
 
     def print(self, line: str) -> None:
         if self.progress is not None:
@@ -85,7 +93,7 @@ class Console(Callback):
 
     def on_start(self, config, paths):
         self.paths = paths
-        if self.predicts and paths[self.path].params["w"].dim() == 0:
+        if self.predicts and not self.resumed and paths[self.path].params["w"].dim() == 0:
             self.print(
                 f"Predict (before training) input: {PREDICT_AT}, "
                 f"forward: {self.predict(paths[self.path].values())}"

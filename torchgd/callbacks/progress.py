@@ -7,7 +7,9 @@ console prints through ``Progress.write``, so its lines never share a line with 
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 
 from . import Callback
 
@@ -22,20 +24,26 @@ class Progress(Callback):
             return
         from tqdm import tqdm
 
+        try:  # a terminal that reports no size (some ptys): 80 columns, not an empty bar
+            sized = os.get_terminal_size(self.stream.fileno()).columns > 0
+        except (OSError, ValueError, AttributeError):
+            sized = False
+        self.started = time.monotonic()
         self.bar = tqdm(
             total=self.epochs,
             unit="epoch",
             file=self.stream,
             delay=self.delay,
             leave=False,
-            dynamic_ncols=True,
+            dynamic_ncols=sized,
+            ncols=None if sized else 80,
         )
 
     def write(self, line: str, stream) -> None:
         """Print ``line`` to ``stream`` on a line of its own: the bar is cleared first and
         redrawn below, so printed lines and the bar never share a line."""
-        if self.bar is None:
-            print(line, file=stream, flush=True)
+        if self.bar is None or time.monotonic() - self.started < self.delay:
+            print(line, file=stream, flush=True)  # no bar drawn yet: none to clear or redraw
         else:
             self.bar.write(line, file=stream)
             stream.flush()

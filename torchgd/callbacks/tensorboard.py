@@ -103,8 +103,7 @@ def _hparams(config: dict, path: str) -> dict:
 _SESSION_STATUS = {
     "completed": api_pb2.STATUS_SUCCESS,
     "diverged": api_pb2.STATUS_FAILURE,
-    "interrupted": api_pb2.STATUS_RUNNING,  # stopped, resumable: the API has no "aborted"
-}
+}  # an interrupted run writes none: its resumed run ends the session
 
 
 def _session_end(status: int, end_time: float) -> summary_pb2.Summary:
@@ -262,7 +261,7 @@ class TensorBoard(Callback):
             w.file.add(event_pb2.Event(wall_time=time.time(), step=step + 1, session_log=start))
 
     def on_end(self, result):
-        if result.epochs:
+        if result.epochs and result.status != "interrupted":  # a resumed run ends it later
             self._final(result)
         self.close()  # the figures come later, drawn after the summary (``write_figures``)
 
@@ -284,7 +283,7 @@ class TensorBoard(Callback):
             values.append(("final/agreement_max_ulp", float(max(ulps, default=0))))
             w = self.writers[name]
             w.scalars(result.steps, [(t, math.nan if v is None else v) for t, v in values], now)
-            status = _SESSION_STATUS.get(result.status, api_pb2.STATUS_UNKNOWN)
+            status = _SESSION_STATUS[result.status]
             w.event(result.steps, _session_end(status, now), now)
 
     def flush(self):
