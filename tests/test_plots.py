@@ -29,7 +29,8 @@ def check_png(path, size):
 
 
 def title(ax) -> str:
-    return ax.get_title()
+    """The title's text, its wrapped lines joined by spaces."""
+    return " ".join(ax.get_title().split())
 
 
 def labelled(ax, start: str):
@@ -278,7 +279,8 @@ def test_the_public_api_is_listed_by_dir_and_help():
 def test_result_repr_is_one_short_line():
     r = torchgd.fit("linear", "lecture", schedule="sgd", epochs=100)
     assert repr(r) == (
-        "Result(completed: linear, lecture data, sgd, lr=0.01, 100 epochs; manual: w=2; "
+        "Result(completed: linear, lecture data, sgd, lr=0.01, 100 epochs; "
+        "manual: w=1.9999999999999998; "
         "3 paths agree bit for bit)"
     )
     wide = torchgd.fit("linear", "synthetic:50,d=5", epochs=3, bias=True)
@@ -410,3 +412,19 @@ def test_smoothing_is_the_bias_corrected_moving_average():
     assert plots.smooth([4.0]) == [4.0]  # bias correction: the first value is itself
     s = plots.smooth([2.0, 4.0], beta=0.5)
     assert s == [2.0, (0.25 * 2.0 + 0.5 * 4.0) / 0.75]
+
+
+def test_long_titles_are_wrapped_inside_the_figure(tmp_path):
+    name = "a_rather_long_measurement_file_name_from_the_lab_2024.csv"
+    rows = [f"{i},{2 * i + 0.1 * (-1) ** i}" for i in range(1, 21)]
+    (tmp_path / name).write_text("x,y\n" + "\n".join(rows) + "\n")
+    ds = str(tmp_path / name)
+    r = torchgd.fit("linear", ds, schedule="minibatch:4", lr=0.001, epochs=5, noise=0.001)
+    for fig in (plots.loss(r), plots.cost(r), plots.schedules(ds, lr=0.001, epochs=5)):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        for ax in fig.axes:
+            box = ax.title.get_window_extent(renderer)
+            assert 0 <= box.x0 and box.x1 <= fig.bbox.width, ax.get_title()

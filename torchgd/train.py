@@ -110,7 +110,7 @@ class Result:
         def g(v):
             if isinstance(v, list):
                 return f"[{len(v)} values]" if len(v) > 3 else f"[{', '.join(map(g, v))}]"
-            return "nan" if v is None else repr(v)  # every digit: 2 would hide 1.9999999999999998
+            return "nan" if v is None else f"{v:.6g}"
 
         c = self.config
         has_data = c.get("data") is not None
@@ -119,7 +119,11 @@ class Result:
         text += "epochs" if has_data else "steps"
         if self.paths:
             first = next(iter(self.paths))
-            values = ", ".join(f"{k}={g(v)}" for k, v in self.paths[first]["params"].items())
+            params = self.paths[first]["params"]
+            if len(params) == 1 and isinstance(next(iter(params.values())), float):
+                values = ", ".join(f"{k}={v!r}" for k, v in params.items())  # w=2 would hide
+            else:  # 1.9999999999999998; several values: 6 digits keep the line short
+                values = ", ".join(f"{k}={g(v)}" for k, v in params.items())
             text += f"; {first}: {values}"
         ulp = self.agreement.get("max_ulp")
         if len(self.paths) > 1 and ulp is not None:
