@@ -202,16 +202,15 @@ def _cost(p, theta, x, y, k):
     return total if len(y) > rows else p.problem.loss(theta, x, y).reshape(k)
 
 
-def _distance(params_hist, theta0, target, lane, stop, bias):
-    """|theta_e - theta*| after each epoch (theta_0 first) for one lane."""
+def _distances(params_hist, theta0, target, bias) -> torch.Tensor:
+    """|theta_e - theta*| after each epoch (theta_0 first) for every lane: [epochs + 1, K],
+    in one batched computation (one lane at a time took 70% of a 256-lane sweep)."""
+    w = torch.stack([h["w"] for h in params_hist]).double().cpu()  # [E, K, d]
+    if bias:
+        w = torch.cat([w, torch.stack([h["b"] for h in params_hist]).double().cpu()], dim=-1)
     start = torch.as_tensor(theta0, dtype=torch.float64)
-    dists = [float((start - target).norm())]
-    for h in params_hist[: stop or None]:
-        t = h["w"][lane].double()
-        if bias:
-            t = torch.cat([t, h["b"][lane].double()])
-        dists.append(float((t.cpu() - target).norm()))
-    return dists
+    d0 = (start - target).norm().expand(1, w.shape[1])
+    return torch.cat([d0, (w - target).norm(dim=-1)])
 
 
 def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
@@ -233,12 +232,15 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     if t is not None:
         target = t.ls.fixed_point(t.weight_decay)
         theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if t.ls.bias else [])]
+    dists = None
+    if target is not None and not (stochastic and noisy):
+        dists = _distances(params_hist, theta0, target, t.ls.bias)
     for i in range(k):
         lane_loss = L[i][: stops[i] or None]
         final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i].item())
         rate = None
-        if target is not None and not (stochastic and noisy):
-            rate = _measured_rate(_distance(params_hist, theta0, target, i, stops[i], t.ls.bias))
+        if dists is not None:
+            rate = _measured_rate(dists[: (stops[i] or len(params_hist)) + 1, i].tolist())
         measured.append(rate)
         if stops[i]:
             status.append("diverged")
