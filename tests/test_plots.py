@@ -269,6 +269,7 @@ def test_the_public_api_is_listed_by_dir_and_help():
     names = proc.stdout.split()
     for name in ("fit", "plan", "execute", "Result", "check_gradients", "plots", "problems"):
         assert name in names
+    assert not [n for n in names if n.startswith("_") and not n.startswith("__")]  # no internals
     import pydoc
 
     text = pydoc.render_doc(torchgd, renderer=pydoc.plaintext)

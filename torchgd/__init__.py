@@ -67,4 +67,6 @@ def __getattr__(name):
 
 def __dir__():
     """The public API (loaded lazily, so ``dir`` imports nothing) and the module's own names."""
-    return sorted({*globals(), *__all__})
+    return sorted(
+        {*(n for n in globals() if not n.startswith("_") or n.startswith("__")), *__all__}
+    )
