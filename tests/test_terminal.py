@@ -357,3 +357,10 @@ def test_compile_says_it_is_compiling_before_it_does(cli):
     assert first.startswith("--compile: compiling the manual path's batch sum with torch.compile")
     assert second.startswith("--compile: nothing to compile")  # the lecture's 4 rows: one chunk
     assert "1 epoch," in proc.stdout.splitlines()[2]
+
+
+def test_one_path_without_a_gradient_check_says_nothing_was_compared(main_cli):
+    proc = main_cli("train", "--paths", "manual", "--epochs", "3", "--no-plots")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
+    assert "nothing to compare: one path (manual)" in line and "bit for bit" not in line

@@ -129,6 +129,11 @@ def agreement_table(result) -> str:
     if a["grad"]:
         rows += [("grad " + k, r) for k, r in a["grad"]["pairs"].items()]
     head = f"Agreement over {a['steps']} steps ({cfg['dtype']} on {cfg['device']}): "
+    if not rows:  # one path, no autograd: nothing was compared
+        return head + (
+            f"nothing to compare: one path ({', '.join(cfg['paths'])}) and no gradient check "
+            "(add autograd or optim to --paths)"
+        )
     if a["bit_identical"]:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
