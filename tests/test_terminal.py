@@ -364,3 +364,13 @@ def test_one_path_without_a_gradient_check_says_nothing_was_compared(main_cli):
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
     assert "nothing to compare: one path (manual)" in line and "bit for bit" not in line
+
+
+def test_the_headline_puts_gradient_ulps_near_zero_against_the_rounding_bound(main_cli):
+    # at the optimum of noisy data the gradient's terms cancel: huge ulps, yet rounding
+    args = ["--data", "synthetic:200,d=3,noise=0.1,seed=0", "--bias", "--lr", "0.2"]
+    proc = main_cli("train", *args, "--epochs", "300", "--no-plots", "--no-tensorboard")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
+    ulps = int(line.split(" ulp in gradients")[0].rsplit(" ", 1)[1])
+    assert ulps > 10**6 and "(at most 0." in line and "of the rounding bound)" in line

@@ -140,6 +140,15 @@ def agreement_table(result) -> str:
         head += f"largest difference {a['max_ulp']} ulp in parameters"
         if a["grad"]:
             head += f", {a['grad']['max_ulp']} ulp in gradients"
+            bound = a["grad"].get("bound")
+            if bound and bound.get("ratio") and a["grad"]["max_ulp"]:
+                # ulps mislead near zero, where the sum's terms cancel: the bound does not
+                r = bound["ratio"]
+                head += (
+                    f" (at most {r:.2g} of the rounding bound)"
+                    if r <= 1
+                    else f" ({r:.3g} times the rounding bound: more than rounding)"
+                )
     lines = [head]
     if rows:
         width = max(len(r[0]) for r in rows)
