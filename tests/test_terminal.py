@@ -374,3 +374,4 @@ def test_the_headline_puts_gradient_ulps_near_zero_against_the_rounding_bound(ma
     line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
     ulps = int(line.split(" ulp in gradients")[0].rsplit(" ", 1)[1])
     assert ulps > 10**6 and "(at most 0." in line and "of the rounding bound)" in line
+    assert "the formula sums 2*x_n*(x_n.w + b - y_n)" in proc.stdout  # the model with its b

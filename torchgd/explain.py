@@ -103,11 +103,14 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel, bound=None) -> str:
         within = ""
     if problem.name == "linear":
         odd = sorted({n for n in batch_sizes if n & (n - 1)})
+        r = "x_n.w + b - y_n" if getattr(problem, "bias", False) else "x_n*w - y_n"
         text = (
-            "the formula sums 2*x_n*(x_n*w - y_n) and divides by N; autograd's backward "
-            "multiplies the incoming 1/N by 2*(x_n*w - y_n) (the square's derivative) and by "
+            f"the formula sums 2*x_n*({r}) and divides by N; autograd's backward "
+            f"multiplies the incoming 1/N by 2*({r}) (the square's derivative) and by "
             "x_n (the product's), then sums: the same derivative, rounded at other places"
         )
+        if getattr(problem, "bias", False):
+            text += f" (and for b the sum of 2*({r}) without the x_n)"
         if odd:
             text += (
                 f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
