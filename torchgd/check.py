@@ -80,23 +80,6 @@ def step_gradients(path, problem, params: dict, x, y, fused=None) -> tuple:
     return loss.detach(), {k: g.detach() for k, g in grads.items()}
 
 
-def rounding_bound(problem, params: dict, x, y) -> dict | None:
-    """The problem's bound on |formula - autograd| at ``params`` (``grad_bound``), chunk by
-    chunk for big data; None when the problem gives none."""
-    bound = getattr(problem, "grad_bound", None)
-    if bound is None:
-        return None
-    if y is None:
-        return bound(params, x, y)
-    total = None
-    for xc, yc in problems.chunks(problem, x, y):
-        part = bound(params, xc, yc, y.shape[-1])
-        if part is None:
-            return None
-        total = part if total is None else {k: total[k] + v for k, v in part.items()}
-    return total
-
-
 def _loss_fn(problem, params, x, y):
     """The loss as a training step computes it (the manual path's, chunked for big data)."""
     return step_gradients("manual", problem, params, x, y)[0]
@@ -184,7 +167,7 @@ def check_gradients(
         A.append(compare.flat(grads))
         F.append(loss.abs().max())
         B.append(compare.flat(step_gradients("autograd", problem, p, x, y)[1]))
-        bound = rounding_bound(problem, p, x, y)
+        bound = problems.rounding_bound(problem, p, x, y)
         BD.append(None if bound is None else compare.flat(bound))
         N.append(compare.flat(gradients.numerical_params(problem, p, x, y, h, loss=_loss_fn)))
     A, B, N = torch.stack(A), torch.stack(B), torch.stack(N)

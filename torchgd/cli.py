@@ -669,10 +669,13 @@ def _resume(args) -> int:
         raise _error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
     finished = _finished(run_dir)
     if finished is not None:
-        if not (args.json or args.quiet):
-            print(f"{run_dir} has already finished ({finished}); nothing to resume")
-        elif args.json:
-            print(runs.dumps(json.loads((run_dir / "summary.json").read_text())))
+        if args.json:
+            print(runs.dumps(finished))
+        elif not args.quiet:
+            print(
+                f"{run_dir} has already finished ({finished['status']} after "
+                f"{finished.get('epochs')} epochs); nothing to resume"
+            )
         return 0
     state = checkpoints.load(run_dir / checkpoints.NAME)
     group = _group(args, saved.get("device", "cpu"))
@@ -719,18 +722,16 @@ def _refuse_changes(args) -> None:
         )
 
 
-def _finished(run_dir) -> str | None:
-    """How a run ended, if it has: its summary.json's status, unless it was interrupted."""
+def _finished(run_dir) -> dict | None:
+    """The summary of a run that has ended (completed or diverged), or None."""
     import json
 
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
     except (OSError, ValueError):
         return None
-    status = summary.get("status") if isinstance(summary, dict) else None
-    if status in (None, "interrupted"):
-        return None
-    return f"{status} after {summary.get('epochs')} epochs"
+    ended = isinstance(summary, dict) and summary.get("status") not in (None, "interrupted")
+    return summary if ended else None
 
 
 def _group(args, device: str):

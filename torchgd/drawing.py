@@ -28,8 +28,7 @@ class Drawer:
     """Queue figures with ``draw``; ``wait`` returns the files, by group, once all are written."""
 
     def __init__(self, background: bool = True):
-        self.queued: list[tuple[str, str, dict]] = []
-        self.groups: list = []
+        self.queued: list[tuple[str, str, dict, object]] = []  # kind, path, kwargs, group
         self.moves: dict[str, tuple] = {}  # scratch file -> (where it goes, its group)
         self._scratch: str | None = None
         self.proc = None
@@ -48,12 +47,12 @@ class Drawer:
     def draw(self, kind: str, path, group=None, **kwargs) -> None:
         """Ask for figure ``kind`` at ``path``; ``kwargs`` as ``torchgd.plots.<kind>`` takes
         them, JSON-able (a run as its summary dict). ``group``: returned with the file."""
-        job = (kind, str(path), kwargs)
-        self.queued.append(job)
-        self.groups.append(group)
+        self.queued.append((kind, str(path), kwargs, group))
         if self.proc is not None:
             try:
-                self.proc.stdin.write(json.dumps({"kind": kind, "path": job[1], "kwargs": kwargs}))
+                self.proc.stdin.write(
+                    json.dumps({"kind": kind, "path": str(path), "kwargs": kwargs})
+                )
                 self.proc.stdin.write("\n")
                 self.proc.stdin.flush()
             except OSError:  # the drawer has gone: what it did not finish is drawn in wait()
@@ -89,21 +88,21 @@ class Drawer:
             except (OSError, ValueError, subprocess.TimeoutExpired):
                 pass
             self._abandon()
-        for kind, path, kwargs in self.queued:
+        for kind, path, kwargs, _ in self.queued:
             if path not in done:  # not reported by the drawer: draw it here
                 done[path] = _draw(kind, path, kwargs)
         for error in done.values():
             if error:
                 raise TorchgdError(error)
         out: dict = {}
-        for (_, path, _), group in zip(self.queued, self.groups):
+        for _, path, _, group in self.queued:
             if path in self.moves:
                 import shutil
 
                 dest, group = self.moves.pop(path)
                 path = shutil.move(path, dest)
             out.setdefault(group, []).append(Path(path))
-        self.queued, self.groups = [], []
+        self.queued = []
         self._clean()
         return out
 

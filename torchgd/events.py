@@ -70,10 +70,7 @@ class EventFile:
     def add_bytes(self, data: bytes) -> None:
         """Append one serialized Event."""
         pending = self._pending
-        header = _PACK_Q(len(data))
-        pending.append(
-            header + _PACK_I(masked_crc32c(header)) + data + _PACK_I(masked_crc32c(data))
-        )
+        pending.append(record(data))
         # the clock is read every 64 records: a flush at most FLUSH_SECONDS (plus 64 records) late
         if len(pending) % 64 == 0 and (
             len(pending) >= FLUSH_EVERY or time.monotonic() - self._last > FLUSH_SECONDS

@@ -193,15 +193,8 @@ class AutogradPath(Path):
         the problem's ``grad_bound``), or None when the problem gives no bound. Computed when
         asked, on this step's batch ``x, y`` of ``n`` rows (one more pass over it): the loop
         asks only where the two differ."""
-        bound = getattr(self.problem, "grad_bound", None)
-        if bound is None or self._at is None:
-            return None
-        if self._bound is None:
-            for xc, yc in problems.chunks(self.problem, x, y) if y is not None else [(x, y)]:
-                share = bound(self._at, xc, yc, n)
-                if share is None:
-                    return None
-                self._bound = _add_(self._bound, share)
+        if self._bound is None and self._at is not None:
+            self._bound = problems.rounding_bound(self.problem, self._at, x, y, n)
         return self._bound
 
     def formula(self) -> dict:

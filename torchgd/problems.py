@@ -330,6 +330,24 @@ def fits(problem, y) -> bool:
     return y is None or rows is None or y.shape[-1] <= rows
 
 
+def rounding_bound(problem, params: dict, x, y, n=None) -> dict | None:
+    """The problem's bound on |formula - autograd| at ``params`` (``grad_bound``) over the batch
+    ``x, y`` of ``n`` rows (default: all of ``y``; a process's shard is part of a bigger batch),
+    chunk by chunk for big data; None when the problem gives none."""
+    bound = getattr(problem, "grad_bound", None)
+    if bound is None:
+        return None
+    if y is None:
+        return bound(params, x, y)
+    total = None
+    for xc, yc in chunks(problem, x, y):
+        part = bound(params, xc, yc, n or y.shape[-1])
+        if part is None:
+            return None
+        total = part if total is None else {k: total[k] + v for k, v in part.items()}
+    return total
+
+
 def chunks(problem, x, y) -> list:
     """The batch ``(x, y)`` as a list of chunks of ``problem.chunk_rows`` rows; a single chunk
     when it ``fits``."""

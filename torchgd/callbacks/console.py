@@ -42,8 +42,8 @@ def describe(config: dict, dataset=None) -> str:
         return str(v)
 
     start = ", ".join(f"{k}={value(v)}" for k, v in c["init"].items())
-    extras = [f"{k.replace('_', ' ')} {c[k]}" for k in ("momentum", "dampening", "weight_decay")]
-    extras = [e for e, k in zip(extras, ("momentum", "dampening", "weight_decay")) if c.get(k)]
+    options = ("momentum", "dampening", "weight_decay")
+    extras = [f"{k.replace('_', ' ')} {c[k]}" for k in options if c.get(k)]
     extras += [k for k in ("nesterov", "maximize") if c.get(k)]
     if c.get("noise"):
         extras.append(f"gradient noise {c['noise']}")

@@ -120,18 +120,10 @@ def _session_end(status: int, end_time: float) -> summary_pb2.Summary:
     return summary_pb2.Summary(value=[value])
 
 
-def _flat_params(params: dict):
-    """``(label, value)`` for every parameter entry, labelled as ``compare.labels_for`` labels
-    them: ``w``, or ``w[0]``, ``w[1]``, ... in flattened order."""
-
-    def flat(v):
-        return [x for item in v for x in flat(item)] if isinstance(v, list) else [v]
-
-    for key, value in params.items():
-        if isinstance(value, list):
-            yield from ((f"{key}[{i}]", v) for i, v in enumerate(flat(value)))
-        else:
-            yield key, value
+def _flat(value) -> list:
+    """A parameter's JSON value (a number or nested lists) as its entries in flattened order,
+    the order of ``compare.labels_for``."""
+    return [x for item in value for x in _flat(item)] if isinstance(value, list) else [value]
 
 
 class TensorBoard(Callback):
@@ -208,7 +200,7 @@ class TensorBoard(Callback):
         for s, now, r in self.pending:
             if isinstance(r, list):  # an epoch's rows: loss and parameters per path
                 for w, row in zip(writers, r):
-                    w.file.add_bytes(w.encoder.values(s, now, self.epoch_tags, row))
+                    w.values(s, self.epoch_tags, row, now)
                 continue
             self.logged += 1
             bias = 1 - beta**self.logged
@@ -217,8 +209,7 @@ class TensorBoard(Callback):
                 loss = r.losses[i]
                 ema[name] = beta * ema.get(name, 0.0) + (1 - beta) * loss
                 values = [loss, ema[name] / bias, lr, *rows[i], *r.grads[i * d : (i + 1) * d]]
-                w = writers[i]
-                w.file.add_bytes(w.encoder.values(s, now, tags, values))
+                writers[i].values(s, tags, values, now)
             agreement = []
             if n > 1:
                 worst = max(
@@ -279,7 +270,8 @@ class TensorBoard(Callback):
             final = summary["paths"][name]
             ulps = [p["max_ulp"] for k, p in pairs.items() if name in k.split("~")]
             values = [("final/loss", final["loss"])]
-            values += [(f"final/params/{k}", v) for k, v in _flat_params(final["params"])]
+            entries = [x for v in final["params"].values() for x in _flat(v)]
+            values += [(f"final/params/{k}", v) for k, v in zip(self.labels, entries)]
             values.append(("final/agreement_max_ulp", float(max(ulps, default=0))))
             w = self.writers[name]
             w.scalars(result.steps, [(t, math.nan if v is None else v) for t, v in values], now)
