@@ -81,12 +81,13 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel, bound=None) -> str:
     eps = torch.finfo(dtype).eps
     if bound is not None:
         if bound["ratio"] > 1:
+            most = "?" if bound["bound"] is None else f"{bound['bound']:.3g}"
             return (
                 f"at step {bound['step']} the formula gives d/d{bound['param']} = "
                 f"{bound['formula']!r} and autograd {bound['autograd']!r}: "
                 f"{abs(bound['formula'] - bound['autograd']):.3g} apart, "
                 f"{bound['ratio']:.3g} times the most that rounding can explain there "
-                f"({bound['bound']:.3g}, from the magnitudes of the summed terms): the formula "
+                f"({most}, from the magnitudes of the summed terms): the formula "
                 f"does not compute the derivative of the loss; check it"
             )
         within = (
@@ -150,14 +151,15 @@ BLOCK = 4096  # steps folded into the running report at a time: memory stays bou
 
 
 class Agreement:
-    """The agreement report of a run, built as it goes: ``add(record)`` after every step,
-    ``report()`` at the end (see the module docstring for what each reason means).
+    """The agreement report of a run, built as it goes: ``fold(block)`` after every block of
+    steps (a ``records.Block``), ``report()`` at the end (see the module docstring for what
+    each reason means).
 
-    Records are folded in blocks of ``BLOCK`` steps: per pair of series the running largest
-    differences and where they are, and the few values the reasons quote (the two paths'
-    gradients and parameters at the first step they differ, their values where the largest ulp
-    distance is). A run of millions of steps holds one block, and a checkpoint holds this
-    summary (``state_dict``), not every step. Folding is exact: the report is the same
+    Blocks of up to ``BLOCK`` steps are folded with tensor operations: per pair of series the
+    running largest differences and where they are, and the few values the reasons quote
+    (the two paths' gradients and parameters at the first step they differ, their values where
+    the largest ulp distance is). A run of millions of steps holds one block, and a checkpoint
+    holds this summary (``state_dict``), not every step. Folding is exact: the report is the same
     whatever the block size (the first of equal maxima is kept, as ``argmax`` keeps it).
     """
 
@@ -167,28 +169,80 @@ class Agreement:
         self.problem, self.names, self.paths, self.dtype, self.hp = problem, names, paths, dtype, hp
         self.labels, self.grad_checked, self.batch_sizes = labels, grad_checked, batch_sizes
         self.steps = 0
-        self._block = []
         # the parameters before the next step, per path: "before" of the block's first step
         self._last = params0.to(dtype).expand(len(names), -1).clone()
         self._params, self._grads, self._ref64 = {}, {}, None
         self._bound: dict = {}  # per autograd path: where |formula - autograd| / bound peaks
         self._bufs: dict = {}  # per pair of paths: the momentum buffers compared
 
-    def add(self, record) -> None:
-        self._block.append(record)
-        self.steps += 1
-        if len(self._block) >= BLOCK:
-            self._fold()
-
-    def _fold(self) -> None:
-        records, self._block = self._block, []
+    def add_records(self, records) -> None:
+        """Fold a list of ``records.Record`` (what checkpoints from before the running summary
+        kept) as one block."""
         if not records:
             return
-        steps = [r.step for r in records]
-        epochs = [r.epoch for r in records]
-        T, D, labels = len(records), len(self.labels), self.labels
-        P = torch.tensor([r.params for r in records], dtype=self.dtype).reshape(T, -1, D)
-        G = torch.tensor([r.grads for r in records], dtype=self.dtype).reshape(T, -1, D)
+        T, D = len(records), len(self.labels)
+
+        def rows(key, *shape, dtype=self.dtype):
+            return torch.tensor([getattr(r, key) for r in records], dtype=dtype).reshape(T, *shape)
+
+        bounds = rows("bounds", -1, D) if all(r.bounds is not None for r in records) else None
+        self._fold(
+            [r.step for r in records],
+            [r.epoch for r in records],
+            rows("params", -1, D),
+            rows("grads", -1, D),
+            rows("refs", -1, D),
+            bounds,
+            rows("bufs", -1, D) if records[0].bufs is not None else None,
+            rows("ref64", D, dtype=torch.float64) if records[0].ref64 is not None else None,
+        )
+
+    def fold(self, block, bound_at=None) -> None:
+        """Fold a block of steps (a ``records.HostBlock``) into the running report.
+        ``bound_at(q, before, epoch, batch)``: the rounding bound of autograd path ``q`` whose
+        parameters before the step were ``before`` (flat), on that step's batch; asked only
+        where the formula and autograd differ and the cheap certificate does not settle it
+        (see ``bounds``)."""
+        if not len(block):
+            return
+        P, G, R = block.params, block.grads, block.refs
+        before = torch.cat([self._last[None], P[:-1]])
+        B = self.bounds(block, R, G, before, bound_at) if bound_at and self.grad_checked else None
+        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.ref64)
+
+    def bounds(self, block, R, G, before, bound_at):
+        """Each autograd path's rounding bound on formula~autograd, per step of the block.
+
+        The bound costs one more pass over the batch, as much as the step itself on big data,
+        so it is computed only where a cheap test cannot settle the question: where A = G
+        exactly, NaN stands for it (a difference of 0 needs no bound); for data problems where
+        ``|A - G| <= L = 2 (N+4) u |A|`` the step is within the bound already, because the
+        bound is at least ``2 gamma S/N`` and ``S/N >= |A| / (1 + gamma)`` (S = sum |t_n|,
+        gamma = gamma_(N+4), the error model of ``Linear.grad_bound``), and
+        ``gamma / (1 + gamma) = (N+4) u``; L, a lower estimate of the bound, then stands for
+        it (the ratio reported is an upper estimate). None when a bound is unavailable."""
+        lazy = getattr(self.problem, "needs_data", False)  # a function's bound costs nothing
+        u = torch.finfo(self.dtype).eps / 2
+        idx = [self.names.index(p) for p in self.grad_checked]
+        A, Gq = R, G[:, idx]
+        B = torch.full_like(A, math.nan)
+        need = ((A - Gq) != 0).any(-1)  # [T, Q]; inf - inf is NaN: asked too
+        if lazy:
+            k = torch.tensor([(n + 4) * u for n in block.sizes], dtype=A.dtype)[:, None, None]
+            low = 2 * k * A.abs()
+            settled = (k < 1) & ((A - Gq).abs() <= low).all(-1, keepdim=True)
+            B = torch.where(settled & need[..., None], low, B)
+            need &= ~settled[..., 0]
+        for t, q in need.nonzero().tolist():
+            bound = bound_at(q, before[t, idx[q]], block.epochs[t], block.batches[t])
+            if bound is None:
+                return None
+            B[t, q] = bound.to(B.dtype)
+        return B
+
+    def _fold(self, steps, epochs, P, G, R, B, F, R64) -> None:
+        labels = self.labels
+        self.steps += len(steps)
         before = torch.cat([self._last[None], P[:-1]])  # the parameters each step started from
         self._last = P[-1].clone()
         for i, j in combinations(range(len(self.names)), 2):
@@ -212,29 +266,22 @@ class Agreement:
                     }
             old["report"] = compare.merge_reports(old["report"], rep)
             self._params[key] = old
-        if self.grad_checked:
-            R = torch.tensor([r.refs for r in records], dtype=self.dtype).reshape(T, -1, D)
-            for q, name in enumerate(self.grad_checked):
-                rep = compare.pair_report(
-                    R[:, q], G[:, self.names.index(name)], steps, epochs, labels
-                )
-                self._grads[name] = compare.merge_reports(self._grads.get(name), rep)
-        if self.grad_checked and all(r.bounds is not None for r in records):
-            self._fold_bounds(records, G, steps, labels)
-        if records[0].bufs is not None:
-            self._fold_buffers(records, G, steps, epochs, labels)
-        if records[0].ref64 is not None:
-            R64 = torch.tensor([r.ref64 for r in records], dtype=torch.float64)
+        for q, name in enumerate(self.grad_checked):
+            rep = compare.pair_report(R[:, q], G[:, self.names.index(name)], steps, epochs, labels)
+            self._grads[name] = compare.merge_reports(self._grads.get(name), rep)
+        if self.grad_checked and B is not None:
+            self._fold_bounds(R, B, G, steps, labels)
+        if F is not None:
+            self._fold_buffers(F, G, steps, epochs, labels)
+        if R64 is not None:
             self._ref64 = self._ref64 or {}
             for i, name in enumerate(self.names):
                 rep = compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
                 self._ref64[name] = compare.merge_reports(self._ref64.get(name), rep)
 
-    def _fold_bounds(self, records, G, steps, labels) -> None:
+    def _fold_bounds(self, R, B, G, steps, labels) -> None:
         """The largest |formula - autograd| / bound of the block, per autograd path."""
-        T, D = len(records), len(labels)
-        R = torch.tensor([r.refs for r in records], dtype=self.dtype).reshape(T, -1, D)
-        B = torch.tensor([r.bounds for r in records], dtype=self.dtype).reshape(T, -1, D)
+        D = len(labels)
         for q, name in enumerate(self.grad_checked):
             g = G[:, self.names.index(name)]
             diff = (R[:, q] - g).abs().double()
@@ -253,10 +300,8 @@ class Agreement:
                     "bound": None if math.isnan(B[t, q, d].item()) else B[t, q, d].item(),
                 }
 
-    def _fold_buffers(self, records, G, steps, epochs, labels) -> None:
+    def _fold_buffers(self, F, G, steps, epochs, labels) -> None:
         """Momentum buffers compared per pair, and the first step each pair's differ."""
-        T, D = len(records), len(labels)
-        F = torch.tensor([r.bufs for r in records], dtype=self.dtype).reshape(T, -1, D)
         for i, j in combinations(range(len(self.names)), 2):
             key = f"{self.names[i]}~{self.names[j]}"
             rep = compare.pair_report(F[:, i], F[:, j], steps, epochs, labels)
@@ -268,8 +313,8 @@ class Agreement:
             self._bufs[key] = old
 
     def state_dict(self) -> dict:
-        """The running summary (what a checkpoint keeps instead of every step's record)."""
-        self._fold()
+        """The running summary (what a checkpoint keeps instead of every step's record; the
+        run folds its last block first)."""
         return {
             "steps": self.steps,
             "last": self._last.clone(),
@@ -281,7 +326,6 @@ class Agreement:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self._block = []
         self.steps, self._params, self._grads, self._ref64 = (
             state[k] for k in ("steps", "params", "grads", "ref64")
         )
@@ -289,7 +333,6 @@ class Agreement:
         self._last = state["last"].to(self.dtype).clone()
 
     def report(self) -> dict:
-        self._fold()
         report = {
             "steps": self.steps,
             "max_abs": 0.0,

@@ -166,15 +166,12 @@ class AutogradPath(Path):
         for t in self.params.values():
             t.requires_grad_(True)
         self._loss, self._formula, self._sums, self._n = None, None, None, 1
-        self._bound, self._at = None, None
 
     def accumulate(self, x, y, n=None):
         if self._loss is None:  # the first chunk of a new batch
             for t in self.params.values():
                 t.grad = None
-            self._formula, self._sums, self._bound = None, None, None
-            if getattr(self.problem, "grad_bound", None) is not None:  # for formula_bound
-                self._at = {k: t.detach().clone() for k, t in self.params.items()}
+            self._formula, self._sums = None, None
         if n is None:
             with torch.no_grad():
                 self._formula = self.problem.grad(self.values(), x, y)
@@ -187,15 +184,6 @@ class AutogradPath(Path):
 
     def sums(self) -> list:
         return [self._loss, *(t.grad for t in self.params.values()), *self._sums.values()]
-
-    def formula_bound(self, x=None, y=None, n=None) -> dict | None:
-        """How far the formula and autograd may be apart by rounding alone at this step (see
-        the problem's ``grad_bound``), or None when the problem gives no bound. Computed when
-        asked, on this step's batch ``x, y`` of ``n`` rows (one more pass over it): the loop
-        asks only where the two differ."""
-        if self._bound is None and self._at is not None:
-            self._bound = problems.rounding_bound(self.problem, self._at, x, y, n)
-        return self._bound
 
     def formula(self) -> dict:
         """The analytic gradient at the parameters this step's gradient was taken at."""

@@ -1,0 +1,68 @@
+"""Stopping and saving: Ctrl-C (or SIGTERM) turns into a clean stop between steps, and the
+``Checkpointer`` writes a run's state every K epochs and when it is stopped."""
+
+from __future__ import annotations
+
+
+class StopFlag:
+    """Turns the first SIGINT or SIGTERM into a request to stop after the current step (main
+    thread only); a second one interrupts at once. SIGTERM too, because that is how torchrun
+    passes a Ctrl-C on to its workers, and how schedulers ask a job to stop."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.requested = False
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name)
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+class Checkpointer:
+    """Saves the run's state to ``run_dir/checkpoint.pt`` every ``every`` epochs (0: only when
+    interrupted)."""
+
+    def __init__(self, run_dir, every: int = 0):
+        from pathlib import Path
+
+        self.path = Path(run_dir) / "checkpoint.pt"
+        self.every = every
+
+    def due(self, epoch: int) -> bool:
+        """Whether a checkpoint is due after ``epoch``."""
+        return bool(self.every) and epoch % self.every == 0
+
+    def save(self, state: dict, callbacks=()) -> None:
+        """Flush what the callbacks hold (event files), then write the checkpoint: a resumed
+        run starts after the checkpoint's step, so everything up to it must be on disk."""
+        from . import checkpoints, interfaces
+
+        interfaces.call(callbacks, "flush")
+        checkpoints.save(self.path, state)
+
+
+class Stop(Exception):
+    """Ctrl-C was pressed: stop here; a resumed run starts at (epoch, batch)."""
+
+    def __init__(self, epoch: int, batch: int):
+        super().__init__(epoch, batch)
+        self.epoch, self.batch = epoch, batch

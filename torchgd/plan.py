@@ -1,0 +1,257 @@
+"""Plan + plan(): every argument checked and resolved before anything is written.
+
+A ``Plan`` is a run that can start: the problem and its data, the schedule, the paths, the
+rule's hyperparameters, the starting point, device and dtype, and the ``config`` that
+``config.json`` records (``plan_from_config`` rebuilds the plan from it, for ``--resume`` and
+``plot --run``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import data as datasets
+from . import options, problems, rules, schedules
+from .device import dtype_name, resolve_device, resolve_dtype
+from .errors import TorchgdError
+from .paths import PATHS
+
+PATH_NAMES = tuple(PATHS)
+SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
+
+
+def parse_paths(paths) -> tuple[str, ...]:
+    names = (
+        [p.strip() for p in paths.split(",") if p.strip()]
+        if isinstance(paths, str)
+        else list(paths)
+    )
+    bad = [p for p in names if p not in PATHS]
+    if not names or bad or len(set(names)) != len(names):
+        what = f"unknown path '{bad[0]}'" if bad else "paths must be a non-empty list, no repeats"
+        raise TorchgdError(f"{what}: choose from {', '.join(PATHS)} (e.g. --paths manual,optim)")
+    return tuple(names)
+
+
+def initial_params(problem, init: dict | None, device, dtype, dataset=None) -> dict:
+    start = problem.start_for(dataset) if hasattr(problem, "start_for") else dict(problem.start)
+    for name, value in (init or {}).items():
+        if name not in start:
+            raise TorchgdError(
+                f"--init names '{name}', but problem '{problem.name}' has parameters "
+                f"{', '.join(problem.param_names)}"
+            )
+        # one number starts every entry of a vector parameter
+        if isinstance(start[name], list) and isinstance(value, (int, float)):
+            value = [value] * len(start[name])
+        start[name] = value
+    for name, value in start.items():
+        if not all(math.isfinite(v) for v in torch.as_tensor(value).reshape(-1).tolist()):
+            raise TorchgdError(f"--init {name} must be finite, got {value}")
+    return {n: torch.as_tensor(v, dtype=dtype).to(device) for n, v in start.items()}
+
+
+def _values(t: torch.Tensor):
+    return t.tolist()
+
+
+@dataclass
+class Plan:
+    """A validated run: everything ``execute`` needs, checked before anything is written."""
+
+    problem: object
+    dataset: object
+    schedule: schedules.Schedule
+    names: tuple
+    hp: rules.SGD
+    rule: str
+    epochs: int
+    params0: dict
+    device: torch.device
+    dtype: torch.dtype
+    config: dict
+    fused: object = None  # --compile: the manual path's kernel for big batches (torchgd.fused)
+
+
+def plan(
+    problem="linear",
+    data="lecture",
+    *,
+    schedule="batch",
+    shuffle=None,
+    seed=0,
+    lr=0.01,
+    epochs=100,
+    init=None,
+    paths=PATH_NAMES,
+    device="cpu",
+    dtype="float64",
+    rule="textbook",
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+    noise=0.0,
+    guard=True,
+    patience=5,
+    bias=False,
+    shadow=None,
+    compile=False,
+    rows=None,
+    history="auto",
+) -> Plan:
+    """Check every argument and resolve names to objects; raises TorchgdError on bad input.
+
+    ``noise``: standard deviation of Gaussian noise added to every path's gradient (the same
+    draw for every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged``
+    on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
+    ``shadow``: for float32 runs, also step a float64 manual path on the same data and report
+    the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
+    ``compile``: the manual path sums a batch bigger than one chunk with one kernel compiled by
+    ``torch.compile`` (see ``torchgd.fused``); compiled here, before anything is written.
+    ``history``: "auto" keeps every epoch in the result's histories up to 10,001 epochs and
+    10,001 evenly spaced ones beyond (listed in ``history["epoch"]``); "all" keeps every one.
+    ``rows``: a function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a
+    ``--distributed`` run other than 0: it works on those rows only, see ``torchgd.distributed``).
+    """
+    spec_name = problem if isinstance(problem, str) else None
+    problem = problems.get(problem) if isinstance(problem, str) else problem
+    device, dtype = resolve_device(device), resolve_dtype(dtype)
+    sched = (
+        schedule
+        if isinstance(schedule, schedules.Schedule)
+        else schedules.parse(schedule, shuffle=shuffle, seed=seed)
+    )
+    names = parse_paths(paths)
+    options.check_rule(rule)
+    options.check_epochs(epochs)
+    options.check_guard(noise, patience)
+    hp = rules.SGD(
+        lr=lr,
+        momentum=momentum,
+        dampening=dampening,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
+    dataset = None
+    if problem.needs_data:
+        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
+    if bias:
+        if problem.name != "linear":
+            raise TorchgdError("--bias applies to the linear model only")
+        problem = problems.Linear(bias=True)
+    if dataset is not None and dataset.x.dim() == 2 and not getattr(problem, "start_for", None):
+        raise TorchgdError(
+            f"problem '{problem.name}' takes one feature; the data has {dataset.x.shape[1]}"
+        )
+    params0 = initial_params(problem, init, device, dtype, dataset)
+    config = {
+        "problem": problem.name,
+        "data": dataset.name if dataset else None,
+        "schedule": sched.spec,
+        "shuffle": sched.shuffled,
+        "seed": sched.seed,
+        "lr": lr,
+        "epochs": epochs,
+        "init": {n: _values(t) for n, t in params0.items()},
+        "paths": list(names),
+        "rule": rule,
+        "device": str(device),
+        "dtype": dtype_name(dtype),
+        **{k: v for k, v in hp.asdict().items() if k != "lr"},
+    }
+    if dataset is not None and dataset.meta:
+        config["data_meta"] = dataset.meta
+    if shadow is None:
+        per_row = dataset.x.shape[1] + 1 if dataset is not None and dataset.x.dim() == 2 else 2
+        size = per_row * dataset.n if dataset is not None else 1  # the whole data, on every rank
+        shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
+    config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
+    config["compile"] = bool(compile)
+    if history not in ("auto", "all"):
+        raise TorchgdError(f"--history must be auto or all, got '{history}'")
+    config["history"] = history
+    if spec_name is not None and spec_name != problem.name:
+        config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
+    fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
+    return Plan(
+        problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
+    )
+
+
+def _compile(problem, names, dataset, sched, params0, device):
+    """The fused kernel for ``--compile``, compiled for the run's biggest batch; None when
+    every batch fits one chunk (those run the lecture's expressions: nothing to fuse)."""
+    from . import fused
+
+    fused.check(problem)
+    if "manual" not in names:
+        raise TorchgdError("--compile fuses the manual path's sums; add manual to --paths")
+    a, b = sched.slices(dataset.n)[0]  # the first batch is the biggest
+    if b - a <= problem.chunk_rows:  # decided on the whole batch: the same on every rank
+        return None
+    x, y = dataset.x[: b - a], dataset.y[: b - a]  # rows like the run's (this rank's, if a rank)
+    if len(y) == 0:
+        x, y = torch.zeros((1, *x.shape[1:]), dtype=x.dtype), torch.zeros(1, dtype=y.dtype)
+    return fused.Kernel().prepare(params0, x.to(device), y.to(device))
+
+
+PLAN_KEYS = (
+    "schedule",
+    "shuffle",
+    "seed",
+    "lr",
+    "epochs",
+    "init",
+    "paths",
+    "device",
+    "dtype",
+    "rule",
+    "momentum",
+    "dampening",
+    "weight_decay",
+    "nesterov",
+    "maximize",
+    "noise",
+    "guard",
+    "patience",
+    "bias",
+)
+OPTIONAL_KEYS = {
+    "shadow": None,
+    "compile": False,
+    "history": "auto",
+}  # absent from older runs' configs
+
+
+def plan_from_config(config: dict, rows=None) -> Plan:
+    """Rebuild the plan a run was made from, from its ``config.json`` (``rows``: see ``plan``)."""
+    try:
+        kwargs = {k: config[k] for k in PLAN_KEYS}
+        kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
+        problem = config.get("problem_spec", config["problem"])
+        data = config["data"]
+        file = (config.get("data_meta") or {}).get("file")  # absolute: works from anywhere
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise TorchgdError(
+            f"the run's config.json lacks {exc}; it was not written by torchgd train"
+        ) from None
+    rebuilt = plan(problem, file or (data if data is not None else "lecture"), rows=rows, **kwargs)
+    rebuilt.config["data"] = data  # as the user gave it
+    return rebuilt
+
+
+def _absolute(spec: str) -> str:
+    """``FILE.py:NAME`` with FILE made absolute, so the run can be rebuilt (``--resume``,
+    ``plot --run``) from any directory; ``package.module:NAME`` as it is."""
+    where, _, attr = spec.rpartition(":")
+    if not where.endswith(".py"):
+        return spec
+    from pathlib import Path
+
+    return f"{Path(where).resolve()}:{attr}"

@@ -1,0 +1,403 @@
+"""Run: the state of one training run -- paths, shadow, agreement, history, guard -- and the
+operations the loop in ``train.execute`` calls: ``batches``, ``step``, ``end_epoch``,
+``watch``, ``flush``, ``state_dict``/``load_state_dict`` and ``result``.
+
+One step (``Run.step``)::
+
+    feed the batch to every path          paths.feed: whole, or chunk by chunk for big data
+    add up the ranks' sums                --distributed only
+    formula at each autograd path         problem.grad at the parameters the gradient used
+    update every path                     w -= lr * grad  |  optimizer.step()
+    write the step's row                  records.Block, on the device; folded when full
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import compare, explain, interfaces, memory, problems, schedules
+from . import guard as guards
+from .errors import TorchgdError
+from .paths import PATHS, ManualPath, feed
+from .records import Block, Epoch, Record, Step, flat, sync_allowed
+
+HISTORY_MAX = 10_000
+HISTORY_BLOCK = 4096  # epochs of history held on the device before they are copied to the host
+
+
+def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
+    """The epochs a history keeps: all (None) up to ``HISTORY_MAX`` + 1 epochs or with
+    ``mode`` "all"; beyond, ``HISTORY_MAX`` + 1 evenly spaced epochs from the first to the
+    last (a 700,000-epoch run's summary stays a few hundred kilobytes per series)."""
+    if mode == "all" or done <= HISTORY_MAX + 1:
+        return None
+    return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
+
+
+def noise_for(config: dict, step: int, params0: dict) -> dict:
+    """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
+    g = torch.Generator().manual_seed(schedules.mix_seed(config["seed"], step, salt=1))
+    return {
+        n: (config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(
+            t.device, t.dtype
+        )
+        for n, t in params0.items()
+    }
+
+
+def batch_of(x, y, bounds, order, shard=None, offset=0):
+    """The samples of one step: rows ``bounds`` of the data, or of the epoch's permutation
+    ``order`` (gathered with ``index_select``: no shuffled copy of the whole data); with a
+    ``shard`` ``(lo, hi)``, only those of them in rows lo to hi (possibly none). ``x`` and ``y``
+    hold the data's rows from ``offset`` on (a rank that keeps only its shard)."""
+    if bounds is None:
+        return None, None
+    a, b = bounds
+    if order is None:
+        if shard is not None:
+            a = max(a, shard[0])
+            b = max(a, min(b, shard[1]))
+        return x[a - offset : b - offset], y[a - offset : b - offset]
+    rows = order[a:b]
+    if shard is not None:
+        rows = rows[(rows >= shard[0]) & (rows < shard[1])]
+    rows = rows - offset if offset else rows
+    return x.index_select(0, rows), y.index_select(0, rows)
+
+
+@torch.no_grad()
+def batch_loss(problem, params, x, y, n, group):
+    """The loss on a batch: the lecture's expression, or chunk by chunk for a big batch (no
+    batch-sized temporaries); with several ranks, each adds its part and they add up the sums."""
+    if group is None and problems.fits(problem, y):
+        return problem.loss(params, x, y)
+    total = torch.zeros((), dtype=y.dtype, device=y.device)
+    for xc, yc in problems.chunks(problem, x, y):
+        total += problem.sums(params, xc, yc)[0]
+    if group is not None:
+        group.sum_([total])
+    return total / n
+
+
+def unflatten(row: torch.Tensor, like: dict) -> dict:
+    """A flat row of parameter values back into a dict shaped like ``like``."""
+    out, at = {}, 0
+    for k, t in like.items():
+        out[k] = row[at : at + t.numel()].reshape(t.shape).to(t.dtype)
+        at += t.numel()
+    return out
+
+
+class Run:
+    """The state of a run of ``plan`` (see the module docstring); ``callbacks`` get blocks."""
+
+    def __init__(self, plan, callbacks=(), group=None):
+        self.plan, self.config, self.problem = plan, plan.config, plan.problem
+        self.callbacks = list(callbacks)
+        self.step_callbacks = [cb for cb in callbacks if interfaces.overrides(cb, "on_step")]
+        self.names, self.position = plan.names, (0, 1, 0)  # step, epoch, batch
+        self._setup_paths(plan)
+        self._setup_data(plan, group)
+        self._setup_records(plan)
+        self.history = {p: {"loss": [], **{k: [] for k in plan.params0}} for p in self.names}
+        self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
+        stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
+        self.stochastic = stochastic
+        self.guard = guards.Guard(
+            self.config["patience"], len(self.names), stochastic or bool(self.config["noise"])
+        )
+
+    def _setup_paths(self, plan) -> None:
+        self.paths = {
+            n: PATHS[n](plan.problem, plan.params0, plan.hp, plan.rule) for n in plan.names
+        }
+        if plan.fused is not None:
+            self.paths["manual"].fused = plan.fused
+        # float32 runs can also step a float64 manual path on the same data, so the report can
+        # say what float32 costs (``shadow``; by default only for small data: it doubles the work)
+        self.reference = None
+        if plan.dtype != torch.float64 and self.config.get("shadow"):
+            double = {n: t.double() for n, t in plan.params0.items()}
+            self.reference = ManualPath(plan.problem, double, plan.hp, plan.rule)
+        self.every = [*self.paths.values(), *([self.reference] if self.reference else [])]
+        self.grad_checked = [p for p in plan.names if self.paths[p].uses_autograd]
+
+    def _setup_data(self, plan, group) -> None:
+        dataset = plan.dataset
+        self.x = self.y = None
+        if dataset is not None:
+            data = dataset.to(plan.device, plan.dtype)
+            self.x, self.y = data.x, data.y
+        self.n = dataset.n if dataset is not None else 1  # the whole data's size, on every rank
+        self.slices = plan.schedule.slices(self.n) if dataset is not None else [None]
+        self.offset = dataset.offset if dataset is not None else 0
+        if not problems.fits(plan.problem, self.y):
+            memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
+        self.group = group if self.x is not None else None  # data-free: every rank alike anyway
+        self.shard = self.group.shard(self.n) if self.group is not None else None
+        if dataset is not None and dataset.total is not None:  # this process holds part of it
+            held = (dataset.offset, dataset.offset + len(dataset))
+            if self.shard != held:
+                theirs = "all of them" if self.shard is None else f"rows {self.shard[0]} to "
+                theirs += "" if self.shard is None else str(self.shard[1])
+                raise TorchgdError(
+                    f"this plan holds rows {held[0]} to {held[1]} of {self.n}, but this process "
+                    f"works on {theirs}"
+                )
+
+    def _setup_records(self, plan) -> None:
+        params0 = plan.params0
+        self.labels = compare.labels_for(params0)
+        ends = {b - a for a, b in (self.slices[0], self.slices[-1])} if self.x is not None else {1}
+        self.tracker = explain.Agreement(  # every block of steps goes in; bounded memory
+            problem=plan.problem,
+            names=self.names,
+            paths=self.paths,
+            dtype=plan.dtype,
+            hp=plan.hp,
+            labels=self.labels,
+            params0=compare.flat(params0),
+            grad_checked=self.grad_checked,
+            batch_sizes=sorted(ends),
+        )
+        self.block = Block(
+            explain.BLOCK,
+            len(self.names),
+            len(self.grad_checked),
+            len(self.labels),
+            plan.dtype,
+            plan.device,
+            bufs=bool(plan.hp.momentum),
+            ref64=self.reference is not None,
+        )
+        with torch.no_grad():  # the parameters are updated in place: views follow them
+            self._param_views = flat(
+                t.detach() for p in self.names for t in self.paths[p].params.values()
+            )
+        self.bounded = bool(self.grad_checked) and plan.problem.grad_bound is not None
+
+    # -- the loop's operations ------------------------------------------------------------
+
+    def start(self) -> None:
+        """Before the first step: the guard's starting cost (stochastic schedules)."""
+        if self.config["guard"] and self.stochastic:
+            c0 = batch_loss(self.problem, self.plan.params0, self.x, self.y, self.n, self.group)
+            self.guard.begin(c0.expand(len(self.names)))
+
+    def order(self, epoch: int):
+        """The epoch's permutation of the rows (None: in order, or no data)."""
+        if self.plan.dataset is None:
+            return None
+        order = self.plan.schedule.order(self.n, epoch)
+        return order.to(self.plan.device) if order is not None else None
+
+    def batches(self, epoch: int, first: int = 0):
+        """``(j, (xb, yb, nb))`` for the epoch's batches from ``first`` on."""
+        order = self.order(epoch)
+        for j in range(first, len(self.slices)):
+            xb, yb = batch_of(self.x, self.y, self.slices[j], order, self.shard, self.offset)
+            nb = 1 if yb is None else self.slices[j][1] - self.slices[j][0]  # the whole batch
+            yield j, (xb, yb, nb)
+
+    def step(self, epoch: int, j: int, batch) -> Step | None:
+        """One step of every path on ``batch``; the ``Step`` if a callback wants each one."""
+        xb, yb, nb = batch
+        whole = problems.fits(self.problem, yb) and self.shard is None
+        feed(self.every, self.problem, xb, yb, nb, whole, double=self.reference)
+        if self.shard is not None:  # add up every rank's sums: then all update alike
+            for path in self.every:
+                path.all_reduce(self.group)
+        # the analytic formula at each autograd path's parameters before its update
+        refs = [self.paths[p].formula() for p in self.grad_checked]
+        step = self.position[0] + 1
+        noise = noise_for(self.config, step, self.plan.params0) if self.config["noise"] else None
+        out = {p: self.paths[p].update(noise) for p in self.names}
+        if self.reference is not None:
+            self.reference.update()
+        self.position = (step, epoch, j + 1)
+        self.last_loss = {p: out[p][0] for p in self.names}
+        self._record(step, epoch, j, nb, out, refs)
+        if self.block.full:
+            self.flush()
+        if not self.step_callbacks:
+            return None
+        params = {p: self.paths[p].values() for p in self.names}
+        grads = {p: out[p][1] for p in self.names}
+        refs_by_path = dict(zip(self.grad_checked, refs))
+        return Step(step, epoch, {p: out[p][0] for p in self.names}, grads, params, refs_by_path)
+
+    def _record(self, step, epoch, j, nb, out, refs) -> None:
+        names, paths = self.names, self.paths
+        self.block.put(
+            step,
+            epoch,
+            j,
+            nb,
+            [out[p][0] for p in names],
+            self._param_views,
+            flat(t for p in names for t in out[p][1].values()),
+            flat(t for r in refs for t in r.values()),
+            flat(t for p in names for t in paths[p].buffers().values())
+            if self.plan.hp.momentum
+            else None,
+            flat(self.reference.params.values()) if self.reference is not None else None,
+        )
+
+    def end_epoch(self, epoch: int, batch) -> Epoch:
+        """The epoch's losses (the lecture's: see ``train.fit``) and parameters, per path."""
+        xb, yb, nb = batch
+        losses, values = {}, {p: self.paths[p].values() for p in self.names}
+        for p in self.names:
+            if self.plan.schedule.kind == "batch" or self.plan.dataset is None:
+                losses[p] = self.last_loss[p]
+            else:
+                losses[p] = batch_loss(self.problem, values[p], xb, yb, nb, self.group)
+        with torch.no_grad():
+            row = [torch.cat([losses[p].reshape(1), *flat(values[p].values())]) for p in self.names]
+            self._epoch_rows.append(torch.stack(row))
+        if len(self._epoch_rows) >= HISTORY_BLOCK:
+            self._drain_history()
+        self.position = (self.position[0], epoch + 1, 0)
+        return Epoch(epoch, self.position[0], losses, values)
+
+    def _drain_history(self) -> None:
+        """Copy the epochs held on the device into the Python history (one copy)."""
+        if not self._epoch_rows:
+            return
+        with sync_allowed(self.plan.device):
+            rows = torch.stack(self._epoch_rows).cpu()
+        self._epoch_rows = []
+        for i, p in enumerate(self.names):
+            self.history[p]["loss"].extend(rows[:, i, 0].tolist())
+            at = 1
+            for k, t in self.plan.params0.items():
+                cols = rows[:, i, at : at + t.numel()]
+                self.history[p][k].extend(cols.reshape(len(rows), *t.shape).tolist())
+                at += t.numel()
+
+    def flush(self) -> None:
+        """Fold the block into the agreement report and give it to the callbacks."""
+        if not len(self.block):
+            return
+        with sync_allowed(self.plan.device):
+            host = self.block.host()
+            self.tracker.fold(host, self._bound_at if self.bounded else None)
+        interfaces.call(self.callbacks, "on_block", host)
+        self.block.clear()
+
+    def _bound_at(self, q: int, before, epoch: int, j: int):
+        """Autograd path q's rounding bound at the step of epoch ``epoch``, batch ``j``, whose
+        parameters before the step were ``before``: the same batch gathered again."""
+        params0 = self.plan.params0
+        params = unflatten(before.to(self.plan.device), params0)
+        bounds = self.slices[j] if self.x is not None else None
+        xb, yb = batch_of(self.x, self.y, bounds, self.order(epoch), self.shard, self.offset)
+        nb = 1 if yb is None else bounds[1] - bounds[0]
+        bound = problems.rounding_bound(self.problem, params, xb, yb, nb)
+        return None if bound is None else torch.cat(flat(bound.values())).cpu()
+
+    def watch(self, info: Epoch) -> dict | None:
+        """The guard's verdict on one epoch, judged on the cost over all data: for ``batch``
+        the epoch's loss (the cost before its update), else one more pass over the data per
+        path. Reading the verdict waits for the device: the one read per epoch, so that a
+        diverged run stops at the epoch it diverged."""
+        names, params, p = self.names, info.params, self.plan
+        if p.dataset is None or p.schedule.kind == "batch":
+            costs = [info.losses[q] for q in names]
+        else:
+            costs = [
+                batch_loss(p.problem, params[q], self.x, self.y, self.n, self.group) for q in names
+            ]
+        with sync_allowed(p.device):
+            finite = [all(bool(torch.isfinite(t).all()) for t in params[q].values()) for q in names]
+            bad, grew = self.guard.update(torch.stack([c.double().cpu() for c in costs]), finite)
+            for i, name in enumerate(names):
+                if bad[i] or grew[i]:
+                    info = {
+                        "epoch": info.epoch,
+                        "path": name,
+                        "reason": self.guard.reason(i, bool(bad[i])),
+                        "last_finite_loss": self.guard.last_finite[i].item(),
+                    }
+                    return advice(p, info)
+        return None
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state_dict(self, epoch: int, batch: int) -> dict:
+        """Everything a resumed run needs to go on from (epoch, batch), bit for bit; folds the
+        block and copies the history first (callbacks get the block, then are asked for their
+        own state)."""
+        self.flush()
+        self._drain_history()
+        return {
+            "position": {"step": self.position[0], "epoch": epoch, "batch": batch},
+            "config": self.config,
+            "paths": {name: path.state_dict() for name, path in self.paths.items()},
+            "reference": self.reference.state_dict() if self.reference is not None else None,
+            "agreement": self.tracker.state_dict(),
+            "history": self.history,
+            "guard": self.guard.state_dict(),
+            "callbacks": {
+                type(cb).__name__: cb.state_dict()
+                for cb in self.callbacks
+                if callable(getattr(cb, "state_dict", None))
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        position = state["position"]
+        self.position = tuple(position[k] for k in ("step", "epoch", "batch"))
+        for name, path in self.paths.items():
+            path.load_state_dict(state["paths"][name])
+        if self.reference is not None:
+            self.reference.load_state_dict(state["reference"])
+        if "agreement" in state:
+            self.tracker.load_state_dict(state["agreement"])
+        self.tracker.add_records([Record(*r) for r in state.get("records", ())])  # older files
+        self.history = state["history"]
+        self.guard.load_state_dict(state["guard"])
+
+    # -- the end ----------------------------------------------------------------------------
+
+    def result(self, status: str, seconds: float, diverged: dict | None):
+        """The run's ``train.Result``: final parameters, histories, the agreement report."""
+        from .train import Result
+
+        self.flush()
+        self._drain_history()
+        names, history = self.names, self.history
+        done = len(history[names[0]]["loss"])
+        kept = history_epochs(done, self.config.get("history", "auto"))
+        out = {}
+        for p in names:
+            hist = {k: list(v) for k, v in history[p].items()}
+            if kept is not None:
+                hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
+                hist["epoch"] = kept
+            out[p] = {
+                "params": {k: t.tolist() for k, t in self.paths[p].values().items()},
+                "loss": hist["loss"][-1] if done else None,
+                "history": hist,
+            }
+        agreement = self.tracker.report()
+        group = self.group
+        if group is not None:  # every rank must have ended with the same parameters, bit for bit
+            mine = torch.cat([compare.flat(path.values()) for path in self.paths.values()])
+            agreement["ranks"] = {
+                **group.info(),
+                "identical_parameters": group.identical(mine),
+                "rows_held": group.gather(len(self.y)),  # rank 0 holds all, the others a shard
+            }
+        c = self.config
+        return Result(
+            c, status, out, agreement, self.tracker.steps, done, seconds, self.problem, diverged
+        )
+
+
+def advice(p, info: dict) -> dict:
+    """The theory's advice on a diverged run, from the whole data: a rank that holds only its
+    shard gives none (rank 0, which holds everything, gives it)."""
+    if p.dataset is not None and p.dataset.total is not None:
+        return info
+    return guards.advice(p.config, p.dataset, p.schedule, info)
