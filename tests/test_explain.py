@@ -137,7 +137,7 @@ def test_a_long_run_holds_one_block_of_records_not_every_step(monkeypatch):
 
     def put(self, *args, **kwargs):
         real_put(self, *args, **kwargs)
-        seen.append((len(self), self.params.shape[0]))
+        seen.append((len(self), self.table.shape[0]))
 
     monkeypatch.setattr(records.Block, "put", put)
     r = torchgd.fit(schedule="sgd", epochs=50, callbacks=[Watch()])

@@ -128,8 +128,7 @@ class ManualPath(Path):
     def sums(self) -> list:
         return [self._sum, *self._grad_sum.values()]
 
-    @torch.no_grad()
-    def gradients(self):
+    def gradients(self):  # no parameter of this path requires grad: no graph, no no_grad
         """The loss and gradient accumulated for this step (a gradient that is the parameter
         itself, as ``df = lambda x: (x,)`` returns, is copied: the update must not change it)."""
         if self._whole is not None:
@@ -142,7 +141,6 @@ class ManualPath(Path):
         grads = {k: g.clone() if g is self.params[k] else g for k, g in grads.items()}
         return loss, grads
 
-    @torch.no_grad()
     def update(self, noise=None):
         loss, grads = self.gradients()
         rules.sgd_(self.params, _with_noise(grads, noise), self.state, self.hp, self.rule)
@@ -180,7 +178,7 @@ class AutogradPath(Path):
             part, sums = self.problem.chunk(self.params, x, y, n)
             self._sums, self._n = _add_(self._sums, sums), n
         part.backward()
-        self._loss = _add_(self._loss, part.detach())
+        self._loss = part.detach() if n is None else _add_(self._loss, part.detach())
 
     def sums(self) -> list:
         return [self._loss, *(t.grad for t in self.params.values()), *self._sums.values()]
@@ -240,14 +238,19 @@ def feed(paths, problem, x, y, n: int, whole: bool, double=None) -> None:
     lecture's expressions) when ``whole``; else a path with a ``fused`` kernel takes it in one
     compiled pass and the others chunk by chunk, every path on each chunk while it is in cache.
     ``double``: a path that gets the chunks in float64 (the float32 run's shadow)."""
-    fused = [] if whole else [q for q in paths if q.fused is not None]
+    if whole:  # the lecture's case: each path takes the batch as it is
+        for path in paths:
+            xp, yp = (x.double(), y.double()) if path is double and x is not None else (x, y)
+            path.accumulate(xp, yp)
+        return
+    fused = [q for q in paths if q.fused is not None]
     for path in fused:
         path.accumulate(x, y, n)
     chunked = [q for q in paths if q not in fused]
     for xc, yc in problems.chunks(problem, x, y) if chunked else ():
         for path in chunked:
             xp, yp = (xc.double(), yc.double()) if path is double and xc is not None else (xc, yc)
-            path.accumulate(xp, yp, None if whole else n)
+            path.accumulate(xp, yp, n)
 
 
 PATHS = {cls.name: cls for cls in (ManualPath, AutogradPath, OptimPath)}

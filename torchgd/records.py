@@ -36,6 +36,14 @@ class Record(NamedTuple):
     bufs: list | None = None  # with momentum, per path, D entries: the buffers after the step
 
 
+def _stack(tensors, out) -> None:
+    torch.stack(tensors, out=out)
+
+
+def _cat(tensors, out) -> None:
+    torch.cat([t.reshape(-1) for t in tensors], out=out)
+
+
 def flat(tensors) -> list:
     """Tensors as 1-D views (0-d ones too), ready for one ``torch.cat``."""
     return [t.reshape(-1) for t in tensors]
@@ -84,22 +92,27 @@ class Epoch:
 
 
 class Block:
-    """Preallocated rows for up to ``size`` steps: ``losses`` [T, P], ``params`` and ``grads``
-    [T, P, D], ``refs`` [T, Q, D] (Q autograd paths), ``bufs`` [T, P, D] with momentum,
-    ``ref64`` [T, D] with a float64 shadow; per step its number, epoch, batch index and batch
-    size as Python ints (``steps``, ``epochs``, ``batches``, ``sizes``: known without the
-    device)."""
+    """Preallocated rows for up to ``size`` steps, one row per step in one table (one write a
+    step): ``losses`` [T, P], ``params`` and ``grads`` [T, P, D], ``refs`` [T, Q, D] (Q
+    autograd paths), ``bufs`` [T, P, D] with momentum; ``ref64`` [T, D] (a table of its own:
+    float64) with a float64 shadow; per step its number, epoch, batch index and batch size as
+    Python ints (``steps``, ``epochs``, ``batches``, ``sizes``: known without the device)."""
 
-    def __init__(self, size, p, q, d, dtype, device, *, bufs=False, ref64=False):
-        def rows(*shape, dt=dtype):
-            return torch.empty((size, *shape), dtype=dt, device=device)
-
+    def __init__(self, size, p, q, d, dtype, device, *, bufs=False, ref64=False, scalar=False):
         self.size = max(1, min(size, ROWS_MAX_VALUES // max(1, p * d)))
-        size = self.size
-        self.losses, self.params, self.grads = rows(p), rows(p, d), rows(p, d)
-        self.refs = rows(q, d)
-        self.bufs = rows(p, d) if bufs else None
-        self.ref64 = rows(d, dt=torch.float64) if ref64 else None
+        self.p, self.q, self.d = p, q, d
+        widths = {"losses": p, "params": p * d, "grads": p * d, "refs": q * d}
+        widths["bufs"] = p * d if bufs else 0
+        self.columns, at = {}, 0
+        for name, width in widths.items():
+            self.columns[name] = (at, at + width) if width or name == "refs" else None
+            at += width
+        self.table = torch.empty((self.size, at), dtype=dtype, device=device)
+        self.ref64 = (
+            torch.empty((self.size, d), dtype=torch.float64, device=device) if ref64 else None
+        )
+        # every parameter a number (the lecture's w): a row is written by one stack, no reshape
+        self.write = _stack if scalar else _cat
         self.steps: list = []
         self.epochs: list = []
         self.batches: list = []
@@ -112,20 +125,14 @@ class Block:
     def full(self) -> bool:
         return len(self.steps) >= self.size
 
-    @torch.no_grad()
-    def put(self, step, epoch, batch, size, losses, params, grads, refs, bufs=None, ref64=None):
-        """Write one step's row: its number, epoch, batch index and batch size, then lists of
-        tensors (flat)."""
+    def put(self, step, epoch, batch, size, values: list, ref64=None) -> None:
+        """Write one step's row: its number, epoch, batch index and batch size, then its
+        values in the table's order -- losses, params, grads, refs, bufs -- as tensors (none
+        requires grad: nothing here is recorded by autograd); ``ref64`` the shadow's params."""
         t = len(self.steps)
-        torch.stack(losses, out=self.losses[t])
-        torch.cat(params, out=self.params[t].view(-1))
-        torch.cat(grads, out=self.grads[t].view(-1))
-        if refs:
-            torch.cat(refs, out=self.refs[t].view(-1))
-        if bufs is not None:
-            torch.cat(bufs, out=self.bufs[t].view(-1))
+        self.write(values, self.table[t])
         if ref64 is not None:
-            torch.cat(ref64, out=self.ref64[t])
+            self.write(ref64, self.ref64[t])
         self.steps.append(step)
         self.epochs.append(epoch)
         self.batches.append(batch)
@@ -134,18 +141,27 @@ class Block:
     def host(self) -> HostBlock:
         """The filled rows, copied to the host once."""
         t = len(self.steps)
+        table = self.table[:t].cpu()
 
-        def rows(x):
-            return None if x is None else x[:t].cpu()
+        def series(name, width):
+            cols = self.columns[name]
+            if cols is None:
+                return None
+            part = table[:, cols[0] : cols[1]]
+            return part if width is None else part.reshape(t, width, self.d)
 
+        p, q = self.p, self.q
         return HostBlock(
             list(self.steps),
             list(self.epochs),
             list(self.batches),
             list(self.sizes),
-            *(rows(x) for x in (self.losses, self.params, self.grads, self.refs)),
-            rows(self.bufs),
-            rows(self.ref64),
+            series("losses", None),
+            series("params", p),
+            series("grads", p),
+            series("refs", q),
+            series("bufs", p),
+            None if self.ref64 is None else self.ref64[:t].cpu(),
         )
 
     def clear(self) -> None:

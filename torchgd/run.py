@@ -13,6 +13,7 @@ One step (``Run.step``)::
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from . import compare, explain, interfaces, memory, problems, schedules
@@ -65,15 +66,16 @@ def batch_of(x, y, bounds, order, shard=None, offset=0):
     return x.index_select(0, rows), y.index_select(0, rows)
 
 
-@torch.no_grad()
 def batch_loss(problem, params, x, y, n, group):
     """The loss on a batch: the lecture's expression, or chunk by chunk for a big batch (no
-    batch-sized temporaries); with several ranks, each adds its part and they add up the sums."""
+    batch-sized temporaries); with several ranks, each adds its part and they add up the sums.
+    ``params``: detached values (no graph is recorded)."""
     if group is None and problems.fits(problem, y):
         return problem.loss(params, x, y)
     total = torch.zeros((), dtype=y.dtype, device=y.device)
-    for xc, yc in problems.chunks(problem, x, y):
-        total += problem.sums(params, xc, yc)[0]
+    with torch.no_grad():
+        for xc, yc in problems.chunks(problem, x, y):
+            total += problem.sums(params, xc, yc)[0]
     if group is not None:
         group.sum_([total])
     return total / n
@@ -169,11 +171,11 @@ class Run:
             plan.device,
             bufs=bool(plan.hp.momentum),
             ref64=self.reference is not None,
+            scalar=all(t.dim() == 0 for t in params0.values()),  # the lecture's w
         )
-        with torch.no_grad():  # the parameters are updated in place: views follow them
-            self._param_views = flat(
-                t.detach() for p in self.names for t in self.paths[p].params.values()
-            )
+        # the parameters are updated in place: detached aliases follow them
+        self._params = [t.detach() for p in self.names for t in self.paths[p].params.values()]
+        self._scalar = all(t.dim() == 0 for t in params0.values())
         self.bounded = bool(self.grad_checked) and plan.problem.grad_bound is not None
 
     # -- the loop's operations ------------------------------------------------------------
@@ -227,21 +229,15 @@ class Run:
         return Step(step, epoch, {p: out[p][0] for p in self.names}, grads, params, refs_by_path)
 
     def _record(self, step, epoch, j, nb, out, refs) -> None:
-        names, paths = self.names, self.paths
-        self.block.put(
-            step,
-            epoch,
-            j,
-            nb,
-            [out[p][0] for p in names],
-            self._param_views,
-            flat(t for p in names for t in out[p][1].values()),
-            flat(t for r in refs for t in r.values()),
-            flat(t for p in names for t in paths[p].buffers().values())
-            if self.plan.hp.momentum
-            else None,
-            flat(self.reference.params.values()) if self.reference is not None else None,
-        )
+        names, paths, reference = self.names, self.paths, self.reference
+        values = [out[p][0] for p in names]  # losses, params, grads, refs, bufs: one row
+        values += self._params
+        values += [t for p in names for t in out[p][1].values()]
+        values += [t for r in refs for t in r.values()]
+        if self.plan.hp.momentum:
+            values += [t for p in names for t in paths[p].buffers().values()]
+        shadow = list(reference.params.values()) if reference is not None else None
+        self.block.put(step, epoch, j, nb, values, shadow)
 
     def end_epoch(self, epoch: int, batch) -> Epoch:
         """The epoch's losses (the lecture's: see ``train.fit``) and parameters, per path."""
@@ -308,19 +304,18 @@ class Run:
             costs = [
                 batch_loss(p.problem, params[q], self.x, self.y, self.n, self.group) for q in names
             ]
+        values = torch.stack(self._params) if self._scalar else torch.cat(flat(self._params))
         with sync_allowed(p.device):
-            finite = [all(bool(torch.isfinite(t).all()) for t in params[q].values()) for q in names]
-            bad, grew = self.guard.update(torch.stack([c.double().cpu() for c in costs]), finite)
-            for i, name in enumerate(names):
-                if bad[i] or grew[i]:
-                    info = {
-                        "epoch": info.epoch,
-                        "path": name,
-                        "reason": self.guard.reason(i, bool(bad[i])),
-                        "last_finite_loss": self.guard.last_finite[i].item(),
-                    }
-                    return advice(p, info)
-        return None
+            values = values.cpu().numpy().reshape(len(names), -1)
+            bad, grew = self.guard.update(torch.stack(costs), np.isfinite(values).all(1))
+            stopped = (bad | grew).nonzero()[0].tolist()
+        if not stopped:
+            return None
+        i = stopped[0]
+        reason = self.guard.reason(i, bool(bad[i]))
+        last = self.guard.last_finite[i].item()
+        at = {"epoch": info.epoch, "path": names[i], "reason": reason, "last_finite_loss": last}
+        return advice(p, at)
 
     # -- checkpoints ----------------------------------------------------------------------
 

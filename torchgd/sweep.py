@@ -166,7 +166,7 @@ def run(p, lrs) -> dict:
                 for t in theta.values():
                     finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
                 bad, grew = watch.update(cost, finite)
-                stop = active.cpu() & (bad | grew)
+                stop = active.cpu() & torch.from_numpy(bad | grew)
                 for i in stop.nonzero().reshape(-1).tolist():
                     stopped_at[i] = epoch
                 active &= ~stop.to(p.device)
