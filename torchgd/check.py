@@ -15,6 +15,8 @@ formula. A formula that is wrong fails loudly, naming the parameter and the poin
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import torch
 
 from . import compare, fused, gradients, memory, problems
@@ -148,12 +150,7 @@ def check_gradients(
     (``torchgd.fused``), against the formula in float64, for data bigger than one chunk."""
     problem = problems.get(problem) if isinstance(problem, str) else problem
     dtype = resolve_dtype(dtype)
-    if isinstance(points, bool) or not isinstance(points, int) or points < 0:
-        raise TorchgdError(f"--points must be a whole number >= 0, got {points}")
-    if h != "auto" and not (isinstance(h, float | int) and 0 < h < float("inf")):
-        raise TorchgdError(f"--h must be a positive number or 'auto', got {h}")
-    if compile:
-        fused.check(problem)
+    _check_arguments(problem, points, h, compile)
     x = y = ds = None
     if problem.needs_data:
         memory.keep_freed_memory()  # big data: reuse freed buffers (see torchgd.memory)
@@ -161,8 +158,57 @@ def check_gradients(
         x, y = ds.x.to(dtype=dtype), ds.y.to(dtype=dtype)
     pts = _points(problem, points, seed, dtype, ds)
     labels = compare.labels_for(pts[0])
+    g = _gradients(problem, pts, x, y, h)
+    steps = list(range(1, len(pts) + 1))
+    ab = compare.pair_report(g.A, g.B, steps, steps, labels)
+    as_trained = {"manual": g.A, "autograd": g.B}
+    kernel = fused.kernel_for(problem, pts[0], x, y) if compile else None
+    if kernel is not None:
+        as_trained["compiled"] = torch.stack(
+            [compare.flat(step_gradients("manual", problem, p, x, y, kernel)[1]) for p in pts]
+        )
+    trained = _against_float64(problem, pts, x, y, as_trained)
+    na = compare.pair_report(g.N, g.A, steps, steps, labels)
+    num_bad = _numerical_disagrees(g, h, dtype)
+    gc, ggc, gc_message = _gradchecks(problem, pts, x, y)
+
+    over = _over_bound(g)
+    worst = None if over is None else float(over.max())
+    failures = _formula_failures(g, over, worst, ab, labels, pts, dtype)
+    if bool(num_bad.any()):
+        i, d = divmod(int(torch.nonzero(num_bad.reshape(-1))[0]), g.A.shape[1])
+        failures.append(
+            f"central differences (h={h}) disagree with the formula for d/d{labels[d]} at "
+            f"{_where(pts[i])}: {g.N[i, d].item()!r} vs {g.A[i, d].item()!r}"
+        )
+    if not (gc and ggc):
+        failures.append(gc_message or "gradcheck failed")
+    failures += _trained_failures(trained, pts, dtype)
+    report = _report(problem, pts, dtype, h, ab, na, trained, worst, compile, kernel)
+    return {
+        **report,
+        "gradcheck": gc,
+        "gradgradcheck": ggc,
+        "ok": not failures,
+        "failures": failures,
+    }
+
+
+def _check_arguments(problem, points, h, compile) -> None:
+    if isinstance(points, bool) or not isinstance(points, int) or points < 0:
+        raise TorchgdError(f"--points must be a whole number >= 0, got {points}")
+    if h != "auto" and not (isinstance(h, float | int) and 0 < h < float("inf")):
+        raise TorchgdError(f"--h must be a positive number or 'auto', got {h}")
+    if compile:
+        fused.check(problem)
+
+
+def _gradients(problem, pts, x, y, h) -> SimpleNamespace:
+    """Every gradient as a training step computes it (in chunks for big data), one row per
+    point: A the formula (manual path), B autograd, N central differences; F each point's |loss|
+    (for the rounding of N), BD the rounding bound of A (None where the problem has none)."""
     A, B, N, F, BD = [], [], [], [], []
-    for p in pts:  # every gradient as a training step computes it (in chunks for big data)
+    for p in pts:
         loss, grads = step_gradients("manual", problem, p, x, y)
         A.append(compare.flat(grads))
         F.append(loss.abs().max())
@@ -170,58 +216,59 @@ def check_gradients(
         bound = problems.rounding_bound(problem, p, x, y)
         BD.append(None if bound is None else compare.flat(bound))
         N.append(compare.flat(gradients.numerical_params(problem, p, x, y, h, loss=_loss_fn)))
-    A, B, N = torch.stack(A), torch.stack(B), torch.stack(N)
-    steps = list(range(1, len(pts) + 1))
-    ab = compare.pair_report(A, B, steps, steps, labels)
-    as_trained = {"manual": A, "autograd": B}
-    kernel = fused.kernel_for(problem, pts[0], x, y) if compile else None
-    if kernel is not None:
-        as_trained["compiled"] = torch.stack(
-            [compare.flat(step_gradients("manual", problem, p, x, y, kernel)[1]) for p in pts]
-        )
-    trained = _against_float64(problem, pts, x, y, as_trained)
-    na = compare.pair_report(N, A, steps, steps, labels)
+    return SimpleNamespace(A=torch.stack(A), B=torch.stack(B), N=torch.stack(N), F=F, BD=BD)
+
+
+def _numerical_disagrees(g, h, dtype) -> torch.Tensor:
+    """Where central differences are further from the formula than truncation and rounding
+    of the step h explain."""
     atol, rtol = NUM_TOL[dtype]
     eps = torch.finfo(dtype).eps
     step = eps ** (1 / 3) if h == "auto" else h
-    rounding = 4 * eps * torch.stack(F).reshape(-1, 1) / step
-    num_bad = (N - A).abs() > atol + rtol * A.abs() + rounding
-    gc, ggc, gc_message = _gradchecks(problem, pts, x, y)
+    rounding = 4 * eps * torch.stack(g.F).reshape(-1, 1) / step
+    return (g.N - g.A).abs() > atol + rtol * g.A.abs() + rounding
 
+
+def _over_bound(g) -> torch.Tensor | None:
+    """|formula - autograd| in units of the rounding bound of the summed terms (0 where they
+    are equal), or None for a problem without a bound."""
+    if not all(b is not None for b in g.BD):
+        return None
+    over = (g.A - g.B).abs() / torch.stack(g.BD)
+    return torch.where(g.A == g.B, torch.zeros_like(over), over.nan_to_num(nan=float("inf")))
+
+
+def _formula_failures(g, over, worst, ab, labels, pts, dtype) -> list[str]:
+    """The formula against autograd: beyond the rounding bound (or, without one, beyond
+    ``MAX_REL``), named at the worst point and parameter, with a hint when it is off by one
+    factor everywhere."""
+    bounded = over is not None
+    if not ((bounded and worst > 1) or (not bounded and ab["max_rel"] > MAX_REL[dtype])):
+        return []
+    A, B, N = g.A, g.B, g.N
+    if bounded:
+        i, d = divmod(int(over.reshape(-1).argmax()), A.shape[1])
+    else:
+        at = ab["max_rel_at"]
+        i, d = at["step"] - 1, labels.index(at["param"])
+    ratio = (A[:, d] / B[:, d])[B[:, d] != 0]
+    hint = ""
+    if len(ratio) and torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9):
+        hint = f"; the formula is {ratio[0].item():.6g} times autograd's at every point"
+    if bounded:
+        hint += (
+            f"; {over[i, d].item():.3g} times the most rounding can explain "
+            f"({g.BD[i][d].item():.3g})"
+        )
+    return [
+        f"analytic d/d{labels[d]} disagrees with autograd at {_where(pts[i])}: "
+        f"formula gives {A[i, d].item()!r}, autograd {B[i, d].item()!r}, "
+        f"central differences {N[i, d].item()!r}{hint}"
+    ]
+
+
+def _trained_failures(trained: dict, pts, dtype) -> list[str]:
     failures = []
-    bounded = all(b is not None for b in BD)
-    if bounded:  # |formula - autograd| against the rounding bound of the summed terms
-        over = (A - B).abs() / torch.stack(BD)
-        over = torch.where(A == B, torch.zeros_like(over), over.nan_to_num(nan=float("inf")))
-        worst = float(over.max())
-    if (bounded and worst > 1) or (not bounded and ab["max_rel"] > MAX_REL[dtype]):
-        if bounded:
-            i, d = divmod(int(over.reshape(-1).argmax()), A.shape[1])
-        else:
-            at = ab["max_rel_at"]
-            i, d = at["step"] - 1, labels.index(at["param"])
-        ratio = (A[:, d] / B[:, d])[B[:, d] != 0]
-        hint = ""
-        if len(ratio) and torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9):
-            hint = f"; the formula is {ratio[0].item():.6g} times autograd's at every point"
-        if bounded:
-            hint += (
-                f"; {over[i, d].item():.3g} times the most rounding can explain "
-                f"({BD[i][d].item():.3g})"
-            )
-        failures.append(
-            f"analytic d/d{labels[d]} disagrees with autograd at {_where(pts[i])}: "
-            f"formula gives {A[i, d].item()!r}, autograd {B[i, d].item()!r}, "
-            f"central differences {N[i, d].item()!r}{hint}"
-        )
-    if bool(num_bad.any()):
-        i, d = divmod(int(torch.nonzero(num_bad.reshape(-1))[0]), A.shape[1])
-        failures.append(
-            f"central differences (h={h}) disagree with the formula for d/d{labels[d]} at "
-            f"{_where(pts[i])}: {N[i, d].item()!r} vs {A[i, d].item()!r}"
-        )
-    if not (gc and ggc):
-        failures.append(gc_message or "gradcheck failed")
     for name, rep in trained.items():
         if rep["max_rel"] > MAX_REL_FLOAT64_REF[dtype]:
             at = rep["max_rel_at"]
@@ -230,42 +277,45 @@ def check_gradients(
                 f"in float64 at {_where(pts[at['step'] - 1])}, above the bound "
                 f"{MAX_REL_FLOAT64_REF[dtype]:g}"
             )
+    return failures
 
-    def strip(r, keys):
-        out = {}
-        for k in keys:
-            at = r[k]
-            if k.endswith("_at") and at is not None:  # a check's "step" is a point
-                at = {"point": at["step"], "param": at["param"], "at": _where(pts[at["step"] - 1])}
-            out[k] = at
-        return out
 
+def _strip(r: dict, keys, pts) -> dict:
+    """The ``keys`` of a pair report, a check's "step" shown as its point."""
+    out = {}
+    for k in keys:
+        at = r[k]
+        if k.endswith("_at") and at is not None:  # a check's "step" is a point
+            at = {"point": at["step"], "param": at["param"], "at": _where(pts[at["step"] - 1])}
+        out[k] = at
+    return out
+
+
+def _report(problem, pts, dtype, h, ab, na, trained, worst, compile, kernel) -> dict:
+    """The report's measurements and tolerances (the verdict is added by the caller)."""
     return {
         "problem": problem.name,
         "points": len(pts),
         "dtype": dtype_name(dtype),
         "h": h,
-        "analytic_vs_autograd": strip(ab, ("max_abs", "max_rel", "max_ulp", "max_rel_at")),
-        "numerical_vs_analytic": strip(na, ("max_abs", "max_rel", "max_abs_at")),
+        "analytic_vs_autograd": _strip(ab, ("max_abs", "max_rel", "max_ulp", "max_rel_at"), pts),
+        "numerical_vs_analytic": _strip(na, ("max_abs", "max_rel", "max_abs_at"), pts),
         "as_trained_vs_float64": {
-            name: strip(rep, ("max_abs", "max_rel", "max_rel_at")) for name, rep in trained.items()
+            name: _strip(rep, ("max_abs", "max_rel", "max_rel_at"), pts)
+            for name, rep in trained.items()
         },
-        "analytic_vs_autograd_of_bound": worst if bounded else None,
+        "analytic_vs_autograd_of_bound": worst,
         "tolerances": {
             "analytic_vs_autograd": "rounding bound from the summed terms (problem.grad_bound)"
-            if bounded
+            if worst is not None
             else f"max rel {MAX_REL[dtype]:g}",
             "analytic_vs_autograd_max_rel": MAX_REL[dtype],
             "as_trained_vs_float64_max_rel": MAX_REL_FLOAT64_REF[dtype],
-            "numerical_atol": atol,
-            "numerical_rtol": rtol,
+            "numerical_atol": NUM_TOL[dtype][0],
+            "numerical_rtol": NUM_TOL[dtype][1],
             "numerical_rounding": "4 * eps * |f| / h",
         },
         "compiled": None if not compile else kernel is not None,
-        "gradcheck": gc,
-        "gradgradcheck": ggc,
-        "ok": not failures,
-        "failures": failures,
     }
 
 

@@ -427,74 +427,97 @@ def trajectory(run, *, path=None) -> Figure:
     ax = fig.add_subplot()
     pts = {run: [_floats(_iterates(summary, run, n)) for n in names] for run in summary["paths"]}
     groups = _groups(summary, lambda q: [summary["paths"][q]["history"][n] for n in names])
-    lo, hi = p.box
     first = next(iter(summary["paths"]))
     end = {n: summary["paths"][first]["params"][n] for n in names}
-    if len(names) == 2:
-        xs = [v for xy in pts.values() for v in xy[0] if _drawable(v)]
-        ys = [v for xy in pts.values() for v in xy[1] if _drawable(v)]
-        x0, x1 = min([*xs, lo]), max([*xs, hi])
-        y0, y1 = min([*ys, lo]), max([*ys, hi])
-        gx, gy = torch.meshgrid(
-            torch.linspace(x0, x1, 200, dtype=torch.float64),
-            torch.linspace(y0, y1, 200, dtype=torch.float64),
-            indexing="xy",
-        )
-        cs = ax.contour(gx, gy, p.f(gx, gy), levels=25, cmap="viridis")
-        ax.clabel(cs, fontsize=7)
-        for run, (x, y) in pts.items():
-            label = f"{run}{_same_as(groups, run)}"
-            ax.plot(x, y, marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
-        ax.set(xlabel="x", ylabel="y")
-        ends = f"ends at {point(end, '.4g')}"
-    else:
-        x = [v for xs in pts.values() for v in xs[0] if _drawable(v)]
-        grid = torch.linspace(min([*x, lo]), max([*x, hi]), 2001, dtype=torch.float64)
-        fs = p.f(grid)
-        ax.plot(grid, fs, color="0.3", label=f"f(x): {p.description}")
-        for run, (xs,) in pts.items():
-            t = torch.tensor(xs, dtype=torch.float64)
-            label = f"{run}{_same_as(groups, run)}"
-            ax.plot(t, p.f(t), marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
-        minima = _local_minima(grid, fs)
-        if minima:
-            mx, mf = grid[minima].tolist(), fs[minima].tolist()
-            ax.plot(mx, mf, "v", color="tab:red", ms=9, zorder=4, label="local minima of f in view")
-            for a, b in zip(mx, mf):
-                ax.annotate(f"f={b:.3g}", (a, b), textcoords="offset points", xytext=(0, -16),
-                            ha="center", fontsize=8, color="tab:red")  # fmt: skip
-        (x_end,) = end.values()
-        f_end = None if x_end is None else p.f(torch.tensor(x_end, dtype=torch.float64)).item()
-        ends = f"ends at x={num(x_end, '.4g')}, f(x)={num(f_end, '.4g')}"
-        lowest = min(range(len(grid)), key=lambda i: fs[i].item())
-        if minima and fs[lowest].item() < min(fs[minima].tolist()):
-            ends += (
-                f"\nf is lower still at the edge of the view (f({grid[lowest].item():.3g}) = "
-                f"{fs[lowest].item():.3g}): the minima marked are local"
-            )
-        ax.set(xlabel="x", ylabel="f(x)")
+    draw = _on_contours if len(names) == 2 else _on_curve
+    ends = draw(ax, p, pts, groups, end)
     _title(ax, f"{p.name}: gradient descent from {point(cfg['init'])}, {describe(summary)}\n{ends}")
     ax.legend(fontsize=8)
     return _done(fig, path)
+
+
+def _on_contours(ax, p, pts: dict, groups, end: dict) -> str:
+    """A 2-D function's contour lines with each run's iterates; says where the runs end."""
+    lo, hi = p.box
+    xs = [v for xy in pts.values() for v in xy[0] if _drawable(v)]
+    ys = [v for xy in pts.values() for v in xy[1] if _drawable(v)]
+    x0, x1 = min([*xs, lo]), max([*xs, hi])
+    y0, y1 = min([*ys, lo]), max([*ys, hi])
+    gx, gy = torch.meshgrid(
+        torch.linspace(x0, x1, 200, dtype=torch.float64),
+        torch.linspace(y0, y1, 200, dtype=torch.float64),
+        indexing="xy",
+    )
+    cs = ax.contour(gx, gy, p.f(gx, gy), levels=25, cmap="viridis")
+    ax.clabel(cs, fontsize=7)
+    for run, (x, y) in pts.items():
+        label = f"{run}{_same_as(groups, run)}"
+        ax.plot(x, y, marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
+    ax.set(xlabel="x", ylabel="y")
+    return f"ends at {point(end, '.4g')}"
+
+
+def _on_curve(ax, p, pts: dict, groups, end: dict) -> str:
+    """A 1-D function's curve with each run's iterates and the local minima in view; says where
+    the runs end, and whether f is lower still at the edge of the view."""
+    lo, hi = p.box
+    x = [v for xs in pts.values() for v in xs[0] if _drawable(v)]
+    grid = torch.linspace(min([*x, lo]), max([*x, hi]), 2001, dtype=torch.float64)
+    fs = p.f(grid)
+    ax.plot(grid, fs, color="0.3", label=f"f(x): {p.description}")
+    for run, (xs,) in pts.items():
+        t = torch.tensor(xs, dtype=torch.float64)
+        label = f"{run}{_same_as(groups, run)}"
+        ax.plot(t, p.f(t), marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
+    minima = _local_minima(grid, fs)
+    if minima:
+        mx, mf = grid[minima].tolist(), fs[minima].tolist()
+        ax.plot(mx, mf, "v", color="tab:red", ms=9, zorder=4, label="local minima of f in view")
+        for a, b in zip(mx, mf):
+            ax.annotate(f"f={b:.3g}", (a, b), textcoords="offset points", xytext=(0, -16),
+                        ha="center", fontsize=8, color="tab:red")  # fmt: skip
+    (x_end,) = end.values()
+    f_end = None if x_end is None else p.f(torch.tensor(x_end, dtype=torch.float64)).item()
+    ends = f"ends at x={num(x_end, '.4g')}, f(x)={num(f_end, '.4g')}"
+    lowest = min(range(len(grid)), key=lambda i: fs[i].item())
+    if minima and fs[lowest].item() < min(fs[minima].tolist()):
+        ends += (
+            f"\nf is lower still at the edge of the view (f({grid[lowest].item():.3g}) = "
+            f"{fs[lowest].item():.3g}): the minima marked are local"
+        )
+    ax.set(xlabel="x", ylabel="f(x)")
+    return ends
 
 
 def sweep(report: dict, *, path=None) -> Figure:
     """Final loss against lr, the critical lr marked; loss curves of a few telling lrs."""
     if path is not None:
         check_path(path)
-    lrs, final, status = report["lrs"], report["final_loss"], report["status"]
+    lrs = report["lrs"]
     fig = _figure(WIDE)
     ax1, ax2 = fig.subplots(1, 2)
+    _final_loss_against_lr(ax1, report)
+    _telling_curves(ax2, report)
+    cfg = report.get("config")
+    if cfg:
+        lr = f"{len(lrs)} lrs from {num(lrs[0])} to {num(lrs[-1])}"
+        fig.suptitle(f"sweep: {cfg['problem']}, {describe({'config': cfg}, lr=lr)}")
+    return _done(fig, path)
+
+
+def _final_loss_against_lr(ax, report: dict) -> None:
+    """Each lr's final loss, coloured by its status; the critical lrs, predicted and measured."""
+    lrs, final, status = report["lrs"], report["final_loss"], report["status"]
     colors = {"converged": "tab:green", "slow": "tab:orange", "diverged": "tab:red"}
     for s, color in colors.items():
         pts = [
             (lr, f) for lr, f, st in zip(lrs, final, status) if st == s and _drawable(f) and f > 0
         ]
         if pts:
-            ax1.plot(*zip(*pts), "o", color=color, label=s)
+            ax.plot(*zip(*pts), "o", color=color, label=s)
     zeros = [lr for lr, f in zip(lrs, final) if f == 0]
     if zeros:
-        ax1.plot(
+        ax.plot(
             zeros,
             [min([f for f in final if f and f > 0], default=1e-300)] * len(zeros),
             "v",
@@ -503,28 +526,32 @@ def sweep(report: dict, *, path=None) -> Figure:
         )
     crit = report["critical_lr"]
     if crit["predicted"]:
-        ax1.axvline(
+        ax.axvline(
             crit["predicted"],
             color="k",
             ls="--",
             label=f"critical lr, theory: {crit['predicted']:.4g}",
         )
     if crit["measured"]:
-        ax1.axvline(
+        ax.axvline(
             crit["measured"],
             color="tab:red",
             ls=":",
             label=f"first lr that fails: {crit['measured']:.4g}",
         )
-    ax1.set(
+    ax.set(
         xscale="log",
         yscale="log",
         xlabel="learning rate",
         ylabel="final loss",
         title="final loss against learning rate",
     )
-    ax1.legend(fontsize=8)
-    # too small, good, near critical, too large
+    ax.legend(fontsize=8)
+
+
+def _telling_curves(ax, report: dict) -> None:
+    """The loss per epoch of a few telling lrs: too small, good, near critical, too large."""
+    lrs, status = report["lrs"], report["status"]
     ok = [i for i, s in enumerate(status) if s != "diverged"]
     bad = [i for i, s in enumerate(status) if s == "diverged"]
     rates = report["measured_rate"]
@@ -543,16 +570,11 @@ def sweep(report: dict, *, path=None) -> Figure:
         curve = [(e, v) for e, v in zip(kept, lane) if e <= stop and _drawable(v)]
         if not curve:
             continue
-        ax2.plot(*zip(*curve), label=f"{label}: lr={lrs[i]:.4g}")
-    ax2.set(
+        ax.plot(*zip(*curve), label=f"{label}: lr={lrs[i]:.4g}")
+    ax.set(
         yscale="log",
         xlabel="epoch",
         ylabel="loss",
         title="a rising loss means the learning rate is too large",
     )
-    ax2.legend(fontsize=8)
-    cfg = report.get("config")
-    if cfg:
-        lr = f"{len(lrs)} lrs from {num(lrs[0])} to {num(lrs[-1])}"
-        fig.suptitle(f"sweep: {cfg['problem']}, {describe({'config': cfg}, lr=lr)}")
-    return _done(fig, path)
+    ax.legend(fontsize=8)

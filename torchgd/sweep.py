@@ -112,7 +112,6 @@ def sweep(
 def run(p, lrs) -> dict:
     """The sweep of ``lrs`` on a validated plan (its lr is replaced by each of them)."""
     check(p, lrs)
-    epochs, guard, patience = p.epochs, p.config["guard"], p.config["patience"]
     k = len(lrs)
     theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
     lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
@@ -123,9 +122,9 @@ def run(p, lrs) -> dict:
     if p.dataset is not None:
         ds = p.dataset.to(p.device, p.dtype)
         x, y, n = ds.x, ds.y, len(ds)
-    slices = p.schedule.slices(n) if x is not None else [None]
+    data = SimpleNamespace(x=x, y=y, n=n, slices=p.schedule.slices(n) if x is not None else [None])
     stochastic = x is not None and p.schedule.kind != "batch"
-    watch = guards.Guard(patience, k, stochastic)
+    watch = guards.Guard(p.config["patience"], k, stochastic)
     active = torch.ones(k, dtype=torch.bool, device=p.device)
     stopped_at = [0] * k
     losses, costs, params_hist = [], [], []
@@ -134,25 +133,8 @@ def run(p, lrs) -> dict:
         start_cost = _cost(p, theta, x, y, k)
         if stochastic:
             watch.begin(start_cost)
-        for epoch in range(1, epochs + 1):
-            order = p.schedule.order(n, epoch) if x is not None else None
-            xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
-            for sl in slices:
-                xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
-                if p.schedule.kind == "batch" or x is None:  # the loss before the update
-                    before = p.problem.loss(theta, xb, yb).reshape(k)
-                grads = {
-                    m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()
-                }
-                if all_active:
-                    rules.sgd_(theta, grads, state, hp, "textbook")
-                else:  # stopped lanes keep the parameters they stopped with
-                    new = {m: t.clone() for m, t in theta.items()}
-                    rules.sgd_(new, grads, state, hp, "textbook")
-                    theta = {
-                        m: torch.where(active.reshape(-1, *[1] * (t.dim() - 1)), new[m], t)
-                        for m, t in theta.items()
-                    }
+        for epoch in range(1, p.epochs + 1):
+            theta, before, xb, yb = _epoch(p, theta, state, hp, active, all_active, data, epoch)
             if p.schedule.kind == "batch" or x is None:
                 loss = cost = before  # the cost over all data before the epoch's update
             else:
@@ -161,20 +143,53 @@ def run(p, lrs) -> dict:
             losses.append(loss.clone())
             costs.append(cost.clone())
             params_hist.append({m: t.reshape(k, -1).clone() for m, t in theta.items()})
-            if guard:
-                finite = torch.ones(k, dtype=torch.bool)
-                for t in theta.values():
-                    finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
-                bad, grew = watch.update(cost, finite)
-                stop = active.cpu() & torch.from_numpy(bad | grew)
-                for i in stop.nonzero().reshape(-1).tolist():
-                    stopped_at[i] = epoch
-                active &= ~stop.to(p.device)
+            if p.config["guard"]:
+                _stop_lanes(watch, theta, cost, active, stopped_at, epoch)
                 all_active = bool(active.all())
-    if p.schedule.kind != "batch" and x is not None:
+    if stochastic:
         costs = [start_cost, *costs]  # the cost before the first step, then after each epoch
     final = _cost(p, theta, x, y, k)
     return _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
+
+
+def _epoch(p, theta, state, hp, active, all_active, data, epoch):
+    """One epoch's steps on every lane; stopped lanes keep the parameters they stopped with.
+    Returns the parameters, the loss before the last update (batch GD and function problems:
+    the cost over all data before the epoch's update) and the last batch."""
+    x, y, n = data.x, data.y, data.n
+    order = p.schedule.order(n, epoch) if x is not None else None
+    xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
+    before = xb = yb = None
+    k = len(active)
+    for sl in data.slices:
+        xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
+        if p.schedule.kind == "batch" or x is None:  # the loss before the update
+            before = p.problem.loss(theta, xb, yb).reshape(k)
+        grads = {m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()}
+        if all_active:
+            rules.sgd_(theta, grads, state, hp, "textbook")
+        else:  # stopped lanes keep the parameters they stopped with
+            new = {m: t.clone() for m, t in theta.items()}
+            rules.sgd_(new, grads, state, hp, "textbook")
+            theta = {
+                m: torch.where(active.reshape(-1, *[1] * (t.dim() - 1)), new[m], t)
+                for m, t in theta.items()
+            }
+    return theta, before, xb, yb
+
+
+def _stop_lanes(watch, theta, cost, active, stopped_at, epoch) -> None:
+    """The divergence guard on every lane: a lane whose parameters are no longer finite or
+    whose cost grew as the guard says stops (``active`` and ``stopped_at`` updated in place)."""
+    k = len(stopped_at)
+    finite = torch.ones(k, dtype=torch.bool)
+    for t in theta.values():
+        finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
+    bad, grew = watch.update(cost, finite)
+    stop = active.cpu() & torch.from_numpy(bad | grew)
+    for i in stop.nonzero().reshape(-1).tolist():
+        stopped_at[i] = epoch
+    active &= ~stop.to(active.device)
 
 
 def _lane_dims(p) -> int:
@@ -214,60 +229,30 @@ def _distances(params_hist, theta0, target, bias) -> torch.Tensor:
 
 
 def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
-    k = len(lrs)
     L = torch.stack(losses).T.tolist()  # [K][epochs]
     C = torch.stack(costs).T.double().tolist()
-    final_cost = final_cost.tolist()
     stops = stopped_at
     t = theory.analyse(p.config, p.dataset, p.schedule)
-    eps = torch.finfo(p.dtype).eps
-    status, measured, final = [], [], []
-    predicted = t.rates(lrs) if t is not None else [None] * k
+    predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
     optimum = t.ls.optimum_loss if t is not None else None
     noisy = t is not None and optimum > 1e-20 * max(
         float((p.dataset.y.double() ** 2).mean()), 1e-300
     )
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
-    target, theta0 = None, None
-    if t is not None:
-        target = t.ls.fixed_point(t.weight_decay)
-        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if t.ls.bias else [])]
-    dists = None
-    if target is not None and not (stochastic and noisy):
-        dists = _distances(params_hist, theta0, target, t.ls.bias)
-    for i in range(k):
-        lane_loss = L[i][: stops[i] or None]
-        final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i].item())
-        rate = None
-        if dists is not None:
-            rate = _measured_rate(dists[: (stops[i] or len(params_hist)) + 1, i].tolist())
-        measured.append(rate)
-        if stops[i]:
-            status.append("diverged")
-        elif t is not None:
-            status.append(_ls_status(C[i], optimum, eps, stochastic and noisy))
-        elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
-            status.append("converged")
-        else:
-            status.append("slow")
+    lanes = _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy)
+    final, status, measured = lanes.final, lanes.status, lanes.measured
     if t is None and getattr(p.problem, "minimum", None) is not None:
-        if len(p.problem.param_names) == 1:  # a 1-D function: the distance to its minimum
-            name, target1 = p.problem.param_names[0], p.problem.minimum[0]
-            for i in range(k):
-                errs = [abs(p.config["init"][name] - target1)] + [
-                    abs(h[name][i, 0].item() - target1) for h in params_hist[: stops[i] or None]
-                ]
-                measured[i] = _measured_rate(errs)
+        _function_rates(p, params_hist, stops, measured)
     crit_meas = next(
         (
             lrs[i]
-            for i in range(k)
+            for i in range(len(lrs))
             if status[i] == "diverged"
             or (not stochastic and measured[i] is not None and measured[i] >= 1)
         ),
         None,
     )
-    out = {
+    return {
         "config": {
             **{k_: v for k_, v in p.config.items() if k_ not in ("lr", "paths")},
             "paths": ["manual"],
@@ -275,7 +260,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         },
         "lrs": list(lrs),
         "final_loss": final,
-        "final_cost": [None if s else c for s, c in zip(stops, final_cost)],
+        "final_cost": [None if s else c for s, c in zip(stops, final_cost.tolist())],
         "optimum_loss": optimum,
         "status": status,
         "measured_rate": measured,
@@ -299,7 +284,50 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
             for m in p.problem.param_names
         },
     }
-    return out
+
+
+def _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
+    """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
+    measured rate of a least-squares problem (None where there is no theory, or only a noise
+    floor to measure)."""
+    eps = torch.finfo(p.dtype).eps
+    optimum = t.ls.optimum_loss if t is not None else None
+    dists = None
+    if t is not None:
+        target = t.ls.fixed_point(t.weight_decay)
+        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if t.ls.bias else [])]
+        if target is not None and not (stochastic and noisy):
+            dists = _distances(params_hist, theta0, target, t.ls.bias)
+    status, measured, final = [], [], []
+    for i in range(len(stops)):
+        lane_loss = L[i][: stops[i] or None]
+        final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i].item())
+        rate = None
+        if dists is not None:
+            rate = _measured_rate(dists[: (stops[i] or len(params_hist)) + 1, i].tolist())
+        measured.append(rate)
+        if stops[i]:
+            status.append("diverged")
+        elif t is not None:
+            status.append(_ls_status(C[i], optimum, eps, stochastic and noisy))
+        elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
+            status.append("converged")
+        else:
+            status.append("slow")
+    return SimpleNamespace(final=final, status=status, measured=measured)
+
+
+def _function_rates(p, params_hist, stops, measured) -> None:
+    """A 1-D function with a known minimum: each lane's rate from its distance to the minimum
+    (into ``measured``)."""
+    if len(p.problem.param_names) != 1:
+        return
+    name, target1 = p.problem.param_names[0], p.problem.minimum[0]
+    for i in range(len(measured)):
+        errs = [abs(p.config["init"][name] - target1)] + [
+            abs(h[name][i, 0].item() - target1) for h in params_hist[: stops[i] or None]
+        ]
+        measured[i] = _measured_rate(errs)
 
 
 def _history(L: list, mode: str) -> dict:

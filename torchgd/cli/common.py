@@ -1,0 +1,268 @@
+"""The option groups several commands share, each declared once, with its validators and the
+reader that turns parsed options into keyword arguments of ``train.plan``.
+
+A group is a parent parser (``parents=[...]``, built without ``--help``) or, where commands take
+different parts of it, a function that adds options to a parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..options import RULES, SGD
+from .app import error, parent
+
+PATHS = "manual,autograd,optim"
+FORMATS = ["png", "svg", "pdf"]
+
+
+def init_point(text: str) -> dict:
+    """``--init``: ``NAME=VALUE[,NAME=VALUE...]`` to a dict of floats."""
+    out = {}
+    for part in filter(None, text.split(",")):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            raise argparse.ArgumentTypeError(
+                f"'{text}' is not NAME=VALUE[,NAME=VALUE...] (e.g. w=1.0 or x=-5,y=-2)"
+            )
+    return out
+
+
+# --lr, as each command takes it: one rate (train), K rates (sweep), either (plot)
+LR = {
+    "one": dict(type=float, default=0.01, help="learning rate (default 0.01)"),
+    "range": dict(
+        required=True, metavar="START:STOP:K", help="K learning rates from START to STOP"
+    ),
+    "one-or-range": dict(
+        default=None,
+        metavar="LR",
+        help="learning rate (default 0.01); sweep: START:STOP:K (default 0.01:0.3:30)",
+    ),
+}
+
+
+def add_rule_options(
+    p: argparse.ArgumentParser, *, lr: str | None, rule: bool = True, sgd: bool = True
+) -> None:
+    """The update rule and its hyperparameters (the fields of ``options.SGD``), declared here
+    only: ``--lr`` as ``LR[lr]`` (None: no --lr), ``--rule`` (the hand-written rule's
+    spelling), and with ``sgd`` torch.optim.SGD's options --momentum ... --maximize."""
+    if lr is not None:
+        p.add_argument("--lr", **LR[lr])
+    if rule:
+        p.add_argument(
+            "--rule",
+            default="textbook",
+            choices=list(RULES),
+            help="hand-written rule of the manual and autograd paths: textbook "
+            "(w -= lr * grad) or torch-exact (torch.optim.SGD's operations)",
+        )
+    if not sgd:
+        return
+    p.add_argument(
+        "--momentum", type=float, default=0.0, help="SGD momentum mu: b = mu*b + (1-tau)*grad"
+    )
+    p.add_argument("--dampening", type=float, default=0.0, help="SGD dampening tau")
+    p.add_argument(
+        "--weight-decay", type=float, default=0.0, help="L2 penalty lambda: grad += lambda*w"
+    )
+    p.add_argument(
+        "--nesterov", action="store_true", help="Nesterov momentum: step along grad + mu*b"
+    )
+    p.add_argument("--maximize", action="store_true", help="ascend: w += lr * grad")
+
+
+def rule_options(**kwargs) -> argparse.ArgumentParser:
+    """``add_rule_options`` as a parent parser."""
+    p = parent()
+    add_rule_options(p, **kwargs)
+    return p
+
+
+def sgd_kwargs(args) -> dict:
+    """The SGD options given (all but --lr), as keyword arguments."""
+    names = ("momentum", "dampening", "weight_decay", "nesterov", "maximize")
+    return {name: getattr(args, name) for name in names}
+
+
+def check_sgd(args) -> None:
+    """--lr and the SGD options, checked as torch.optim.SGD checks them."""
+    SGD(lr=args.lr, **sgd_kwargs(args))
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+
+
+def add_json_or_quiet(p: argparse.ArgumentParser) -> None:
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--json", action="store_true", help="print exactly one JSON object on stdout, nothing else"
+    )
+    out.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def run_options() -> argparse.ArgumentParser:
+    """What lecture and train share: the paths, where they run, what they print and write."""
+    p = parent()
+    p.add_argument(
+        "--paths", default=PATHS, help=f"comma-separated subset of {PATHS} (default: all three)"
+    )
+    add_device(p)
+    p.add_argument(
+        "--dtype",
+        default="float64",
+        help="float64 (default; the lecture's digits exactly) or float32",
+    )
+    p.add_argument("--logdir", default="runs", help="parent of the run directory (default runs/)")
+    p.add_argument(
+        "--name", default=None, help="run directory name (default: <command>-<timestamp>)"
+    )
+    add_json_or_quiet(p)
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print every epoch (default: 10 to 99 lines: every 10th epoch, every 100th from "
+        "1,000 epochs, every 1,000th from 10,000, ...; and the last)",
+    )
+    _add_logging_options(p)
+    p.add_argument("--no-plots", action="store_true", help="draw no figures")
+    p.add_argument(
+        "--format",
+        default="png",
+        choices=FORMATS,
+        help="figure format (default png; TensorBoard shows PNG only)",
+    )
+    return p
+
+
+def _add_logging_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="TensorBoard: log every K-th step (default: every step for runs under "
+        "10,000 steps, else about 5,000 steps in all)",
+    )
+    p.add_argument(
+        "--smoothing",
+        type=float,
+        default=0.9,
+        metavar="BETA",
+        help="TensorBoard loss/smoothed: bias-corrected moving average (default 0.9)",
+    )
+    p.add_argument("--no-tensorboard", action="store_true", help="write no event files")
+
+
+def check_logging(args) -> None:
+    if args.log_every is not None and args.log_every < 1:
+        raise error(f"--log-every must be a whole number >= 1, got {args.log_every}")
+    if not 0 <= args.smoothing < 1:
+        raise error(f"--smoothing must be in [0, 1), got {args.smoothing}")
+
+
+def plan_kwargs(args) -> dict:
+    """The run options ``train.plan`` takes."""
+    return dict(paths=args.paths, device=args.device, dtype=args.dtype, rule=args.rule)
+
+
+def problem_options() -> argparse.ArgumentParser:
+    """What train and sweep share: problem, data, schedule, start, the guard, the history."""
+    p = parent()
+    p.add_argument(
+        "--problem",
+        default="linear",
+        help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
+        "rosenbrock, square, xcos, or FILE.py:NAME",
+    )
+    p.add_argument(
+        "--data",
+        default="lecture",
+        help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
+        "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
+    )
+    p.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
+    _add_schedule_options(p)
+    p.add_argument(
+        "--init",
+        type=init_point,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="starting point, e.g. w=1.0 or x=-5,y=-2 (default: the problem's own, w=1.0 "
+        "for the lecture)",
+    )
+    _add_guard_options(p)
+    return p
+
+
+def _add_schedule_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
+    p.add_argument(
+        "--shuffle",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a seeded random order each epoch, or the data's order (--no-shuffle); default: "
+        "sgd in order, minibatch:B shuffled",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of every shuffle and noise")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs (default 100); for function problems one step each",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="steps, for problems without data (same as --epochs there; default 100)",
+    )
+
+
+def _add_guard_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=5,
+        help="divergence guard: stop when the cost over all data grew this many epochs in a "
+        "row and rose above its lowest by more than 100 times it (sgd, minibatch) or 1 time "
+        "it, i.e. doubled (batch, function problems) (default 5)",
+    )
+    p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
+    p.add_argument(
+        "--history",
+        choices=["auto", "all"],
+        default="auto",
+        help="epochs kept in --json and summary.json: auto (default) keeps all up to 10,001 "
+        "and 10,001 evenly spaced beyond (listed in history.epoch); all keeps every one",
+    )
+
+
+def epochs(args) -> int:
+    """--epochs or --steps (the same for function problems), 100 when neither is given."""
+    if args.epochs is not None and args.steps is not None:
+        raise error("give --epochs or --steps, not both")
+    epochs = args.epochs if args.epochs is not None else args.steps
+    return 100 if epochs is None else epochs
+
+
+def run_kwargs(args, epochs: int) -> dict:
+    """The options train and sweep share: schedule, seed, start, SGD options, the guard."""
+    return dict(
+        schedule=args.schedule,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        epochs=epochs,
+        init=args.init,
+        **sgd_kwargs(args),
+        guard=not args.no_guard,
+        patience=args.patience,
+        bias=args.bias,
+        history=args.history,
+    )

@@ -1,0 +1,254 @@
+"""``torchgd plot KIND``: one figure into a file, of a saved run or of a fresh one.
+
+Every option is checked against the kind first (one line, exit 2), then the run is made or
+read and the figure drawn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from .app import error
+from .common import FORMATS, init_point, rule_options
+
+# what each kind takes: a fresh run's settings (also --run), or a figure of its own
+RUN_KINDS = {
+    "cost": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
+    "loss": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
+    "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
+    "sweep": ("problem", "data", "schedule", "lr", "epochs", "init", "seed"),
+}
+TAKES = {"field": ("problem",), "schedules": ("data", "lr", "epochs", "seed"), **RUN_KINDS}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plot",
+        parents=[rule_options(lr="one-or-range", rule=False, sgd=False)],
+        help="draw a figure: field, cost, loss, schedules, trajectory, sweep",
+        description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
+        "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "
+        "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
+        "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself.",
+        epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
+        "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
+        "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
+        "--problem --data --schedule --lr START:STOP:K --epochs --init --seed",
+    )
+    p.add_argument(
+        "kind",
+        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep"],
+        help="field (a 2-D function and its gradient), cost (the linear model's cost(w) with "
+        "each path's iterates), loss (per epoch), schedules (batch GD vs SGD vs mini-batch), "
+        "trajectory (a function problem's iterates), sweep (final loss against lr)",
+    )
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_DIR",
+        help="draw the run saved in RUN_DIR (its summary.json) as it was, instead of a fresh one",
+    )
+    _add_fresh_run_options(p)
+    p.add_argument(
+        "--format",
+        default=None,
+        choices=FORMATS,
+        help="figure format (default: --out's suffix, else png)",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FILE",
+        help="FILE.png, FILE.svg or FILE.pdf, or a directory to write KIND.FORMAT into "
+        "(default ./KIND.FORMAT)",
+    )
+    p.set_defaults(func=run)
+
+
+def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
+    """The settings of a fresh run; None when not given (train's defaults, checked per kind)."""
+    p.add_argument(
+        "--problem",
+        default=None,
+        help="field: a 2-D function (default paraboloid); trajectory: a function problem "
+        "(default elliptic); cost, loss, sweep: default linear",
+    )
+    p.add_argument("--data", default=None, help="as for train (default lecture)")
+    p.add_argument("--schedule", default=None, help="batch (default) | sgd | minibatch:B")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs, one step each for function problems (default 100)",
+    )
+    p.add_argument(
+        "--init",
+        type=init_point,
+        default=None,
+        metavar="NAME=VALUE,...",
+        help="starting point, e.g. w=1.0 or x=-3,y=0 (default: the problem's)",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=None,
+        metavar="SIGMA",
+        help="Gaussian noise (std SIGMA, seeded) on every path's gradient (default 0)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of every shuffle and noise (default 0)"
+    )
+
+
+def run(args) -> int:
+    _check_kind(args)
+    out = _out_file(args)
+    fresh = _fresh(args)
+    from .. import plots
+
+    kind = args.kind
+    if kind == "field":
+        plots.field(fresh.problem, path=out)
+    elif kind == "schedules":
+        plots.schedules(fresh.data, lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out)
+    else:
+        summary = _saved(args) if args.run is not None else _made(kind, fresh)
+        getattr(plots, kind)(summary, path=out)
+    print(out)
+    return 0
+
+
+def _flags(names) -> str:
+    return ", ".join(f"--{n}" for n in names)
+
+
+def _check_kind(args) -> None:
+    """Refuse --run where no run is drawn, --run with a fresh run's settings, and options the
+    kind does not take."""
+    kind = args.kind
+    given = [n for n in RUN_KINDS["cost"] if getattr(args, n) is not None]
+    if args.run is not None and kind not in RUN_KINDS:
+        raise error(
+            f"plot {kind} draws no saved run: --run does not apply (it takes "
+            f"{_flags(TAKES[kind])}, --out, --format)"
+        )
+    if args.run is not None and given:
+        raise error(
+            f"{_flags(given)} {'describe' if len(given) > 1 else 'describes'} a fresh run; with "
+            "--run the figure shows the saved run as it was: drop one or the other"
+        )
+    if [n for n in given if n not in TAKES[kind]]:
+        raise error(
+            f"plot {kind} does not take {_flags(n for n in given if n not in TAKES[kind])} (it "
+            f"takes {_flags(TAKES[kind])}{', --run' if kind in RUN_KINDS else ''}, --out, --format)"
+        )
+
+
+def _out_file(args) -> Path:
+    """Where the figure goes: a file whose suffix is its format, in a directory that exists."""
+    kind, fmt = args.kind, args.format
+    out = Path(args.out) if args.out is not None else Path(f"{kind}.{fmt or 'png'}")
+    if args.out is not None and (out.is_dir() or args.out.endswith(("/", os.sep))):
+        out = out / f"{kind}.{fmt or 'png'}"
+    suffix = out.suffix.lstrip(".").lower()
+    if suffix not in ("png", "svg", "pdf"):
+        raise error(f"--out {args.out}: name the file .png, .svg or .pdf, or give a directory")
+    if fmt is not None and fmt != suffix:
+        raise error(f"--format {fmt} but --out {args.out} is a .{suffix} file: make them agree")
+    if not out.parent.is_dir():
+        raise error(f"--out {args.out}: directory '{out.parent}' does not exist")
+    return out
+
+
+def _fresh(args) -> argparse.Namespace:
+    """The fresh run's settings, train's defaults, each checked before anything runs."""
+    from .. import options, schedules
+
+    kind = args.kind
+    lr = lrs = None
+    if kind == "sweep":
+        lrs = options.parse_lrs(args.lr or "0.01:0.3:30")
+    else:
+        lr = _lr(args.lr)
+    epochs = options.check_epochs(100 if args.epochs is None else args.epochs)
+    noise = 0.0 if args.noise is None else args.noise
+    options.check_guard(noise, 5)
+    schedule = args.schedule or "batch"
+    schedules.parse(schedule)
+    data, seed = args.data or "lecture", args.seed or 0
+    problem = args.problem or {"field": "paraboloid", "trajectory": "elliptic"}.get(kind, "linear")
+    if kind == "cost" and problem != "linear":
+        raise error("plot cost needs a run of the linear model with one weight w")
+    return argparse.Namespace(
+        problem=problem,
+        data=data,
+        schedule=schedule,
+        lr=lr,
+        lrs=lrs,
+        epochs=epochs,
+        init=args.init,
+        noise=noise,
+        seed=seed,
+    )
+
+
+def _lr(text: str | None) -> float:
+    import math
+
+    try:
+        lr = 0.01 if text is None else float(text)
+    except ValueError:
+        raise error(f"--lr must be a number, got '{text}'") from None
+    if not math.isfinite(lr) or lr <= 0:
+        raise error(f"--lr must be a positive number, got {text}")
+    return lr
+
+
+def _saved(args) -> dict:
+    """The summary of the run in --run, which must be of the kind's sort (a sweep or one run)."""
+    import json
+
+    summary_file = Path(args.run)
+    summary_file = summary_file if summary_file.is_file() else summary_file / "summary.json"
+    try:
+        summary = json.loads(summary_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot read run summary '{summary_file}': {exc}") from None
+    if args.kind == "sweep" and "lrs" not in summary:
+        raise error(f"'{summary_file}' is not a sweep's summary")
+    if args.kind != "sweep" and "paths" not in summary:
+        raise error(
+            f"'{summary_file}' holds no single run (a lecture run has batch/ "
+            "and sgd/ inside: give one of them)"
+        )
+    return summary
+
+
+def _made(kind: str, f: argparse.Namespace) -> dict:
+    """The summary of a fresh run (a sweep for ``sweep``) with settings ``f``."""
+    if kind == "sweep":
+        from ..sweep import sweep
+
+        return sweep(
+            f.problem,
+            f.data,
+            lrs=f.lrs,
+            schedule=f.schedule,
+            epochs=f.epochs,
+            init=f.init,
+            seed=f.seed,
+        )
+    from ..train import fit
+
+    return fit(
+        f.problem,
+        f.data,
+        schedule=f.schedule,
+        init=f.init,
+        lr=f.lr,
+        epochs=f.epochs,
+        noise=f.noise,
+        seed=f.seed,
+    ).to_json()

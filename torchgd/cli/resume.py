@@ -1,0 +1,95 @@
+"""``torchgd train --resume RUN_DIR``: continue an interrupted run from its checkpoint, bit for
+bit, exactly as its config.json says."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .app import error
+from .running import compile_note, compiling, figures_done, finish, group, rank_status, rows
+from .running import run as run_plan
+
+# what --resume may be given besides the run: how to show it, and how to run it
+RESUME_OPTIONS = {"resume", "json", "quiet", "verbose", "no_plots", "no_tensorboard", "format"}
+RESUME_OPTIONS |= {"distributed", "command", "func"}
+
+
+def resume(args) -> int:
+    from .. import checkpoints, runs, train
+
+    run_dir = Path(args.resume)
+    _refuse_changes(args)
+    try:
+        saved = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
+    finished = _finished(run_dir)
+    if finished is not None:
+        _say_finished(run_dir, finished, args)
+        return 0
+    state = checkpoints.load(run_dir / checkpoints.NAME)
+    ranks = group(args, saved.get("device", "cpu"))
+    if ranks is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
+        saved = {**saved, "device": ranks.device}
+    compiling(saved.get("compile", False) and (ranks is None or ranks.rank == 0), args)
+    plan = train.plan_from_config(saved, rows=rows(ranks))
+    if {"compile": False, **state["config"], "device": None} != {**plan.config, "device": None}:
+        raise error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
+    if ranks is not None and ranks.rank != 0:  # the other ranks compute; rank 0 writes
+        return rank_status(train.execute(plan, [], resume=state, group=ranks))
+    compile_note(plan, args)
+    opts = saved.get("run_options", {})
+    args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
+    args.trial = opts.get("trial", run_dir.name)
+    every = opts.get("checkpoint_every") or 0
+    result, summary = run_plan(
+        plan, args, run_dir, resume=state, checkpoint_every=every, group=ranks
+    )
+    figures_done(args)
+    if args.json:
+        print(runs.dumps(summary))
+    return finish([result], run_dir, args)
+
+
+def _refuse_changes(args) -> None:
+    """--resume continues a run as its config.json says: an option that would change it is
+    refused (found by parsing the command line again with every default suppressed, so that
+    only the options actually given appear)."""
+    from . import build_parser
+
+    parser = build_parser()
+    train_parser = parser._subparsers._group_actions[0].choices["train"]
+    for action in train_parser._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(parser.parse_args(args.argv))
+    changed = sorted(set(given) - RESUME_OPTIONS)
+    if changed:
+        flags = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise error(
+            f"--resume continues the run exactly as its config.json says; {flags} would change "
+            "it (start a new run instead)"
+        )
+
+
+def _finished(run_dir) -> dict | None:
+    """The summary of a run that has ended (completed or diverged), or None."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ended = isinstance(summary, dict) and summary.get("status") not in (None, "interrupted")
+    return summary if ended else None
+
+
+def _say_finished(run_dir, finished: dict, args) -> None:
+    from .. import runs
+
+    if args.json:
+        print(runs.dumps(finished))
+    elif not args.quiet:
+        print(
+            f"{run_dir} has already finished ({finished['status']} after "
+            f"{finished.get('epochs')} epochs); nothing to resume"
+        )

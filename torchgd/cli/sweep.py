@@ -1,0 +1,66 @@
+"""``torchgd sweep``: K learning rates as one vectorized run of the manual path, against the
+theory."""
+
+from __future__ import annotations
+
+from .common import (
+    FORMATS,
+    add_device,
+    add_json_or_quiet,
+    epochs,
+    problem_options,
+    rule_options,
+    run_kwargs,
+)
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        parents=[problem_options(), rule_options(lr="range", rule=False)],
+        help="K learning rates at once, against the theory",
+        description="Run K learning rates as one vectorized run of the manual "
+        "path; print final loss, status, measured and predicted "
+        "rate per lr, and the critical lr.",
+    )
+    p.add_argument("--log", action="store_true", help="log-spaced learning rates")
+    add_device(p)
+    p.add_argument("--dtype", default="float64", help="float64 or float32")
+    p.add_argument("--logdir", default="runs", help="parent of the run directory")
+    p.add_argument("--name", default=None, help="run directory name (default: sweep-<timestamp>)")
+    p.add_argument("--no-plots", action="store_true", help="draw no figure")
+    p.add_argument("--format", default="png", choices=FORMATS, help="figure format")
+    add_json_or_quiet(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .. import options, schedules
+
+    n_epochs = epochs(args)
+    options.check_dtype_name(args.dtype)
+    options.check_epochs(n_epochs)
+    options.check_guard(0.0, args.patience)
+    schedules.parse(args.schedule)
+    lrs = options.parse_lrs(args.lr, args.log)
+    from .. import runs, sweep
+    from ..train import plan
+
+    kwargs = dict(device=args.device, dtype=args.dtype, **run_kwargs(args, n_epochs))
+    p = plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)
+    sweep.check(p, lrs)  # before anything is written
+    run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
+    report = sweep.run(p, lrs)  # the same plan: the data are loaded once
+    report["run_dir"] = str(run_dir)
+    runs.write_json(run_dir / "config.json", report["config"])
+    if not args.no_plots:
+        from .. import plots
+
+        plots.sweep(report, path=run_dir / f"sweep.{args.format}")
+    runs.write_json(run_dir / "summary.json", report)
+    if args.json:
+        print(runs.dumps(report))
+    elif not args.quiet:
+        print(sweep.format_table(report))
+        print(f"Run directory: {run_dir}")
+    return 0

@@ -1,0 +1,151 @@
+"""``torchgd train``: any problem, schedule and options, every path in lockstep, compared at
+every step; ``--resume`` (in ``resume.py``) continues an interrupted run."""
+
+from __future__ import annotations
+
+import argparse
+
+from .app import error, parent
+from .common import (
+    check_logging,
+    check_sgd,
+    epochs,
+    plan_kwargs,
+    problem_options,
+    rule_options,
+    run_kwargs,
+    run_options,
+)
+from .running import compile_note, compiling, drawer, figures_done, finish, group, rank_status, rows
+from .running import run as run_plan
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        parents=[problem_options(), rule_options(lr="one"), _train_options(), run_options()],
+        help="train any problem with any schedule and options",
+        description="Train by the selected paths in lockstep and compare them at every step.",
+    )
+    p.set_defaults(func=run)
+
+
+def _train_options() -> argparse.ArgumentParser:
+    """train's own options (a parent, so that --help lists them before the run options)."""
+    p = parent()
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="save a checkpoint every K epochs (always on Ctrl-C)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its checkpoint, bit for bit",
+    )
+    p.add_argument(
+        "--noise",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
+    )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run as one of several processes started by torchrun: each works on its shard of "
+        "the data, gradients are all-reduced, rank 0 writes (gloo on CPU, NCCL on CUDA)",
+    )
+    p.add_argument(
+        "--shadow",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float32 runs: also step a float64 manual path on the same data and report the "
+        "distance (default: for data of at most 1,000,000 values)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="the manual path sums each batch bigger than 524,288 rows in one loop compiled by "
+        "torch.compile (needs a C++ compiler on CPU; compiling takes seconds before the run, "
+        "fewer once inductor has cached it)",
+    )
+    return p
+
+
+def run(args) -> int:
+    try:
+        return _train(args)
+    finally:
+        if args.distributed:
+            from .. import distributed
+
+            distributed.close()
+
+
+def _train(args) -> int:
+    check_logging(args)
+    if args.checkpoint_every is not None and args.checkpoint_every < 0:
+        raise error(f"--checkpoint-every must be a whole number >= 0, got {args.checkpoint_every}")
+    if args.resume:
+        from .resume import resume
+
+        return resume(args)
+    n_epochs = _check(args)
+    from .. import runs, train
+
+    plan, ranks = _plan(args, n_epochs)
+    if ranks is not None and ranks.rank != 0:  # the other ranks compute; rank 0 writes
+        return rank_status(train.execute(plan, [], group=ranks))
+    compile_note(plan, args)
+    run_dir = runs.new_run_dir(args.logdir, args.name, "train")
+    result, summary = run_plan(
+        plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=ranks
+    )
+    figures_done(args)
+    if args.json:
+        print(runs.dumps(summary))
+    return finish([result], run_dir, args)
+
+
+def _check(args) -> int:
+    """Every option that can be checked without torch; the epochs to run."""
+    from .. import options, schedules
+
+    n_epochs = epochs(args)
+    options.check_dtype_name(args.dtype)
+    check_sgd(args)
+    options.check_epochs(n_epochs)
+    schedules.parse(args.schedule)
+    if not args.no_plots and not args.distributed:
+        drawer(args)  # imports matplotlib while this process imports torch
+    return n_epochs
+
+
+def _plan(args, n_epochs: int):
+    """The plan (every argument checked and resolved) and this process's group, or None."""
+    from .. import problems, train
+
+    if args.distributed and not getattr(problems.get(args.problem), "needs_data", False):
+        raise error(
+            f"--distributed splits the data across processes; problem '{args.problem}' has none"
+        )
+    ranks = group(args, args.device)
+    if ranks is not None:
+        args.device = ranks.device  # cuda:LOCAL_RANK on CUDA
+    compiling(args.compile and (ranks is None or ranks.rank == 0), args)
+    plan = train.plan(
+        args.problem,
+        args.data,
+        lr=args.lr,
+        noise=args.noise,
+        shadow=args.shadow,
+        compile=args.compile,
+        rows=rows(ranks),
+        **run_kwargs(args, n_epochs),
+        **plan_kwargs(args),
+    )
+    return plan, ranks
