@@ -21,7 +21,7 @@ from itertools import combinations
 
 import torch
 
-from . import compare
+from . import compare, rules
 from .device import dtype_name
 
 # a gradient this many float eps apart (relative) is not rounding any more: the formula is wrong
@@ -39,38 +39,17 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
         f"different parameters came out: the update rules round differently"
     )
     if {ra, rb} == {"textbook", "torch"} or {ra, rb} == {"textbook", "torch-exact"}:
-        plain = hp.momentum == 0 and hp.weight_decay == 0 and not hp.maximize
-        if plain:
-            two = w - hp.lr * g
-            one = w.add(g, alpha=-hp.lr)
-            k = int((two != one).nonzero()[0]) if bool((two != one).any()) else 0
-            measured = (
-                f" (recomputed: w - lr*grad = {two.reshape(-1)[k].item()!r}, "
-                f"w.add(grad, alpha=-lr) = {one.reshape(-1)[k].item()!r})"
-            )
-        else:
-            measured = ""
-        buffer = " (and add_ with alpha for its momentum buffer)" if hp.momentum else ""
-        return (
-            f"{head}. torch.optim.SGD updates with param.add_(grad, alpha=-lr){buffer}, which "
-            f"this machine computes as one fused multiply-add, rounding once; the textbook "
-            f"rule w -= lr * grad rounds lr * grad and then the difference, twice{measured}. "
-            f"--rule torch-exact uses torch's operations and matches torch.optim.SGD bit for bit"
-        )
+        return f"{head}. {rules.of(hp).explain_update(hp, w, g)}"
     return (
         f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "
         f"differ, so this is unexplained: please report it"
     )
 
 
-def _buffer_rule_reason(paths, a, b) -> str:
+def _buffer_rule_reason(paths, a, b, hp) -> str:
     ra, rb = _rule(paths, a), _rule(paths, b)
     if "textbook" in (ra, rb) and ra != rb:
-        return (
-            "torch.optim.SGD updates the buffer with buf.mul_(momentum).add_(grad, "
-            "alpha=1 - dampening), one fused multiply-add, where the textbook rule rounds "
-            "momentum * buf and (1 - dampening) * grad before adding them"
-        )
+        return rules.of(hp).explain_state(hp)
     return (
         f"the same operations ({ra} vs {rb}) on the same inputs should not differ, so this "
         f"is unexplained: please report it"
@@ -448,7 +427,7 @@ class Agreement:
             how = (
                 f"at step {buf['step']} both paths had the same parameters, gradient and "
                 f"buffer, yet their momentum buffers came out different: "
-                + _buffer_rule_reason(self.paths, a, b)
+                + _buffer_rule_reason(self.paths, a, b, self.hp)
             )
         reason = (
             f"{how}; the momentum buffer (b = momentum * b + (1 - dampening) * g) carried the "

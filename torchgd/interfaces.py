@@ -66,6 +66,18 @@ class _WithDefaults:
         return repr(self._inner)
 
 
+READ_DIRECTLY = ("needs_data", "description")  # the others are read through ``optional``
+
+
+def optional(problem, name: str):
+    """The problem's optional member ``name``, or its default."""
+    value = getattr(problem, name, _MISSING)
+    return PROBLEM_DEFAULTS[name](problem) if value is _MISSING else value
+
+
+_MISSING = object()
+
+
 def as_problem(problem, where: str = "the problem"):
     """``problem`` checked against ``Problem``, with defaults for its optional members."""
     missing = [a for a in PROBLEM_REQUIRED if not hasattr(problem, a)]
@@ -74,7 +86,7 @@ def as_problem(problem, where: str = "the problem"):
             f"{where} is not a problem: it lacks {', '.join(missing)} (required: "
             f"{', '.join(PROBLEM_REQUIRED)}; see torchgd.problems.FunctionProblem)"
         )
-    if all(hasattr(problem, a) for a in PROBLEM_DEFAULTS):
+    if all(hasattr(problem, a) for a in READ_DIRECTLY):
         return problem
     return _WithDefaults(problem)
 

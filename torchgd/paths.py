@@ -26,10 +26,13 @@ class Path:
     uses_autograd = False
     fused = None  # a compiled kernel that takes a big batch whole (``--compile``), or None
 
-    def __init__(self, problem, params0: dict, hp: rules.SGD, rule: str = "textbook"):
+    def __init__(self, problem, params0: dict, hp, rule: str = "textbook"):
+        """``hp``: the rule's hyperparameters (its ``Hyper``: they name the rule, see
+        ``torchgd.rules``); ``rule``: its spelling, textbook or torch-exact."""
         self.problem, self.hp, self.rule = problem, hp, rule
+        self.algorithm = rules.of(hp)  # the rule's module: init, update, TORCH_CLASS, STATE
         self.params = {n: t.detach().clone() for n, t in params0.items()}
-        self.state: dict = {}
+        self.state: dict = self.algorithm.init(self.params)
 
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
@@ -143,7 +146,9 @@ class ManualPath(Path):
 
     def update(self, noise=None):
         loss, grads = self.gradients()
-        rules.sgd_(self.params, _with_noise(grads, noise), self.state, self.hp, self.rule)
+        self.algorithm.update(
+            self.params, _with_noise(grads, noise), self.state, self.hp, self.rule
+        )
         return loss, grads
 
 
@@ -196,24 +201,26 @@ class AutogradPath(Path):
     def update(self, noise=None):
         loss, grads = self.gradients()
         with torch.no_grad():
-            rules.sgd_(self.params, _with_noise(grads, noise), self.state, self.hp, self.rule)
+            grads_used = _with_noise(grads, noise)
+            self.algorithm.update(self.params, grads_used, self.state, self.hp, self.rule)
         return loss, grads
 
 
 class OptimPath(AutogradPath):
-    """``loss.backward()``, then ``torch.optim.SGD.step()``: PyTorch's own rule."""
+    """``loss.backward()``, then ``torch.optim.<the rule's class>.step()``: PyTorch's own."""
 
     name = "optim"
 
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
-        self.optimizer = torch.optim.SGD(list(self.params.values()), **hp.torch_kwargs())
+        optimizer = getattr(torch.optim, self.algorithm.TORCH_CLASS)
+        self.optimizer = optimizer(list(self.params.values()), **hp.torch_kwargs())
 
     def buffers(self) -> dict:
-        """torch.optim.SGD's momentum buffers (``optimizer.state[p]["momentum_buffer"]``)."""
+        """The optimizer's state per parameter (SGD: ``optimizer.state[p]["momentum_buffer"]``)."""
         out = {}
         for n, t in self.params.items():
-            buf = self.optimizer.state.get(t, {}).get("momentum_buffer")
+            buf = self.optimizer.state.get(t, {}).get(self.algorithm.STATE)
             out[n] = buf.detach() if buf is not None else torch.zeros_like(t.detach())
         return out
 

@@ -9,12 +9,12 @@ rule's hyperparameters, the starting point, device and dtype, and the ``config``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from . import data as datasets
-from . import options, problems, rules, schedules
+from . import interfaces, options, problems, rules, schedules
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS
@@ -66,7 +66,7 @@ class Plan:
     dataset: object
     schedule: schedules.Schedule
     names: tuple
-    hp: rules.SGD
+    hp: object  # the rule's hyperparameters (its ``Hyper``, e.g. ``rules.sgd.Hyper``)
     rule: str
     epochs: int
     params0: dict
@@ -90,11 +90,6 @@ def plan(
     device="cpu",
     dtype="float64",
     rule="textbook",
-    momentum=0.0,
-    dampening=0.0,
-    weight_decay=0.0,
-    nesterov=False,
-    maximize=False,
     noise=0.0,
     guard=True,
     patience=5,
@@ -103,23 +98,28 @@ def plan(
     compile=False,
     rows=None,
     history="auto",
+    **hyper,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-    ``noise``: standard deviation of Gaussian noise added to every path's gradient (the same
-    draw for every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged``
-    on a non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row.
-    ``shadow``: for float32 runs, also step a float64 manual path on the same data and report
-    the distance to it; None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values.
-    ``compile``: the manual path sums a batch bigger than one chunk with one kernel compiled by
-    ``torch.compile`` (see ``torchgd.fused``); compiled here, before anything is written.
-    ``history``: "auto" keeps every epoch in the result's histories up to 10,001 epochs and
-    10,001 evenly spaced ones beyond (listed in ``history["epoch"]``); "all" keeps every one.
-    ``rows``: a function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a
-    ``--distributed`` run other than 0: it works on those rows only, see ``torchgd.distributed``).
+    ``rule``: the spelling of the hand-written update rule (``textbook`` or ``torch-exact``);
+    ``lr`` and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
+    nesterov, maximize; see ``torchgd.rules.sgd``). ``noise``: standard deviation of Gaussian
+    noise added to every path's gradient (the same draw for every path, seeded by ``(seed,
+    step)``). ``guard``: stop with status ``diverged`` on a non-finite loss or parameter, or a
+    loss that grew ``patience`` epochs in a row. ``shadow``: for float32 runs, also step a
+    float64 manual path on the same data and report the distance to it; None (auto) does so
+    for data of at most ``SHADOW_MAX_VALUES`` values. ``compile``: the manual path sums a batch
+    bigger than one chunk with one kernel compiled by ``torch.compile`` (see
+    ``torchgd.fused``); compiled here, before anything is written. ``history``: "auto" keeps
+    every epoch in the result's histories up to 10,001 epochs and 10,001 evenly spaced ones
+    beyond (listed in ``history["epoch"]``); "all" keeps every one. ``rows``: a function of N
+    giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
+    than 0: it works on those rows only, see ``torchgd.distributed``).
     """
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
+    problem = interfaces.as_problem(problem, f"'{spec_name}'" if spec_name else "the problem")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
     sched = (
         schedule
@@ -130,25 +130,10 @@ def plan(
     options.check_rule(rule)
     options.check_epochs(epochs)
     options.check_guard(noise, patience)
-    hp = rules.SGD(
-        lr=lr,
-        momentum=momentum,
-        dampening=dampening,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        maximize=maximize,
-    )
-    dataset = None
-    if problem.needs_data:
-        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
-    if bias:
-        if problem.name != "linear":
-            raise TorchgdError("--bias applies to the linear model only")
-        problem = problems.Linear(bias=True)
-    if dataset is not None and dataset.x.dim() == 2 and not getattr(problem, "start_for", None):
-        raise TorchgdError(
-            f"problem '{problem.name}' takes one feature; the data has {dataset.x.shape[1]}"
-        )
+    if history not in ("auto", "all"):
+        raise TorchgdError(f"--history must be auto or all, got '{history}'")
+    hp = hyperparameters("sgd", lr, hyper)
+    problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
     config = {
         "problem": problem.name,
@@ -167,21 +152,50 @@ def plan(
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
-    if shadow is None:
-        per_row = dataset.x.shape[1] + 1 if dataset is not None and dataset.x.dim() == 2 else 2
-        size = per_row * dataset.n if dataset is not None else 1  # the whole data, on every rank
-        shadow = dtype != torch.float64 and size <= SHADOW_MAX_VALUES
+    shadow = _shadow(dataset, dtype) if shadow is None else shadow
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
-    config["compile"] = bool(compile)
-    if history not in ("auto", "all"):
-        raise TorchgdError(f"--history must be auto or all, got '{history}'")
-    config["history"] = history
+    config.update(compile=bool(compile), history=history)
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
     )
+
+
+def hyperparameters(optimizer: str, lr, hyper: dict):
+    """The rule's ``Hyper`` from ``lr`` and the other options, checked as torch checks them."""
+    Hyper = rules.get(optimizer).Hyper
+    known = {f.name for f in fields(Hyper)}
+    unknown = sorted(set(hyper) - known)
+    if unknown:
+        raise TorchgdError(
+            f"unknown option '{unknown[0]}' for {optimizer}: it takes {', '.join(sorted(known))}"
+        )
+    return Hyper(lr=lr, **hyper)
+
+
+def _problem_and_data(problem, data, bias, dtype, rows):
+    """The problem (the linear model with a bias, for ``bias``) and its data, if it takes any."""
+    dataset = None
+    if problem.needs_data:
+        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
+    if bias:
+        if problem.name != "linear":
+            raise TorchgdError("--bias applies to the linear model only")
+        problem = problems.Linear(bias=True)
+    if dataset is not None and dataset.x.dim() == 2 and not getattr(problem, "start_for", None):
+        raise TorchgdError(
+            f"problem '{problem.name}' takes one feature; the data has {dataset.x.shape[1]}"
+        )
+    return problem, dataset
+
+
+def _shadow(dataset, dtype) -> bool:
+    """Whether a float32 run steps a float64 shadow by default: for small data only."""
+    per_row = dataset.x.shape[1] + 1 if dataset is not None and dataset.x.dim() == 2 else 2
+    size = per_row * dataset.n if dataset is not None else 1  # the whole data, on every rank
+    return dtype != torch.float64 and size <= SHADOW_MAX_VALUES
 
 
 def _compile(problem, names, dataset, sched, params0, device):
@@ -212,11 +226,7 @@ PLAN_KEYS = (
     "device",
     "dtype",
     "rule",
-    "momentum",
-    "dampening",
-    "weight_decay",
-    "nesterov",
-    "maximize",
+    *(f.name for f in fields(rules.get("sgd").Hyper) if f.name != "lr"),  # the rule's options
     "noise",
     "guard",
     "patience",

@@ -169,7 +169,7 @@ class Run:
             len(self.labels),
             plan.dtype,
             plan.device,
-            bufs=bool(plan.hp.momentum),
+            bufs=plan.hp.has_state,
             ref64=self.reference is not None,
             scalar=all(t.dim() == 0 for t in params0.values()),  # the lecture's w
         )
@@ -234,7 +234,7 @@ class Run:
         values += self._params
         values += [t for p in names for t in out[p][1].values()]
         values += [t for r in refs for t in r.values()]
-        if self.plan.hp.momentum:
+        if self.plan.hp.has_state:
             values += [t for p in names for t in paths[p].buffers().values()]
         shadow = list(reference.params.values()) if reference is not None else None
         self.block.put(step, epoch, j, nb, values, shadow)

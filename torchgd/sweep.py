@@ -73,17 +73,15 @@ def sweep(
     init=None,
     device="cpu",
     dtype="float64",
-    momentum=0.0,
-    dampening=0.0,
-    weight_decay=0.0,
-    nesterov=False,
-    maximize=False,
     guard=True,
     patience=5,
     bias=False,
     history="auto",
+    **hyper,
 ) -> dict:
-    """Run ``len(lrs)`` learning rates in one vectorized run of the manual path."""
+    """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; ``hyper``:
+    the rule's other hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
+    maximize), the same for every lane."""
     p = make_plan(
         problem,
         data,
@@ -96,15 +94,11 @@ def sweep(
         paths=("manual",),
         device=device,
         dtype=dtype,
-        momentum=momentum,
-        dampening=dampening,
-        weight_decay=weight_decay,
-        nesterov=nesterov,
-        maximize=maximize,
         guard=guard,
         patience=patience,
         bias=bias,
         history=history,
+        **hyper,
     )
     return run(p, lrs)
 
@@ -167,10 +161,10 @@ def _epoch(p, theta, state, hp, active, all_active, data, epoch):
             before = p.problem.loss(theta, xb, yb).reshape(k)
         grads = {m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()}
         if all_active:
-            rules.sgd_(theta, grads, state, hp, "textbook")
+            rules.of(p.hp).update(theta, grads, state, hp, "textbook")
         else:  # stopped lanes keep the parameters they stopped with
             new = {m: t.clone() for m, t in theta.items()}
-            rules.sgd_(new, grads, state, hp, "textbook")
+            rules.of(p.hp).update(new, grads, state, hp, "textbook")
             theta = {
                 m: torch.where(active.reshape(-1, *[1] * (t.dim() - 1)), new[m], t)
                 for m, t in theta.items()

@@ -49,9 +49,9 @@ LR = {
 def add_rule_options(
     p: argparse.ArgumentParser, *, lr: str | None, rule: bool = True, sgd: bool = True
 ) -> None:
-    """The update rule and its hyperparameters (the fields of ``options.SGD``), declared here
-    only: ``--lr`` as ``LR[lr]`` (None: no --lr), ``--rule`` (the hand-written rule's
-    spelling), and with ``sgd`` torch.optim.SGD's options --momentum ... --maximize."""
+    """The update rule and its hyperparameters, declared here only: ``--lr`` as ``LR[lr]``
+    (None: no --lr), ``--rule`` (the hand-written rule's spelling), and with ``sgd`` the other
+    fields of ``torchgd.rules.sgd.Hyper`` (--momentum ... --maximize), with their help."""
     if lr is not None:
         p.add_argument("--lr", **LR[lr])
     if rule:
@@ -64,17 +64,19 @@ def add_rule_options(
         )
     if not sgd:
         return
-    p.add_argument(
-        "--momentum", type=float, default=0.0, help="SGD momentum mu: b = mu*b + (1-tau)*grad"
-    )
-    p.add_argument("--dampening", type=float, default=0.0, help="SGD dampening tau")
-    p.add_argument(
-        "--weight-decay", type=float, default=0.0, help="L2 penalty lambda: grad += lambda*w"
-    )
-    p.add_argument(
-        "--nesterov", action="store_true", help="Nesterov momentum: step along grad + mu*b"
-    )
-    p.add_argument("--maximize", action="store_true", help="ascend: w += lr * grad")
+    for f in _hyper_fields():  # the rule's options, from its Hyper's fields and their help
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            p.add_argument(flag, action="store_true", help=f.metadata["help"])
+        else:
+            p.add_argument(flag, type=float, default=f.default, help=f.metadata["help"])
+
+
+def _hyper_fields():
+    """SGD's hyperparameters but the learning rate (``torchgd.rules.sgd.Hyper``)."""
+    from dataclasses import fields
+
+    return [f for f in fields(SGD) if f.name != "lr"]
 
 
 def rule_options(**kwargs) -> argparse.ArgumentParser:
@@ -86,8 +88,7 @@ def rule_options(**kwargs) -> argparse.ArgumentParser:
 
 def sgd_kwargs(args) -> dict:
     """The SGD options given (all but --lr), as keyword arguments."""
-    names = ("momentum", "dampening", "weight_decay", "nesterov", "maximize")
-    return {name: getattr(args, name) for name in names}
+    return {f.name: getattr(args, f.name) for f in _hyper_fields()}
 
 
 def check_sgd(args) -> None:
