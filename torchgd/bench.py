@@ -90,7 +90,7 @@ def lecture_sgd_python(epochs: int) -> float:
 X, Y, LR = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0], 0.01
 
 
-def bare_manual(epochs: int) -> None:
+def bare_manual(epochs: int) -> float:
     """The manual path's torch operations and nothing else: the lecture's SGD in torch."""
     x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
     w = torch.tensor(1.0, dtype=torch.float64)
@@ -100,9 +100,10 @@ def bare_manual(epochs: int) -> None:
             loss = ((xb * w - yb) ** 2).sum(-1) / 1  # noqa: F841  (the path computes it too)
             grad = (2 * xb * (xb * w - yb)).sum(-1) / 1
             w -= LR * grad
+    return w.item()
 
 
-def bare_autograd(epochs: int) -> None:
+def bare_autograd(epochs: int) -> float:
     """The autograd path's torch operations: backward, then the same rule."""
     x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
     w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
@@ -114,9 +115,10 @@ def bare_autograd(epochs: int) -> None:
             loss.backward()
             with torch.no_grad():
                 w -= LR * w.grad
+    return w.item()
 
 
-def bare_optim(epochs: int) -> None:
+def bare_optim(epochs: int) -> float:
     """The optim path's torch operations: backward, then ``torch.optim.SGD.step()``."""
     x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
     w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
@@ -128,6 +130,7 @@ def bare_optim(epochs: int) -> None:
             loss = ((xb * w - yb) ** 2).sum(-1) / 1
             loss.backward()
             opt.step()
+    return w.item()
 
 
 BARE = {"manual": bare_manual, "autograd": bare_autograd, "optim": bare_optim}
@@ -378,79 +381,99 @@ def run(
 
 
 def format_table(r: dict) -> str:
+    """The bench's report as a table, one section after another."""
     m = r["machine"]
     lines = [
         f"torchgd bench ({'quick' if r['quick'] else 'full'}) on {m['cpu']}, {m['cores']} "
         f"threads, Python {m['python']}, torch {m['torch']}",
     ]
-    if "numerical" in r:
-        num = r["numerical"]
-        lines += [
-            f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
-            f"  numerical gradient, vectorized {num['grid']:>9} "
-            f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
-            f"(target >= {num['target']})",
-        ]
-    if "sgd" in r:
-        sgd = r["sgd"]
-        lines.append(
-            f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s"
-        )
-        for name, rate in sgd["torchgd"].items():
-            lines.append(
-                f"  per-sample SGD, {name:<9} torchgd {rate:>10,.0f} steps/s, bare loop "
-                f"{sgd['bare'][name]:>8,.0f}: {sgd['ratio'][name]:.2f} of it "
-                f"(target >= {sgd['target'][name]})"
-            )
-    if "logging" in r:
-        lg = r["logging"]
-        lines.append(
-            f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
-            f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
-            f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
-        )
-    if "sweep" in r:
-        sw = r["sweep"]
-        lines.append(
-            f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
-            f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
-            f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
-        )
-    if "big_n" in r:
-        bn = r["big_n"]
-        lines.append(
-            f"  full batch, N = {bn['n']:,} float32: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"
-        )
-        for name, p in bn["paths"].items():
-            if "error" in p:
-                lines.append(f"    {name:<16} not measured: {p['error']}")
-                continue
-            lines.append(
-                f"    {name:<16} {1e3 * p['epoch_s']:>6.2f} ms/epoch {p['ratio_to_dot']:>5.2f}x "
-                f"the dot product (target <= {p['target']}), first gradient "
-                f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
-            )
-            if "compile_s" in p:
-                lines.append(f"      (compiled in {p['compile_s']:.1f} s, before the run)")
-    if "memory" in r:
-        me = r["memory"]
-        lines.append(
-            f"  peak memory, full batch, N = {me['n']:,} float32 ({me['data_bytes'] / 2**20:,.0f} "
-            f"MiB of data): {(me['peak_bytes'] - me['base_bytes']) / 2**20:,.0f} MiB more than "
-            f"before the data, {me['ratio']:.2f}x the data (target < {me['target']})"
-        )
-    if "startup" in r:
-        st = r["startup"]
-        lines += [
-            f"  torchgd --help                        {st['help_s']:>13.3f} s",
-            f"  torchgd lecture                       {st['lecture_s']:>13.3f} s, "
-            f"{st['lecture_ratio']:.2f}x the floor below (target <= {st['lecture_target']})",
-            f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
-            f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
-        ]
+    for name in SECTIONS:
+        if name in r:
+            lines += FORMATS[name](r[name])
     if r["quick"]:
         lines.append(
             "  (quick: CI-sized runs; the targets are for the full sizes: 256 lrs, N = 10 million "
             "for big N, 100 million for memory)"
         )
     return "\n".join(lines)
+
+
+def _numerical_rows(num: dict) -> list:
+    return [
+        f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
+        f"  numerical gradient, vectorized {num['grid']:>9} "
+        f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
+        f"(target >= {num['target']})",
+    ]
+
+
+def _sgd_rows(sgd: dict) -> list:
+    lines = [f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s"]
+    for name, rate in sgd["torchgd"].items():
+        lines.append(
+            f"  per-sample SGD, {name:<9} torchgd {rate:>10,.0f} steps/s, bare loop "
+            f"{sgd['bare'][name]:>8,.0f}: {sgd['ratio'][name]:.2f} of it "
+            f"(target >= {sgd['target'][name]})"
+        )
+    return lines
+
+
+def _logging_rows(lg: dict) -> list:
+    return [
+        f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
+        f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
+        f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
+    ]
+
+
+def _sweep_rows(sw: dict) -> list:
+    return [
+        f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
+        f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
+        f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
+    ]
+
+
+def _big_n_rows(bn: dict) -> list:
+    lines = [f"  full batch, N = {bn['n']:,} float32: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"]
+    for name, p in bn["paths"].items():
+        if "error" in p:
+            lines.append(f"    {name:<16} not measured: {p['error']}")
+            continue
+        lines.append(
+            f"    {name:<16} {1e3 * p['epoch_s']:>6.2f} ms/epoch {p['ratio_to_dot']:>5.2f}x "
+            f"the dot product (target <= {p['target']}), first gradient "
+            f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
+        )
+        if "compile_s" in p:
+            lines.append(f"      (compiled in {p['compile_s']:.1f} s, before the run)")
+    return lines
+
+
+def _memory_rows(me: dict) -> list:
+    return [
+        f"  peak memory, full batch, N = {me['n']:,} float32 ({me['data_bytes'] / 2**20:,.0f} "
+        f"MiB of data): {(me['peak_bytes'] - me['base_bytes']) / 2**20:,.0f} MiB more than "
+        f"before the data, {me['ratio']:.2f}x the data (target < {me['target']})"
+    ]
+
+
+def _startup_rows(st: dict) -> list:
+    return [
+        f"  torchgd --help                        {st['help_s']:>13.3f} s",
+        f"  torchgd lecture                       {st['lecture_s']:>13.3f} s, "
+        f"{st['lecture_ratio']:.2f}x the floor below (target <= {st['lecture_target']})",
+        f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
+        f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
+    ]
+
+
+FORMATS = {
+    "numerical": _numerical_rows,
+    "sgd": _sgd_rows,
+    "logging": _logging_rows,
+    "sweep": _sweep_rows,
+    "big_n": _big_n_rows,
+    "memory": _memory_rows,
+    "startup": _startup_rows,
+}

@@ -23,6 +23,7 @@ from . import compare, fused, gradients, memory, problems
 from . import data as datasets
 from .device import dtype_name, resolve_dtype
 from .errors import TorchgdError
+from .interfaces import optional
 
 # analytic vs autograd: rounding only (the bound is 1e-12 in float64)
 MAX_REL = {torch.float64: 1e-12, torch.float32: 1e-5}
@@ -38,7 +39,7 @@ NUM_TOL = {torch.float64: (1e-5, 1e-6), torch.float32: (1e-2, 1e-2)}
 def _points(problem, n: int, seed: int, dtype, dataset=None) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     names = problem.param_names
-    lo, hi = getattr(problem, "box", (-4.0, 4.0))
+    lo, hi = optional(problem, "box")
     start = problem.start_for(dataset) if hasattr(problem, "start_for") else problem.start
     shapes = {k: torch.as_tensor(v).shape for k, v in start.items()}
     pts = []
@@ -49,9 +50,9 @@ def _points(problem, n: int, seed: int, dtype, dataset=None) -> list[dict]:
                 for k in names
             }
         )
-    for special in getattr(problem, "special_points", ()):
+    for special in optional(problem, "special_points"):
         pts.append({k: torch.tensor(v, dtype=torch.float64) for k, v in zip(names, special)})
-    if not getattr(problem, "special_points", ()):
+    if not optional(problem, "special_points"):
         pts.append({k: torch.as_tensor(v, dtype=torch.float64) for k, v in start.items()})
     return [{k: v.to(dtype) for k, v in p.items()} for p in pts]
 

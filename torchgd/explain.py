@@ -352,28 +352,27 @@ class Agreement:
                 )
 
         if self._ref64 is not None:
-            report["float64_reference"] = {
-                n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")}
-                for n, r in self._ref64.items()
-            }
-            worst = max(r["max_abs"] for r in self._ref64.values())
-            report["reasons"].append(
-                {
-                    "between": "float32~float64",
-                    "kind": "dtype",
-                    "reason": (
-                        f"float32 rounds every operation to 24 significant bits (unit roundoff "
-                        f"{torch.finfo(self.dtype).eps / 2:.2g}) where float64 keeps 53 "
-                        f"(1.1e-16): the float32 paths end up to {worst:.3g} away from the same "
-                        f"run in float64, and paths that round at different places drift "
-                        f"further apart"
-                    ),
-                }
-            )
+            self._float32_reason(report)
         report["bit_identical"] = report["max_ulp"] == 0 and (
             report["grad"] is None or report["grad"]["max_ulp"] == 0
         )
         return report
+
+    def _float32_reason(self, report: dict) -> None:
+        """The distance of the float32 paths to their float64 shadow, and why."""
+        report["float64_reference"] = {
+            n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")}
+            for n, r in self._ref64.items()
+        }
+        worst = max(r["max_abs"] for r in self._ref64.values())
+        reason = (
+            f"float32 rounds every operation to 24 significant bits (unit roundoff "
+            f"{torch.finfo(self.dtype).eps / 2:.2g}) where float64 keeps 53 "
+            f"(1.1e-16): the float32 paths end up to {worst:.3g} away from the same "
+            f"run in float64, and paths that round at different places drift "
+            f"further apart"
+        )
+        report["reasons"].append({"between": "float32~float64", "kind": "dtype", "reason": reason})
 
     def _param_reasons(self, key: str, rep: dict, ev: dict) -> list:
         a, b = key.split("~")

@@ -45,7 +45,18 @@ PROBLEM_DEFAULTS: dict[str, Callable[[Any], Any]] = {
     "grad_bound": lambda p: None,  # params, x, y, n -> bound on |formula - autograd|
     "chunk_rows": lambda p: None,  # big batches come in chunks of this many rows (with sums)
     "bias": lambda p: False,
+    "f": lambda p: _f_of(p),  # a data-free problem's cost as f(*coordinates), for contours
 }
+
+
+def _f_of(problem):
+    """``f(a, b, ...)``: the loss at the point whose parameters are the coordinates, elementwise
+    over tensors of points (as the contour and trajectory figures call it)."""
+
+    def f(*coords):
+        return problem.loss(dict(zip(problem.param_names, coords)), None, None)
+
+    return f
 
 
 class _WithDefaults:
@@ -83,12 +94,13 @@ def as_problem(problem, where: str = "the problem"):
     missing = [a for a in PROBLEM_REQUIRED if not hasattr(problem, a)]
     if missing:
         raise TorchgdError(
-            f"{where} is not a problem: it lacks {', '.join(missing)} (required: "
+            f"{where} is not a problem: it lacks {', '.join(missing)} (a problem has "
             f"{', '.join(PROBLEM_REQUIRED)}; see torchgd.problems.FunctionProblem)"
         )
-    if all(hasattr(problem, a) for a in READ_DIRECTLY):
-        return problem
-    return _WithDefaults(problem)
+    lacking = [a for a in READ_DIRECTLY if not hasattr(problem, a)]
+    if not getattr(problem, "needs_data", False) and not hasattr(problem, "f"):
+        lacking.append("f")  # figures of a function draw its cost over the plane
+    return _WithDefaults(problem) if lacking else problem
 
 
 @runtime_checkable

@@ -135,23 +135,7 @@ def plan(
     hp = hyperparameters("sgd", lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
-    config = {
-        "problem": problem.name,
-        "data": dataset.name if dataset else None,
-        "schedule": sched.spec,
-        "shuffle": sched.shuffled,
-        "seed": sched.seed,
-        "lr": lr,
-        "epochs": epochs,
-        "init": {n: _values(t) for n, t in params0.items()},
-        "paths": list(names),
-        "rule": rule,
-        "device": str(device),
-        "dtype": dtype_name(dtype),
-        **{k: v for k, v in hp.asdict().items() if k != "lr"},
-    }
-    if dataset is not None and dataset.meta:
-        config["data_meta"] = dataset.meta
+    config = _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype)
     shadow = _shadow(dataset, dtype) if shadow is None else shadow
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     config.update(compile=bool(compile), history=history)
@@ -173,6 +157,28 @@ def hyperparameters(optimizer: str, lr, hyper: dict):
             f"unknown option '{unknown[0]}' for {optimizer}: it takes {', '.join(sorted(known))}"
         )
     return Hyper(lr=lr, **hyper)
+
+
+def _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype) -> dict:
+    """What ``config.json`` records of the run (``plan_from_config`` rebuilds it from there)."""
+    config = {
+        "problem": problem.name,
+        "data": dataset.name if dataset else None,
+        "schedule": sched.spec,
+        "shuffle": sched.shuffled,
+        "seed": sched.seed,
+        "lr": hp.lr,
+        "epochs": epochs,
+        "init": {n: _values(t) for n, t in params0.items()},
+        "paths": list(names),
+        "rule": rule,
+        "device": str(device),
+        "dtype": dtype_name(dtype),
+        **{k: v for k, v in hp.asdict().items() if k != "lr"},
+    }
+    if dataset is not None and dataset.meta:
+        config["data_meta"] = dataset.meta
+    return config
 
 
 def _problem_and_data(problem, data, bias, dtype, rows):

@@ -376,8 +376,9 @@ def _load_file(path: Path):
 def get(spec: str):
     """A problem by name, or a user's own as ``file.py:NAME`` or ``package.module:NAME``.
 
-    A user's problem is any object with ``name``, ``param_names``, ``start``, ``needs_data``,
-    ``loss(params, x, y)`` and ``grad(params, x, y)``; a ``FunctionProblem`` is the easy way.
+    A user's problem is any object with ``name``, ``param_names``, ``start``,
+    ``loss(params, x, y)`` and ``grad(params, x, y)`` (``torchgd.interfaces.Problem``; the
+    optional members get their defaults); a ``FunctionProblem`` is the easy way.
     """
     if spec in PROBLEMS:
         return PROBLEMS[spec]
@@ -396,10 +397,11 @@ def get(spec: str):
     except Exception as exc:  # a user's file: report, don't crash
         raise TorchgdError(f"cannot load problem '{spec}': {type(exc).__name__}: {exc}") from exc
     problem = getattr(module, attr, None)
-    missing = [a for a in ("param_names", "start", "loss", "grad") if not hasattr(problem, a)]
-    if problem is None or missing:
+    if problem is None:
         raise TorchgdError(
-            f"'{spec}' is not a problem (missing {', '.join(missing) or attr}); "
+            f"'{spec}' is not a problem (no {attr} there); "
             "define a torchgd.problems.FunctionProblem"
         )
-    return problem
+    from .interfaces import as_problem
+
+    return as_problem(problem, f"'{spec}'")  # checked once here, optional members defaulted

@@ -21,6 +21,7 @@ import torch
 from . import guard as guards
 from . import rules, theory
 from .errors import TorchgdError
+from .interfaces import optional
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .train import history_epochs
 from .train import plan as make_plan
@@ -235,7 +236,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
     lanes = _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = lanes.final, lanes.status, lanes.measured
-    if t is None and getattr(p.problem, "minimum", None) is not None:
+    if t is None and optional(p.problem, "minimum") is not None:
         _function_rates(p, params_hist, stops, measured)
     crit_meas = next(
         (

@@ -1,0 +1,342 @@
+"""The engine: Run, its blocks on the device, the declared interfaces, rules as plug-ins."""
+
+import json
+from dataclasses import fields
+
+import pytest
+import torch
+
+import torchgd
+from torchgd import bench, interfaces, records, rules, train
+from torchgd.callbacks import Callback
+from torchgd.errors import TorchgdError
+from torchgd.plan import PLAN_KEYS, plan
+from torchgd.run import Run
+
+NOISY = dict(data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32", shuffle=True, lr=0.05)
+
+
+# -- no step waits for the device -------------------------------------------------------------
+
+READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+@pytest.fixture
+def reads_between_boundaries(monkeypatch):
+    """Every read of a tensor's value made inside Run.step / Run.end_epoch but outside the
+    loop's declared sync points (``records.sync_allowed``): on a GPU each would wait."""
+    import torchgd.run as run_module
+
+    state = {"in_step": 0, "allowed": 0}
+    seen = []
+
+    for name in READS:
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, _real=real, _name=name, **kwargs):
+            if state["in_step"] and not state["allowed"]:
+                seen.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, read)
+
+    real_allowed = records.sync_allowed
+
+    class Allowed:
+        def __init__(self, device):
+            self.inner = real_allowed(device)
+
+        def __enter__(self):
+            state["allowed"] += 1
+            return self.inner.__enter__()
+
+        def __exit__(self, *exc):
+            state["allowed"] -= 1
+            return self.inner.__exit__(*exc)
+
+    monkeypatch.setattr(run_module, "sync_allowed", Allowed)
+    for method in ("step", "end_epoch"):
+        real = getattr(Run, method)
+
+        def wrapped(self, *args, _real=real, **kwargs):
+            state["in_step"] += 1
+            try:
+                return _real(self, *args, **kwargs)
+            finally:
+                state["in_step"] -= 1
+
+        monkeypatch.setattr(Run, method, wrapped)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(schedule="sgd", epochs=30),  # the lecture, all three paths
+        dict(NOISY, epochs=4, momentum=0.9, weight_decay=0.01, dtype="float32"),  # shadow, bufs
+        dict(problem="rosenbrock", lr=0.001, epochs=50),  # a function: bounds at fold time
+    ],
+    ids=["lecture sgd", "noisy minibatch momentum float32", "rosenbrock"],
+)
+def test_no_step_reads_a_value_from_the_device_outside_block_boundaries(
+    reads_between_boundaries, kw
+):
+    explain_block = 16  # several blocks fold during the run
+    import torchgd.explain as explain
+
+    old, explain.BLOCK = explain.BLOCK, explain_block
+    try:
+        r = torchgd.fit(guard=False, **kw)
+    finally:
+        explain.BLOCK = old
+    assert r.steps > explain_block and r.status == "completed"
+    assert reads_between_boundaries == []
+
+
+def test_the_guard_reads_the_device_once_per_epoch_inside_its_sync_point(
+    reads_between_boundaries,
+):
+    r = torchgd.fit(schedule="sgd", epochs=20)  # the guard on: its verdict is read per epoch
+    assert r.status == "completed" and reads_between_boundaries == []
+
+
+def test_a_block_is_written_as_one_row_per_step_and_read_back_in_path_order():
+    p = plan(**NOISY, epochs=1, momentum=0.5)
+    got = []
+
+    class Blocks(Callback):
+        def on_block(self, block):
+            got.append(block)
+
+    r = train.execute(p, [Blocks()])
+    block = got[0]
+    T, P, D = len(block), len(p.names), 3
+    assert block.params.shape == (T, P, D) == block.grads.shape == block.bufs.shape
+    assert block.refs.shape == (T, 2, D) and block.losses.shape == (T, P)
+    assert block.steps == list(range(1, T + 1))
+    last = torch.tensor(r.paths["optim"]["params"]["w"], dtype=torch.float64)
+    assert torch.equal(block.params[-1, 2], last)  # the last step's params are the result's
+
+
+# -- Run ------------------------------------------------------------------------------------------
+
+
+def test_a_run_resumed_from_its_state_dict_mid_epoch_ends_bit_for_bit_like_one_run():
+    p = plan(**NOISY, epochs=3, momentum=0.9, dtype="float32")
+    whole = train.execute(p)
+    first = Run(p)
+    first.start()
+    stop_at = 5
+    for j, batch in first.batches(1):
+        first.step(1, j, batch)
+        if j + 1 == stop_at:
+            break
+    state = first.state_dict(1, stop_at)
+    assert state["position"] == {"step": stop_at, "epoch": 1, "batch": stop_at}
+    resumed = train.execute(plan(**NOISY, epochs=3, momentum=0.9, dtype="float32"), resume=state)
+    assert resumed.to_json()["paths"] == whole.to_json()["paths"]
+    assert resumed.agreement == whole.agreement
+
+
+def test_every_function_in_the_package_fits_a_screen():
+    """About 60 lines of code a function (its docstring not counted), the loop included."""
+    import ast
+    from pathlib import Path
+
+    root = Path(torchgd.__file__).parent
+    long = []
+    for f in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                doc = node.body[0]
+                if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
+                    n -= doc.end_lineno - doc.lineno + 1
+                if n > 60:
+                    long.append(f"{f.relative_to(root)}:{node.name} ({n} lines)")
+    assert long == []
+    loop = train._loop
+    assert loop.__code__.co_firstlineno  # the loop a student reads top to bottom:
+    import inspect
+
+    assert len(inspect.getsource(loop).splitlines()) <= 50
+
+
+# -- interfaces ---------------------------------------------------------------------------------
+
+MINIMAL = '''
+import torch
+
+class Bowl:
+    """f(a) = (a - 3)^2: name, param_names, start, loss, grad, and nothing else."""
+    name = "bowl"
+    param_names = ("a",)
+    start = {"a": 0.0}
+
+    def loss(self, params, x, y):
+        return (params["a"] - 3) ** 2
+
+    def grad(self, params, x, y):
+        return {"a": 2 * (params["a"] - 3)}
+
+P = Bowl()
+
+class NoGrad:
+    name = "nograd"
+    param_names = ("a",)
+    start = {"a": 0.0}
+
+    def loss(self, params, x, y):
+        return params["a"] ** 2
+
+Q = NoGrad()
+'''
+
+
+@pytest.fixture
+def minimal(tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text(MINIMAL)
+    return f
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "--epochs", "30", "--lr", "0.1"],
+        ["check"],
+        ["sweep", "--lr", "0.01:0.5:4", "--epochs", "20"],
+        ["plot", "trajectory", "--lr", "0.1", "--epochs", "10"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_a_minimal_problem_works_in_every_command(cli, tmp_path, minimal, command):
+    extra = ["--logdir", tmp_path / "runs"] if command[0] in ("train", "sweep") else []
+    if command[0] == "plot":
+        extra = ["--out", tmp_path / "fig.png"]
+    proc = cli(*command, "--problem", f"{minimal}:P", *extra)
+    assert proc.returncode in (0, 1), proc.stderr  # check: 1 only if a check failed
+    assert "Traceback" not in proc.stderr
+    if command[0] == "train":
+        summary = json.loads(next((tmp_path / "runs").glob("*/summary.json")).read_text())
+        assert abs(summary["paths"]["manual"]["params"]["a"] - 3) < 1e-2
+
+
+def test_a_problem_missing_a_required_member_is_one_line_and_nothing_is_written(
+    cli, tmp_path, minimal
+):
+    proc = cli("train", "--problem", f"{minimal}:Q", "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "grad" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_problem_object_is_checked_when_the_plan_is_made():
+    class Half:
+        name, param_names, start = "half", ("a",), {"a": 1.0}
+
+        def loss(self, params, x, y):
+            return params["a"] ** 2
+
+    with pytest.raises(TorchgdError, match="lacks grad"):
+        plan(Half())
+
+
+def test_optional_problem_members_have_their_documented_defaults():
+    class Bare:
+        name, param_names, start = "bare", ("a",), {"a": 1.0}
+        loss = grad = staticmethod(lambda params, x, y: None)
+
+    p = interfaces.as_problem(Bare())
+    assert p.needs_data is False and p.description == "bare"
+    for member, default in interfaces.PROBLEM_DEFAULTS.items():
+        if member != "f":
+            assert interfaces.optional(p, member) == default(p)
+    assert p.f(torch.tensor([2.0, 3.0])) is None  # the loss at each point, as f(a)
+
+
+def test_a_callback_with_a_hook_that_cannot_be_called_is_refused_before_the_run():
+    class Broken(Callback):
+        on_epoch = 3
+
+    with pytest.raises(TorchgdError, match="Broken.on_epoch is not callable"):
+        torchgd.fit(epochs=2, callbacks=[Broken()])
+
+
+def test_interfaces_are_protocols_that_the_real_parts_satisfy():
+    from torchgd.callbacks.console import Console
+    from torchgd.paths import PATHS
+
+    p = plan()
+    for cls in PATHS.values():
+        assert isinstance(cls(p.problem, p.params0, p.hp), interfaces.Path)
+    assert isinstance(p.problem, interfaces.Problem)
+    assert isinstance(Console(p.problem, "manual", 1), interfaces.Callback)
+
+
+# -- rules as plug-ins ---------------------------------------------------------------------------
+
+
+def test_every_rule_module_declares_the_plug_in_interface():
+    assert "sgd" in rules.ALL
+    for name, module in rules.ALL.items():
+        assert module.NAME == name
+        assert hasattr(torch.optim, module.TORCH_CLASS)
+        for member in rules.REQUIRED:
+            assert hasattr(module, member)
+        for f in fields(module.Hyper):
+            assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+
+
+def test_the_cli_options_and_config_keys_come_from_the_rules_fields(cli):
+    text = cli("train", "--help").stdout
+    for f in fields(rules.get("sgd").Hyper):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in text
+        assert f.name in PLAN_KEYS
+        if f.name != "lr":  # --lr has its own forms (one value, or a sweep's range)
+            assert f.metadata["help"] in " ".join(text.split())
+
+
+def test_an_unknown_rule_option_is_one_clear_error():
+    with pytest.raises(TorchgdError, match="unknown option 'momentom' for sgd"):
+        torchgd.fit(momentom=0.9)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(momentum=-1.0),
+        dict(weight_decay=-1.0),
+        dict(nesterov=True),
+        dict(nesterov=True, momentum=0.9, dampening=0.5),
+        dict(lr=-0.1),
+    ],
+)
+def test_the_rule_refuses_what_torch_optim_refuses(bad):
+    kw = {"lr": 0.1, **bad}
+    with pytest.raises(ValueError):
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)], **kw)
+    with pytest.raises(TorchgdError):
+        rules.SGD(**kw)
+
+
+# -- bench ----------------------------------------------------------------------------------------
+
+
+def test_bench_json_reports_per_sample_sgd_against_bare_loops():
+    r = bench.run(quick=True, only=("sgd",))["sgd"]
+    names = {"manual", "autograd", "optim", "all"}
+    assert set(r["bare"]) == set(r["torchgd"]) == set(r["ratio"]) == set(r["target"]) == names
+    for name in names:
+        assert r["ratio"][name] == pytest.approx(r["torchgd"][name] / r["bare"][name])
+        assert r["bare"][name] > 0 and r["torchgd"][name] > 0
+    combined = 1 / sum(1 / r["bare"][p] for p in ("manual", "autograd", "optim"))
+    assert r["bare"]["all"] == pytest.approx(combined)
+
+
+def test_the_bare_loops_compute_what_the_paths_compute():
+    # each bare loop runs the lecture's SGD: its w must be the path's w, bit for bit
+    ours = torchgd.fit(schedule="sgd", epochs=7).paths
+    for name, loop in bench.BARE.items():
+        assert loop(7) == ours[name]["params"]["w"]
