@@ -30,11 +30,15 @@ from . import gradients
 from .train import fit
 
 
-def _best(fn, repeat: int) -> float:
+def _best(fn, repeat: int, device=None) -> float:
+    """The best wall time of ``repeat`` calls (on CUDA, waiting for the device's work)."""
+    cuda = getattr(device, "type", device) == "cuda"
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
+        if cuda:
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return best
 
@@ -90,10 +94,10 @@ def lecture_sgd_python(epochs: int) -> float:
 X, Y, LR = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0], 0.01
 
 
-def bare_manual(epochs: int) -> float:
+def bare_manual(epochs: int, device="cpu") -> float:
     """The manual path's torch operations and nothing else: the lecture's SGD in torch."""
-    x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
-    w = torch.tensor(1.0, dtype=torch.float64)
+    x, y = (torch.tensor(v, dtype=torch.float64, device=device) for v in (X, Y))
+    w = torch.tensor(1.0, dtype=torch.float64, device=device)
     for _ in range(epochs):
         for i in range(len(X)):
             xb, yb = x[i : i + 1], y[i : i + 1]
@@ -103,10 +107,10 @@ def bare_manual(epochs: int) -> float:
     return w.item()
 
 
-def bare_autograd(epochs: int) -> float:
+def bare_autograd(epochs: int, device="cpu") -> float:
     """The autograd path's torch operations: backward, then the same rule."""
-    x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
-    w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    x, y = (torch.tensor(v, dtype=torch.float64, device=device) for v in (X, Y))
+    w = torch.tensor(1.0, dtype=torch.float64, device=device, requires_grad=True)
     for _ in range(epochs):
         for i in range(len(X)):
             xb, yb = x[i : i + 1], y[i : i + 1]
@@ -118,10 +122,10 @@ def bare_autograd(epochs: int) -> float:
     return w.item()
 
 
-def bare_optim(epochs: int) -> float:
+def bare_optim(epochs: int, device="cpu") -> float:
     """The optim path's torch operations: backward, then ``torch.optim.SGD.step()``."""
-    x, y = torch.tensor(X, dtype=torch.float64), torch.tensor(Y, dtype=torch.float64)
-    w = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    x, y = (torch.tensor(v, dtype=torch.float64, device=device) for v in (X, Y))
+    w = torch.tensor(1.0, dtype=torch.float64, device=device, requires_grad=True)
     opt = torch.optim.SGD([w], lr=LR)
     for _ in range(epochs):
         for i in range(len(X)):
@@ -137,31 +141,35 @@ BARE = {"manual": bare_manual, "autograd": bare_autograd, "optim": bare_optim}
 SGD_TARGETS = {"manual": 0.35, "autograd": 0.5, "optim": 0.5, "all": 0.6}
 
 
-def bench_sgd(epochs: int = 2500, repeat: int = 3) -> dict:
+def bench_sgd(epochs: int = 2500, repeat: int = 3, device="cpu") -> dict:
     """The lecture's per-sample SGD: each path alone and all three in lockstep through torchgd
     (default options: agreement report, guard), against bare loops of the same torch
     operations, timed in turns in the same run (best of ``repeat``); ``all`` is compared with
     the three bare loops run one after another."""
     steps = 4 * epochs
-    fit(schedule="sgd", epochs=1)  # warm-up: torch.optim imports torch._dynamo on first use
+    fit(schedule="sgd", epochs=1, device=device)  # warm-up: torch.optim imports torch._dynamo
     bare_s = {p: math.inf for p in BARE}
     ours_s = {p: math.inf for p in (*BARE, "all")}
+
+    def ours(paths):
+        return _best(lambda: fit(schedule="sgd", epochs=epochs, paths=paths, device=device), 1)
+
     for _ in range(repeat):  # in turns, so drift on a busy machine hits both alike
         for path, loop in BARE.items():
-            bare_s[path] = min(bare_s[path], _best(lambda loop=loop: loop(epochs), 1))
-            run = lambda p=path: fit(schedule="sgd", epochs=epochs, paths=(p,))  # noqa: E731
-            ours_s[path] = min(ours_s[path], _best(run, 1))
-        ours_s["all"] = min(ours_s["all"], _best(lambda: fit(schedule="sgd", epochs=epochs), 1))
+            bare_s[path] = min(bare_s[path], _best(lambda f=loop: f(epochs, device), 1, device))
+            ours_s[path] = min(ours_s[path], ours((path,)))
+        ours_s["all"] = min(ours_s["all"], ours(tuple(BARE)))
     bare_s["all"] = sum(bare_s[p] for p in BARE)
     bare = {p: steps / t for p, t in bare_s.items()}
-    ours = {p: steps / t for p, t in ours_s.items()}
+    ours_rate = {p: steps / t for p, t in ours_s.items()}
     py_rate = steps / _best(lambda: lecture_sgd_python(epochs), repeat)
     return {
         "steps": steps,
+        "device": str(device),
         "python_steps_per_s": py_rate,
         "bare": bare,
-        "torchgd": ours,
-        "ratio": {p: ours[p] / bare[p] for p in ours},
+        "torchgd": ours_rate,
+        "ratio": {p: ours_rate[p] / bare[p] for p in ours_rate},
         "target": SGD_TARGETS,
     }
 
@@ -212,7 +220,9 @@ def bench_sweep(k: int = 256, epochs: int = 100, repeat: int = 3) -> dict:
     }
 
 
-def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4, compile=False) -> dict:
+def bench_big_n(
+    n: int = 10_000_000, repeat: int = 5, epochs: int = 4, compile=False, device="cpu"
+) -> dict:
     """Time per epoch of each path alone on N float32 samples, against ``torch.dot(x, y)``.
 
     An epoch's time is ``(t(1 + E epochs) - t(1 epoch)) / E``: what one more epoch costs, with
@@ -227,11 +237,12 @@ def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4, compile=F
     from .train import execute, plan
 
     ds = datasets.synthetic(n, noise=0.1, dtype=torch.float32)
-    x, y = ds.x, ds.y
-    runs = {path: {"paths": (path,)} for path in ("manual", "autograd", "optim")}
+    x, y = ds.x.to(device), ds.y.to(device)
+    runs = {path: {"paths": (path,), "device": device} for path in ("manual", "autograd", "optim")}
     if compile:
-        runs["manual --compile"] = {"paths": ("manual",), "compile": True}
-    plans, out = {}, {"n": n, "dtype": "float32", "epochs": epochs, "paths": {}}
+        runs["manual --compile"] = {"paths": ("manual",), "compile": True, "device": device}
+    plans, out = {}, {"n": n, "dtype": "float32", "device": str(device), "epochs": epochs}
+    out["paths"] = {}
     for name, kw in runs.items():
         try:
             plans[name] = tuple(
@@ -245,11 +256,11 @@ def bench_big_n(n: int = 10_000_000, repeat: int = 5, epochs: int = 4, compile=F
     short_s = dict.fromkeys(plans, float("inf"))
     long_s = dict.fromkeys(plans, float("inf"))
     for _ in range(repeat):
-        dot = min(dot, _best(lambda: torch.dot(x, y), 3))
+        dot = min(dot, _best(lambda: torch.dot(x, y), 3, device))
         for name, (short, long) in plans.items():
-            short_s[name] = min(short_s[name], _best(lambda p=short: execute(p), 1))
-            long_s[name] = min(long_s[name], _best(lambda p=long: execute(p), 1))
-    w0 = {"w": torch.tensor(1.0, dtype=torch.float32)}
+            short_s[name] = min(short_s[name], _best(lambda p=short: execute(p), 1, device))
+            long_s[name] = min(long_s[name], _best(lambda p=long: execute(p), 1, device))
+    w0 = {"w": torch.tensor(1.0, dtype=torch.float32, device=device)}
     problem = Linear()
     with torch.no_grad():
         ref = problem.grad({"w": w0["w"].double()}, x.double(), y.double())["w"].item()
@@ -348,20 +359,26 @@ SECTIONS = ("numerical", "sgd", "logging", "sweep", "big_n", "memory", "startup"
 
 
 def run(
-    quick: bool = False, only=SECTIONS, big_n: int | None = None, memory_n=None, compile=None
+    quick: bool = False,
+    only=SECTIONS,
+    big_n: int | None = None,
+    memory_n=None,
+    compile=None,
+    device="cpu",
 ) -> dict:
     """The benchmark sections named in ``only``; ``quick``: CI-sized runs. ``compile``: time
-    the manual path with ``--compile`` in big N too (default: in full runs, not quick ones)."""
+    the manual path with ``--compile`` in big N too (default: in full runs, not quick ones).
+    ``device``: where the per-sample SGD and big-N rows run (the GPU rows with ``cuda``)."""
     compile = not quick if compile is None else compile
     repeat = 1 if quick else 3
     big_n = big_n or (1_000_000 if quick else 10_000_000)
     memory_n = memory_n or (10_000_000 if quick else 100_000_000)
     sections = {
         "numerical": lambda: bench_numerical(300 if quick else 1000, repeat),
-        "sgd": lambda: bench_sgd(100 if quick else 2500, repeat),
+        "sgd": lambda: bench_sgd(100 if quick else 2500, repeat, device),
         "logging": lambda: bench_logging(100 if quick else 2500, 1 if quick else 5),
         "sweep": lambda: bench_sweep(32 if quick else 256, 100, repeat),
-        "big_n": lambda: bench_big_n(big_n, 2 if quick else 5, compile=compile),
+        "big_n": lambda: bench_big_n(big_n, 2 if quick else 5, compile=compile, device=device),
         "memory": lambda: bench_memory(memory_n),
         "startup": lambda: bench_startup(1 if quick else 3),
     }
@@ -409,6 +426,10 @@ def _numerical_rows(num: dict) -> list:
 
 def _sgd_rows(sgd: dict) -> list:
     lines = [f"  per-sample SGD, lecture pure Python   {sgd['python_steps_per_s']:>14,.0f} steps/s"]
+    if sgd.get("device", "cpu") != "cpu":
+        lines.append(
+            f"  per-sample SGD on {sgd['device']} (the rows below; pure Python on the CPU)"
+        )
     for name, rate in sgd["torchgd"].items():
         lines.append(
             f"  per-sample SGD, {name:<9} torchgd {rate:>10,.0f} steps/s, bare loop "
@@ -435,7 +456,10 @@ def _sweep_rows(sw: dict) -> list:
 
 
 def _big_n_rows(bn: dict) -> list:
-    lines = [f"  full batch, N = {bn['n']:,} float32: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"]
+    where = f" on {bn['device']}" if bn.get("device", "cpu") != "cpu" else ""
+    lines = [
+        f"  full batch, N = {bn['n']:,} float32{where}: torch.dot(x, y) {1e3 * bn['dot_s']:.2f} ms"
+    ]
     for name, p in bn["paths"].items():
         if "error" in p:
             lines.append(f"    {name:<16} not measured: {p['error']}")

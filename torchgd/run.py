@@ -39,11 +39,22 @@ def noise_for(config: dict, step: int, params0: dict) -> dict:
     """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
     g = torch.Generator().manual_seed(schedules.mix_seed(config["seed"], step, salt=1))
     return {
-        n: (config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64)).to(
-            t.device, t.dtype
+        n: to_device(
+            config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64),
+            t.device,
+            t.dtype,
         )
         for n, t in params0.items()
     }
+
+
+def to_device(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
+    """``t`` (made on the host) on ``device`` (in ``dtype``), without waiting: to a GPU through
+    pinned memory, asynchronously (a plain copy from pageable memory waits for the device)."""
+    t = t.to(dtype) if dtype is not None else t
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def batch_of(x, y, bounds, order, shard=None, offset=0):
@@ -158,7 +169,7 @@ class Run:
             dtype=plan.dtype,
             hp=plan.hp,
             labels=self.labels,
-            params0=compare.flat(params0),
+            params0=compare.flat(params0).cpu(),  # the report is folded on the host
             grad_checked=self.grad_checked,
             batch_sizes=sorted(ends),
         )
@@ -191,7 +202,7 @@ class Run:
         if self.plan.dataset is None:
             return None
         order = self.plan.schedule.order(self.n, epoch)
-        return order.to(self.plan.device) if order is not None else None
+        return to_device(order, self.plan.device) if order is not None else None
 
     def batches(self, epoch: int, first: int = 0):
         """``(j, (xb, yb, nb))`` for the epoch's batches from ``first`` on."""

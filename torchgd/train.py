@@ -25,7 +25,7 @@ from .plan import (  # noqa: F401  (the names torchgd.train has always offered)
     plan,
     plan_from_config,
 )
-from .records import Epoch, Record, Step  # noqa: F401
+from .records import Epoch, Record, Step, sync_allowed  # noqa: F401
 from .run import HISTORY_MAX, Run, history_epochs  # noqa: F401
 from .run import advice as _advice  # noqa: F401
 from .run import batch_of as _batch  # noqa: F401
@@ -128,11 +128,9 @@ def execute(
 
 
 def _loop(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
-    run = Run(p, callbacks, group)
-    if resume is not None:
-        run.load_state_dict(resume)
-    else:
-        run.start()
+    with sync_allowed(p.device):  # -- setup: the data to the device, the starting cost
+        run = Run(p, callbacks, group)
+        run.load_state_dict(resume) if resume is not None else run.start()
     step, start_epoch, start_batch = run.position
     for cb in callbacks:
         cb.on_start(p.config, run.paths)
@@ -170,6 +168,7 @@ def _loop(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
             checkpointer.save(run.state_dict(at.epoch, at.batch), callbacks)
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once, keep what is complete
         status = "interrupted"
-    result = run.result(status, time.perf_counter() - started, diverged)
+    with sync_allowed(p.device):  # -- the end: the last block, the histories, the report
+        result = run.result(status, time.perf_counter() - started, diverged)
     interfaces.call(callbacks, "on_end", result)
     return result

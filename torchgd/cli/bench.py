@@ -30,6 +30,11 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--big-n", type=int, default=None, help="samples for big_n (default 10M)")
     p.add_argument("--memory-n", type=int, default=None, help="samples for memory (default 100M)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="where the per-sample SGD and big-N rows run: cpu | cuda | cuda:N (the GPU rows)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--logdir", default="runs", help="parent of the run directory")
     p.add_argument("--name", default=None, help="run directory name (default: bench-<timestamp>)")
@@ -43,8 +48,11 @@ def run(args) -> int:
     for flag, value in (("--big-n", args.big_n), ("--memory-n", args.memory_n)):
         if value is not None and value < 1:
             raise error(f"{flag} must be a whole number >= 1, got {value}")
+    from ..device import resolve_device
+
+    device = resolve_device(args.device)  # a missing device: one line, exit 2, nothing written
     run_dir = runs.new_run_dir(args.logdir, args.name, "bench")
-    report = bench.run(args.quick, only, args.big_n, args.memory_n, args.compile)
+    report = bench.run(args.quick, only, args.big_n, args.memory_n, args.compile, device)
     report["run_dir"] = str(run_dir)
     runs.write_json(run_dir / "bench.json", report)
     table = bench.format_table(report)
