@@ -29,9 +29,10 @@ def available_devices() -> list[str]:
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn a device name into a ``torch.device``, or raise TorchgdError naming what is available.
 
-    ``auto`` picks the first CUDA device when there is one, else the CPU.
+    ``auto`` picks the first CUDA device when there is one, else the CPU. A ``torch.device``
+    is checked the same way.
     """
-    spec = (spec or "auto").strip().lower()
+    spec = str(spec or "auto").strip().lower()
     available = available_devices()
     if spec == "auto":
         return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")

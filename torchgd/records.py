@@ -12,7 +12,6 @@ the kernels until a block boundary.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -189,17 +188,21 @@ class HostBlock:
         return len(self.steps)
 
 
-@contextlib.contextmanager
-def sync_allowed(device):
-    """Where the loop reads the device on purpose (block boundaries, the guard's verdict at an
-    epoch's end): a CUDA run under ``torch.cuda.set_sync_debug_mode("error")`` -- the test that
-    no step waits -- may synchronise here and nowhere else."""
-    if getattr(device, "type", "cpu") != "cuda":
-        yield
-        return
-    old = torch.cuda.get_sync_debug_mode()
-    torch.cuda.set_sync_debug_mode(0)
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode(old)
+class sync_allowed:  # noqa: N801  (used as a context manager, like torch.no_grad)
+    """Where the loop reads the device on purpose (setup, block boundaries, the guard's verdict
+    at an epoch's end, the end): a CUDA run under ``torch.cuda.set_sync_debug_mode("error")``
+    -- the test that no step waits -- may synchronise here and nowhere else. On other devices
+    it does nothing (and costs nearly nothing)."""
+
+    def __init__(self, device):
+        self.cuda = getattr(device, "type", "cpu") == "cuda"
+
+    def __enter__(self):
+        if self.cuda:
+            self.old = torch.cuda.get_sync_debug_mode()
+            torch.cuda.set_sync_debug_mode(0)
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.set_sync_debug_mode(self.old)

@@ -147,6 +147,10 @@ class Run:
         if not problems.fits(plan.problem, self.y):
             memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
         self.group = group if self.x is not None else None  # data-free: every rank alike anyway
+        biggest = max((b - a for a, b in self.slices), default=0) if self.x is not None else 0
+        rows = getattr(plan.problem, "chunk_rows", None)
+        # every batch is taken whole (the lecture's expressions), unless it is big or sharded
+        self.whole = group is None and (self.x is None or rows is None or biggest <= rows)
         self.shard = self.group.shard(self.n) if self.group is not None else None
         if dataset is not None and dataset.total is not None:  # this process holds part of it
             held = (dataset.offset, dataset.offset + len(dataset))
@@ -215,7 +219,7 @@ class Run:
     def step(self, epoch: int, j: int, batch) -> Step | None:
         """One step of every path on ``batch``; the ``Step`` if a callback wants each one."""
         xb, yb, nb = batch
-        whole = problems.fits(self.problem, yb) and self.shard is None
+        whole = self.whole or (problems.fits(self.problem, yb) and self.shard is None)
         feed(self.every, self.problem, xb, yb, nb, whole, double=self.reference)
         if self.shard is not None:  # add up every rank's sums: then all update alike
             for path in self.every:
@@ -251,7 +255,8 @@ class Run:
         self.block.put(step, epoch, j, nb, values, shadow)
 
     def end_epoch(self, epoch: int, batch) -> Epoch:
-        """The epoch's losses (the lecture's: see ``train.fit``) and parameters, per path."""
+        """The epoch's losses (the lecture's: see ``train.fit``) and parameters, per path; one
+        row on the device holds them all (losses, then every path's parameters)."""
         xb, yb, nb = batch
         losses, values = {}, {p: self.paths[p].values() for p in self.names}
         for p in self.names:
@@ -259,9 +264,9 @@ class Run:
                 losses[p] = self.last_loss[p]
             else:
                 losses[p] = batch_loss(self.problem, values[p], xb, yb, nb, self.group)
-        with torch.no_grad():
-            row = [torch.cat([losses[p].reshape(1), *flat(values[p].values())]) for p in self.names]
-            self._epoch_rows.append(torch.stack(row))
+        row = [*(losses[p] for p in self.names), *self._params]
+        self.last_row = torch.stack(row) if self._scalar else torch.cat(flat(row))
+        self._epoch_rows.append(self.last_row)
         if len(self._epoch_rows) >= HISTORY_BLOCK:
             self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
@@ -274,12 +279,14 @@ class Run:
         with sync_allowed(self.plan.device):
             rows = torch.stack(self._epoch_rows).cpu()
         self._epoch_rows = []
+        P, E = len(self.names), len(rows)
+        params = rows[:, P:].reshape(E, P, -1)
         for i, p in enumerate(self.names):
-            self.history[p]["loss"].extend(rows[:, i, 0].tolist())
-            at = 1
+            self.history[p]["loss"].extend(rows[:, i].tolist())
+            at = 0
             for k, t in self.plan.params0.items():
-                cols = rows[:, i, at : at + t.numel()]
-                self.history[p][k].extend(cols.reshape(len(rows), *t.shape).tolist())
+                cols = params[:, i, at : at + t.numel()]
+                self.history[p][k].extend(cols.reshape(E, *t.shape).tolist())
                 at += t.numel()
 
     def flush(self) -> None:
@@ -315,10 +322,12 @@ class Run:
             costs = [
                 batch_loss(p.problem, params[q], self.x, self.y, self.n, self.group) for q in names
             ]
-        values = torch.stack(self._params) if self._scalar else torch.cat(flat(self._params))
-        with sync_allowed(p.device):
-            values = values.cpu().numpy().reshape(len(names), -1)
-            bad, grew = self.guard.update(torch.stack(costs), np.isfinite(values).all(1))
+        P = len(names)
+        with sync_allowed(p.device):  # the costs and the epoch's row, read in one copy
+            read = torch.cat([torch.stack(costs).to(self.last_row), self.last_row])
+            read = read.cpu().numpy()
+            finite = np.isfinite(read[2 * P :].reshape(P, -1)).all(1)  # the parameters
+            bad, grew = self.guard.update(read[:P], finite)
             stopped = (bad | grew).nonzero()[0].tolist()
         if not stopped:
             return None
