@@ -340,3 +340,16 @@ def test_the_bare_loops_compute_what_the_paths_compute():
     ours = torchgd.fit(schedule="sgd", epochs=7).paths
     for name, loop in bench.BARE.items():
         assert loop(7) == ours[name]["params"]["w"]
+
+
+def test_a_callback_with_only_some_hooks_is_called_on_those():
+    class OnlyStep:  # no base class, no on_start / on_end / close
+        def __init__(self):
+            self.steps = 0
+
+        def on_step(self, step):
+            self.steps += 1
+
+    cb = OnlyStep()
+    r = torchgd.fit(schedule="sgd", epochs=3, callbacks=[cb])
+    assert cb.steps == r.steps == 12

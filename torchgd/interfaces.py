@@ -148,7 +148,7 @@ class Rule(Protocol):
 
 @runtime_checkable
 class Callback(Protocol):
-    """What consumes a run's records; every member is optional (see ``CALLBACK_DEFAULTS``).
+    """What consumes a run's records; every member is optional (``CALLBACK_HOOKS``).
 
     ``on_start(config, paths)``; ``on_step(step)`` after every step (a ``records.Step`` of
     tensors on the run's device: reading them waits for the device, so only callbacks that

@@ -132,8 +132,8 @@ def _loop(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
         run = Run(p, callbacks, group)
         run.load_state_dict(resume) if resume is not None else run.start()
     step, start_epoch, start_batch = run.position
-    for cb in callbacks:
-        cb.on_start(p.config, run.paths)
+    for cb in callbacks:  # every hook is optional (interfaces.Callback)
+        interfaces.call([cb], "on_start", p.config, run.paths)
         if resume is not None and callable(getattr(cb, "resume", None)):
             cb.resume(resume.get("callbacks", {}).get(type(cb).__name__), step)
 
