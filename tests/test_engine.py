@@ -284,6 +284,7 @@ def test_every_rule_module_declares_the_plug_in_interface():
         assert hasattr(torch.optim, module.TORCH_CLASS)
         for member in rules.REQUIRED:
             assert hasattr(module, member)
+        assert isinstance(module, interfaces.Rule)
         for f in fields(module.Hyper):
             assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
 

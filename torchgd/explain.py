@@ -165,15 +165,17 @@ class Agreement:
             return torch.tensor([getattr(r, key) for r in records], dtype=dtype).reshape(T, *shape)
 
         bounds = rows("bounds", -1, D) if all(r.bounds is not None for r in records) else None
+        P = rows("params", -1, D)
         self._fold(
             [r.step for r in records],
             [r.epoch for r in records],
-            rows("params", -1, D),
+            P,
             rows("grads", -1, D),
             rows("refs", -1, D),
             bounds,
             rows("bufs", -1, D) if records[0].bufs is not None else None,
             rows("ref64", D, dtype=torch.float64) if records[0].ref64 is not None else None,
+            self._before(P),
         )
 
     def fold(self, block, bound_at=None) -> None:
@@ -185,9 +187,13 @@ class Agreement:
         if not len(block):
             return
         P, G, R = block.params, block.grads, block.refs
-        before = torch.cat([self._last[None], P[:-1]])
+        before = self._before(P)
         B = self.bounds(block, R, G, before, bound_at) if bound_at and self.grad_checked else None
-        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.ref64)
+        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.ref64, before)
+
+    def _before(self, P):
+        """The parameters each step of a block started from: the last block's last, then P's."""
+        return torch.cat([self._last[None], P[:-1]])
 
     def bounds(self, block, R, G, before, bound_at):
         """Each autograd path's rounding bound on formula~autograd, per step of the block.
@@ -219,10 +225,9 @@ class Agreement:
             B[t, q] = bound.to(B.dtype)
         return B
 
-    def _fold(self, steps, epochs, P, G, R, B, F, R64) -> None:
+    def _fold(self, steps, epochs, P, G, R, B, F, R64, before) -> None:
         labels = self.labels
         self.steps += len(steps)
-        before = torch.cat([self._last[None], P[:-1]])  # the parameters each step started from
         self._last = P[-1].clone()
         for i, j in combinations(range(len(self.names)), 2):
             key = f"{self.names[i]}~{self.names[j]}"

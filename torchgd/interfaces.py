@@ -131,19 +131,24 @@ class Path(Protocol):
 
 @runtime_checkable
 class Rule(Protocol):
-    """An update rule as a plug-in (``torchgd.rules``), optax-style: ``init(params) -> state``
-    and ``update(params, grads, state, spelling)`` in place, plus the hyperparameters' dataclass
-    (``Hyper``), the ``torch.optim`` class it mirrors and how its two spellings round."""
+    """An update rule as a plug-in: a module of ``torchgd/rules/`` (``rules.REQUIRED`` lists
+    these members; ``rules/sgd.py`` is the model), optax-style ``init(params) -> state`` and
+    ``update(params, grads, state, hp, spelling)`` in place, plus the hyperparameters' dataclass
+    (``Hyper``), the ``torch.optim`` class it mirrors, the name of its per-parameter state, and
+    how its two spellings round."""
 
-    name: str
+    NAME: str
+    TORCH_CLASS: str
+    STATE: str | None
     Hyper: type
-    torch_class: str
 
     def init(self, params: Params) -> dict: ...
 
     def update(self, params: Params, grads: Params, state: dict, hp, spelling: str) -> None: ...
 
-    def explain(self, hp) -> str: ...
+    def explain_update(self, hp, w, g) -> str: ...
+
+    def explain_state(self, hp) -> str: ...
 
 
 @runtime_checkable

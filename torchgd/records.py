@@ -40,7 +40,7 @@ def _stack(tensors, out) -> None:
 
 
 def _cat(tensors, out) -> None:
-    torch.cat([t.reshape(-1) for t in tensors], out=out)
+    torch.cat(flat(tensors), out=out)
 
 
 def flat(tensors) -> list:

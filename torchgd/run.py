@@ -212,9 +212,14 @@ class Run:
         """``(j, (xb, yb, nb))`` for the epoch's batches from ``first`` on."""
         order = self.order(epoch)
         for j in range(first, len(self.slices)):
-            xb, yb = batch_of(self.x, self.y, self.slices[j], order, self.shard, self.offset)
-            nb = 1 if yb is None else self.slices[j][1] - self.slices[j][0]  # the whole batch
-            yield j, (xb, yb, nb)
+            yield j, self.batch(j, order)
+
+    def batch(self, j: int, order):
+        """``(xb, yb, nb)``: batch ``j`` of an epoch whose permutation is ``order`` (this
+        process's rows of it) and the whole batch's size."""
+        bounds = self.slices[j]
+        xb, yb = batch_of(self.x, self.y, bounds, order, self.shard, self.offset)
+        return xb, yb, 1 if yb is None else bounds[1] - bounds[0]
 
     def step(self, epoch: int, j: int, batch) -> Step | None:
         """One step of every path on ``batch``; the ``Step`` if a callback wants each one."""
@@ -302,11 +307,8 @@ class Run:
     def _bound_at(self, q: int, before, epoch: int, j: int):
         """Autograd path q's rounding bound at the step of epoch ``epoch``, batch ``j``, whose
         parameters before the step were ``before``: the same batch gathered again."""
-        params0 = self.plan.params0
-        params = unflatten(before.to(self.plan.device), params0)
-        bounds = self.slices[j] if self.x is not None else None
-        xb, yb = batch_of(self.x, self.y, bounds, self.order(epoch), self.shard, self.offset)
-        nb = 1 if yb is None else bounds[1] - bounds[0]
+        params = unflatten(before.to(self.plan.device), self.plan.params0)
+        xb, yb, nb = self.batch(j, self.order(epoch))
         bound = problems.rounding_bound(self.problem, params, xb, yb, nb)
         return None if bound is None else torch.cat(flat(bound.values())).cpu()
 

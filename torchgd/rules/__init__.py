@@ -28,7 +28,16 @@ from .sgd import Hyper as SGD
 from .sgd import update as sgd_
 
 RULES = ("textbook", "torch-exact")  # the two spellings of every rule (``--rule``)
-REQUIRED = ("NAME", "TORCH_CLASS", "STATE", "Hyper", "init", "update", "explain_update")
+REQUIRED = (
+    "NAME",
+    "TORCH_CLASS",
+    "STATE",
+    "Hyper",
+    "init",
+    "update",
+    "explain_update",
+    "explain_state",
+)
 
 __all__ = ["ALL", "RULES", "SGD", "get", "of", "sgd_"]
 
