@@ -217,7 +217,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(cli, tmp_path):
     [
         (["--lr", "0.5"], "--lr"),
         (["--epochs=7", "--momentum", "0.9"], "--epochs, --momentum"),
-        (["--ep", "7"], "--epochs"),  # argparse's abbreviations are caught too
+        (["--epo", "7"], "--epochs"),  # argparse's abbreviations are caught too
         (["--schedule", "batch"], "--schedule"),  # even a value equal to the run's own
     ],
 )

@@ -124,8 +124,7 @@ def test_function_problem_trains_from_the_cli(main_cli, tmp_path):
 
 
 BAD_INPUTS = [
-    (["--lr", "-0.1"], "--lr must be positive"),
-    (["--lr", "0"], "--lr must be positive"),
+    (["--lr", "-0.1"], "Invalid learning rate: -0.1"),  # torch.optim.SGD's words
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--lr", "inf"], "--lr must be a finite number"),
     (["--lr", "fast"], "invalid float value"),
@@ -140,7 +139,7 @@ BAD_INPUTS = [
     (["--init", "v=1"], "--init names 'v'"),
     (["--data", "nowhere"], "unknown data 'nowhere'"),
     (["--problem", "nope"], "unknown problem 'nope'"),
-    (["--momentum", "0.9", "--nesterov", "--dampening", "0.1"], "nesterov momentum requires"),
+    (["--momentum", "0.9", "--nesterov", "--dampening", "0.1"], "Nesterov momentum requires a momentum"),
     (["--device", "tpu"], "unknown device 'tpu'"),
 ]
 

@@ -10,7 +10,7 @@ import torchgd
 from torchgd import bench, interfaces, records, rules, train
 from torchgd.callbacks import Callback
 from torchgd.errors import TorchgdError
-from torchgd.plan import PLAN_KEYS, plan
+from torchgd.plan import PLAN_KEYS, plan, plan_from_config
 from torchgd.run import Run
 
 NOISY = dict(data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32", shuffle=True, lr=0.05)
@@ -289,19 +289,30 @@ def test_every_rule_module_declares_the_plug_in_interface():
             assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
 
 
-def test_the_cli_options_and_config_keys_come_from_the_rules_fields(cli):
-    text = cli("train", "--help").stdout
-    for f in fields(rules.get("sgd").Hyper):
-        flag = "--" + f.name.replace("_", "-")
-        assert flag in text
-        assert f.name in PLAN_KEYS
-        if f.name != "lr":  # --lr has its own forms (one value, or a sweep's range)
-            assert f.metadata["help"] in " ".join(text.split())
+def test_the_cli_options_and_config_keys_come_from_the_rules_fields(cli, tmp_path):
+    text = " ".join(cli("train", "--help").stdout.split())
+    for name, module in rules.ALL.items():
+        assert name in text  # --optimizer lists it
+        hp = module.Hyper()
+        for f in fields(module.Hyper):
+            flag = "--" + f.name.replace("_", "-")
+            assert flag in text
+            if f.name != "lr":  # --lr has its own forms (one value, or a sweep's range)
+                assert f"{flag} " in text and name in text
+        # the config records every field, and plan_from_config rebuilds the same Hyper
+        p = plan(optimizer=name, epochs=1)
+        assert {f.name for f in fields(module.Hyper)} <= set(p.config)
+        assert p.config["optimizer"] == name and plan_from_config(p.config).hp == hp
+    assert "lr" in PLAN_KEYS
 
 
 def test_an_unknown_rule_option_is_one_clear_error():
-    with pytest.raises(TorchgdError, match="unknown option 'momentom' for sgd"):
+    with pytest.raises(TorchgdError, match="unknown argument 'momentom' .did you mean 'momentum'"):
         torchgd.fit(momentom=0.9)
+    with pytest.raises(TorchgdError, match="unknown argument 'epoch' .did you mean 'epochs'"):
+        torchgd.fit(epoch=10)
+    with pytest.raises(TorchgdError, match="--betas is an option of adam, adamw, not of sgd"):
+        torchgd.fit(betas=(0.9, 0.99))
 
 
 @pytest.mark.parametrize(

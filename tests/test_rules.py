@@ -99,19 +99,11 @@ def test_one_textbook_step_is_within_the_derived_bound_and_torch_exact_is_identi
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        (dict(lr=0.0), "--lr must be positive"),
-        (dict(lr=-1.0), "--lr must be positive"),
-        (dict(lr=float("nan")), "--lr must be a finite number"),
-        (dict(momentum=-0.1), "invalid momentum value"),
-        (dict(weight_decay=-1.0), "invalid weight decay"),
-        (dict(nesterov=True), "nesterov momentum requires a momentum > 0 and zero dampening"),
-        (dict(nesterov=True, momentum=0.9, dampening=0.5), "nesterov momentum requires"),
+        (dict(lr=float("nan")), "--lr must be a finite number"),  # torch takes nan: torchgd not
+        (dict(lr=float("inf")), "--lr must be a finite number"),
+        (dict(momentum="fast"), "--momentum must be a finite number"),
     ],
 )
-def test_bad_hyperparameters_are_refused_like_torch_does(kwargs, message):
+def test_what_torch_takes_but_cannot_run_is_refused_too(kwargs, message):
     with pytest.raises(TorchgdError, match=message):
         rules.SGD(**{"lr": 0.01, **kwargs})
-    torch_kwargs = {"lr": 0.01, **kwargs}
-    if "nan" not in repr(kwargs.get("lr")) and kwargs.get("lr", 1) != 0:
-        with pytest.raises(ValueError):  # torch refuses the same arguments
-            torch.optim.SGD([torch.zeros(1, requires_grad=True)], **torch_kwargs)

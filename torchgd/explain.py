@@ -36,7 +36,7 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
     ra, rb = _rule(paths, a), _rule(paths, b)
     head = (
         f"at step {step} both paths had the same parameters and the same gradient, yet "
-        f"different parameters came out: the update rules round differently"
+        f"different parameters came out: the update rules compute the step differently"
     )
     if {ra, rb} == {"textbook", "torch"} or {ra, rb} == {"textbook", "torch-exact"}:
         return f"{head}. {rules.of(hp).explain_update(hp, w, g)}"
@@ -54,6 +54,11 @@ def _buffer_rule_reason(paths, a, b, hp) -> str:
         f"the same operations ({ra} vs {rb}) on the same inputs should not differ, so this "
         f"is unexplained: please report it"
     )
+
+
+def _via(state: str) -> str:
+    """The state a difference travelled through, in words ("momentum buffer", "exp_avg")."""
+    return "momentum buffer" if state == "momentum_buffer" else state
 
 
 def _grad_reason(problem, dtype, batch_sizes, max_rel, bound=None) -> str:
@@ -152,7 +157,9 @@ class Agreement:
         self._last = params0.to(dtype).expand(len(names), -1).clone()
         self._params, self._grads, self._ref64 = {}, {}, None
         self._bound: dict = {}  # per autograd path: where |formula - autograd| / bound peaks
-        self._bufs: dict = {}  # per pair of paths: the momentum buffers compared
+        self._bufs: dict = {}  # per pair of paths: the rule's state compared (momentum, ...)
+        # the state's entries: "exp_avg:w[0]", ... ("momentum_buffer:w" for SGD's)
+        self.buffer_labels = [f"{s}:{label}" for s in rules.state_names(hp) for label in labels]
 
     def add_records(self, records) -> None:
         """Fold a list of ``records.Record`` (what checkpoints from before the running summary
@@ -173,7 +180,7 @@ class Agreement:
             rows("grads", -1, D),
             rows("refs", -1, D),
             bounds,
-            rows("bufs", -1, D) if records[0].bufs is not None else None,
+            rows("bufs", len(self.names), -1) if records[0].bufs is not None else None,
             rows("ref64", D, dtype=torch.float64) if records[0].ref64 is not None else None,
             self._before(P),
         )
@@ -256,7 +263,7 @@ class Agreement:
         if self.grad_checked and B is not None:
             self._fold_bounds(R, B, G, steps, labels)
         if F is not None:
-            self._fold_buffers(F, G, steps, epochs, labels)
+            self._fold_buffers(F, G, steps, epochs, self.buffer_labels)
         if R64 is not None:
             self._ref64 = self._ref64 or {}
             for i, name in enumerate(self.names):
@@ -285,14 +292,18 @@ class Agreement:
                 }
 
     def _fold_buffers(self, F, G, steps, epochs, labels) -> None:
-        """Momentum buffers compared per pair, and the first step each pair's differ."""
+        """The rule's state compared per pair, and the first step each pair's differ."""
         for i, j in combinations(range(len(self.names)), 2):
             key = f"{self.names[i]}~{self.names[j]}"
             rep = compare.pair_report(F[:, i], F[:, j], steps, epochs, labels)
             old = self._bufs.get(key, {"report": None})
             t = _first_new(old, rep, steps)
             if t is not None:
-                old["first"] = {"step": steps[t], "grads": (G[t, i].clone(), G[t, j].clone())}
+                old["first"] = {
+                    "step": steps[t],
+                    "grads": (G[t, i].clone(), G[t, j].clone()),
+                    "state": rep["first_difference"]["param"].split(":")[0],
+                }
             old["report"] = compare.merge_reports(old["report"], rep)
             self._bufs[key] = old
 
@@ -331,9 +342,11 @@ class Agreement:
             return report
         if self._bufs:
             report["buffers"] = {key: ev["report"] for key, ev in self._bufs.items()}
+            report["state_max_ulp"] = _summary(report["buffers"])["max_ulp"]
         for key, ev in self._params.items():
             rep = report["params"][key] = ev["report"]
             if rep["max_ulp"] == 0:
+                report["reasons"] += self._state_only_reasons(key)
                 continue
             report["reasons"] += self._param_reasons(key, rep, ev)
         report.update(_summary(report["params"]))
@@ -358,8 +371,10 @@ class Agreement:
 
         if self._ref64 is not None:
             self._float32_reason(report)
-        report["bit_identical"] = report["max_ulp"] == 0 and (
-            report["grad"] is None or report["grad"]["max_ulp"] == 0
+        report["bit_identical"] = (
+            report["max_ulp"] == 0
+            and (report["grad"] is None or report["grad"]["max_ulp"] == 0)
+            and not report.get("state_max_ulp")
         )
         return report
 
@@ -414,6 +429,36 @@ class Agreement:
             )
         return [{"between": key, "kind": kind, "reason": reason}, *self._near_zero(key, rep, ev)]
 
+    def _state_only_reasons(self, key: str) -> list:
+        """Two paths whose parameters stayed equal while their rule's state did not: why the
+        state differs, and that it has not (yet) reached the parameters."""
+        ev = self._bufs.get(key)
+        if ev is None or ev["report"]["max_ulp"] == 0:
+            return []
+        a, b = key.split("~")
+        buf, rep = ev["first"], ev["report"]
+        state = buf.get("state", "momentum_buffer")
+        gulp = int(compare.ulp_distance(*buf["grads"]).max())
+        how = (
+            f"the gradients differed at step {buf['step']} ({gulp} ulp: see the gradient check)"
+            if gulp
+            else _buffer_rule_reason(self.paths, a, b, self.hp)
+        )
+        reason = (
+            f"the rule's state first differs at step {buf['step']} ({buf.get('state')}, "
+            f"largest {rep['max_ulp']} ulp): {how}; the parameters stayed equal, bit for "
+            f"bit: a relative difference of at most {rep['max_rel']:.2g} in the state moved "
+            f"no step by as much as the parameters' rounding"
+        )
+        return [
+            {
+                "between": key,
+                "kind": "gradient" if gulp else "update rule",
+                "reason": reason,
+                "via": _via(state),
+            }
+        ]
+
     def _buffer_reasons(self, key: str, rep: dict, first: dict, buf: dict) -> list:
         """The first difference between two paths entered a momentum buffer, before the
         parameters differed: say where it came from and how it travelled."""
@@ -430,11 +475,13 @@ class Agreement:
             kind = "update rule"
             how = (
                 f"at step {buf['step']} both paths had the same parameters, gradient and "
-                f"buffer, yet their momentum buffers came out different: "
+                f"state, yet their states came out different: "
                 + _buffer_rule_reason(self.paths, a, b, self.hp)
             )
+        state = buf.get("state", "momentum_buffer")
+        formula = getattr(rules.of(self.hp), "FORMULAS", {}).get(state)
         reason = (
-            f"{how}; the momentum buffer (b = momentum * b + (1 - dampening) * g) carried the "
+            f"{how}; the rule's {state} ({formula or 'its state'}) carried the "
             f"difference, and it reached the parameters at step {first['step']}"
         )
         peak = rep["max_ulp_at"]["step"]
@@ -445,7 +492,7 @@ class Agreement:
             )
         ev = self._params[key]
         return [
-            {"between": key, "kind": kind, "reason": reason, "via": "momentum buffer"},
+            {"between": key, "kind": kind, "reason": reason, "via": _via(state)},
             *self._near_zero(key, rep, ev),
         ]
 

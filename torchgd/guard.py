@@ -13,6 +13,9 @@ A lane (a path of ``train``, a learning rate of ``sweep``) is stopped when
   (``sgd``, ``minibatch:B``, ``--noise``), whose cost is noisy, and ``DETERMINISTIC_MARGIN``
   (1: the cost doubled) for the others, whose cost does not rise in a converging run of a
   convex problem (batch GD below the critical lr lowers the cost every epoch).
+  For an adaptive rule (Adagrad, RMSprop, Adadelta, Adam, AdamW: ``adaptive``) the growth must
+  also exceed the starting cost: their steps are about lr whatever the gradient, so near the
+  minimum they hover in a band whose width lr sets, rising and falling, without diverging.
 
 Below the critical lr a linear least-squares run converges (to a noise floor for stochastic
 schedules): its cost settles, and a settled cost does not climb a hundredfold, however noisy.
@@ -41,8 +44,8 @@ class Guard:
     microseconds an epoch for one lane, a quarter of a per-sample SGD step's time on the
     lecture's four points)."""
 
-    def __init__(self, patience: int, lanes: int, stochastic: bool = True):
-        self.patience, self.lanes = patience, lanes
+    def __init__(self, patience: int, lanes: int, stochastic: bool = True, adaptive=False):
+        self.patience, self.lanes, self.adaptive = patience, lanes, adaptive
         self.margin = MARGIN if stochastic else DETERMINISTIC_MARGIN
         self.prev = np.full(lanes, math.inf)
         self.streak = np.zeros(lanes, dtype=np.int64)
@@ -67,6 +70,8 @@ class Guard:
         self.streak = np.where(grew, self.streak + 1, 0)
         # fmax skips a NaN start (no cost seen yet): the floor is then |lowest|
         floor = np.maximum(np.fmax(np.abs(self.lowest), FLOOR * self.start), TINY)
+        if self.adaptive:  # a step of about lr hovers near the minimum: only above the start
+            floor = np.fmax(floor, self.start / self.margin)
         risen = finite & (cost - self.lowest > self.margin * floor)
         growth = (self.streak >= self.patience) & risen
         self.last_finite = np.where(finite, cost, self.last_finite)

@@ -31,30 +31,41 @@ class Path:
         ``torchgd.rules``); ``rule``: its spelling, textbook or torch-exact."""
         self.problem, self.hp, self.rule = problem, hp, rule
         self.algorithm = rules.of(hp)  # the rule's module: init, update, TORCH_CLASS, STATE
+        self.state_names = rules.state_names(hp)  # the state the report compares
         self.params = {n: t.detach().clone() for n, t in params0.items()}
-        self.state: dict = self.algorithm.init(self.params)
+        self.state: dict = self.algorithm.init(self.params, hp)
 
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
 
-    def buffers(self) -> dict:
-        """The momentum buffers after the last step (zeros before the first: the buffer
-        starts as the first gradient)."""
-        return {n: self.state.get(n, torch.zeros_like(t)) for n, t in self.values().items()}
+    def buffers(self) -> list:
+        """The rule's state after the last step, state by state, parameter by parameter
+        (``exp_avg`` of every parameter, then ``exp_avg_sq``, ...); zeros where there is none
+        yet (SGD's momentum buffer starts as the first gradient)."""
+        return [
+            _state_or_zeros(self.state.get(n, {}).get(s), t)
+            for s in self.state_names
+            for n, t in self.params.items()
+        ]
 
     def state_dict(self) -> dict:
-        """Parameters and the rule's momentum buffers, as copies (for checkpoints)."""
+        """Parameters and the rule's state, as copies (for checkpoints)."""
         return {
             "params": {n: t.detach().clone() for n, t in self.params.items()},
-            "buffers": {n: b.clone() for n, b in self.state.items() if b is not None},
+            "buffers": {n: _copy(st) for n, st in self.state.items()},
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
         for n, t in self.params.items():
             t.copy_(state["params"][n])
-        self.state = {n: b.to(self.params[n].device).clone() for n, b in state["buffers"].items()}
+        self.state = {
+            # older checkpoints kept SGD's momentum buffer itself
+            n: _copy({"momentum_buffer": st} if torch.is_tensor(st) else st, self.params[n].device)
+            for n, st in state["buffers"].items()
+            if st is not None
+        }
 
     def step(self, x, y, noise=None):
         """One update on the batch ``(x, y)``; see ``update``."""
@@ -82,6 +93,14 @@ class Path:
         """Apply the rule with the accumulated gradient, plus ``noise`` (a dict like the
         gradient) if given. Returns the loss before the update and the gradient before noise."""
         raise NotImplementedError
+
+
+def _copy(state: dict, device=None) -> dict:
+    """A copy of one parameter's state (tensors cloned, to ``device``; counts as they are)."""
+    return {
+        k: (v.to(device) if device is not None else v).clone() if torch.is_tensor(v) else v
+        for k, v in state.items()
+    }
 
 
 def _with_noise(grads: dict, noise) -> dict:
@@ -214,15 +233,15 @@ class OptimPath(AutogradPath):
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
         optimizer = getattr(torch.optim, self.algorithm.TORCH_CLASS)
-        self.optimizer = optimizer(list(self.params.values()), **hp.torch_kwargs())
+        self.optimizer = optimizer(list(self.params.values()), **rules.torch_kwargs(hp))
 
-    def buffers(self) -> dict:
-        """The optimizer's state per parameter (SGD: ``optimizer.state[p]["momentum_buffer"]``)."""
-        out = {}
-        for n, t in self.params.items():
-            buf = self.optimizer.state.get(t, {}).get(self.algorithm.STATE)
-            out[n] = buf.detach() if buf is not None else torch.zeros_like(t.detach())
-        return out
+    def buffers(self) -> list:
+        """The optimizer's state, as ``Path.buffers`` orders it (``optimizer.state[p]``)."""
+        return [
+            _state_or_zeros(self.optimizer.state.get(t, {}).get(s), t)
+            for s in self.state_names
+            for t in self.params.values()
+        ]
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
@@ -238,6 +257,10 @@ class OptimPath(AutogradPath):
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         self.optimizer.step()
         return loss, grads
+
+
+def _state_or_zeros(value, like):
+    return value.detach() if value is not None else torch.zeros_like(like.detach())
 
 
 def feed(paths, problem, x, y, n: int, whole: bool, double=None) -> None:

@@ -9,7 +9,7 @@ rule's hyperparameters, the starting point, device and dtype, and the ``config``
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -83,7 +83,8 @@ def plan(
     schedule="batch",
     shuffle=None,
     seed=0,
-    lr=0.01,
+    optimizer="sgd",
+    lr=None,
     epochs=100,
     init=None,
     paths=PATH_NAMES,
@@ -102,9 +103,12 @@ def plan(
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-    ``rule``: the spelling of the hand-written update rule (``textbook`` or ``torch-exact``);
-    ``lr`` and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
-    nesterov, maximize; see ``torchgd.rules.sgd``). ``noise``: standard deviation of Gaussian
+    ``optimizer``: the update rule, ``sgd`` (the lecture's), ``adagrad``, ``rmsprop``,
+    ``adadelta``, ``adam``, ``adamw`` or a user's ``FILE.py:NAME`` (see ``torchgd.rules``);
+    ``rule``: the spelling of its hand-written form (``textbook`` or ``torch-exact``);
+    ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
+    and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
+    nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``: standard deviation of Gaussian
     noise added to every path's gradient (the same draw for every path, seeded by ``(seed,
     step)``). ``guard``: stop with status ``diverged`` on a non-finite loss or parameter, or a
     loss that grew ``patience`` epochs in a row. ``shadow``: for float32 runs, also step a
@@ -132,10 +136,11 @@ def plan(
     options.check_guard(noise, patience)
     if history not in ("auto", "all"):
         raise TorchgdError(f"--history must be auto or all, got '{history}'")
-    hp = hyperparameters("sgd", lr, hyper)
+    hp = hyperparameters(optimizer, lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
     config = _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype)
+    config["optimizer"] = _rule_spec(optimizer, hp)
     shadow = _shadow(dataset, dtype) if shadow is None else shadow
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     config.update(compile=bool(compile), history=history)
@@ -148,15 +153,24 @@ def plan(
 
 
 def hyperparameters(optimizer: str, lr, hyper: dict):
-    """The rule's ``Hyper`` from ``lr`` and the other options, checked as torch checks them."""
-    Hyper = rules.get(optimizer).Hyper
-    known = {f.name for f in fields(Hyper)}
-    unknown = sorted(set(hyper) - known)
-    if unknown:
+    """The rule's ``Hyper`` from ``lr`` (None: its default) and the other options, checked as
+    torch checks them (``rules.hyper``); its ``TORCH_CLASS`` must be in ``torch.optim``."""
+    import inspect
+
+    hp = rules.hyper(optimizer, lr, hyper, words=inspect.signature(plan).parameters)
+    rule = rules.of(hp)
+    if not hasattr(torch.optim, str(rule.TORCH_CLASS)):
         raise TorchgdError(
-            f"unknown option '{unknown[0]}' for {optimizer}: it takes {', '.join(sorted(known))}"
+            f"optimizer '{rule.NAME}' names TORCH_CLASS '{rule.TORCH_CLASS}', which torch.optim "
+            "does not have (it should name the class the rule mirrors, e.g. 'Adam')"
         )
-    return Hyper(lr=lr, **hyper)
+    return hp
+
+
+def _rule_spec(optimizer, hp) -> str:
+    """What the configuration records of the rule: its name, or a user's absolute spec."""
+    rule = rules.of(hp)
+    return getattr(rule, "spec", None) or rule.NAME
 
 
 def _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype) -> dict:
@@ -174,7 +188,7 @@ def _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, d
         "rule": rule,
         "device": str(device),
         "dtype": dtype_name(dtype),
-        **{k: v for k, v in hp.asdict().items() if k != "lr"},
+        **{k: v for k, v in asdict(hp).items() if k != "lr"},
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
@@ -232,13 +246,13 @@ PLAN_KEYS = (
     "device",
     "dtype",
     "rule",
-    *(f.name for f in fields(rules.get("sgd").Hyper) if f.name != "lr"),  # the rule's options
     "noise",
     "guard",
     "patience",
     "bias",
 )
 OPTIONAL_KEYS = {
+    "optimizer": "sgd",  # runs before the other rules
     "shadow": None,
     "compile": False,
     "history": "auto",
@@ -250,6 +264,8 @@ def plan_from_config(config: dict, rows=None) -> Plan:
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
+        Hyper = rules.get(kwargs["optimizer"]).Hyper  # the rule's options, as recorded
+        kwargs.update({f.name: config[f.name] for f in fields(Hyper) if f.name in config})
         problem = config.get("problem_spec", config["problem"])
         data = config["data"]
         file = (config.get("data_meta") or {}).get("file")  # absolute: works from anywhere

@@ -32,7 +32,7 @@ class Record(NamedTuple):
     refs: list  # per autograd path, D entries each: the analytic formula at its parameters
     ref64: list | None  # float32 runs: the float64 manual path's parameters
     bounds: list | None = None  # per autograd path, D entries: formula~autograd rounding bound
-    bufs: list | None = None  # with momentum, per path, D entries: the buffers after the step
+    bufs: list | None = None  # with a rule's state, per path, K*D entries: after the step
 
 
 def _stack(tensors, out) -> None:
@@ -93,15 +93,15 @@ class Epoch:
 class Block:
     """Preallocated rows for up to ``size`` steps, one row per step in one table (one write a
     step): ``losses`` [T, P], ``params`` and ``grads`` [T, P, D], ``refs`` [T, Q, D] (Q
-    autograd paths), ``bufs`` [T, P, D] with momentum; ``ref64`` [T, D] (a table of its own:
+    autograd paths), ``bufs`` [T, P, K*D] with a rule's K states per entry (K = ``bufs``); ``ref64`` [T, D] (a table of its own:
     float64) with a float64 shadow; per step its number, epoch, batch index and batch size as
     Python ints (``steps``, ``epochs``, ``batches``, ``sizes``: known without the device)."""
 
-    def __init__(self, size, p, q, d, dtype, device, *, bufs=False, ref64=False, scalar=False):
+    def __init__(self, size, p, q, d, dtype, device, *, bufs=0, ref64=False, scalar=False):
         self.size = max(1, min(size, ROWS_MAX_VALUES // max(1, p * d)))
-        self.p, self.q, self.d = p, q, d
+        self.p, self.q, self.d, self.k = p, q, d, int(bufs)
         widths = {"losses": p, "params": p * d, "grads": p * d, "refs": q * d}
-        widths["bufs"] = p * d if bufs else 0
+        widths["bufs"] = p * d * int(bufs)  # bufs: the rule's states per parameter entry
         self.columns, at = {}, 0
         for name, width in widths.items():
             self.columns[name] = (at, at + width) if width or name == "refs" else None
@@ -142,12 +142,12 @@ class Block:
         t = len(self.steps)
         table = self.table[:t].cpu()
 
-        def series(name, width):
+        def series(name, width, k=1):
             cols = self.columns[name]
             if cols is None:
                 return None
             part = table[:, cols[0] : cols[1]]
-            return part if width is None else part.reshape(t, width, self.d)
+            return part if width is None else part.reshape(t, width, self.d * k)
 
         p, q = self.p, self.q
         return HostBlock(
@@ -159,7 +159,7 @@ class Block:
             series("params", p),
             series("grads", p),
             series("refs", q),
-            series("bufs", p),
+            series("bufs", p, self.k),
             None if self.ref64 is None else self.ref64[:t].cpu(),
         )
 
@@ -171,7 +171,8 @@ class Block:
 class HostBlock:
     """A block as callbacks get it (``on_block``) and the report folds it: per step its number,
     epoch, batch index and batch size, and per series a tensor on the host ([T, P] losses,
-    [T, P, D] params, grads and bufs, [T, Q, D] refs, [T, D] ref64)."""
+    [T, P, D] params and grads, [T, P, K*D] bufs (the rule's K states), [T, Q, D] refs,
+    [T, D] ref64)."""
 
     steps: list
     epochs: list

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import compare, explain, interfaces, memory, problems, schedules
+from . import compare, explain, interfaces, memory, problems, rules, schedules
 from . import guard as guards
 from .errors import TorchgdError
 from .paths import PATHS, ManualPath, feed
@@ -117,7 +117,10 @@ class Run:
         stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
         self.stochastic = stochastic
         self.guard = guards.Guard(
-            self.config["patience"], len(self.names), stochastic or bool(self.config["noise"])
+            self.config["patience"],
+            len(self.names),
+            stochastic or bool(self.config["noise"]),
+            adaptive=rules.adaptive(plan.hp),
         )
 
     def _setup_paths(self, plan) -> None:
@@ -165,6 +168,7 @@ class Run:
     def _setup_records(self, plan) -> None:
         params0 = plan.params0
         self.labels = compare.labels_for(params0)
+        self.states = len(rules.state_names(plan.hp))  # the rule's state per parameter entry
         ends = {b - a for a, b in (self.slices[0], self.slices[-1])} if self.x is not None else {1}
         self.tracker = explain.Agreement(  # every block of steps goes in; bounded memory
             problem=plan.problem,
@@ -184,7 +188,7 @@ class Run:
             len(self.labels),
             plan.dtype,
             plan.device,
-            bufs=plan.hp.has_state,
+            bufs=self.states,
             ref64=self.reference is not None,
             scalar=all(t.dim() == 0 for t in params0.values()),  # the lecture's w
         )
@@ -254,8 +258,8 @@ class Run:
         values += self._params
         values += [t for p in names for t in out[p][1].values()]
         values += [t for r in refs for t in r.values()]
-        if self.plan.hp.has_state:
-            values += [t for p in names for t in paths[p].buffers().values()]
+        if self.states:
+            values += [t for p in names for t in paths[p].buffers()]
         shadow = list(reference.params.values()) if reference is not None else None
         self.block.put(step, epoch, j, nb, values, shadow)
 

@@ -110,8 +110,8 @@ def run(p, lrs) -> dict:
     k = len(lrs)
     theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
     lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
-    hp = SimpleNamespace(**{**p.hp.asdict(), "lr": lr})
-    state: dict = {}
+    hp = _Lanes(p.hp, lr)
+    state: dict = rules.of(p.hp).init(theta, p.hp)  # every lane's state, as lanes
     x = y = None
     n = 1
     if p.dataset is not None:
@@ -119,7 +119,7 @@ def run(p, lrs) -> dict:
         x, y, n = ds.x, ds.y, len(ds)
     data = SimpleNamespace(x=x, y=y, n=n, slices=p.schedule.slices(n) if x is not None else [None])
     stochastic = x is not None and p.schedule.kind != "batch"
-    watch = guards.Guard(p.config["patience"], k, stochastic)
+    watch = guards.Guard(p.config["patience"], k, stochastic, adaptive=rules.adaptive(p.hp))
     active = torch.ones(k, dtype=torch.bool, device=p.device)
     stopped_at = [0] * k
     losses, costs, params_hist = [], [], []
@@ -145,6 +145,16 @@ def run(p, lrs) -> dict:
         costs = [start_cost, *costs]  # the cost before the first step, then after each epoch
     final = _cost(p, theta, x, y, k)
     return _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
+
+
+class _Lanes:
+    """The rule's hyperparameters with ``lr`` a tensor of K lanes (the rest as they are)."""
+
+    def __init__(self, hp, lr):
+        self._hp, self.lr = hp, lr
+
+    def __getattr__(self, name):
+        return getattr(self._hp, name)
 
 
 def _epoch(p, theta, state, hp, active, all_active, data, epoch):

@@ -44,6 +44,12 @@ def why_not(config: dict, dataset=None) -> str | None:
     """None when the theory covers this run, else the reason (a phrase) why it does not."""
     if config.get("problem") != "linear" or (dataset is None and config.get("data") is None):
         return f"it covers the linear model on data, not '{config.get('problem')}'"
+    optimizer = config.get("optimizer", "sgd")
+    if optimizer != "sgd":
+        return (
+            f"it covers gradient descent with a fixed step; {optimizer} scales each step by "
+            "the gradients it has seen, so its limit is not this one"
+        )
     if config.get("noise"):
         return "--noise adds random gradients: the limit is not a fixed number"
     if config.get("momentum"):

@@ -125,7 +125,7 @@ def agreement_table(result) -> str:
     a = result.agreement
     cfg = result.config
     rows = [("params " + k, r) for k, r in a["params"].items()]
-    rows += [("buffer " + k, r) for k, r in a.get("buffers", {}).items()]  # momentum
+    rows += [("state " + k, r) for k, r in a.get("buffers", {}).items()]  # the rule's
     if a["grad"]:
         rows += [("grad " + k, r) for k, r in a["grad"]["pairs"].items()]
     head = f"Agreement over {a['steps']} steps ({cfg['dtype']} on {cfg['device']}): "
@@ -138,6 +138,8 @@ def agreement_table(result) -> str:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
         head += f"largest difference {a['max_ulp']} ulp in parameters"
+        if a.get("state_max_ulp"):
+            head += f", {a['state_max_ulp']} ulp in the rule's state"
         if a["grad"]:
             head += f", {a['grad']['max_ulp']} ulp in gradients"
             bound = a["grad"].get("bound")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..options import RULES, SGD
+from .. import rules
+from ..options import RULES
 from .app import error, parent
 
 PATHS = "manual,autograd,optim"
@@ -34,7 +35,12 @@ def init_point(text: str) -> dict:
 
 # --lr, as each command takes it: one rate (train), K rates (sweep), either (plot)
 LR = {
-    "one": dict(type=float, default=0.01, help="learning rate (default 0.01)"),
+    "one": dict(
+        type=float,
+        default=None,
+        help="learning rate (default: the rule's; sgd 0.01 as in the lecture, adagrad 0.01, "
+        "rmsprop 0.01, adadelta 1.0, adam 0.001, adamw 0.001, as torch.optim)",
+    ),
     "range": dict(
         required=True, metavar="START:STOP:K", help="K learning rates from START to STOP"
     ),
@@ -50,8 +56,10 @@ def add_rule_options(
     p: argparse.ArgumentParser, *, lr: str | None, rule: bool = True, sgd: bool = True
 ) -> None:
     """The update rule and its hyperparameters, declared here only: ``--lr`` as ``LR[lr]``
-    (None: no --lr), ``--rule`` (the hand-written rule's spelling), and with ``sgd`` the other
-    fields of ``torchgd.rules.sgd.Hyper`` (--momentum ... --maximize), with their help."""
+    (None: no --lr), ``--rule`` (the hand-written rule's spelling), and with ``sgd``
+    ``--optimizer`` and every rule's options, generated from the fields of the rules'
+    ``Hyper`` classes (``torchgd.rules``) with their help; an option not given is None (the
+    rule's default)."""
     if lr is not None:
         p.add_argument("--lr", **LR[lr])
     if rule:
@@ -59,24 +67,49 @@ def add_rule_options(
             "--rule",
             default="textbook",
             choices=list(RULES),
-            help="hand-written rule of the manual and autograd paths: textbook "
-            "(w -= lr * grad) or torch-exact (torch.optim.SGD's operations)",
+            help="hand-written rule of the manual and autograd paths: textbook (the formula "
+            "as a textbook writes it: w -= lr * grad) or torch-exact (the torch.optim "
+            "class's own operations, bit for bit)",
         )
     if not sgd:
         return
-    for f in _hyper_fields():  # the rule's options, from its Hyper's fields and their help
-        flag = "--" + f.name.replace("_", "-")
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        metavar="NAME",
+        help=f"the update rule: {' | '.join(rules.ALL)} (default sgd, the lecture's), or your "
+        "own as FILE.py:NAME (see torchgd/rules/sgd.py); the optim path runs the matching "
+        "torch.optim class",
+    )
+    for name, (f, takers) in rules.options().items():  # from the Hyper fields and their help
+        flag = "--" + name.replace("_", "-")
+        who = "all" if len(takers) == len(rules.ALL) else ", ".join(takers)
         if f.type in (bool, "bool"):
-            p.add_argument(flag, action="store_true", help=f.metadata["help"])
-        else:
-            p.add_argument(flag, type=float, default=f.default, help=f.metadata["help"])
+            p.add_argument(flag, action="store_true", default=None, help=f"{_help(f)} [{who}]")
+            continue
+        defaults = {rules.ALL[r].Hyper.__dataclass_fields__[name].default for r in takers}
+        default = ", ".join(f"{r} {_num(_default(r, name))}" for r in takers)
+        if len(defaults) == 1:
+            default = _num(defaults.pop())
+        p.add_argument(
+            flag,
+            type=f.metadata.get("parse", float),
+            default=None,
+            metavar=f.metadata.get("metavar"),
+            help=f"{_help(f)} [{who}; default {default}]",
+        )
 
 
-def _hyper_fields():
-    """SGD's hyperparameters but the learning rate (``torchgd.rules.sgd.Hyper``)."""
-    from dataclasses import fields
+def _help(f) -> str:
+    return f.metadata["help"].replace("%", "%%")
 
-    return [f for f in fields(SGD) if f.name != "lr"]
+
+def _default(rule: str, name: str):
+    return rules.ALL[rule].Hyper.__dataclass_fields__[name].default
+
+
+def _num(value) -> str:
+    return ",".join(map(_num, value)) if isinstance(value, tuple) else f"{value:g}"
 
 
 def rule_options(**kwargs) -> argparse.ArgumentParser:
@@ -86,14 +119,20 @@ def rule_options(**kwargs) -> argparse.ArgumentParser:
     return p
 
 
-def sgd_kwargs(args) -> dict:
-    """The SGD options given (all but --lr), as keyword arguments."""
-    return {f.name: getattr(args, f.name) for f in _hyper_fields()}
+def rule_kwargs(args) -> dict:
+    """The rule's options given (all but --lr), as keyword arguments."""
+    return {
+        name: getattr(args, name)
+        for name in rules.options()
+        if getattr(args, name, None) is not None
+    }
 
 
-def check_sgd(args) -> None:
-    """--lr and the SGD options, checked as torch.optim.SGD checks them."""
-    SGD(lr=args.lr, **sgd_kwargs(args))
+def check_rule(args) -> None:
+    """--optimizer, --lr and the rule's options, checked as its torch.optim class checks them
+    (a user's FILE.py:NAME rule is loaded and checked when the run is planned)."""
+    if args.optimizer in rules.ALL or ":" not in args.optimizer:
+        rules.hyper(args.optimizer, args.lr, rule_kwargs(args))
 
 
 def add_device(p: argparse.ArgumentParser) -> None:
@@ -261,7 +300,8 @@ def run_kwargs(args, epochs: int) -> dict:
         seed=args.seed,
         epochs=epochs,
         init=args.init,
-        **sgd_kwargs(args),
+        optimizer=args.optimizer,
+        **rule_kwargs(args),
         guard=not args.no_guard,
         patience=args.patience,
         bias=args.bias,

@@ -8,7 +8,7 @@ import argparse
 from .app import error, parent
 from .common import (
     check_logging,
-    check_sgd,
+    check_rule,
     epochs,
     plan_kwargs,
     problem_options,
@@ -117,7 +117,7 @@ def _check(args) -> int:
 
     n_epochs = epochs(args)
     options.check_dtype_name(args.dtype)
-    check_sgd(args)
+    check_rule(args)
     options.check_epochs(n_epochs)
     schedules.parse(args.schedule)
     if not args.no_plots and not args.distributed:

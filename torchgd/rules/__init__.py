@@ -1,29 +1,38 @@
 """Update rules as plug-ins: one module per rule, found here by its file alone.
 
-A rule module (``sgd.py`` is the model) holds, in the spirit of optax's ``(init, update)``
-pairs and of ``torch/optim/sgd.py``:
+A rule module (``sgd.py`` is the model; ``adagrad``, ``rmsprop``, ``adadelta``, ``adam``,
+``adamw`` follow it) holds, in the spirit of optax's ``(init, update)`` pairs and of
+``torch/optim/sgd.py``:
 
 * ``NAME`` (what ``--optimizer`` and the configuration call it) and ``TORCH_CLASS`` (the
   ``torch.optim`` class the optim path runs, and the one the hand-written spellings mirror);
-* ``Hyper``: a frozen dataclass of hyperparameters, checked in ``__post_init__`` as torch
-  checks them; each field's ``metadata["help"]`` becomes a command-line option
-  (``--weight-decay`` for ``weight_decay``; booleans are flags);
-* ``init(params) -> state`` and ``update(params, grads, state, hp, spelling)``, in place, with
-  the algorithm as math in the module docstring, in two spellings: ``textbook`` (the formula as
-  written) and ``torch-exact`` (torch's operations, bit for bit);
-* ``STATE``: the name of the per-parameter state that the report compares (None if none), and
-  ``explain_update(hp, w, g)`` / ``explain_state(hp)``: which operations round differently
-  between the spellings.
+* ``Hyper``: a frozen dataclass of hyperparameters with torch's defaults, checked in
+  ``__post_init__`` as torch checks them (in torch's words); each field's
+  ``metadata["help"]`` becomes a command-line option (``--weight-decay`` for
+  ``weight_decay``; booleans are flags); ``state_names``: the state this configuration keeps;
+* ``init(params, hp) -> state`` and ``update(params, grads, state, hp, spelling)``, in place,
+  with the algorithm as math in the module docstring, in two spellings: ``textbook`` (the
+  formula as a textbook writes it) and ``torch-exact`` (torch's operations, bit for bit);
+  ``state[name]`` is a dict named as torch names it (``exp_avg``, ``step``, ...);
+* ``STATE`` (every per-parameter state it can keep, torch's names) with ``FORMULAS`` (how each
+  is updated), and ``explain_update(hp, w, g)`` / ``explain_state(hp)``: which operations
+  differ between the spellings.
 
-Adding a rule is one new file in this folder plus its tests. Nothing here imports torch.
+Adding a rule is one new file in this folder plus its tests; a user's own rule is
+``--optimizer FILE.py:NAME`` (``load``). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import importlib.util
 import pkgutil
+from pathlib import Path
+from types import SimpleNamespace
 
 from ..errors import TorchgdError
+from ._base import Base
 from .sgd import Hyper as SGD
 from .sgd import update as sgd_
 
@@ -38,13 +47,20 @@ REQUIRED = (
     "explain_update",
     "explain_state",
 )
+USER_REQUIRED = ("TORCH_CLASS", "Hyper", "update")  # a user's rule: the rest has defaults
 
-__all__ = ["ALL", "RULES", "SGD", "get", "of", "sgd_"]
+__all__ = ["ALL", "RULES", "SGD", "Base", "get", "load", "of", "options", "sgd_"]
+
+
+ORDER = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")  # as courses teach them
 
 
 def _discover() -> dict:
     found = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    key = lambda m: (ORDER.index(m.name) if m.name in ORDER else len(ORDER), m.name)  # noqa: E731
+    for info in sorted(pkgutil.iter_modules(__path__), key=key):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         missing = [a for a in REQUIRED if not hasattr(module, a)]
         if missing:
@@ -53,20 +69,153 @@ def _discover() -> dict:
     return found
 
 
-ALL = _discover()  # name -> rule module
+ALL = _discover()  # name -> rule module, built in
+_BY_HYPER = {module.Hyper: module for module in ALL.values()}  # + users' rules once loaded
 
 
 def of(hp):
-    """The rule whose hyperparameters ``hp`` are (its ``Hyper``'s module); a namespace of
-    values (a sweep's lanes) is SGD's."""
-    import sys
-
-    module = sys.modules.get(type(hp).__module__)
-    return module if module in ALL.values() else ALL["sgd"]
+    """The rule whose hyperparameters ``hp`` are (found by its ``Hyper`` class); a namespace
+    of values without one is SGD's."""
+    return _BY_HYPER.get(type(hp), ALL["sgd"])
 
 
 def get(name: str):
-    """The rule called ``name``."""
-    if name not in ALL:
-        raise TorchgdError(f"unknown optimizer '{name}': use one of {', '.join(ALL)}")
-    return ALL[name]
+    """The rule called ``name``, or a user's ``FILE.py:NAME`` / ``package.module:NAME``."""
+    if name in ALL:
+        return ALL[name]
+    if isinstance(name, str) and ":" in name:
+        return load(name)
+    raise TorchgdError(
+        f"unknown optimizer '{name}': use one of {', '.join(ALL)} or FILE.py:NAME"
+    )
+
+
+def hyper(optimizer: str, lr, given: dict, words=()):
+    """The rule's ``Hyper`` from ``lr`` (None: the rule's default) and the options ``given``,
+    checked as torch checks them; an option the rule does not take is refused, saying whose
+    it is (``words``: other argument names a misspelling may have meant)."""
+    rule = get(optimizer)
+    known = [f.name for f in dataclasses.fields(rule.Hyper)]
+    for key in given:
+        if key not in known:
+            raise TorchgdError(_not_an_option(key, rule.NAME, known, words))
+    return rule.Hyper(**given) if lr is None else rule.Hyper(lr=lr, **given)
+
+
+def _not_an_option(key: str, name: str, known: list, words) -> str:
+    """Why ``key`` is refused: another rule's option, or no option at all (with a guess)."""
+    import difflib
+
+    whose = options().get(key)
+    takes = f"{name} takes {', '.join('--' + k.replace('_', '-') for k in known if k != 'lr')}"
+    if whose:
+        return (
+            f"--{key.replace('_', '-')} is an option of {', '.join(whose[1])}, not of {name} "
+            f"(use --optimizer {whose[1][0]}); {takes}"
+        )
+    near = difflib.get_close_matches(key, [*words, *known], n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return f"unknown argument '{key}'{hint}; {takes}"
+
+
+def options() -> dict:
+    """Every built-in rule's options but the learning rate: name -> (field, [rule names])."""
+    out: dict = {}
+    for module in ALL.values():
+        for f in dataclasses.fields(module.Hyper):
+            if f.name != "lr":
+                out.setdefault(f.name, (f, []))[1].append(module.NAME)
+    return out
+
+
+def state_names(hp) -> tuple:
+    """The per-parameter state ``hp``'s configuration keeps (its rule's ``STATE`` if its
+    ``Hyper`` does not say)."""
+    names = getattr(hp, "state_names", None)
+    return tuple(of(hp).STATE if names is None else names)
+
+
+def adaptive(hp) -> bool:
+    """Whether the rule scales its steps by the gradients seen (every torch.optim rule here
+    but SGD): its steps stay about lr near a minimum (see ``torchgd.guard``)."""
+    rule = of(hp)
+    return getattr(rule, "ADAPTIVE", rule.TORCH_CLASS != "SGD")
+
+
+def torch_kwargs(hp) -> dict:
+    """The keyword arguments of the rule's ``torch.optim`` class."""
+    return hp.torch_kwargs() if hasattr(hp, "torch_kwargs") else dataclasses.asdict(hp)
+
+
+# -- a user's own rule ------------------------------------------------------------------------
+
+_LOADED: dict = {}
+
+
+def load(spec: str):
+    """A user's rule, ``FILE.py:NAME`` or ``package.module:NAME``: NAME is any object (a
+    class, a module, a namespace) with ``TORCH_CLASS``, ``Hyper`` (a dataclass with ``lr``)
+    and ``update``; ``NAME``, ``STATE``, ``FORMULAS``, ``init`` and the explanations get
+    defaults. Checked here, once: a missing member is one line, not a traceback later."""
+    where, _, attr = spec.rpartition(":")
+    key = str(Path(where).resolve()) + ":" + attr if where.endswith(".py") else spec
+    if key in _LOADED:
+        return _LOADED[key]
+    try:
+        if where.endswith(".py"):
+            if not Path(where).is_file():
+                raise TorchgdError(f"optimizer file '{where}' does not exist")
+            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(where)
+    except TorchgdError:
+        raise
+    except Exception as exc:  # a user's file: report, don't crash
+        raise TorchgdError(f"cannot load optimizer '{spec}': {type(exc).__name__}: {exc}") from exc
+    obj = getattr(module, attr, None)
+    if obj is None:
+        raise TorchgdError(f"'{spec}' is not an optimizer rule (no {attr} there)")
+    missing = [a for a in USER_REQUIRED if not hasattr(obj, a)]
+    if missing:
+        raise TorchgdError(
+            f"optimizer rule '{spec}' lacks {', '.join(missing)} (a rule needs TORCH_CLASS, "
+            "Hyper and update; see torchgd/rules/sgd.py)"
+        )
+    if not dataclasses.is_dataclass(obj.Hyper) or "lr" not in {
+        f.name for f in dataclasses.fields(obj.Hyper)
+    }:
+        raise TorchgdError(f"optimizer rule '{spec}': its Hyper must be a dataclass with an lr")
+    rule = SimpleNamespace(
+        NAME=getattr(obj, "NAME", attr),
+        TORCH_CLASS=obj.TORCH_CLASS,
+        STATE=tuple(getattr(obj, "STATE", ())),
+        FORMULAS=dict(getattr(obj, "FORMULAS", {})),
+        Hyper=obj.Hyper,
+        init=getattr(obj, "init", lambda params, hp: {}),
+        update=obj.update,
+        explain_update=getattr(obj, "explain_update", _explain_update(obj.TORCH_CLASS)),
+        explain_state=getattr(obj, "explain_state", _explain_state(obj.TORCH_CLASS)),
+        spec=key,
+    )
+    _LOADED[key] = _BY_HYPER[obj.Hyper] = rule
+    return rule
+
+
+def _explain_update(torch_class):
+    def explain(hp, w, g) -> str:
+        return (
+            f"your rule and torch.optim.{torch_class} compute the step with different "
+            "operations (or a different formula): compare them operation by operation with "
+            f"torch/optim/{torch_class.lower()}.py's single-tensor function"
+        )
+
+    return explain
+
+
+def _explain_state(torch_class):
+    def explain(hp) -> str:
+        return f"your rule updates its state with other operations than torch.optim.{torch_class}"
+
+    return explain

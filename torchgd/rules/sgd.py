@@ -24,72 +24,56 @@ This module imports no torch: the command line reads ``Hyper``'s fields to make 
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from ..errors import TorchgdError
+from ._base import Base, help_, invalid, slot
 
 NAME = "sgd"
 TORCH_CLASS = "SGD"  # torch.optim.SGD
-STATE = "momentum_buffer"  # the per-parameter state, named as torch.optim.SGD names it
-
-
-def _help(text: str, **more) -> dict:
-    return {"help": text, **more}
+STATE = ("momentum_buffer",)  # per-parameter state, named as torch.optim.SGD names it
+FORMULAS = {"momentum_buffer": "b = momentum * b + (1 - dampening) * g"}
 
 
 @dataclass(frozen=True)
-class Hyper:
-    """Hyperparameters, keyword-only and checked like ``torch.optim.SGD.__init__``."""
+class Hyper(Base):
+    """Hyperparameters, keyword-only and checked like ``torch.optim.SGD.__init__`` (same
+    words). The default learning rate is the lecture's 0.01 (torch's is 0.001)."""
 
-    lr: float = field(default=0.01, metadata=_help("learning rate gamma: w -= lr * grad"))
-    momentum: float = field(default=0.0, metadata=_help("SGD momentum mu: b = mu*b + (1-tau)*grad"))
-    dampening: float = field(default=0.0, metadata=_help("SGD dampening tau"))
-    weight_decay: float = field(default=0.0, metadata=_help("L2 penalty lambda: grad += lambda*w"))
+    lr: float = field(default=0.01, metadata=help_("learning rate gamma: w -= lr * grad"))
+    momentum: float = field(default=0.0, metadata=help_("SGD momentum mu: b = mu*b + (1-tau)*grad"))
+    dampening: float = field(default=0.0, metadata=help_("SGD dampening tau"))
+    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
     nesterov: bool = field(
-        default=False, metadata=_help("Nesterov momentum: step along grad + mu*b")
+        default=False, metadata=help_("Nesterov momentum: step along grad + mu*b")
     )
-    maximize: bool = field(default=False, metadata=_help("ascend: w += lr * grad"))
+    maximize: bool = field(default=False, metadata=help_("ascend: w += lr * grad"))
 
     def __post_init__(self):
-        for name in ("lr", "momentum", "dampening", "weight_decay"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TorchgdError(
-                    f"--{name.replace('_', '-')} must be a finite number, got {value}"
-                )
-        if self.lr <= 0:
-            raise TorchgdError(f"--lr must be positive, got {self.lr}")
-        if self.momentum < 0:
-            raise TorchgdError(f"invalid momentum value {self.momentum}: must be >= 0")
-        if self.weight_decay < 0:
-            raise TorchgdError(f"invalid weight decay {self.weight_decay}: must be >= 0")
+        self.numbers("lr", "momentum", "dampening", "weight_decay")
+        if self.lr < 0.0:
+            raise invalid(f"Invalid learning rate: {self.lr}")
+        if self.momentum < 0.0:
+            raise invalid(f"Invalid momentum value: {self.momentum}")
+        if self.weight_decay < 0.0:
+            raise invalid(f"Invalid weight_decay value: {self.weight_decay}")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise TorchgdError("nesterov momentum requires a momentum > 0 and zero dampening")
-
-    def asdict(self) -> dict:
-        return asdict(self)
-
-    def torch_kwargs(self) -> dict:
-        """The keyword arguments of ``torch.optim.SGD``."""
-        return self.asdict()
+            raise invalid("Nesterov momentum requires a momentum and zero dampening")
+        self.finite("lr", "momentum", "dampening", "weight_decay")
 
     @property
-    def has_state(self) -> bool:
-        """Whether the rule keeps a buffer per parameter (the report compares them)."""
-        return self.momentum != 0
+    def state_names(self) -> tuple:
+        return STATE if self.momentum != 0 else ()
 
 
-def init(params: dict) -> dict:
+def init(params: dict, hp: Hyper | None = None) -> dict:
     """No state before the first step: the momentum buffer starts as the first gradient."""
     return {}
 
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
-    """One step of SGD on ``params`` in place; ``state`` holds the momentum buffers.
-
-    ``grads`` is not modified. Must run under ``torch.no_grad()`` for leaf tensors.
-    """
+    """One step of SGD on ``params`` in place; ``state[name]["momentum_buffer"]`` holds the
+    momentum buffers. ``grads`` is not modified. Must run under ``torch.no_grad()`` for leaf
+    tensors."""
     exact = spelling == "torch-exact"
     for name, theta in params.items():
         g = grads[name]
@@ -98,14 +82,15 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
         if hp.weight_decay != 0:
             g = g.add(theta, alpha=hp.weight_decay) if exact else g + hp.weight_decay * theta
         if hp.momentum != 0:
-            buf = state.get(name)
+            st = slot(state, name)
+            buf = st.get("momentum_buffer")
             if buf is None:
                 buf = g.clone().detach()
             elif exact:
                 buf.mul_(hp.momentum).add_(g, alpha=1 - hp.dampening)
             else:
                 buf = hp.momentum * buf + (1 - hp.dampening) * g
-            state[name] = buf
+            st["momentum_buffer"] = buf
             if hp.nesterov:
                 g = g.add(buf, alpha=hp.momentum) if exact else g + hp.momentum * buf
             else:

@@ -1,0 +1,66 @@
+"""What every rule module shares: the ``Hyper`` base (its dict, torch's keyword arguments, the
+state it keeps), torch's argument checks and one rule's state in a path.
+
+Not a rule itself (a leading underscore: ``torchgd.rules`` does not list it). Imports no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, fields
+
+from ..errors import TorchgdError
+
+
+def help_(text: str, **more) -> dict:
+    """A field's metadata: its ``--help`` text (and, with ``metavar``, how to write it)."""
+    return {"help": text, **more}
+
+
+def invalid(message: str) -> TorchgdError:
+    """torch.optim's own words for a bad argument, as torchgd's one-line error."""
+    return TorchgdError(message)
+
+
+class Base:
+    """Methods every rule's ``Hyper`` dataclass has (it declares its fields and checks)."""
+
+    def asdict(self) -> dict:
+        return asdict(self)
+
+    def torch_kwargs(self) -> dict:
+        """The keyword arguments of the rule's ``torch.optim`` class."""
+        return self.asdict()
+
+    def numbers(self, *names) -> None:
+        """torchgd's own check, before torch's: each option a number (or a tuple of them)."""
+        self._each(names, lambda v: not isinstance(v, bool) and isinstance(v, (int, float)))
+
+    def finite(self, *names) -> None:
+        """torchgd's own check, after torch's: finite too (torch takes ``inf``)."""
+        self._each(names, math.isfinite)
+
+    def _each(self, names, ok) -> None:
+        for name in names:
+            value = getattr(self, name)
+            if not all(ok(v) for v in (value if isinstance(value, tuple) else (value,))):
+                raise TorchgdError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+    @property
+    def state_names(self) -> tuple:
+        """The per-parameter state this configuration keeps (what the report compares)."""
+        return ()
+
+    @property
+    def has_state(self) -> bool:
+        return bool(self.state_names)
+
+
+def option_names(hyper_class) -> list[str]:
+    """The options of a ``Hyper`` but the learning rate."""
+    return [f.name for f in fields(hyper_class) if f.name != "lr"]
+
+
+def slot(state: dict, name: str) -> dict:
+    """The state of parameter ``name`` (created empty on first use)."""
+    return state.setdefault(name, {})
