@@ -139,7 +139,10 @@ BAD_INPUTS = [
     (["--init", "v=1"], "--init names 'v'"),
     (["--data", "nowhere"], "unknown data 'nowhere'"),
     (["--problem", "nope"], "unknown problem 'nope'"),
-    (["--momentum", "0.9", "--nesterov", "--dampening", "0.1"], "Nesterov momentum requires a momentum"),
+    (
+        ["--momentum", "0.9", "--nesterov", "--dampening", "0.1"],
+        "Nesterov momentum requires a momentum",
+    ),
     (["--device", "tpu"], "unknown device 'tpu'"),
 ]
 

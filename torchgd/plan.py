@@ -108,9 +108,9 @@ def plan(
     ``rule``: the spelling of its hand-written form (``textbook`` or ``torch-exact``);
     ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
     and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
-    nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``: standard deviation of Gaussian
-    noise added to every path's gradient (the same draw for every path, seeded by ``(seed,
-    step)``). ``guard``: stop with status ``diverged`` on a non-finite loss or parameter, or a
+    nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``:
+    standard deviation of Gaussian noise added to every path's gradient (the same draw for
+    every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged`` on a non-finite loss or parameter, or a
     loss that grew ``patience`` epochs in a row. ``shadow``: for float32 runs, also step a
     float64 manual path on the same data and report the distance to it; None (auto) does so
     for data of at most ``SHADOW_MAX_VALUES`` values. ``compile``: the manual path sums a batch
@@ -265,7 +265,10 @@ def plan_from_config(config: dict, rows=None) -> Plan:
         kwargs = {k: config[k] for k in PLAN_KEYS}
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
         Hyper = rules.get(kwargs["optimizer"]).Hyper  # the rule's options, as recorded
-        kwargs.update({f.name: config[f.name] for f in fields(Hyper) if f.name in config})
+        kwargs.update(
+            # JSON keeps tuples (Adam's betas) as lists
+            {f.name: _tuple(config[f.name]) for f in fields(Hyper) if f.name in config}
+        )
         problem = config.get("problem_spec", config["problem"])
         data = config["data"]
         file = (config.get("data_meta") or {}).get("file")  # absolute: works from anywhere
@@ -276,6 +279,10 @@ def plan_from_config(config: dict, rows=None) -> Plan:
     rebuilt = plan(problem, file or (data if data is not None else "lecture"), rows=rows, **kwargs)
     rebuilt.config["data"] = data  # as the user gave it
     return rebuilt
+
+
+def _tuple(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _absolute(spec: str) -> str:

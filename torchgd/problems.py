@@ -271,6 +271,18 @@ PROBLEMS: dict[str, object] = {
         minimum=(0.0, 0.0),
         box=(-6.0, 6.0),
     ),
+    "ravine": FunctionProblem(
+        "ravine",
+        ("x", "y"),
+        f=lambda x, y: 0.1 * x**2 + 2 * y**2,
+        df=lambda x, y: (0.2 * x, 4 * y),
+        terms=lambda x, y: (0.2 * x.abs(), 4 * y.abs()),
+        start={"x": -5.0, "y": -2.0},
+        description="f = 0.1*x^2 + 2*y^2 (d2l.ai's ill-conditioned example, chapter 12)",
+        special_points=((0.0, 0.0), (-5.0, -2.0)),
+        minimum=(0.0, 0.0),
+        box=(-6.0, 6.0),
+    ),
     "saddle": FunctionProblem(
         "saddle",
         ("x", "y"),

@@ -93,11 +93,24 @@ def add_rule_options(
             default = _num(defaults.pop())
         p.add_argument(
             flag,
-            type=f.metadata.get("parse", float),
+            type=_parsed(f.metadata["parse"]) if "parse" in f.metadata else float,
             default=None,
             metavar=f.metadata.get("metavar"),
             help=f"{_help(f)} [{who}; default {default}]",
         )
+
+
+def _parsed(parse):
+    """A field's own parser as an argparse type: its message, not argparse's "invalid value"."""
+
+    def parsed(text):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parsed.__name__ = parse.__name__
+    return parsed
 
 
 def _help(f) -> str:

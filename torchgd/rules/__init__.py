@@ -85,9 +85,7 @@ def get(name: str):
         return ALL[name]
     if isinstance(name, str) and ":" in name:
         return load(name)
-    raise TorchgdError(
-        f"unknown optimizer '{name}': use one of {', '.join(ALL)} or FILE.py:NAME"
-    )
+    raise TorchgdError(f"unknown optimizer '{name}': use one of {', '.join(ALL)} or FILE.py:NAME")
 
 
 def hyper(optimizer: str, lr, given: dict, words=()):

@@ -44,7 +44,9 @@ class Base:
         for name in names:
             value = getattr(self, name)
             if not all(ok(v) for v in (value if isinstance(value, tuple) else (value,))):
-                raise TorchgdError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+                raise TorchgdError(
+                    f"--{name.replace('_', '-')} must be a finite number, got {value}"
+                )
 
     @property
     def state_names(self) -> tuple:

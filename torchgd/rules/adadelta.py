@@ -115,5 +115,6 @@ def explain_update(hp: Hyper, w, g) -> str:
 def explain_state(hp: Hyper) -> str:
     return (
         "torch.optim.Adadelta updates both averages with mul_(rho).addcmul_(x, x, value=1 - "
-        "rho) where the textbook rounds rho * v, (1 - rho) * x * x and their sum separately"
+        "rho) (its last product and sum rounded once, fused) where the textbook rounds rho * "
+        "v, (1 - rho) * x * x and their sum separately"
     )

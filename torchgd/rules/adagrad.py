@@ -109,10 +109,10 @@ def explain_update(hp: Hyper, w, g) -> str:
     return (
         "the textbook rule (d2l.ai) puts eps inside the square root, w -= lr * g / "
         "sqrt(s + eps), where torch.optim.Adagrad adds it outside, sqrt(s) + eps "
-        f"(eps={hp.eps:g}): a different formula, the denominators differ by about "
-        "eps * (1 - 1/(2 sqrt(s))); besides, torch steps with one fused addcdiv_ (w + "
-        "(-lr) * g / std, rounded once) where the textbook rounds each product and quotient. "
-        "--rule torch-exact uses torch's operations and matches it bit for bit"
+        f"(eps={hp.eps:g}): a different formula, not another rounding (the denominators "
+        "differ by about eps * (1 - 1/(2 sqrt(s)))); its step, w.addcdiv_(g, std, "
+        "value=-lr), rounds as w - lr * g / std does. --rule torch-exact uses torch's "
+        "operations and matches it bit for bit"
     )
 
 

@@ -176,10 +176,9 @@ def explain_update(hp: Hyper, w, g) -> str:
     return (
         f"the textbook rule (d2l.ai) divides the moments by the bias corrections, m / (1 - "
         f"beta1^t) and sqrt(v / (1 - beta2^t)) + eps, where torch.optim.{TORCH_CLASS_OF(hp)} "
-        f"folds the first into the step size, lr / (1 - beta1^t), divides sqrt(v) by sqrt(1 - "
-        f"beta2^t), and steps with one fused addcdiv_ (w + (-step) * m / denom, rounded "
-        f"once): the same formula, rounded at other places.{decay} --rule torch-exact uses "
-        f"torch's operations and matches it bit for bit"
+        f"folds the first into the step size, lr / (1 - beta1^t), and divides sqrt(v) by "
+        f"sqrt(1 - beta2^t): the same formula, rounded at other places.{decay} --rule "
+        f"torch-exact uses torch's operations and matches it bit for bit"
     )
 
 
@@ -191,6 +190,6 @@ def explain_state(hp: Hyper) -> str:
     return (
         f"torch.optim.{TORCH_CLASS_OF(hp)} moves the first moment with m.lerp_(g, 1 - beta1) "
         "(m + (1 - beta1)(g - m)) and the second with v.mul_(beta2).addcmul_(g, g, value=1 - "
-        "beta2), where the textbook rounds beta1 * m, (1 - beta1) * g, beta2 * v, (1 - beta2) "
-        "* g * g and the sums separately"
+        "beta2) (its last product and sum rounded once, fused), where the textbook rounds "
+        "beta1 * m, (1 - beta1) * g, beta2 * v, (1 - beta2) * g * g and the sums separately"
     )

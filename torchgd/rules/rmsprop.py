@@ -8,7 +8,8 @@ As ``torch.optim.RMSprop`` documents it, with learning rate :math:`\gamma`, smoo
     v_t = alpha * v_{t-1} + (1 - alpha) * g_t^2             (square_avg, v_0 = 0)
     v~  = v_t
     if centered:     m_t = alpha * m_{t-1} + (1 - alpha) * g_t;   v~ = v_t - m_t^2   (grad_avg)
-    if mu > 0:       b_t = mu * b_{t-1} + g_t / (sqrt(v~) + eps);  theta_t = theta_{t-1} - gamma * b_t
+    if mu > 0:       b_t = mu * b_{t-1} + g_t / (sqrt(v~) + eps)    (momentum_buffer)
+                     theta_t = theta_{t-1} - gamma * b_t
     else:            theta_t = theta_{t-1} - gamma * g_t / (sqrt(v~) + eps)
 
 Two spellings:
@@ -134,10 +135,9 @@ def explain_update(hp: Hyper, w, g) -> str:
     return (
         "the textbook rule (d2l.ai) puts eps inside the square root, g / sqrt(v + eps), where "
         f"torch.optim.RMSprop adds it outside, g / (sqrt(v) + eps) (eps={hp.eps:g}): a "
-        "different formula, not only another rounding; besides, torch steps with one fused "
-        "addcdiv_ (w + (-lr) * g / avg, rounded once) where the textbook rounds lr * g, the "
-        "quotient and the difference. --rule torch-exact uses torch's operations and matches "
-        "it bit for bit"
+        "different formula, not another rounding; its step, w.addcdiv_(g, avg, value=-lr), "
+        "rounds as w - lr * g / avg does. --rule torch-exact uses torch's operations and "
+        "matches it bit for bit"
     )
 
 
@@ -150,6 +150,7 @@ def explain_state(hp: Hyper) -> str:
     )
     return (
         "torch.optim.RMSprop updates the average with v.mul_(alpha).addcmul_(g, g, "
-        "value=1 - alpha) where the textbook rounds alpha * v, (1 - alpha) * g * g and their "
-        f"sum separately{centered}; with momentum the buffer also takes eps outside the root"
+        "value=1 - alpha) (its last product and sum rounded once, fused) where the textbook "
+        f"rounds alpha * v, (1 - alpha) * g * g and their sum separately{centered}; with "
+        "momentum the buffer also takes eps outside the root"
     )

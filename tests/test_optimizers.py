@@ -1,0 +1,522 @@
+"""Adagrad, RMSprop, Adadelta, Adam and AdamW by hand, against torch.optim.
+
+* ``torch-exact`` is torch's single-tensor code, operation for operation: bit for bit, for every
+  option combination, both dtypes (unit level, state included), and in lockstep runs of every
+  schedule on noisy data with several features.
+* ``textbook`` is the formula as d2l.ai writes it: where it differs from torch, the report says
+  which operation, and the operation named does round (or compute) differently.
+* Arguments are refused with torch.optim's own words.
+"""
+
+import itertools
+import json
+
+import pytest
+import torch
+
+import torchgd
+from torchgd import rules
+from torchgd.compare import ulp_distance
+from torchgd.errors import TorchgdError
+from torchgd.plan import plan, plan_from_config
+
+ADAPTIVE = ["adagrad", "rmsprop", "adadelta", "adam", "adamw"]
+
+# every option of every rule, two values each
+GRID = {
+    "sgd": dict(
+        momentum=[0.0, 0.9],
+        dampening=[0.0, 0.3],
+        nesterov=[False, True],
+        weight_decay=[0.0, 0.01],
+        maximize=[False, True],
+    ),
+    "adagrad": dict(
+        lr_decay=[0.0, 0.01],
+        weight_decay=[0.0, 0.1],
+        initial_accumulator_value=[0.0, 0.5],
+        eps=[1e-10, 1e-3],
+        maximize=[False, True],
+    ),
+    "rmsprop": dict(
+        alpha=[0.99, 0.5],
+        eps=[1e-8, 1e-3],
+        weight_decay=[0.0, 0.1],
+        momentum=[0.0, 0.9],
+        centered=[False, True],
+        maximize=[False, True],
+    ),
+    "adadelta": dict(
+        lr=[1.0, 0.5],
+        rho=[0.9, 0.5],
+        eps=[1e-6, 1e-3],
+        weight_decay=[0.0, 0.1],
+        maximize=[False, True],
+    ),
+    "adam": dict(
+        betas=[(0.9, 0.999), (0.5, 0.9)],
+        eps=[1e-8, 1e-3],
+        weight_decay=[0.0, 0.1],
+        amsgrad=[False, True],
+        maximize=[False, True],
+    ),
+    "adamw": dict(
+        betas=[(0.9, 0.999), (0.5, 0.9)],
+        eps=[1e-8],
+        weight_decay=[0.0, 0.1],
+        amsgrad=[False, True],
+        maximize=[False, True],
+    ),
+}
+
+
+def combos(name):
+    grid = GRID[name]
+    for values in itertools.product(*grid.values()):
+        options = dict(zip(grid, values))
+        if (
+            name == "sgd"
+            and options["nesterov"]
+            and (options["momentum"] == 0 or options["dampening"] != 0)
+        ):
+            continue
+        yield options
+
+
+def step_both(name, options, dtype, spelling, steps=60, seed=0):
+    """The hand-written rule and torch.optim side by side on the same gradients: the worst ulp
+    distance of the parameters and of the state."""
+    module = rules.get(name)
+    g = torch.Generator().manual_seed(seed)
+    w0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)
+    hp = module.Hyper(**{"lr": 0.05, **options})
+    mine = {"w": w0.clone()}
+    state = module.init(mine, hp)
+    theirs = w0.clone().requires_grad_(True)
+    opt = getattr(torch.optim, module.TORCH_CLASS)([theirs], **hp.torch_kwargs())
+    worst = {"params": 0, "state": 0}
+    for i in range(steps):
+        grad = torch.randn(5, generator=g, dtype=torch.float64).to(dtype) * (1 + i % 7)
+        with torch.no_grad():
+            module.update(mine, {"w": grad}, state, hp, spelling)
+        theirs.grad = grad.clone()
+        opt.step()
+        d = int(ulp_distance(mine["w"], theirs.detach()).max())
+        worst["params"] = max(worst["params"], d)
+        for s in hp.state_names:
+            d = int(ulp_distance(state["w"][s], opt.state[theirs][s]).max())
+            worst["state"] = max(worst["state"], d)
+    return worst
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", list(GRID))
+def test_torch_exact_is_torch_optim_bit_for_bit_for_every_option_combination(name, dtype):
+    seen = 0
+    for options in combos(name):
+        assert step_both(name, options, dtype, "torch-exact") == {"params": 0, "state": 0}, options
+        seen += 1
+    assert seen >= 16
+
+
+NOISY = dict(data="synthetic:120,d=3,noise=0.5,seed=3", bias=True, guard=False)
+ALL_ON = {
+    "sgd": dict(lr=0.01, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "adagrad": dict(
+        lr=0.05, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1, eps=1e-8
+    ),
+    "rmsprop": dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.01, momentum=0.5, centered=True),
+    "adadelta": dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.01),
+    "adam": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01, amsgrad=True),
+    "adamw": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.05, amsgrad=True),
+}
+SCHEDULES = {
+    "sgd": dict(schedule="sgd", epochs=3),  # 360 per-sample steps
+    "minibatch": dict(schedule="minibatch:8", shuffle=True, epochs=4),
+    "batch": dict(schedule="batch", epochs=40),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("name", list(ALL_ON))
+def test_torch_exact_runs_in_lockstep_with_torch_optim_with_every_option_on(name, schedule, dtype):
+    maximize = name != "sgd" and schedule == "sgd"  # ascending too, where steps stay bounded
+    r = torchgd.fit(
+        optimizer=name,
+        rule="torch-exact",
+        dtype=dtype,
+        maximize=maximize,
+        **NOISY,
+        **ALL_ON[name],
+        **SCHEDULES[schedule],
+    )
+    a = r.agreement
+    assert r.status == "completed" and a["steps"] >= 40
+    # autograd and optim take the same gradient: the hand-written rule is torch.optim's
+    assert a["params"]["autograd~optim"]["max_ulp"] == 0
+    assert a["buffers"]["autograd~optim"]["max_ulp"] == 0
+    for p in ("manual", "autograd", "optim"):
+        assert all(map(_finite, r.paths[p]["params"]["w"]))
+
+
+def _finite(v) -> bool:
+    return v == v and abs(v) != float("inf")
+
+
+# where the textbook spelling differs from torch, what the report names, per rule
+NAMED = {
+    "sgd": "param.add_(grad, alpha=-lr)",
+    "adagrad": "puts eps inside the square root",
+    "rmsprop": "puts eps inside the square root",
+    "adadelta": "mul_(rho).addcmul_",
+    "adam": "m.lerp_(g, 1 - beta1)",
+    "adamw": "torch.optim.AdamW",
+}
+
+
+@pytest.mark.parametrize("name", list(NAMED))
+def test_textbook_differs_from_torch_optim_and_the_report_names_the_operation(name):
+    r = torchgd.fit(optimizer=name, schedule="sgd", epochs=3, **NOISY, **ALL_ON[name])
+    a = r.agreement
+    assert a["params"]["autograd~optim"]["max_ulp"] > 0 or a["state_max_ulp"] > 0
+    why = [x for x in a["reasons"] if x["between"] == "autograd~optim"]
+    assert why and NAMED[name] in why[0]["reason"], why
+    assert why[0]["kind"] == "update rule"  # same parameters, gradient and state went in
+    assert "torch-exact" in json.dumps(why) or "state" in why[0]["reason"]
+
+
+def test_the_operations_the_report_names_do_round_differently():
+    """The named operations, against the textbook's expression, on the same inputs."""
+    g = torch.Generator().manual_seed(1)
+    m, x, y = (torch.randn(10_000, generator=g, dtype=torch.float64) for _ in range(3))
+    b = 0.9
+    # Adam's first moment: lerp_ against beta1 * m + (1 - beta1) * g
+    assert (m.clone().lerp_(x, 1 - b) != b * m + (1 - b) * x).any()
+    # RMSprop/Adadelta/Adam's averages: mul_().addcmul_() against the products summed
+    assert (m.clone().mul_(b).addcmul_(x, x, value=1 - b) != b * m + (1 - b) * x * x).any()
+    # SGD's and Adadelta's steps: add_ with alpha (fused) against lr * g subtracted
+    assert (m.clone().add_(x, alpha=-0.01) != m - 0.01 * x).any()
+    # Adagrad's sum: addcmul_ (fused) against s + g * g
+    assert (m.clone().addcmul_(x, x, value=1) != m + x * x).any()
+    # but addcdiv_ with a value rounds as the textbook's w - lr * g / d: the reports say so
+    d = y.abs() + 1
+    assert torch.equal(m.clone().addcdiv_(x, d, value=-0.01), m - 0.01 * x / d)
+    # Adam's correction folded into the step size against the moments corrected
+    bc1, bc2 = 1 - 0.9**3, 1 - 0.999**3
+    v = y.abs()
+    torch_way = m.clone().addcdiv_(x, (v.sqrt() / bc2**0.5).add_(1e-8), value=-0.01 / bc1)
+    book_way = m - 0.01 * (x / bc1) / (torch.sqrt(v / bc2) + 1e-8)
+    assert (torch_way != book_way).any()
+    # and eps inside the root is another formula: far more than rounding apart
+    s = y.abs() + 0.5
+    assert ((torch.sqrt(s + 1e-3) - (torch.sqrt(s) + 1e-3)).abs() > 1e-5).all()
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+BAD = {
+    "sgd": [dict(lr=-0.1), dict(momentum=-1.0), dict(weight_decay=-1.0), dict(nesterov=True)],
+    "adagrad": [
+        dict(lr=-1.0),
+        dict(lr_decay=-0.1),
+        dict(weight_decay=-1.0),
+        dict(initial_accumulator_value=-1.0),
+        dict(eps=-1e-3),
+        dict(lr=float("nan")),
+    ],
+    "rmsprop": [
+        dict(lr=-1.0),
+        dict(eps=-1.0),
+        dict(momentum=-0.5),
+        dict(weight_decay=-1.0),
+        dict(alpha=-0.5),
+    ],
+    "adadelta": [
+        dict(lr=-1.0),
+        dict(rho=1.5),
+        dict(rho=-0.1),
+        dict(eps=-1.0),
+        dict(weight_decay=-2.0),
+    ],
+    "adam": [
+        dict(lr=-1.0),
+        dict(eps=-1.0),
+        dict(betas=(1.0, 0.999)),
+        dict(betas=(0.9, -0.5)),
+        dict(weight_decay=-1.0),
+        dict(betas=(0, 0.999)),
+    ],
+    "adamw": [dict(betas=(0.9, 1.0)), dict(weight_decay=-0.01)],
+}
+
+
+@pytest.mark.parametrize(
+    "name,kwargs", [(n, k) for n, ks in BAD.items() for k in ks], ids=lambda v: str(v)
+)
+def test_bad_arguments_are_refused_in_torch_optims_own_words(name, kwargs):
+    module = rules.get(name)
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim, module.TORCH_CLASS)([torch.zeros(1, requires_grad=True)], **kwargs)
+    with pytest.raises(TorchgdError) as mine:
+        module.Hyper(**kwargs)
+    assert str(mine.value) == str(theirs.value)
+
+
+def test_defaults_are_torch_optims():
+    import inspect
+
+    for name, module in rules.ALL.items():
+        theirs = inspect.signature(getattr(torch.optim, module.TORCH_CLASS)).parameters
+        for key, value in module.Hyper().asdict().items():
+            if name == "sgd" and key == "lr":
+                assert value == 0.01  # the lecture's; torch's is 0.001
+                continue
+            assert value == theirs[key].default, (name, key)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--optimizer", "adam", "--betas", "1.0,0.9"], "Invalid beta parameter at index 0: 1.0"),
+        (["--optimizer", "adam", "--betas", "0.9"], "--betas takes two numbers, e.g. 0.9,0.999"),
+        (["--optimizer", "adadelta", "--rho", "2"], "Invalid rho value: 2.0"),
+        (["--optimizer", "rmsprop", "--alpha", "-1"], "Invalid alpha value: -1.0"),
+        (["--centered"], "--centered is an option of rmsprop, not of sgd"),
+        (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is an option of sgd, rmsprop"),
+        (["--optimizer", "lion"], "unknown optimizer 'lion'"),
+        (["--optimizer", "nowhere.py:Rule"], "optimizer file 'nowhere.py' does not exist"),
+    ],
+)
+def test_bad_rule_options_are_one_line_and_exit_2_and_write_nothing(cli, tmp_path, args, message):
+    proc = cli("train", *args, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+# -- the run carries the rule ----------------------------------------------------------------
+
+
+def test_the_cli_runs_adam_and_records_the_rule_everywhere(cli, tmp_path):
+    proc = cli(
+        "train",
+        "--optimizer",
+        "adam",
+        "--betas",
+        "0.8,0.99",
+        "--amsgrad",
+        "--lr",
+        "0.1",
+        "--schedule",
+        "sgd",
+        "--epochs",
+        "5",
+        "--rule",
+        "torch-exact",
+        "--no-plots",
+        "--logdir",
+        "runs",
+        "--name",
+        "a",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    cfg = out["config"]
+    assert cfg["optimizer"] == "adam" and cfg["betas"] == [0.8, 0.99] and cfg["amsgrad"] is True
+    assert cfg["lr"] == 0.1 and cfg["eps"] == 1e-8  # torch's default
+    config = json.loads((tmp_path / "runs" / "a" / "config.json").read_text())
+    assert config["optimizer"] == "adam"
+    assert plan_from_config(config).hp == rules.get("adam").Hyper(
+        lr=0.1, betas=(0.8, 0.99), amsgrad=True
+    )
+    a = out["agreement"]
+    assert a["params"]["autograd~optim"]["max_ulp"] == 0
+    assert set(a["buffers"]["autograd~optim"]["max_ulp_at"] or {"param": "exp_avg:w"}) <= {
+        "step",
+        "epoch",
+        "param",
+    }
+    # TensorBoard's HParams tab shows the rule and its options
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "runs" / "a" / "optim"))
+    acc.Reload()
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = acc.PluginTagToContent("hparams")
+    data = plugin_data_pb2.HParamsPluginData.FromString(next(iter(content.values())))
+    hp = data.session_start_info.hparams
+    assert hp["optimizer"].string_value == "adam" and hp["amsgrad"].bool_value is True
+
+
+def test_a_resumed_adam_run_equals_one_run_state_included():
+    from torchgd import train
+    from torchgd.run import Run
+
+    kw = dict(**NOISY, schedule="sgd", epochs=2, optimizer="adam", amsgrad=True, lr=0.01)
+    whole = train.execute(plan(**kw))
+    first = Run(plan(**kw))
+    first.start()
+    for j, batch in first.batches(1):
+        first.step(1, j, batch)
+        if j + 1 == 50:
+            break
+    state = first.state_dict(1, 50)
+    assert state["paths"]["manual"]["buffers"]["w"]["step"] == 50
+    rebuilt = plan_from_config(json.loads(json.dumps(state["config"])))
+    resumed = train.execute(rebuilt, resume=state)
+    assert resumed.to_json()["paths"] == whole.to_json()["paths"]
+    assert resumed.agreement == whole.agreement
+
+
+@pytest.mark.parametrize("name", ADAPTIVE)
+def test_a_sweep_of_any_rule_has_lanes_bit_identical_to_single_runs(name):
+    from torchgd import sweep
+
+    lrs = [0.01, 0.05, 0.2]
+    options = {k: v for k, v in ALL_ON[name].items() if k != "lr"}
+    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", schedule="minibatch:6", epochs=5)
+    for dtype in ("float64", "float32"):
+        report = sweep.sweep(lrs=lrs, optimizer=name, dtype=dtype, **common, **options)
+        for i, lr in enumerate(lrs):
+            one = torchgd.fit(
+                lr=lr, optimizer=name, dtype=dtype, paths=("manual",), **common, **options
+            )
+            assert report["params"]["w"][i] == one.paths["manual"]["params"]["w"], (dtype, lr)
+
+
+# -- a user's own rule ------------------------------------------------------------------------
+
+MY_ADAM = '''
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+
+
+class MyAdam:
+    """Adam as a student writes it from the paper (Kingma & Ba, Algorithm 1)."""
+
+    TORCH_CLASS = "Adam"
+    STATE = ("exp_avg", "exp_avg_sq")
+
+    @dataclass(frozen=True)
+    class Hyper:
+        lr: float = 0.001
+        betas: tuple = (0.9, 0.999)
+        eps: float = 1e-8
+
+    @staticmethod
+    def init(params, hp):
+        return {n: {"t": 0, "exp_avg": torch.zeros_like(w), "exp_avg_sq": torch.zeros_like(w)}
+                for n, w in params.items()}
+
+    @staticmethod
+    def update(params, grads, state, hp, spelling):
+        b1, b2 = hp.betas
+        for n, w in params.items():
+            s, g = state[n], grads[n]
+            s["t"] += 1
+            s["exp_avg"] = b1 * s["exp_avg"] + (1 - b1) * g
+            s["exp_avg_sq"] = b2 * s["exp_avg_sq"] + (1 - b2) * g * g
+            m_hat = s["exp_avg"] / (1 - b1 ** s["t"])
+            v_hat = s["exp_avg_sq"] / (1 - b2 ** s["t"])
+            w -= hp.lr * m_hat / (torch.sqrt(v_hat) + hp.eps)
+
+
+class Broken(MyAdam):
+    @staticmethod
+    def update(params, grads, state, hp, spelling):
+        for n, w in params.items():
+            w -= hp.lr * grads[n]  # forgot the moments: plain SGD
+
+
+class NoTorchClass:
+    Hyper = MyAdam.Hyper
+    update = MyAdam.update
+'''
+
+
+@pytest.fixture
+def my_rules(tmp_path):
+    (tmp_path / "mine").mkdir()
+    path = tmp_path / "mine" / "myadam.py"
+    path.write_text(MY_ADAM)
+    return path
+
+
+def test_a_users_own_rule_runs_against_its_torch_optim_class_from_another_directory(
+    cli, tmp_path, my_rules
+):
+    data = tmp_path / "mine" / "data.csv"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    y = x @ torch.tensor([1.5, -2.0], dtype=torch.float64) + 0.3 * torch.randn(40, generator=g)
+    data.write_text("\n".join(",".join(map(repr, [*a, b])) for a, b in zip(x.tolist(), y.tolist())))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = cli(
+        "train",
+        "--optimizer",
+        "../mine/myadam.py:MyAdam",
+        "--lr",
+        "0.05",
+        "--betas",
+        "0.8,0.99",
+        "--data",
+        "../mine/data.csv",
+        "--schedule",
+        "sgd",
+        "--epochs",
+        "3",
+        "--no-plots",
+        "--logdir",
+        "runs",
+        "--name",
+        "mine",
+        "--json",
+        cwd=elsewhere,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["optimizer"] == f"{my_rules.resolve()}:MyAdam"  # absolute: rebuildable
+    a = out["agreement"]
+    # the student's Adam is Adam: within rounding of torch.optim.Adam, and the report says why
+    assert 0 < a["params"]["autograd~optim"]["max_rel"] < 1e-12
+    why = [r for r in a["reasons"] if r["between"] == "autograd~optim"]
+    assert why and "torch.optim.Adam" in why[0]["reason"]
+    assert plan_from_config(out["config"]).hp.betas == (0.8, 0.99)  # rebuilt from anywhere
+
+    # a wrong rule shows at once, far beyond rounding
+    proc = cli(
+        "train",
+        "--optimizer",
+        f"{my_rules}:Broken",
+        "--lr",
+        "0.05",
+        "--epochs",
+        "3",
+        "--no-plots",
+        "--logdir",
+        "runs",
+        "--json",
+        cwd=elsewhere,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["agreement"]["params"]["autograd~optim"]["max_rel"] > 1e-3
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("myadam.py:Nope", "is not an optimizer rule (no Nope there)"),
+        ("myadam.py:NoTorchClass", "lacks TORCH_CLASS"),
+        ("missing.py:MyAdam", "optimizer file 'missing.py' does not exist"),
+    ],
+)
+def test_a_bad_user_rule_is_one_line_and_exit_2(cli, my_rules, spec, message):
+    proc = cli("train", "--optimizer", spec, "--no-plots", "--logdir", "runs", cwd=my_rules.parent)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr and not (my_rules.parent / "runs").exists()
