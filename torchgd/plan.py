@@ -110,11 +110,11 @@ def plan(
     and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
     nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``:
     standard deviation of Gaussian noise added to every path's gradient (the same draw for
-    every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged`` on a non-finite loss or parameter, or a
-    loss that grew ``patience`` epochs in a row. ``shadow``: for float32 runs, also step a
-    float64 manual path on the same data and report the distance to it; None (auto) does so
-    for data of at most ``SHADOW_MAX_VALUES`` values. ``compile``: the manual path sums a batch
-    bigger than one chunk with one kernel compiled by ``torch.compile`` (see
+    every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged`` on a
+    non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row. ``shadow``: for
+    float32 runs, also step a float64 manual path on the same data and report the distance to it;
+    None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values. ``compile``: the manual
+    path sums a batch bigger than one chunk with one kernel compiled by ``torch.compile`` (see
     ``torchgd.fused``); compiled here, before anything is written. ``history``: "auto" keeps
     every epoch in the result's histories up to 10,001 epochs and 10,001 evenly spaced ones
     beyond (listed in ``history["epoch"]``); "all" keeps every one. ``rows``: a function of N

@@ -95,7 +95,8 @@ class Block:
     step): ``losses`` [T, P], ``params`` and ``grads`` [T, P, D], ``refs`` [T, Q, D] (Q
     autograd paths), ``bufs`` [T, P, K*D] with a rule's K states per entry (K = ``bufs``);
     ``ref64`` [T, D] (a table of its own: float64) with a float64 shadow; per step its
-    number, epoch, batch index and batch size as Python ints (``steps``, ``epochs``, ``batches``, ``sizes``: known without the device)."""
+    number, epoch, batch index and batch size as Python ints (``steps``, ``epochs``, ``batches``,
+    ``sizes``: known without the device)."""
 
     def __init__(self, size, p, q, d, dtype, device, *, bufs=0, ref64=False, scalar=False):
         self.size = max(1, min(size, ROWS_MAX_VALUES // max(1, p * d)))
