@@ -132,17 +132,18 @@ class Path(Protocol):
 @runtime_checkable
 class Rule(Protocol):
     """An update rule as a plug-in: a module of ``torchgd/rules/`` (``rules.REQUIRED`` lists
-    these members; ``rules/sgd.py`` is the model), optax-style ``init(params) -> state`` and
-    ``update(params, grads, state, hp, spelling)`` in place, plus the hyperparameters' dataclass
-    (``Hyper``), the ``torch.optim`` class it mirrors, the name of its per-parameter state, and
-    how its two spellings round."""
+    these members; ``rules/sgd.py`` is the model), optax-style ``init(params, hp) -> state``
+    and ``update(params, grads, state, hp, spelling)`` in place (``state[name]`` a dict named
+    as torch names it), plus the hyperparameters' dataclass (``Hyper``), the ``torch.optim``
+    class it mirrors, the names of its per-parameter state, and how its two spellings
+    differ."""
 
     NAME: str
     TORCH_CLASS: str
-    STATE: str | None
+    STATE: tuple
     Hyper: type
 
-    def init(self, params: Params) -> dict: ...
+    def init(self, params: Params, hp) -> dict: ...
 
     def update(self, params: Params, grads: Params, state: dict, hp, spelling: str) -> None: ...
 
