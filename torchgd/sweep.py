@@ -239,12 +239,13 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     stops = stopped_at
     t = theory.analyse(p.config, p.dataset, p.schedule)
     predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
-    optimum = t.ls.optimum_loss if t is not None else None
-    noisy = t is not None and optimum > 1e-20 * max(
+    ls = t.ls if t is not None else _least_squares(p)  # the data's optimum, whatever the rule
+    optimum = ls.optimum_loss if ls is not None else None
+    noisy = ls is not None and optimum > 1e-20 * max(
         float((p.dataset.y.double() ** 2).mean()), 1e-300
     )
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
-    lanes = _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy)
+    lanes = _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = lanes.final, lanes.status, lanes.measured
     if t is None and optional(p.problem, "minimum") is not None:
         _function_rates(p, params_hist, stops, measured)
@@ -277,7 +278,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
             "not applicable: noise in the data sets a floor for stochastic schedules"
             if stochastic and noisy
             else "per-epoch contraction of the distance to the least-squares solution"
-            if t is not None
+            if ls is not None
             else "per-epoch contraction of the distance to the minimum"
         ),
         "stopped_at_epoch": [s or None for s in stops],
@@ -291,18 +292,21 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     }
 
 
-def _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
+def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
     """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
-    measured rate of a least-squares problem (None where there is no theory, or only a noise
-    floor to measure)."""
+    measured rate of a least-squares problem (``ls``: None where there is none, or only a noise
+    floor to measure). An adaptive rule's steps stay about lr near the minimum: its cost can
+    settle on a floor above it even for batch GD."""
     eps = torch.finfo(p.dtype).eps
-    optimum = t.ls.optimum_loss if t is not None else None
+    optimum = ls.optimum_loss if ls is not None else None
+    wd = float(p.config.get("weight_decay") or 0.0)
+    floor = stochastic and noisy
     dists = None
-    if t is not None:
-        target = t.ls.fixed_point(t.weight_decay)
-        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if t.ls.bias else [])]
+    if ls is not None and not (rules.adaptive(p.hp) and wd):  # AdamW & co: another fixed point
+        target = ls.fixed_point(wd)
+        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if ls.bias else [])]
         if target is not None and not (stochastic and noisy):
-            dists = _distances(params_hist, theta0, target, t.ls.bias)
+            dists = _distances(params_hist, theta0, target, ls.bias)
     status, measured, final = [], [], []
     for i in range(len(stops)):
         lane_loss = L[i][: stops[i] or None]
@@ -313,13 +317,20 @@ def _lane_results(p, t, L, C, params_hist, stops, watch, stochastic, noisy) -> S
         measured.append(rate)
         if stops[i]:
             status.append("diverged")
-        elif t is not None:
-            status.append(_ls_status(C[i], optimum, eps, stochastic and noisy))
+        elif ls is not None:
+            status.append(_ls_status(C[i], optimum, eps, floor))
         elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
             status.append("converged")
         else:
             status.append("slow")
     return SimpleNamespace(final=final, status=status, measured=measured)
+
+
+def _least_squares(p):
+    """The least-squares problem of a linear model's data (None for other problems)."""
+    if p.dataset is None or p.problem.name != "linear":
+        return None
+    return theory.least_squares(p.dataset.x, p.dataset.y, bool(p.config.get("bias")))
 
 
 def _function_rates(p, params_hist, stops, measured) -> None:

@@ -11,6 +11,7 @@ import sys
 
 import torch
 
+from .. import rules
 from . import Callback
 
 PREDICT_AT = 5
@@ -34,7 +35,8 @@ def describe(config: dict, dataset=None) -> str:
         how = c["schedule"] + ("" if c["schedule"] == "batch" else f" {order}")
         length = f"{c['epochs']:,} epoch{'s' * (c['epochs'] != 1)}"
     else:
-        how, length = "gradient descent", f"{c['epochs']:,} step{'s' * (c['epochs'] != 1)}"
+        how = "gradient descent"
+        length = f"{c['epochs']:,} step{'s' * (c['epochs'] != 1)}"
 
     def value(v):
         if isinstance(v, list) and v and all(u == v[0] for u in v):
@@ -42,9 +44,9 @@ def describe(config: dict, dataset=None) -> str:
         return str(v)
 
     start = ", ".join(f"{k}={value(v)}" for k, v in c["init"].items())
-    options = ("momentum", "dampening", "weight_decay")
-    extras = [f"{k.replace('_', ' ')} {c[k]}" for k in options if c.get(k)]
-    extras += [k for k in ("nesterov", "maximize") if c.get(k)]
+    extras = rules.words(c)  # adam, betas 0.8,0.99, amsgrad, ...
+    if dataset is None and c.get("optimizer", "sgd") != "sgd":
+        how = extras.pop(0)  # "ravine, adam, lr 0.4, ...": the rule takes gradient descent's place
     if c.get("noise"):
         extras.append(f"gradient noise {c['noise']}")
     parts = [what, how, f"lr {c['lr']}", length] + extras

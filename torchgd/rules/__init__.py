@@ -145,6 +145,29 @@ def torch_kwargs(hp) -> dict:
     return hp.torch_kwargs() if hasattr(hp, "torch_kwargs") else dataclasses.asdict(hp)
 
 
+def words(config: dict, num=str, sep=" ") -> list[str]:
+    """A run's rule and the options it was given away from their defaults, for a title or the
+    first line: ``adam``, ``betas 0.8,0.99``, ``amsgrad`` (SGD's name is left out: the
+    lecture's rule). ``num`` formats a number, ``sep`` goes between a name and its value."""
+    name = config.get("optimizer", "sgd")
+    try:
+        rule = get(name)
+    except TorchgdError:  # a user's rule file that is gone: its name only
+        return [name]
+    out = [] if rule.NAME == "sgd" else [rule.NAME]
+    for f in dataclasses.fields(rule.Hyper):
+        value = config.get(f.name, f.default)
+        value = tuple(value) if isinstance(value, list) else value
+        if f.name == "lr" or value == f.default:
+            continue
+        if isinstance(value, bool):
+            out.append(f.name)
+        else:
+            shown = ",".join(map(num, value)) if isinstance(value, tuple) else num(value)
+            out.append(f"{f.name.replace('_', ' ')}{sep}{shown}")
+    return out
+
+
 # -- a user's own rule ------------------------------------------------------------------------
 
 _LOADED: dict = {}
