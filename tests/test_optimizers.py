@@ -520,3 +520,33 @@ def test_a_bad_user_rule_is_one_line_and_exit_2(cli, my_rules, spec, message):
     proc = cli("train", "--optimizer", spec, "--no-plots", "--logdir", "runs", cwd=my_rules.parent)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr and not (my_rules.parent / "runs").exists()
+
+
+def test_a_sweep_of_adam_on_noisy_data_judges_its_lanes_by_the_least_squares_optimum():
+    from torchgd import sweep
+
+    r = sweep.sweep(
+        lrs=[0.001, 0.1, 0.5], optimizer="adam", data="synthetic:200,d=3,noise=0.5", epochs=300
+    )
+    assert r["optimum_loss"] > 0.1  # noisy data: the optimum is well above zero
+    assert r["status"] == ["slow", "converged", "converged"]
+    assert r["critical_lr"]["predicted"] is None and "adam" in r["no_theory"]
+
+
+def test_trains_first_line_names_the_rule_and_its_options(main_cli):
+    out = main_cli(
+        "train",
+        "--problem",
+        "ravine",
+        "--optimizer",
+        "adam",
+        "--amsgrad",
+        "--betas",
+        "0.8,0.99",
+        "--steps",
+        "3",
+        "--no-plots",
+        "--logdir",
+        "runs",
+    ).stdout.splitlines()[0]
+    assert out.startswith("Training ravine, adam, lr 0.001, 3 steps, betas 0.8,0.99, amsgrad")
