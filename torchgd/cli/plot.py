@@ -10,6 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
+from ..errors import TorchgdError
 from .app import error
 from .common import FORMATS, init_point, rule_options
 
@@ -20,29 +21,41 @@ RUN_KINDS = {
     "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
     "sweep": ("problem", "data", "schedule", "lr", "epochs", "init", "seed"),
 }
-TAKES = {"field": ("problem",), "schedules": ("data", "lr", "epochs", "seed"), **RUN_KINDS}
+TAKES = {
+    "field": ("problem",),
+    "schedules": ("data", "lr", "epochs", "seed"),
+    "race": ("problem", "lr", "epochs", "steps", "init"),
+    **RUN_KINDS,
+}
+FRESH = ("problem", "data", "schedule", "lr", "epochs", "steps", "init", "noise", "seed")
+RACE_PROBLEMS = "elliptic,rosenbrock"
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
         parents=[rule_options(lr="one-or-range", rule=False, sgd=False)],
-        help="draw a figure: field, cost, loss, schedules, trajectory, sweep",
+        help="draw a figure: field, cost, loss, schedules, trajectory, sweep, race",
         description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
         "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "
         "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
-        "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself.",
+        "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself; race "
+        "runs every update rule on 2-D functions, each at the lr of one shared grid (--lr "
+        "START:STOP:K, log-spaced, default 1e-3:10:13) that ends lowest, 300 steps.",
         epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
         "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
         "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
-        "--problem --data --schedule --lr START:STOP:K --epochs --init --seed",
+        "--problem --data --schedule --lr START:STOP:K --epochs --init --seed; race --problem "
+        "P1,P2,... --lr START:STOP:K --epochs or --steps --init",
     )
     p.add_argument(
         "kind",
-        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep"],
+        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep", "race"],
         help="field (a 2-D function and its gradient), cost (the linear model's cost(w) with "
         "each path's iterates), loss (per epoch), schedules (batch GD vs SGD vs mini-batch), "
-        "trajectory (a function problem's iterates), sweep (final loss against lr)",
+        "trajectory (a function problem's iterates), sweep (final loss against lr), race "
+        "(every update rule's iterates and loss from the same start, each at its best lr of "
+        "the same grid)",
     )
     p.add_argument(
         "--run",
@@ -73,7 +86,8 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         "--problem",
         default=None,
         help="field: a 2-D function (default paraboloid); trajectory: a function problem "
-        "(default elliptic); cost, loss, sweep: default linear",
+        "(default elliptic); cost, loss, sweep: default linear; race: 2-D function problems, "
+        f"comma-separated (default {RACE_PROBLEMS})",
     )
     p.add_argument("--data", default=None, help="as for train (default lecture)")
     p.add_argument("--schedule", default=None, help="batch (default) | sgd | minibatch:B")
@@ -81,7 +95,13 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         "--epochs",
         type=int,
         default=None,
-        help="epochs, one step each for function problems (default 100)",
+        help="epochs, one step each for function problems (default 100; race 300)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="race: steps, the same as --epochs for function problems (default 300)",
     )
     p.add_argument(
         "--init",
@@ -113,6 +133,8 @@ def run(args) -> int:
         plots.field(fresh.problem, path=out)
     elif kind == "schedules":
         plots.schedules(fresh.data, lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out)
+    elif kind == "race":
+        plots.race(fresh.problem, lrs=fresh.lrs, steps=fresh.epochs, init=fresh.init, path=out)
     else:
         summary = _saved(args) if args.run is not None else _made(kind, fresh)
         getattr(plots, kind)(summary, path=out)
@@ -128,7 +150,7 @@ def _check_kind(args) -> None:
     """Refuse --run where no run is drawn, --run with a fresh run's settings, and options the
     kind does not take."""
     kind = args.kind
-    given = [n for n in RUN_KINDS["cost"] if getattr(args, n) is not None]
+    given = [n for n in FRESH if getattr(args, n) is not None]
     if args.run is not None and kind not in RUN_KINDS:
         raise error(
             f"plot {kind} draws no saved run: --run does not apply (it takes "
@@ -167,6 +189,8 @@ def _fresh(args) -> argparse.Namespace:
     from .. import options, schedules
 
     kind = args.kind
+    if kind == "race":
+        return _race(args)
     lr = lrs = None
     if kind == "sweep":
         lrs = options.parse_lrs(args.lr or "0.01:0.3:30")
@@ -192,6 +216,35 @@ def _fresh(args) -> argparse.Namespace:
         noise=noise,
         seed=seed,
     )
+
+
+def _race(args) -> argparse.Namespace:
+    """plot race's settings: the problems (each a 2-D function), the shared lr grid, the
+    steps and the start, each checked before anything runs."""
+    from .. import options, plots
+
+    names = [n.strip() for n in (args.problem or RACE_PROBLEMS).split(",")]
+    if not all(names):
+        raise error(f"--problem '{args.problem}': give problems separated by commas, e.g. "
+                    f"{RACE_PROBLEMS}")  # fmt: skip
+    for name in names:
+        plots.race_problem(name)
+    text = args.lr or plots.RACE_LRS
+    try:
+        lrs = options.parse_lrs(text, log=True)
+    except TorchgdError:
+        raise error(
+            f"--lr {text}: plot race takes START:STOP:K, K >= 2 learning rates log-spaced "
+            f"from START to STOP, 0 < START < STOP, that every rule shares (default "
+            f"{plots.RACE_LRS})"
+        ) from None
+    if args.epochs is not None and args.steps is not None:
+        raise error("give --epochs or --steps, not both (one step an epoch here)")
+    flag, steps = ("--steps", args.steps) if args.steps is not None else ("--epochs", args.epochs)
+    steps = plots.RACE_STEPS if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise error(f"{flag} must be a whole number >= 1, got {steps}")
+    return argparse.Namespace(problem=names, lrs=lrs, epochs=steps, init=args.init)
 
 
 def _lr(text: str | None) -> float:

@@ -1,0 +1,188 @@
+"""`torchgd plot race`: every update rule from the same start, each at the lr of one shared grid
+whose run ends lowest. The figure's claims are checked on the returned Figure against runs made
+independently with `torchgd.fit`; the command is run as a user runs it."""
+
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import torchgd
+from torchgd import plots, rules
+
+
+def grid() -> list[float]:
+    from torchgd import options
+
+    return options.parse_lrs(plots.RACE_LRS, log=True)
+
+
+def labelled(ax, start: str):
+    return [line for line in ax.get_lines() if line.get_label().startswith(start)]
+
+
+def final_loss(lr, *, rule, problem="rosenbrock", optimizer="adam", steps=plots.RACE_STEPS):
+    r = torchgd.fit(problem, None, optimizer=optimizer, lr=lr, epochs=steps, paths=("manual",),
+                    rule=rule, guard=False)  # fmt: skip
+    return r
+
+
+@pytest.fixture(scope="module")
+def default():
+    return plots.race()
+
+
+def test_the_default_figure_has_a_row_per_problem_and_a_line_per_rule_in_each_panel(default):
+    assert tuple(default.get_size_inches()) == (12, 10)
+    assert len(default.axes) == 4
+    for row, (problem, start) in enumerate((("elliptic", (-5, -2)), ("rosenbrock", (-1.2, 1)))):
+        contours, losses = default.axes[2 * row : 2 * row + 2]
+        assert contours.get_title().startswith(problem)
+        for name in rules.ALL:
+            (path,) = labelled(contours, f"{name} (lr ")
+            (curve,) = labelled(losses, f"{name} (lr ")
+            assert path.get_color() == curve.get_color()  # one colour per rule
+            assert len(path.get_xdata()) == plots.RACE_STEPS + 1  # the start, then every step
+            assert len(curve.get_xdata()) == plots.RACE_STEPS
+            assert (path.get_xdata()[0], path.get_ydata()[0]) == start
+        colors = {labelled(contours, f"{n} (lr ")[0].get_color() for n in rules.ALL}
+        assert len(colors) == len(rules.ALL)
+        (mark,) = labelled(contours, "start (")
+        assert (mark.get_xdata()[0], mark.get_ydata()[0]) == start
+        (minimum,) = labelled(contours, "minimum (")
+        p = torchgd.problems.get(problem)
+        assert (minimum.get_xdata()[0], minimum.get_ydata()[0]) == p.minimum
+        assert losses.get_yscale() == "log"  # both races fall by decades
+
+
+def test_the_chosen_lr_is_the_grids_best_by_final_loss(default):
+    """Adam on Rosenbrock: its lr in the legend is the grid's lowest final loss, found again
+    with one fit per lr; the curve drawn is the torch-exact run at that lr, bit for bit."""
+    lrs = grid()
+    finals = [final_loss(lr, rule="textbook").paths["manual"]["history"]["loss"][-1] for lr in lrs]
+    finite = [i for i, f in enumerate(finals) if math.isfinite(f)]
+    best = min(finite, key=lambda i: (finals[i], i))
+    assert 0 < best < len(lrs) - 1  # inside the grid: the neighbours lost
+    contours, losses = default.axes[2:]
+    (curve,) = labelled(losses, "adam (lr ")
+    assert curve.get_label().startswith(f"adam (lr {plots.num(lrs[best], '.3g')}): ")
+    (path,) = labelled(contours, "adam (lr ")
+    assert path.get_label() == f"adam (lr {plots.num(lrs[best], '.3g')})"
+    drawn = final_loss(lrs[best], rule="torch-exact").paths["manual"]["history"]
+    assert list(curve.get_ydata()) == drawn["loss"]
+    assert list(path.get_xdata()[1:]) == drawn["x"] and list(path.get_ydata()[1:]) == drawn["y"]
+
+
+def test_the_lowest_final_loss_is_marked(default):
+    for losses in default.axes[1::2]:
+        finals = {
+            line.get_label().split(" ")[0]: line.get_ydata()[-1]
+            for line in losses.get_lines()
+            if " (lr " in line.get_label()
+        }
+        winner = min(finals, key=finals.get)
+        (star,) = labelled(losses, "lowest at the end: ")
+        assert star.get_label() == f"lowest at the end: {winner}"
+        assert star.get_ydata()[0] == finals[winner] == min(finals.values())
+        assert f"lowest at the end: {winner}, " in " ".join(losses.get_title().split())
+    assert labelled(default.axes[3], "lowest at the end: adam")  # Adam wins on Rosenbrock
+
+
+def test_a_rule_diverging_at_every_lr_is_named_so_and_nothing_drawn():
+    """SGD at lr 10 and 100 on Rosenbrock overflows (checked with fit); Adam's steps stay about
+    lr long: it stays finite and is drawn at the grid's bottom."""
+    for lr in (10, 100):
+        r = final_loss(lr, rule="torch-exact", optimizer="sgd", steps=50)
+        assert not math.isfinite(r.paths["manual"]["history"]["loss"][-1])
+    fig = plots.race("rosenbrock", lrs=[10, 100], steps=50, optimizers=["sgd", "adam"])
+    contours, losses = fig.axes
+    for ax in fig.axes:
+        (sgd,) = labelled(ax, "sgd")
+        assert sgd.get_label() == "sgd: diverged at every lr of the grid"
+        assert len(sgd.get_xdata()) == 0
+        (adam,) = labelled(ax, "adam (lr 10, bottom of the grid)")
+        assert len(adam.get_xdata()) > 0 and np.isfinite(adam.get_ydata()).all()
+    assert tuple(fig.get_size_inches()) == (12, 5)
+
+
+def test_a_loss_within_two_decades_keeps_a_linear_axis_and_the_grids_edge_is_named():
+    fig = plots.race(["elliptic"], lrs=[1e-4, 2e-4], steps=3, optimizers=["sgd"])
+    losses = fig.axes[1]
+    (curve,) = labelled(losses, "sgd (lr 0.0002, top of the grid): ")
+    assert losses.get_yscale() == "linear"
+    assert curve.get_ydata()[0] == 33.0  # f(-5, -2) = 25 + 2 * 4
+
+
+def test_the_command_writes_a_png_from_another_directory(cli, tmp_path):
+    where = tmp_path / "elsewhere"
+    (where / "figs").mkdir(parents=True)
+    proc = cli("plot", "race", "--out", "figs/race.png", cwd=where)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "figs/race.png" and proc.stderr == ""
+    with Image.open(where / "figs" / "race.png") as im:
+        assert im.format == "PNG" and im.size == (1200, 1000)
+        pixels = np.asarray(im.convert("L"), dtype=float)
+    assert pixels.std() > 10 and (pixels < 128).mean() > 0.005  # drawn, not blank
+
+
+def test_a_data_problem_is_one_line_and_exit_2_in_a_real_process(cli, tmp_path):
+    proc = cli("plot", "race", "--problem", "elliptic,linear")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(
+        "torchgd plot: error: plot race needs 2-D function problems, not 'linear' (e.g. "
+    )
+    assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--problem", "linear"], "plot race needs 2-D function problems, not 'linear'"),
+        (["--problem", "square"], "plot race needs 2-D function problems, not 'square'"),
+        (["--problem", "nosuch"], "unknown problem 'nosuch'"),
+        (["--problem", "elliptic,"], "give problems separated by commas"),
+        (["--lr", "0.1"], "--lr 0.1: plot race takes START:STOP:K"),
+        (["--lr", "1:0.1:5"], "--lr 1:0.1:5: plot race takes START:STOP:K"),
+        (["--lr", "0:1:5"], "--lr 0:1:5: plot race takes START:STOP:K"),
+        (["--lr", "0.1:1:1"], "--lr 0.1:1:1: plot race takes START:STOP:K"),
+        (["--steps", "0"], "--steps must be a whole number >= 1, got 0"),
+        (["--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
+        (["--epochs", "5", "--steps", "5"], "give --epochs or --steps, not both"),
+        (["--init", "z=1"], "--init names 'z', but problem 'elliptic' has parameters x, y"),
+        (["--data", "lecture"], "plot race does not take --data (it takes --problem, --lr, "),
+        (["--seed", "1"], "plot race does not take --seed"),
+        (["--noise", "0.1"], "plot race does not take --noise"),
+        (["--schedule", "sgd"], "plot race does not take --schedule"),
+        (["--run", "."], "plot race draws no saved run: --run does not apply"),
+        (["--out", "missing/race.png"], "directory 'missing' does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(main_cli, tmp_path, args, message):
+    proc = main_cli("plot", "race", *args)
+    assert proc.returncode == 2 and proc.stderr.startswith("torchgd plot: error: ")
+    assert message in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_steps_is_a_race_option_only(main_cli, tmp_path):
+    proc = main_cli("plot", "trajectory", "--steps", "5")
+    assert proc.returncode == 2 and "plot trajectory does not take --steps" in proc.stderr
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(problems=["linear"]), "needs 2-D function problems, not 'linear'"),
+        (dict(lrs=[0.1]), "at least two increasing positive learning rates"),
+        (dict(lrs=[0.1, 0.01]), "at least two increasing positive learning rates"),
+        (dict(optimizers=["nope"]), "unknown optimizer 'nope'"),
+        (dict(steps=0), "a whole number of steps >= 1, got 0"),
+        (dict(path="race.jpg"), "name it with one of the suffixes"),
+    ],
+)
+def test_the_function_refuses_bad_arguments_before_running(kwargs, message):
+    with pytest.raises(torchgd.TorchgdError, match=message.replace("(", r"\(")):
+        plots.race(**kwargs)
