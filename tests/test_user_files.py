@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import ROOT, run_cli
 
 BOWL = """from torchgd.problems import FunctionProblem
@@ -102,3 +104,93 @@ def test_a_run_on_a_data_file_resumes_from_another_directory(tmp_path):
     resumed = json.loads(proc.stdout)
     assert resumed["config"]["data"] == "mine.csv"  # as the user gave it
     assert resumed["paths"] == json.loads(full.stdout)["paths"]
+
+
+BROKEN_PROBLEMS = """
+from torchgd.problems import FunctionProblem
+
+nostart = FunctionProblem("nostart", ("a", "b"), f=lambda a, b: a**2 + b**2,
+                          df=lambda a, b: (2 * a, 2 * b), start={"a": 1.0})
+wrongkey = FunctionProblem("wrongkey", ("a", "b"), f=lambda a, b: a**2 + b**2,
+                           df=lambda a, b: (2 * a,), start={"a": 1.0, "b": 2.0})
+
+
+def boom(a, b):
+    raise ValueError("my formula is not written yet")
+
+
+raises = FunctionProblem("raises", ("a", "b"), f=lambda a, b: a**2 + b**2, df=boom,
+                         start={"a": 1.0, "b": 2.0})
+
+
+class Late:
+    name, param_names, start, needs_data, calls = "late", ("a",), {"a": 1.0}, False, 0
+
+    def loss(self, p, x=None, y=None):
+        return p["a"] ** 2
+
+    def grad(self, p, x=None, y=None):
+        Late.calls += 1
+        if Late.calls > 30:
+            raise RuntimeError("step 30 broke")
+        return {"a": 2 * p["a"]}
+
+
+late = Late()
+
+
+class BadRule:
+    TORCH_CLASS = "SGD"
+
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Hyper:
+        lr: float = 0.01
+
+    @staticmethod
+    def update(params, grads, state, hp, spelling):
+        raise KeyError("momentum")
+"""
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--problem", "broken.py:nostart"], "problem 'nostart' has parameters a, b but its start"),
+        (["--problem", "broken.py:wrongkey"], "grad must return a dict with a, b; it returned a"),
+        (
+            ["--problem", "broken.py:raises"],
+            "its grad raised ValueError: my formula is not written yet (broken.py:11)",
+        ),
+        (["--optimizer", "broken.py:BadRule"], "its update raised KeyError: 'momentum'"),
+    ],
+)
+def test_a_users_broken_code_is_one_line_and_exit_2_before_anything_is_written(
+    cli, tmp_path, args, message
+):
+    (tmp_path / "broken.py").write_text(BROKEN_PROBLEMS)
+    proc = cli("train", *args, "--no-plots", "--logdir", "runs")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr and not (tmp_path / "runs").exists()
+
+
+def test_a_users_problem_that_breaks_mid_run_is_one_line_exit_2_and_a_failed_summary(cli, tmp_path):
+    (tmp_path / "broken.py").write_text(BROKEN_PROBLEMS)
+    proc = cli(
+        "train",
+        "--problem",
+        "broken.py:late",
+        "--no-plots",
+        "--logdir",
+        "runs",
+        "--name",
+        "r",
+        "--quiet",
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "RuntimeError: step 30 broke (broken.py:" in proc.stderr
+    summary = json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "step 30 broke" in summary["error"]
+    assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["problem"] == "late"

@@ -139,6 +139,7 @@ def plan(
     hp = hyperparameters(optimizer, lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
+    _try_user_code(problem, params0, dataset, hp, rule)
     config = _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype)
     config["optimizer"] = _rule_spec(optimizer, hp)
     shadow = _shadow(dataset, dtype) if shadow is None else shadow
@@ -165,6 +166,85 @@ def hyperparameters(optimizer: str, lr, hyper: dict):
             "does not have (it should name the class the rule mirrors, e.g. 'Adam')"
         )
     return hp
+
+
+def user_code(problem, hp) -> bool:
+    """Whether the problem or the rule is a user's own (not one of torchgd's)."""
+    ours = problem is problems.PROBLEMS.get(problem.name) or type(problem) is problems.Linear
+    return not ours or rules.of(hp) not in rules.ALL.values()
+
+
+def _try_user_code(problem, params0, dataset, hp, rule) -> None:
+    """A user's problem or rule, tried once at the start on a few rows before anything is
+    written: a missing start, a gradient with other names or shapes than the parameters, or
+    code that raises is one line here, not a traceback in the middle of a run."""
+    if not user_code(problem, hp):
+        return
+    names = list(problem.param_names)
+    if sorted(params0) != sorted(names):
+        raise TorchgdError(
+            f"problem '{problem.name}' has parameters {', '.join(names)} but its start gives "
+            f"{', '.join(params0) or 'none'}"
+        )
+    x = y = None
+    if dataset is not None:
+        x, y = (
+            dataset.x[:8].to(params0[names[0]].device),
+            dataset.y[:8].to(params0[names[0]].device),
+        )
+    with torch.no_grad():
+        _call(f"problem '{problem.name}': its loss", problem.loss, params0, x, y)
+        grads = _call(f"problem '{problem.name}': its grad", problem.grad, params0, x, y)
+    if not isinstance(grads, dict) or sorted(grads) != sorted(names):
+        got = ", ".join(grads) if isinstance(grads, dict) else type(grads).__name__
+        raise TorchgdError(
+            f"problem '{problem.name}': grad must return a dict with {', '.join(names)}; "
+            f"it returned {got}"
+        )
+    for n in names:
+        if tuple(torch.as_tensor(grads[n]).shape) != tuple(params0[n].shape):
+            raise TorchgdError(
+                f"problem '{problem.name}': grad's {n} has shape "
+                f"{tuple(torch.as_tensor(grads[n]).shape)}, the parameter {tuple(params0[n].shape)}"
+            )
+    algorithm = rules.of(hp)
+    trial = {n: t.clone() for n, t in params0.items()}
+    with torch.no_grad():
+        state = _call(f"optimizer '{algorithm.NAME}': its init", algorithm.init, trial, hp)
+        _call(
+            f"optimizer '{algorithm.NAME}': its update",
+            algorithm.update,
+            trial,
+            dict(grads),
+            state,
+            hp,
+            rule,
+        )
+
+
+def _call(what: str, fn, *args):
+    """``fn(*args)``, its exception as one line naming ``what`` and where in the user's file."""
+    try:
+        return fn(*args)
+    except TorchgdError:
+        raise
+    except Exception as exc:
+        raise TorchgdError(f"{what} raised {failure(exc)}") from exc
+
+
+def failure(exc: BaseException) -> str:
+    """``Type: message (file:line)``, the line the innermost frame outside torchgd and torch."""
+    import traceback
+    from pathlib import Path as FilePath
+
+    ours = (FilePath(__file__).parent, FilePath(torch.__file__).parent)
+    where = ""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = FilePath(frame.filename)
+        if not any(path.is_relative_to(p) for p in ours):
+            where = f" ({path.name}:{frame.lineno})"
+            break
+    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _rule_spec(optimizer, hp) -> str:

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from . import data as datasets
-from . import gradients, options, problems
+from . import gradients, options, problems, rules
 from .errors import TorchgdError
 from .runs import write_atomic
 
@@ -133,10 +133,7 @@ def describe(summary: dict, lr: str | None = None) -> str:
         if cfg.get("bias"):
             parts.append("with a bias")
     parts.append(lr or f"lr={num(cfg['lr'])}")
-    for key in ("momentum", "dampening", "weight_decay"):
-        if cfg.get(key):
-            parts.append(f"{key.replace('_', ' ')}={num(cfg[key])}")
-    parts += [key for key in ("nesterov", "maximize") if cfg.get(key)]
+    parts += rules.words(cfg, num, sep="=")
     if cfg.get("noise"):
         parts.append(f"gradient noise sigma={num(cfg['noise'])} (seed {cfg.get('seed', 0)})")
     unit = "epochs" if cfg.get("data") is not None else "steps"

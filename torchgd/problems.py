@@ -212,7 +212,7 @@ class FunctionProblem:
     f: Callable[..., torch.Tensor]
     df: Callable[..., tuple[torch.Tensor, ...]]
     start: dict[str, float]
-    description: str
+    description: str = ""  # for titles and reports; the name when empty
     special_points: tuple[tuple[float, ...], ...] = ()
     minimum: tuple[float, ...] | None = None
     box: tuple[float, float] = (-4.0, 4.0)
@@ -223,6 +223,10 @@ class FunctionProblem:
     needs_data: bool = field(default=False, init=False)
 
     ROUNDINGS = 16  # a few operations per term, each side: generous, still ~1e-15 in float64
+
+    def __post_init__(self):
+        if not self.description:
+            object.__setattr__(self, "description", self.name)
 
     def grad_bound(self, params: Params, x=None, y=None, n=None) -> Params | None:
         """A bound on |formula - autograd| at ``params``: ``ROUNDINGS * u * terms`` plus a

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .app import error, parent
+from .app import error, parent, stderr
 from .common import (
     check_logging,
     check_rule,
@@ -102,9 +102,22 @@ def _train(args) -> int:
         return rank_status(train.execute(plan, [], group=ranks))
     compile_note(plan, args)
     run_dir = runs.new_run_dir(args.logdir, args.name, "train")
-    result, summary = run_plan(
-        plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=ranks
-    )
+    try:
+        result, summary = run_plan(
+            plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=ranks
+        )
+    except Exception as exc:  # a user's problem or rule that breaks mid-run: one line
+        from ..plan import failure, user_code
+
+        if not user_code(plan.problem, plan.hp):
+            raise
+        what = failure(exc)
+        runs.write_json(
+            run_dir / "summary.json",
+            {"config": plan.config, "status": "failed", "error": what, "run_dir": str(run_dir)},
+        )
+        stderr(f"torchgd: the run failed: your code raised {what}; what ran is in {run_dir}")
+        return 2
     figures_done(args)
     if args.json:
         print(runs.dumps(summary))
