@@ -36,14 +36,14 @@ RUN = [
 ]
 
 
-def start(tmp_path, name, *extra):
+def start(tmp_path, name, *extra, base=RUN):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "torchgd",
-            *RUN,
+            *base,
             *extra,
             "--logdir",
             str(tmp_path),
@@ -249,3 +249,26 @@ def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
     r = train.fit(schedule="sgd", epochs=3, callbacks=[TermAtStep2()])
     assert r.status == "interrupted" and r.steps == 2
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
+
+
+ADAM = ["--optimizer", "adam", "--amsgrad", "--betas", "0.8,0.99", "--lr", "0.05"]
+WITHOUT_MOMENTUM = [a for i, a in enumerate(RUN) if "--momentum" not in RUN[max(0, i - 1) : i + 1]]
+
+
+def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(cli, tmp_path):
+    full = start(tmp_path, "full", *ADAM, base=WITHOUT_MOMENTUM)
+    assert full.wait(timeout=300) == 0, full.stderr.read()
+    whole = json.loads((tmp_path / "full" / "summary.json").read_text())
+    proc = start(tmp_path, "r", *ADAM, "--checkpoint-every", "5", base=WITHOUT_MOMENTUM)
+    run = tmp_path / "r"
+    wait_for(run, lambda r: (r / "checkpoint.pt").exists())
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    saved = checkpoints.load(run / "checkpoint.pt")
+    state = saved["paths"]["manual"]["buffers"]["w"]
+    assert {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"} <= set(state) and state["step"] > 0
+    assert saved["paths"]["optim"]["optimizer"]["state"]  # torch.optim.Adam's own state
+    resumed = resume(cli, run)
+    same_run(resumed, whole)
+    assert resumed["agreement"]["buffers"] == whole["agreement"]["buffers"]
+    assert resumed["config"]["optimizer"] == "adam" and resumed["config"]["betas"] == [0.8, 0.99]
