@@ -42,9 +42,28 @@ def keep_freed_memory() -> bool:
 
 
 def peak_rss() -> int:
-    """The most memory this process has held resident so far, in bytes."""
+    """The most memory this process has held resident so far (since ``reset_peak``, where the
+    system allows it: Linux), in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
+
+
+def reset_peak() -> bool:
+    """Start measuring ``peak_rss`` afresh from what is resident now (Linux: writes 5 to
+    /proc/self/clear_refs, which resets VmHWM); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def rss() -> int:
