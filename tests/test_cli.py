@@ -139,6 +139,7 @@ BAD_INPUTS = [
     (["--init", "v=1"], "--init names 'v'"),
     (["--data", "nowhere"], "unknown data 'nowhere'"),
     (["--problem", "nope"], "unknown problem 'nope'"),
+    (["--problem", "elliptic", "--data", "course"], "problem 'elliptic' is a function of"),
     (
         ["--momentum", "0.9", "--nesterov", "--dampening", "0.1"],
         "Nesterov momentum requires a momentum",

@@ -142,7 +142,7 @@ def check_gradients(
     seed: int = 0,
     h: float | str = 1e-4,
     dtype="float64",
-    data="lecture",
+    data=None,
     compile=False,
 ) -> dict:
     """Compare analytic, autograd and numerical gradients; returns the report (``ok`` inside).
@@ -155,8 +155,11 @@ def check_gradients(
     x = y = ds = None
     if problem.needs_data:
         memory.keep_freed_memory()  # big data: reuse freed buffers (see torchgd.memory)
+        data = "lecture" if data is None else data
         ds = datasets.get(data, dtype) if isinstance(data, str) else data
         x, y = ds.x.to(dtype=dtype), ds.y.to(dtype=dtype)
+    elif data is not None:
+        raise TorchgdError(f"problem '{problem.name}' takes no data; --data is for data problems")
     pts = _points(problem, points, seed, dtype, ds)
     labels = compare.labels_for(pts[0])
     g = _gradients(problem, pts, x, y, h)

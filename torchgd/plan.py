@@ -78,7 +78,7 @@ class Plan:
 
 def plan(
     problem="linear",
-    data="lecture",
+    data=None,
     *,
     schedule="batch",
     shuffle=None,
@@ -279,7 +279,13 @@ def _problem_and_data(problem, data, bias, dtype, rows):
     """The problem (the linear model with a bias, for ``bias``) and its data, if it takes any."""
     dataset = None
     if problem.needs_data:
+        data = "lecture" if data is None else data
         dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
+    elif data is not None:
+        raise TorchgdError(
+            f"problem '{problem.name}' is a function of its parameters and takes no data; "
+            "--data is for the linear model and problems with data"
+        )
     if bias:
         if problem.name != "linear":
             raise TorchgdError("--bias applies to the linear model only")
@@ -356,7 +362,7 @@ def plan_from_config(config: dict, rows=None) -> Plan:
         raise TorchgdError(
             f"the run's config.json lacks {exc}; it was not written by torchgd train"
         ) from None
-    rebuilt = plan(problem, file or (data if data is not None else "lecture"), rows=rows, **kwargs)
+    rebuilt = plan(problem, file or data, rows=rows, **kwargs)
     rebuilt.config["data"] = data  # as the user gave it
     return rebuilt
 

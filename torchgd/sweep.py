@@ -64,7 +64,7 @@ def check(p, lrs) -> None:
 
 def sweep(
     problem="linear",
-    data="lecture",
+    data=None,
     *,
     lrs,
     schedule="batch",

@@ -95,7 +95,7 @@ def divergence_message(info: dict, lr: float) -> str:
     return message(info, lr)
 
 
-def fit(problem="linear", data="lecture", *, callbacks=(), **options) -> Result:
+def fit(problem="linear", data=None, *, callbacks=(), **options) -> Result:
     """Run the selected paths in lockstep and compare them at every step.
 
     ``options`` are those of ``plan``: schedule, shuffle, seed, lr, epochs, init, paths, device,

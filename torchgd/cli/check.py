@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
         default="paraboloid",
         help="a built-in problem or FILE.py:NAME (default paraboloid)",
     )
-    p.add_argument("--data", default="lecture", help="data for the linear problem")
+    p.add_argument("--data", default=None, help="data for the linear problem (default lecture)")
     p.add_argument("--points", type=int, default=16, help="random points (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random points")
     p.add_argument(

@@ -236,7 +236,7 @@ def problem_options() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--data",
-        default="lecture",
+        default=None,
         help="lecture (default), course, synthetic:N[,d=D,noise=S,seed=K,bias=B], or a file: "
         "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
     )

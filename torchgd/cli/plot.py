@@ -132,7 +132,9 @@ def run(args) -> int:
     if kind == "field":
         plots.field(fresh.problem, path=out)
     elif kind == "schedules":
-        plots.schedules(fresh.data, lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out)
+        plots.schedules(
+            fresh.data or "lecture", lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out
+        )
     elif kind == "race":
         plots.race(fresh.problem, lrs=fresh.lrs, steps=fresh.epochs, init=fresh.init, path=out)
     else:
@@ -201,7 +203,7 @@ def _fresh(args) -> argparse.Namespace:
     options.check_guard(noise, 5)
     schedule = args.schedule or "batch"
     schedules.parse(schedule)
-    data, seed = args.data or "lecture", args.seed or 0
+    data, seed = args.data, args.seed or 0
     problem = args.problem or {"field": "paraboloid", "trajectory": "elliptic"}.get(kind, "linear")
     if kind == "cost" and problem != "linear":
         raise error("plot cost needs a run of the linear model with one weight w")
