@@ -365,3 +365,19 @@ def test_a_callback_with_only_some_hooks_is_called_on_those():
     cb = OnlyStep()
     r = torchgd.fit(schedule="sgd", epochs=3, callbacks=[cb])
     assert cb.steps == r.steps == 12
+
+
+def test_the_bench_table_says_whether_each_target_was_met_on_the_unrounded_value():
+    sgd = {
+        "python_steps_per_s": 1000.0,
+        "torchgd": {"manual": 497.0, "all": 700.0},
+        "bare": {"manual": 1000.0, "all": 1000.0},
+        "ratio": {"manual": 0.497, "all": 0.7},
+        "target": {"manual": 0.5, "all": 0.6},
+    }
+    rows = bench.FORMATS["sgd"](sgd)
+    assert "0.497 of it (target >= 0.5: MISSED)" in rows[1]
+    assert "0.7 of it (target >= 0.6: met)" in rows[2]
+    me = {"n": 10, "data_bytes": 2**20, "peak_bytes": 3 * 2**20, "base_bytes": 2**20,
+          "ratio": 1.5, "target": 1.5}  # fmt: skip
+    assert "1.5x the data (target < 1.5: MISSED)" in bench.FORMATS["memory"](me)[0]

@@ -429,3 +429,17 @@ def test_long_titles_are_wrapped_inside_the_figure(tmp_path):
         for ax in fig.axes:
             box = ax.title.get_window_extent(renderer)
             assert 0 <= box.x0 and box.x1 <= fig.bbox.width, ax.get_title()
+
+
+def test_a_users_parameter_names_label_the_trajectory_and_field_axes():
+    import torchgd
+    from torchgd.problems import FunctionProblem
+
+    bowl = FunctionProblem(
+        "bowl", ("a", "b"), f=lambda a, b: a**2 + 3 * b**2, df=lambda a, b: (2 * a, 6 * b),
+        start={"a": 1.0, "b": -1.0},
+    )  # fmt: skip
+    r = torchgd.fit(bowl, epochs=5, optimizer="adam", lr=0.1)
+    ax = plots.trajectory(r).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
+    assert "adam" in ax.get_title()

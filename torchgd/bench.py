@@ -424,12 +424,19 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _target(value, op: str, target, scale=1, unit="") -> str:
+    """``(target >= 0.5: met)`` or ``(target >= 0.5: MISSED)``, judged on the unrounded value
+    (0.497 printed as 0.50 had looked met)."""
+    met = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
+    return f"(target {op} {target * scale:g}{unit}: {'met' if met else 'MISSED'})"
+
+
 def _numerical_rows(num: dict) -> list:
     return [
         f"  numerical gradient, lecture loop      {num['loop_points_per_s']:>14,.0f} points/s",
         f"  numerical gradient, vectorized {num['grid']:>9} "
         f"{num['vectorized_points_per_s']:>11,.0f} points/s  speed-up {num['speedup']:.1f}x "
-        f"(target >= {num['target']})",
+        f"{_target(num['speedup'], '>=', num['target'])}",
     ]
 
 
@@ -442,8 +449,8 @@ def _sgd_rows(sgd: dict) -> list:
     for name, rate in sgd["torchgd"].items():
         lines.append(
             f"  per-sample SGD, {name:<9} torchgd {rate:>10,.0f} steps/s, bare loop "
-            f"{sgd['bare'][name]:>8,.0f}: {sgd['ratio'][name]:.2f} of it "
-            f"(target >= {sgd['target'][name]})"
+            f"{sgd['bare'][name]:>8,.0f}: {sgd['ratio'][name]:.3g} of it "
+            f"{_target(sgd['ratio'][name], '>=', sgd['target'][name])}"
         )
     return lines
 
@@ -452,7 +459,7 @@ def _logging_rows(lg: dict) -> list:
     return [
         f"  TensorBoard every step, {lg['steps']} SGD steps x 3 paths: "
         f"{lg['plain_s']:.2f} s -> {lg['logged_s']:.2f} s, overhead "
-        f"{100 * lg['overhead']:.0f}% (target <= {100 * lg['target']:.0f}%)"
+        f"{100 * lg['overhead']:.1f}% {_target(lg['overhead'], '<=', lg['target'], 100, '%')}"
     ]
 
 
@@ -460,7 +467,7 @@ def _sweep_rows(sw: dict) -> list:
     return [
         f"  sweep of {sw['k']} lrs, per-sample SGD, {sw['epochs']} epochs: "
         f"{sw['separate_s']:.2f} s separately -> {sw['vectorized_s']:.3f} s vectorized, "
-        f"speed-up {sw['speedup']:.0f}x (target >= {sw['target']})"
+        f"speed-up {sw['speedup']:.0f}x {_target(sw['speedup'], '>=', sw['target'])}"
     ]
 
 
@@ -474,9 +481,10 @@ def _big_n_rows(bn: dict) -> list:
             lines.append(f"    {name:<16} not measured: {p['error']}")
             continue
         lines.append(
-            f"    {name:<16} {1e3 * p['epoch_s']:>6.2f} ms/epoch {p['ratio_to_dot']:>5.2f}x "
-            f"the dot product (target <= {p['target']}), first gradient "
-            f"{p['grad_rel_err']:.1e} from float64 (target <= {bn['grad_rel_err_target']:g})"
+            f"    {name:<16} {1e3 * p['epoch_s']:>6.2f} ms/epoch {p['ratio_to_dot']:>5.3g}x "
+            f"the dot product {_target(p['ratio_to_dot'], '<=', p['target'])}, first gradient "
+            f"{p['grad_rel_err']:.1e} from float64 "
+            f"{_target(p['grad_rel_err'], '<=', bn['grad_rel_err_target'])}"
         )
         if "compile_s" in p:
             lines.append(f"      (compiled in {p['compile_s']:.1f} s, before the run)")
@@ -487,7 +495,7 @@ def _memory_rows(me: dict) -> list:
     return [
         f"  peak memory, full batch, N = {me['n']:,} float32 ({me['data_bytes'] / 2**20:,.0f} "
         f"MiB of data): {(me['peak_bytes'] - me['base_bytes']) / 2**20:,.0f} MiB more than "
-        f"before the data, {me['ratio']:.2f}x the data (target < {me['target']})"
+        f"before the data, {me['ratio']:.3g}x the data {_target(me['ratio'], '<', me['target'])}"
     ]
 
 
@@ -495,7 +503,8 @@ def _startup_rows(st: dict) -> list:
     return [
         f"  torchgd --help                        {st['help_s']:>13.3f} s",
         f"  torchgd lecture                       {st['lecture_s']:>13.3f} s, "
-        f"{st['lecture_ratio']:.2f}x the floor below (target <= {st['lecture_target']})",
+        f"{st['lecture_ratio']:.3g}x the floor below "
+        f"{_target(st['lecture_ratio'], '<=', st['lecture_target'])}",
         f"  python -c 'import torch'              {st['import_torch_s']:>13.3f} s",
         f"  ... and torch._dynamo (torch.optim)   {st['import_torch_and_dynamo_s']:>13.3f} s",
     ]

@@ -197,15 +197,16 @@ def field(problem: str = "paraboloid", *, path=None) -> Figure:
     fig = _figure(WIDE)
     ax = fig.add_subplot(1, 2, 1, projection="3d")
     ax.plot_surface(X, Y, Z, cmap="coolwarm")
-    ax.set(xlabel="x", ylabel="y", zlabel="f(x, y)", title=p.description)
+    a, b = p.param_names
+    ax.set(xlabel=a, ylabel=b, zlabel=f"f({a}, {b})", title=p.description)
     ax2 = fig.add_subplot(1, 2, 2)
     view = (np.abs(X) <= 2) & (np.abs(Y) <= 2)  # the lecture shows [-2, 2]^2: scale arrows to it
     ax2.quiver(X[view], Y[view], GX[view], GY[view], label="numerical gradient (h = 1e-4)")
     ax2.set(
         xlim=(-2, 2),
         ylim=(-2, 2),
-        xlabel="x",
-        ylabel="y",
+        xlabel=a,
+        ylabel=b,
         title="gradient field: arrows point uphill",
     )
     ax2.grid(True)
@@ -418,7 +419,8 @@ def trajectory(run, *, path=None) -> Figure:
         check_path(path)
     summary = _summary(run)
     cfg = summary["config"]
-    p = problems.get(cfg.get("problem_spec", cfg["problem"]))
+    # a Result carries its problem (a user's object, from Python); a summary names it
+    p = getattr(run, "problem", None) or problems.get(cfg.get("problem_spec", cfg["problem"]))
     if p.needs_data:
         raise TorchgdError("plot trajectory needs a function problem (e.g. --problem elliptic)")
     names = p.param_names
@@ -430,7 +432,8 @@ def trajectory(run, *, path=None) -> Figure:
     end = {n: summary["paths"][first]["params"][n] for n in names}
     draw = _on_contours if len(names) == 2 else _on_curve
     ends = draw(ax, p, pts, groups, end)
-    _title(ax, f"{p.name}: gradient descent from {point(cfg['init'])}, {describe(summary)}\n{ends}")
+    how = "gradient descent" if cfg.get("optimizer", "sgd") == "sgd" else "steps"
+    _title(ax, f"{p.name}: {how} from {point(cfg['init'])}, {describe(summary)}\n{ends}")
     ax.legend(fontsize=8)
     return _done(fig, path)
 
@@ -443,7 +446,7 @@ def _on_contours(ax, p, pts: dict, groups, end: dict) -> str:
     for run, (x, y) in pts.items():
         label = f"{run}{_same_as(groups, run)}"
         ax.plot(x, y, marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
-    ax.set(xlabel="x", ylabel="y")
+    ax.set(xlabel=p.param_names[0], ylabel=p.param_names[1])  # a user's a and b stay a and b
     return f"ends at {point(end, '.4g')}"
 
 
