@@ -210,3 +210,15 @@ def test_sweep_runs_many_features_with_a_bias(cli, tmp_path):
     r = json.loads(proc.stdout)
     assert r["config"]["bias"] and len(r["params"]["w"][0]) == 2 and len(r["params"]["b"]) == 6
     assert r["optimum_loss"] > 0 and r["critical_lr"]["predicted"] > 0
+
+
+def test_a_lane_that_oscillates_at_the_critical_lr_is_stalled_and_found():
+    from torchgd import plots, sweep
+
+    # elliptic x^2 + 2 y^2: y -> (1 - 4 lr) y, so at lr 0.5 y flips between -2 and 2 for ever
+    r = sweep.sweep("elliptic", lrs=[0.4, 0.45, 0.5, 0.55], epochs=60)
+    assert r["status"] == ["converged", "converged", "stalled", "diverged"]
+    assert r["measured_rate"][:3] == pytest.approx([0.6, 0.8, 1.0], rel=1e-9)
+    assert r["critical_lr"]["measured"] == 0.5
+    ax = plots.sweep(r).axes[0]
+    assert "stalled" in [t.get_text() for t in ax.get_legend().get_texts()]

@@ -526,7 +526,13 @@ def sweep(report: dict, *, path=None) -> Figure:
 def _final_loss_against_lr(ax, report: dict) -> None:
     """Each lr's final loss, coloured by its status; the critical lrs, predicted and measured."""
     lrs, final, status = report["lrs"], report["final_loss"], report["status"]
-    colors = {"converged": "tab:green", "slow": "tab:orange", "diverged": "tab:red"}
+    colors = {
+        "converged": "tab:green",
+        "floor": "tab:blue",
+        "slow": "tab:orange",
+        "stalled": "tab:purple",
+        "diverged": "tab:red",
+    }
     for s, color in colors.items():
         pts = [
             (lr, f) for lr, f, st in zip(lrs, final, status) if st == s and _drawable(f) and f > 0

@@ -249,6 +249,12 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     final, status, measured = lanes.final, lanes.status, lanes.measured
     if t is None and optional(p.problem, "minimum") is not None:
         _function_rates(p, params_hist, stops, measured)
+    # a lane whose error stopped shrinking without blowing up (an oscillation of constant size
+    # at the critical lr) is not slow: it will never get there
+    status = [
+        "stalled" if s == "slow" and m is not None and m >= 1 else s
+        for s, m in zip(status, measured)
+    ]
     crit_meas = next(
         (
             lrs[i]
@@ -322,7 +328,7 @@ def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> 
         elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
             status.append("converged")
         else:
-            status.append("slow")
+            status.append("slow")  # "stalled" if its measured rate says so (in ``_report``)
     return SimpleNamespace(final=final, status=status, measured=measured)
 
 
@@ -334,15 +340,15 @@ def _least_squares(p):
 
 
 def _function_rates(p, params_hist, stops, measured) -> None:
-    """A 1-D function with a known minimum: each lane's rate from its distance to the minimum
+    """A function with a known minimum: each lane's rate from its distance to the minimum
     (into ``measured``)."""
-    if len(p.problem.param_names) != 1:
-        return
-    name, target1 = p.problem.param_names[0], p.problem.minimum[0]
+    names, target = p.problem.param_names, p.problem.minimum
+    start = torch.tensor([float(p.config["init"][n]) for n in names], dtype=torch.float64)
+    low = torch.tensor(target, dtype=torch.float64)
     for i in range(len(measured)):
-        errs = [abs(p.config["init"][name] - target1)] + [
-            abs(h[name][i, 0].item() - target1) for h in params_hist[: stops[i] or None]
-        ]
+        kept = params_hist[: stops[i] or None]
+        points = [torch.tensor([h[n][i, 0].item() for n in names]) for h in kept]
+        errs = [float((start - low).norm())] + [float((q.double() - low).norm()) for q in points]
         measured[i] = _measured_rate(errs)
 
 
