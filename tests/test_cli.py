@@ -139,6 +139,8 @@ BAD_INPUTS = [
     (["--init", "v=1"], "--init names 'v'"),
     (["--data", "nowhere"], "unknown data 'nowhere'"),
     (["--problem", "nope"], "unknown problem 'nope'"),
+    (["--momentom", "0.9"], "train: error: unrecognized arguments: --momentom 0.9; did you mean"),
+    (["--schedule", "minibatch:x"], "must be >= 1 (a whole number), got 'x'"),
     (["--problem", "elliptic", "--data", "course"], "problem 'elliptic' is a function of"),
     (
         ["--momentum", "0.9", "--nesterov", "--dampening", "0.1"],

@@ -89,7 +89,8 @@ def parse(spec: str, shuffle: bool | None = None, seed: int = 0) -> Schedule:
         size = spec.partition(":")[2]
         if not size.isdigit() or int(size) < 1:
             raise TorchgdError(
-                f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1"
+                f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1 (a whole "
+                f"number), got '{size}'"
             )
         return Schedule("minibatch", int(size), shuffle is None or bool(shuffle), seed)
     raise TorchgdError(f"unknown schedule '{spec}': use batch, sgd or minibatch:B")

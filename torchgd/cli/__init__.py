@@ -65,9 +65,23 @@ def quick_exit(code: int) -> None:
     os._exit(code)
 
 
+def _unrecognized(parser, command, extra) -> None:
+    """argparse's "unrecognized arguments", said by the command, with a guess."""
+    import difflib
+
+    sub = parser._subparsers._group_actions[0].choices.get(command) if command else None
+    known = [o for a in (sub or parser)._actions for o in a.option_strings]
+    flags = [e.split("=")[0] for e in extra if e.startswith("--")]
+    near = difflib.get_close_matches(flags[0], known, n=1, cutoff=0.8) if flags else []
+    hint = f"; did you mean {near[0]}?" if near else ""
+    (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the command's name in the error, and the option a typo may have meant
+        _unrecognized(parser, args.command, extra)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     if args.command is None:  # plain `torchgd`: what it can do
         parser.print_help()
