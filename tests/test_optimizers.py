@@ -550,3 +550,40 @@ def test_trains_first_line_names_the_rule_and_its_options(main_cli):
         "runs",
     ).stdout.splitlines()[0]
     assert out.startswith("Training ravine, adam, lr 0.001, 3 steps, betas 0.8,0.99, amsgrad")
+
+
+EXTRA_OPTION = '''
+from dataclasses import dataclass
+
+
+class Scaled:
+    """SGD whose step is scaled by an option of its own, mirrored against torch.optim.SGD."""
+
+    TORCH_CLASS = "SGD"
+
+    @dataclass(frozen=True)
+    class Hyper:
+        lr: float = 0.01
+        scale: float = 1.0
+        clip: bool = False
+
+    @staticmethod
+    def update(params, grads, state, hp, spelling):
+        for n, w in params.items():
+            w -= hp.lr * hp.scale * grads[n]
+'''
+
+
+def test_a_users_rule_takes_its_own_options_on_the_command_line(cli, tmp_path):
+    (tmp_path / "scaled.py").write_text(EXTRA_OPTION)
+    same = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "1", "--clip",
+               "--no-plots", "--logdir", "runs", "--json")  # fmt: skip
+    assert same.returncode == 0, same.stderr
+    out = json.loads(same.stdout)
+    assert out["config"]["scale"] == 1.0 and out["config"]["clip"] is True
+    assert out["agreement"]["params"]["autograd~optim"]["max_ulp"] <= 2  # SGD, rounded as SGD
+    off = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "2", "--no-plots",
+              "--logdir", "runs", "--json")  # fmt: skip
+    assert json.loads(off.stdout)["agreement"]["params"]["autograd~optim"]["max_rel"] > 1e-3
+    bad = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "x", "--logdir", "runs")
+    assert bad.returncode == 2 and "--scale" in bad.stderr and not (tmp_path / "runs2").exists()

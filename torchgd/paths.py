@@ -232,8 +232,7 @@ class OptimPath(AutogradPath):
 
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
-        optimizer = getattr(torch.optim, self.algorithm.TORCH_CLASS)
-        self.optimizer = optimizer(list(self.params.values()), **rules.torch_kwargs(hp))
+        self.optimizer = make_optimizer(self.algorithm, list(self.params.values()), hp)
 
     def buffers(self) -> list:
         """The optimizer's state, as ``Path.buffers`` orders it (``optimizer.state[p]``)."""
@@ -257,6 +256,16 @@ class OptimPath(AutogradPath):
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         self.optimizer.step()
         return loss, grads
+
+
+def make_optimizer(algorithm, params: list, hp):
+    """The rule's ``torch.optim`` class on ``params``, given those of the rule's
+    hyperparameters that the class takes (a user's rule may have more of its own)."""
+    import inspect
+
+    optimizer = getattr(torch.optim, algorithm.TORCH_CLASS)
+    takes = inspect.signature(optimizer).parameters
+    return optimizer(params, **{k: v for k, v in rules.torch_kwargs(hp).items() if k in takes})
 
 
 def _state_or_zeros(value, like):

@@ -208,6 +208,12 @@ def _try_user_code(problem, params0, dataset, hp, rule) -> None:
                 f"{tuple(torch.as_tensor(grads[n]).shape)}, the parameter {tuple(params0[n].shape)}"
             )
     algorithm = rules.of(hp)
+    from .paths import make_optimizer
+
+    leaf = [params0[names[0]].clone().requires_grad_(True)]
+    _call(
+        f"torch.optim.{algorithm.TORCH_CLASS} with its options", make_optimizer, algorithm, leaf, hp
+    )
     trial = {n: t.clone() for n, t in params0.items()}
     with torch.no_grad():
         state = _call(f"optimizer '{algorithm.NAME}': its init", algorithm.init, trial, hp)

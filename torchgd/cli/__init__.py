@@ -78,6 +78,16 @@ def _unrecognized(parser, command, extra) -> None:
 
 
 def main(argv=None) -> int:
+    from ..errors import TorchgdError
+    from .common import user_rule_fields
+
+    given = sys.argv[1:] if argv is None else list(argv)
+    try:
+        user_rule_fields(given)
+    except TorchgdError as exc:  # a user's rule that cannot load: one line, exit 2
+        command = next((a for a in given if not a.startswith("-")), "")
+        print(f"torchgd {command}: error: {exc}".replace("  ", " "), file=sys.stderr)
+        return 2
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # the command's name in the error, and the option a typo may have meant

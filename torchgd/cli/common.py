@@ -81,6 +81,11 @@ def add_rule_options(
         "own as FILE.py:NAME (see torchgd/rules/sgd.py); the optim path runs the matching "
         "torch.optim class",
     )
+    for f in USER_FIELDS:  # a user's rule's own options (--optimizer FILE.py:NAME)
+        flag = "--" + f.name.replace("_", "-")
+        kind = "store_true" if f.type in (bool, "bool") else "store"
+        extra = {} if kind == "store_true" else {"type": _field_type(f)}
+        p.add_argument(flag, action=kind, default=None, help="your rule's option", **extra)
     for name, (f, takers) in rules.options().items():  # from the Hyper fields and their help
         flag = "--" + name.replace("_", "-")
         who = "all" if len(takers) == len(rules.ALL) else ", ".join(takers)
@@ -113,6 +118,35 @@ def _parsed(parse):
     return parsed
 
 
+USER_FIELDS: list = []  # set by ``user_rule_fields`` before the parser is built
+
+
+def user_rule_fields(argv) -> None:
+    """A user's rule named by ``--optimizer FILE.py:NAME`` in ``argv``: its ``Hyper`` fields
+    that no built-in rule has become options of this command line too."""
+    spec = None
+    for i, a in enumerate(argv):
+        if a == "--optimizer" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        elif a.startswith("--optimizer="):
+            spec = a.partition("=")[2]
+    USER_FIELDS.clear()
+    if spec and ":" in spec and spec not in rules.ALL:
+        import dataclasses
+
+        rule = rules.load(spec)  # bad: one line, exit 2 (the caller turns it into one)
+        known = {"lr", *rules.options()}
+        USER_FIELDS.extend(f for f in dataclasses.fields(rule.Hyper) if f.name not in known)
+
+
+def _field_type(f):
+    if f.type in (int, "int"):
+        return int
+    if f.type in (str, "str"):
+        return str
+    return float
+
+
 def _help(f) -> str:
     return f.metadata["help"].replace("%", "%%")
 
@@ -136,7 +170,7 @@ def rule_kwargs(args) -> dict:
     """The rule's options given (all but --lr), as keyword arguments."""
     return {
         name: getattr(args, name)
-        for name in rules.options()
+        for name in [*rules.options(), *(f.name for f in USER_FIELDS)]
         if getattr(args, name, None) is not None
     }
 
