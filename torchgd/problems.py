@@ -13,12 +13,9 @@ The lecture's model (eq. 3 and 4)::
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -373,22 +370,6 @@ def chunks(problem, x, y) -> list:
     return [(x[a : a + rows], y[a : a + rows]) for a in range(0, y.shape[-1], rows)]
 
 
-_FILES: dict = {}  # a user's problem file, run once per process (while it is unchanged)
-
-
-def _load_file(path: Path):
-    if not path.is_file():
-        raise TorchgdError(f"problem file '{path}' does not exist")
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _FILES:
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-        _FILES[key] = module
-    return _FILES[key]
-
-
 def get(spec: str):
     """A problem by name, or a user's own as ``file.py:NAME`` or ``package.module:NAME``.
 
@@ -402,17 +383,10 @@ def get(spec: str):
         raise TorchgdError(
             f"unknown problem '{spec}': use one of {', '.join(PROBLEMS)} or FILE.py:NAME"
         )
-    where, _, attr = spec.rpartition(":")
-    try:
-        if where.endswith(".py"):
-            module = _load_file(Path(where))
-        else:
-            module = importlib.import_module(where)
-    except TorchgdError:
-        raise
-    except Exception as exc:  # a user's file: report, don't crash
-        raise TorchgdError(f"cannot load problem '{spec}': {type(exc).__name__}: {exc}") from exc
-    problem = getattr(module, attr, None)
+    from .loading import attribute
+
+    attr = spec.rpartition(":")[2]
+    problem = attribute(spec, "problem")
     if problem is None:
         raise TorchgdError(
             f"'{spec}' is not a problem (no {attr} there); "

@@ -182,20 +182,9 @@ def load(spec: str):
     key = str(Path(where).resolve()) + ":" + attr if where.endswith(".py") else spec
     if key in _LOADED:
         return _LOADED[key]
-    try:
-        if where.endswith(".py"):
-            if not Path(where).is_file():
-                raise TorchgdError(f"optimizer file '{where}' does not exist")
-            module_spec = importlib.util.spec_from_file_location(Path(where).stem, where)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(where)
-    except TorchgdError:
-        raise
-    except Exception as exc:  # a user's file: report, don't crash
-        raise TorchgdError(f"cannot load optimizer '{spec}': {type(exc).__name__}: {exc}") from exc
-    obj = getattr(module, attr, None)
+    from ..loading import attribute
+
+    obj = attribute(spec, "optimizer")
     if obj is None:
         raise TorchgdError(f"'{spec}' is not an optimizer rule (no {attr} there)")
     missing = [a for a in USER_REQUIRED if not hasattr(obj, a)]

@@ -63,6 +63,27 @@ def option_names(hyper_class) -> list[str]:
     return [f.name for f in fields(hyper_class) if f.name != "lr"]
 
 
+def zeros(params: dict, names) -> dict:
+    """Per parameter: the step count at 0 and each state in ``names`` at zero (as torch makes
+    them at the first step)."""
+    import torch
+
+    return {
+        n: {"step": 0, **{s: torch.zeros_like(t.detach()) for s in names}}
+        for n, t in params.items()
+    }
+
+
+def begin(state: dict, name: str, theta, grad, hp, init) -> tuple:
+    """One parameter's step begins: its state (made by ``init`` on first use), its step count
+    advanced, and the gradient, negated to ascend with ``maximize``."""
+    if not state.get(name):
+        state[name] = init({name: theta}, hp)[name]
+    st = state[name]
+    st["step"] += 1
+    return st, -grad if hp.maximize else grad
+
+
 def slot(state: dict, name: str) -> dict:
     """The state of parameter ``name`` (created empty on first use)."""
     return state.setdefault(name, {})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, help_, invalid, slot
+from ._base import Base, begin, help_, invalid, zeros
 
 NAME = "adadelta"
 TORCH_CLASS = "Adadelta"
@@ -65,12 +65,7 @@ class Hyper(Base):
 
 def init(params: dict, hp: Hyper) -> dict:
     """Both averages start at zero (torch makes them at the first step)."""
-    import torch
-
-    return {
-        n: {"step": 0, **{s: torch.zeros_like(t.detach()) for s in STATE}}
-        for n, t in params.items()
-    }
+    return zeros(params, STATE)
 
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
@@ -80,11 +75,7 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     exact = spelling == "torch-exact"
     rho, eps = hp.rho, hp.eps
     for name, theta in params.items():
-        st = slot(state, name)
-        if "square_avg" not in st:
-            st.update(init({name: theta}, hp)[name])
-        st["step"] += 1
-        g = -grads[name] if hp.maximize else grads[name]
+        st, g = begin(state, name, theta, grads[name], hp, init)
         if exact:
             if hp.weight_decay != 0:
                 g = g.add(theta, alpha=hp.weight_decay)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, help_, invalid, slot
+from ._base import Base, begin, help_, invalid
 
 NAME = "adagrad"
 TORCH_CLASS = "Adagrad"
@@ -84,12 +84,8 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
 
     exact = spelling == "torch-exact"
     for name, theta in params.items():
-        st = slot(state, name)
-        if "sum" not in st:
-            st.update(init({name: theta}, hp)[name])
-        st["step"] += 1
+        st, g = begin(state, name, theta, grads[name], hp, init)
         t = st["step"]
-        g = -grads[name] if hp.maximize else grads[name]
         if exact:
             if hp.weight_decay != 0:
                 g = g.add(theta, alpha=hp.weight_decay)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, help_, invalid, slot
+from ._base import Base, begin, help_, invalid, zeros
 
 NAME = "adam"
 TORCH_CLASS = "Adam"
@@ -98,12 +98,7 @@ class Hyper(Base):
 def init(params: dict, hp: Hyper) -> dict:
     """Both moments (and AMSGrad's maximum) start at zero (torch makes them at the first
     step)."""
-    import torch
-
-    return {
-        n: {"step": 0, **{s: torch.zeros_like(t.detach()) for s in hp.state_names}}
-        for n, t in params.items()
-    }
+    return zeros(params, hp.state_names)
 
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
@@ -111,16 +106,9 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     exact = spelling == "torch-exact"
     beta1, beta2 = hp.betas
     for name, theta in params.items():
-        st = slot(state, name)
-        if "exp_avg" not in st:
-            st.update(init({name: theta}, hp)[name])
-        st["step"] += 1
-        t = st["step"]
-        g = -grads[name] if hp.maximize else grads[name]
-        if exact:
-            _torch_step(theta, g, st, hp, t, beta1, beta2)
-        else:
-            _textbook_step(theta, g, st, hp, t, beta1, beta2)
+        st, g = begin(state, name, theta, grads[name], hp, init)
+        step = _torch_step if exact else _textbook_step
+        step(theta, g, st, hp, st["step"], beta1, beta2)
 
 
 def _torch_step(theta, g, st, hp, t, beta1, beta2) -> None:

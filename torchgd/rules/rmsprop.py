@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, help_, invalid, slot
+from ._base import Base, begin, help_, invalid, zeros
 
 NAME = "rmsprop"
 TORCH_CLASS = "RMSprop"
@@ -81,12 +81,7 @@ class Hyper(Base):
 def init(params: dict, hp: Hyper) -> dict:
     """Every average starts at zero, the step count at 0 (torch makes them at the first
     step)."""
-    import torch
-
-    return {
-        n: {"step": 0, **{s: torch.zeros_like(t.detach()) for s in hp.state_names}}
-        for n, t in params.items()
-    }
+    return zeros(params, hp.state_names)
 
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
@@ -95,11 +90,7 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
 
     exact = spelling == "torch-exact"
     for name, theta in params.items():
-        st = slot(state, name)
-        if "square_avg" not in st:
-            st.update(init({name: theta}, hp)[name])
-        st["step"] += 1
-        g = -grads[name] if hp.maximize else grads[name]
+        st, g = begin(state, name, theta, grads[name], hp, init)
         a = hp.alpha
         if exact:
             if hp.weight_decay != 0:
