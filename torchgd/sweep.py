@@ -247,14 +247,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
     lanes = _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = lanes.final, lanes.status, lanes.measured
-    if t is None and optional(p.problem, "minimum") is not None:
-        _function_rates(p, params_hist, stops, measured)
-    # a lane whose error stopped shrinking without blowing up (an oscillation of constant size
-    # at the critical lr) is not slow: it will never get there
-    status = [
-        "stalled" if s == "slow" and m is not None and m >= 1 else s
-        for s, m in zip(status, measured)
-    ]
+    status = _stalled(p, t, status, measured, params_hist, stops)
     crit_meas = next(
         (
             lrs[i]
@@ -330,6 +323,18 @@ def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> 
         else:
             status.append("slow")  # "stalled" if its measured rate says so (in ``_report``)
     return SimpleNamespace(final=final, status=status, measured=measured)
+
+
+def _stalled(p, t, status, measured, params_hist, stops) -> list:
+    """The statuses, with a lane whose error stopped shrinking without blowing up (an
+    oscillation of constant size at the critical lr) "stalled", not "slow": it will never get
+    there. Function problems with a known minimum get their rates here (into ``measured``)."""
+    if t is None and optional(p.problem, "minimum") is not None:
+        _function_rates(p, params_hist, stops, measured)
+    return [
+        "stalled" if s == "slow" and m is not None and m >= 1 else s
+        for s, m in zip(status, measured)
+    ]
 
 
 def _least_squares(p):
