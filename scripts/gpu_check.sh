@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The checks that need a GPU, in one short command (a few minutes at most):
-#   the CUDA-marked tests (a lockstep run under torch.cuda.set_sync_debug_mode("error"), the
-#   lecture's numbers on CUDA), then the GPU rows of the bench (per-sample SGD and big N on cuda).
+#   every rule's torch-exact spelling against torch.optim on CUDA (scripts/gpu_rules.py), the
+#   CUDA-marked tests (lockstep runs under torch.cuda.set_sync_debug_mode("error"), the lecture's
+#   numbers on CUDA, every rule in lockstep with torch.optim), then the GPU rows of the bench
+#   (per-sample SGD and big N on cuda).
 # Usage: scripts/gpu_check.sh [OUTDIR]   (writes OUTDIR/gpu_check.txt and bench_cuda.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,8 @@ PY="${PYTHON:-.venv/bin/python}"
   echo "== $(date -u) on $(hostname)"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA DEVICE')"
-  "$PY" -m pytest -q -m cuda tests/test_cuda.py
+  "$PY" scripts/gpu_rules.py cuda || echo "gpu_rules.py FAILED"
+  "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py || echo "CUDA TESTS FAILED"
   "$PY" -m torchgd bench --device cuda --only sgd,big_n --json > "$OUT/bench_cuda.json"
   "$PY" - "$OUT/bench_cuda.json" <<'PYEOF'
 import json, sys

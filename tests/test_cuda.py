@@ -48,3 +48,37 @@ def test_the_lecture_on_cuda_reproduces_its_numbers_bit_for_bit():
     for path in r.paths.values():
         assert path["params"]["w"] == 1.9999999999999998
         assert path["loss"] == 7.888609052210118e-31
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw"])
+def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
+    """torch.optim takes its multi-tensor (foreach) kernels on CUDA; the hand-written
+    torch-exact rule uses the single-tensor operations: the same floats, or this fails."""
+    from test_optimizers import ALL_ON, NOISY
+
+    r = torchgd.fit(
+        device="cuda", optimizer=name, rule="torch-exact", dtype=dtype, schedule="sgd", epochs=1,
+        **NOISY, **ALL_ON[name],
+    )  # fmt: skip
+    assert r.agreement["params"]["autograd~optim"]["max_ulp"] == 0
+    assert r.agreement["buffers"]["autograd~optim"]["max_ulp"] == 0
+
+
+@needs_cuda
+def test_an_adam_run_on_cuda_synchronises_only_at_block_boundaries(monkeypatch):
+    from torchgd import plan as plans
+
+    monkeypatch.setattr(explain, "BLOCK", 16)
+    p = plans.plan(
+        device="cuda", guard=False, data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32",
+        epochs=3, optimizer="adam", amsgrad=True,
+    )  # fmt: skip
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        r = torchgd.train.execute(p)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert r.status == "completed" and r.steps > 16
