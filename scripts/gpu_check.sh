@@ -15,7 +15,7 @@ PY="${PYTHON:-.venv/bin/python}"
   echo "== $(date -u) on $(hostname)"
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'NO CUDA DEVICE')"
-  "$PY" scripts/gpu_rules.py cuda || echo "gpu_rules.py FAILED"
+  PYTHONPATH=. "$PY" scripts/gpu_rules.py cuda || echo "gpu_rules.py FAILED"
   "$PY" -m pytest -q -p no:cacheprovider -m cuda tests/test_cuda.py || echo "CUDA TESTS FAILED"
   "$PY" -m torchgd bench --device cuda --only sgd,big_n --json > "$OUT/bench_cuda.json"
   "$PY" - "$OUT/bench_cuda.json" <<'PYEOF'

@@ -617,3 +617,32 @@ def test_no_difference_is_unexplained_for_any_rule(name, on, schedule, shuffle, 
     differ += [k for k, v in a.get("buffers", {}).items() if v["max_ulp"]]
     explained = {x["between"] for x in a["reasons"]}
     assert set(differ) <= explained  # every pair that differs has its reason
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("name", ["adagrad", "adam", "adamw"])
+def test_torch_exact_follows_torch_optims_foreach_implementation_where_torch_takes_it(
+    name, dtype, monkeypatch
+):
+    """On CUDA torch.optim takes its multi-tensor (foreach) code, whose CUDA kernels round
+    differently from the single-tensor ones; torch-exact then calls the same foreach ops. Here
+    (no GPU) the spelling is switched on by hand and held to torch.optim(foreach=True)."""
+    module = rules.get(name)
+    monkeypatch.setattr(module if name != "adamw" else rules.get("adam"), "foreach", lambda t: True)
+    for options in combos(name):
+        g = torch.Generator().manual_seed(0)
+        w0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)
+        hp = module.Hyper(**{"lr": 0.05, **options})
+        mine = {"w": w0.clone()}
+        state = module.init(mine, hp)
+        theirs = w0.clone().requires_grad_(True)
+        opt = getattr(torch.optim, module.TORCH_CLASS)([theirs], foreach=True, **hp.torch_kwargs())
+        for i in range(40):
+            grad = torch.randn(5, generator=g, dtype=torch.float64).to(dtype) * (1 + i % 7)
+            with torch.no_grad():
+                module.update(mine, {"w": grad}, state, hp, "torch-exact")
+            theirs.grad = grad.clone()
+            opt.step()
+            assert torch.equal(mine["w"], theirs.detach()), options
+            for s in hp.state_names:
+                assert torch.equal(state["w"][s], opt.state[theirs][s]), (options, s)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, begin, help_, invalid
+from ._base import Base, begin, foreach, help_, invalid
 
 NAME = "adagrad"
 TORCH_CLASS = "Adagrad"
@@ -86,7 +86,9 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
         t = st["step"]
-        if exact:
+        if exact and foreach(theta):
+            _foreach_step(theta, g, st, hp, t)
+        elif exact:
             if hp.weight_decay != 0:
                 g = g.add(theta, alpha=hp.weight_decay)
             clr = hp.lr / (1 + (t - 1) * hp.lr_decay)
@@ -99,6 +101,20 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
             st["sum"] = st["sum"] + g * g
             # lr first meets a tensor: a sweep's lanes (lr a tensor) round as one run does
             theta -= hp.lr * g / torch.sqrt(st["sum"] + hp.eps) / (1 + (t - 1) * hp.lr_decay)
+
+
+def _foreach_step(theta, g, st, hp, t) -> None:
+    """``torch.optim.adagrad._multi_tensor_adagrad``'s operations (torch's default on CUDA)."""
+    import torch
+
+    if hp.weight_decay != 0:
+        g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    minus_clr = -hp.lr / (1 + (t - 1) * hp.lr_decay)
+    torch._foreach_addcmul_([st["sum"]], [g], [g], value=1)
+    std = torch._foreach_sqrt([st["sum"]])
+    torch._foreach_add_(std, hp.eps)
+    numerator = torch._foreach_mul([g], [minus_clr])
+    torch._foreach_addcdiv_([theta], numerator, std)
 
 
 def explain_update(hp: Hyper, w, g) -> str:

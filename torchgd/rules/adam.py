@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, begin, help_, invalid, zeros
+from ._base import Base, begin, foreach, help_, invalid, zeros
 
 NAME = "adam"
 TORCH_CLASS = "Adam"
@@ -107,7 +107,7 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     beta1, beta2 = hp.betas
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
-        step = _torch_step if exact else _textbook_step
+        step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, st["step"], beta1, beta2)
 
 
@@ -132,6 +132,30 @@ def _torch_step(theta, g, st, hp, t, beta1, beta2) -> None:
         v = st["max_exp_avg_sq"]
     denom = (v.sqrt() / bias_correction2_sqrt).add_(hp.eps)
     theta.addcdiv_(m, denom, value=-step_size)
+
+
+def _foreach_step(theta, g, st, hp, t, beta1, beta2) -> None:
+    """``torch.optim.adam._multi_tensor_adam``'s operations (torch's default on CUDA)."""
+    import torch
+
+    if hp.weight_decay != 0:
+        if hp.decoupled:
+            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
+        else:
+            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    torch._foreach_lerp_([m], [g], 1 - beta1)
+    torch._foreach_mul_([v], beta2)
+    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
+    step_size = (hp.lr / (1 - beta1**t)) * -1
+    bias_correction2_sqrt = (1 - beta2**t) ** 0.5
+    if hp.amsgrad:
+        torch._foreach_maximum_([st["max_exp_avg_sq"]], [v])
+        v = st["max_exp_avg_sq"]
+    denom = torch._foreach_sqrt([v])
+    torch._foreach_div_(denom, [bias_correction2_sqrt])
+    torch._foreach_add_(denom, hp.eps)
+    torch._foreach_addcdiv_([theta], [m], denom, [step_size])
 
 
 def _textbook_step(theta, g, st, hp, t, beta1, beta2) -> None:
