@@ -284,8 +284,8 @@ def test_defaults_are_torch_optims():
         (["--optimizer", "adam", "--betas", "0.9"], "--betas takes two numbers, e.g. 0.9,0.999"),
         (["--optimizer", "adadelta", "--rho", "2"], "Invalid rho value: 2.0"),
         (["--optimizer", "rmsprop", "--alpha", "-1"], "Invalid alpha value: -1.0"),
-        (["--centered"], "--centered is an option of rmsprop, not of sgd"),
-        (["--optimizer", "adam", "--momentum", "0.9"], "--momentum is an option of sgd, rmsprop"),
+        (["--centered"], "centered (--centered) is an option of rmsprop, not of sgd"),
+        (["--optimizer", "adam", "--momentum", "0.9"], "(--momentum) is an option of sgd, rmsprop"),
         (["--optimizer", "lion"], "unknown optimizer 'lion'"),
         (["--optimizer", "nowhere.py:Rule"], "optimizer file 'nowhere.py' does not exist"),
     ],
@@ -489,6 +489,7 @@ def test_a_users_own_rule_runs_against_its_torch_optim_class_from_another_direct
     assert 0 < a["params"]["autograd~optim"]["max_rel"] < 1e-12
     why = [r for r in a["reasons"] if r["between"] == "autograd~optim"]
     assert why and "torch.optim.Adam" in why[0]["reason"]
+    assert "far beyond rounding" not in why[0]["reason"]  # a correct Adam: rounding only
     assert plan_from_config(out["config"]).hp.betas == (0.8, 0.99)  # rebuilt from anywhere
 
     # a wrong rule shows at once, far beyond rounding
@@ -507,7 +508,10 @@ def test_a_users_own_rule_runs_against_its_torch_optim_class_from_another_direct
         cwd=elsewhere,
     )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["agreement"]["params"]["autograd~optim"]["max_rel"] > 1e-3
+    broken = json.loads(proc.stdout)["agreement"]
+    assert broken["params"]["autograd~optim"]["max_rel"] > 1e-3
+    why = [r["reason"] for r in broken["reasons"] if r["between"] == "autograd~optim"]
+    assert "far beyond rounding, so the two compute different formulas" in why[0]
 
 
 @pytest.mark.parametrize(
@@ -551,7 +555,7 @@ def test_trains_first_line_names_the_rule_and_its_options(main_cli):
         "--logdir",
         "runs",
     ).stdout.splitlines()[0]
-    assert out.startswith("Training ravine, adam, lr 0.001, 3 steps, betas 0.8,0.99, amsgrad")
+    assert out.startswith("Training ravine, with adam (betas 0.8,0.99, amsgrad), lr 0.001, 3 steps")
 
 
 EXTRA_OPTION = '''
@@ -646,3 +650,22 @@ def test_torch_exact_follows_torch_optims_foreach_implementation_where_torch_tak
             assert torch.equal(mine["w"], theirs.detach()), options
             for s in hp.state_names:
                 assert torch.equal(state["w"][s], opt.state[theirs][s]), (options, s)
+
+
+def test_a_run_that_leaves_the_finite_numbers_is_not_called_bit_for_bit(main_cli):
+    # torch takes alpha > 1; RMSprop's average then goes negative and its root NaN
+    proc = main_cli("train", "--optimizer", "rmsprop", "--alpha", "1.5", "--no-plots",
+                    "--logdir", "runs")  # fmt: skip
+    assert proc.returncode == 3
+    assert "values left the finite numbers" in proc.stdout and "bit for bit" not in proc.stdout
+    # the batch epoch's cost was finite before its update made the parameters NaN
+    assert "(last finite cost 7.5)" in proc.stderr
+    assert "rmsprop's options (alpha 1.5)" in proc.stderr
+    r = torchgd.fit(optimizer="rmsprop", alpha=1.5, epochs=3, guard=False)
+    assert r.agreement["nonfinite"] and not r.agreement["bit_identical"]
+
+
+def test_a_maximizing_run_that_grows_is_not_told_to_lower_its_lr(main_cli):
+    proc = main_cli("train", "--maximize", "--epochs", "30", "--no-plots", "--logdir", "runs")
+    assert proc.returncode == 3 and "what --maximize does" in proc.stderr
+    assert "smaller --lr" not in proc.stderr

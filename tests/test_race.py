@@ -186,3 +186,19 @@ def test_steps_is_a_race_option_only(main_cli, tmp_path):
 def test_the_function_refuses_bad_arguments_before_running(kwargs, message):
     with pytest.raises(torchgd.TorchgdError, match=message.replace("(", r"\(")):
         plots.race(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "problem,message",
+    [
+        ("", "give problems separated by commas"),
+        ("ravine,ravine", "takes each problem once"),
+        ("saddle", "needs a function with a minimum to race to; 'saddle' has none"),
+    ],
+)
+def test_a_race_needs_distinct_problems_with_a_minimum(main_cli, tmp_path, problem, message):
+    proc = main_cli(
+        "plot", "race", "--problem", problem, "--steps", "5", "--out", tmp_path / "r.png"
+    )
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not (tmp_path / "r.png").exists()

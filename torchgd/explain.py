@@ -56,6 +56,26 @@ def _buffer_rule_reason(paths, a, b, hp) -> str:
     )
 
 
+def _beyond_rounding(first: dict, dtype) -> str:
+    """Said when the first step the paths differ, from the same parameters and gradient, puts
+    them further apart than rounding can: a millionth of the step itself and a thousand ulps
+    of the parameters. Then the two compute different formulas (a user's rule that is wrong,
+    or the textbook's eps placement), which no rounding explains."""
+    if "after" not in first:  # a summary from before this check
+        return ""
+    (pa, pb), (wa, _) = first["after"], first["before"]
+    gap = (pa - pb).abs().max().item()
+    step = (pb - wa).abs().max().item()
+    ulp = torch.finfo(dtype).eps * max(pa.abs().max().item(), pb.abs().max().item(), 1e-300)
+    if not (gap > 1e-6 * step and gap > 1e3 * ulp):
+        return ""
+    return (
+        f". That first step put them {gap:.3g} apart, {gap / step:.3g} of the step itself: far "
+        f"beyond rounding, so the two compute different formulas, not one formula rounded "
+        f"differently"
+    )
+
+
 def _via(state: str) -> str:
     """The state a difference travelled through, in words ("momentum buffer", "exp_avg")."""
     return "momentum buffer" if state == "momentum_buffer" else state
@@ -246,6 +266,7 @@ class Agreement:
                     "step": steps[t],
                     "grads": (G[t, i].clone(), G[t, j].clone()),
                     "before": (before[t, i].clone(), before[t, j].clone()),
+                    "after": (P[t, i].clone(), P[t, j].clone()),
                 }
             if old["report"] is None or compare.greater(rep["max_ulp"], old["report"]["max_ulp"]):
                 at = rep["max_ulp_at"]
@@ -371,8 +392,13 @@ class Agreement:
 
         if self._ref64 is not None:
             self._float32_reason(report)
+        report["nonfinite"] = not all(
+            math.isfinite(r["max_abs"])
+            for r in [*report["params"].values(), *report.get("buffers", {}).values()]
+        )
         report["bit_identical"] = (
-            report["max_ulp"] == 0
+            not report["nonfinite"]
+            and report["max_ulp"] == 0
             and (report["grad"] is None or report["grad"]["max_ulp"] == 0)
             and not report.get("state_max_ulp")
         )
@@ -406,6 +432,7 @@ class Agreement:
             return self._buffer_reasons(key, rep, first, buf)
         if same_in:
             reason = _update_reason(self.paths, a, b, self.hp, wa, ga, first["step"])
+            reason += _beyond_rounding(first, self.dtype)
             kind = "update rule"
         else:
             gulp = int(compare.ulp_distance(ga, gb).max())

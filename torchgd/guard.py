@@ -63,6 +63,9 @@ class Guard:
         lists); returns the lanes to stop for a non-finite value and those to stop for
         growth (boolean arrays)."""
         cost = _array(cost, np.float64)
+        # the last finite cost, whatever the parameters did (a batch epoch's cost is taken
+        # before its update: finite, though the update made the parameters NaN)
+        self.last_finite = np.where(np.isfinite(cost), cost, self.last_finite)
         finite = _array(finite, bool) & np.isfinite(cost)
         cost = np.where(finite, cost, 0.0)  # what is not finite takes no part below
         self.start = np.where(np.isnan(self.start) & finite, np.abs(cost), self.start)
@@ -74,7 +77,6 @@ class Guard:
             floor = np.fmax(floor, self.start / self.margin)
         risen = finite & (cost - self.lowest > self.margin * floor)
         growth = (self.streak >= self.patience) & risen
-        self.last_finite = np.where(finite, cost, self.last_finite)
         self.lowest = np.where(finite, np.minimum(self.lowest, cost), self.lowest)
         self.prev = np.where(finite, cost, self.prev)
         return ~finite, growth
@@ -118,8 +120,10 @@ def advice(config: dict, dataset, schedule, info: dict) -> dict:
     return info
 
 
-def message(info: dict, lr: float) -> str:
-    """The one line a diverged run ends with (without the run directory)."""
+def message(info: dict, lr: float, config: dict | None = None) -> str:
+    """The one line a diverged run ends with (without the run directory); ``config`` (the
+    run's) words the advice: a run that maximizes, or a rule's own options, are not an lr's
+    fault."""
     text = f"diverged at epoch {info['epoch']}: {info['reason']}"
     if info.get("last_finite_loss") is not None and "finite" in info["reason"]:
         text += f" (last finite cost {info['last_finite_loss']:.6g})"
@@ -136,8 +140,24 @@ def message(info: dict, lr: float) -> str:
     else:
         if "no_theory" in info:
             text += f"; no critical lr from theory here ({info['no_theory']})"
-        text += f"; lr = {lr} may be too large: try a smaller --lr"
+        text += _blame(lr, config or {})
     return text
+
+
+def _blame(lr: float, config: dict) -> str:
+    """What to try: a smaller lr, unless the run climbs on purpose or a rule's options are
+    as likely a cause."""
+    if config.get("maximize"):
+        return "; growing is what --maximize does on a cost with no top, whatever the lr"
+    from . import rules
+
+    words = rules.words(config)
+    if config.get("optimizer", "sgd") != "sgd" and words[1:]:
+        return (
+            f"; lr = {lr} may be too large, or {words[0]}'s options ({', '.join(words[1:])}) "
+            "make its step unstable: try a smaller --lr, or torch's defaults"
+        )
+    return f"; lr = {lr} may be too large: try a smaller --lr"
 
 
 def _array(values, dtype) -> np.ndarray:

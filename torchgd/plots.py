@@ -639,8 +639,10 @@ def race(
     if path is not None:
         check_path(path)
     names = [problems] if isinstance(problems, str) else list(problems)
-    if not names:
-        raise TorchgdError("plot race needs at least one problem")
+    if not names or not all(names):
+        raise TorchgdError("plot race needs at least one problem, and no empty name")
+    if len(set(names)) != len(names):
+        raise TorchgdError(f"plot race takes each problem once, got {', '.join(names)}")
     found = [race_problem(name) for name in names]
     rates = _race_grid(lrs)
     optimizers = list(rules.ALL) if optimizers is None else list(optimizers)
@@ -685,6 +687,11 @@ def race_problem(name: str):
     """The problem called ``name``, if a race can be drawn on it (a 2-D function); else a
     TorchgdError that says which can."""
     p = problems.get(name)
+    if not p.needs_data and getattr(p, "minimum", None) is None and len(p.param_names) == 2:
+        raise TorchgdError(
+            f"plot race needs a function with a minimum to race to; '{name}' has none (a "
+            "saddle is unbounded below: the lowest final loss would only say who fell furthest)"
+        )
     if p.needs_data or len(p.param_names) != 2 or not hasattr(p, "f"):
         two_d = [
             n for n, q in problems.PROBLEMS.items() if not q.needs_data and len(q.param_names) == 2

@@ -371,12 +371,14 @@ def _flat(v):
 
 def _ls_status(costs: list, optimum: float, eps: float, floor: bool) -> str:
     """converged: the excess cost over the least-squares minimum fell by ``CONVERGED`` of where
-    it started (or below rounding); floor: a stochastic run on noisy data whose excess stopped
-    falling (the noise floor); slow: still falling."""
+    it started (or below rounding); floor: a stochastic run on noisy data that got near the
+    minimum (its excess fell tenfold at least) and stopped falling (the noise floor); slow:
+    still falling (an excess that fails to halve far from the minimum is slow progress, not a
+    floor: Adam at lr 0.001 was called "floor" at 50 times the minimum)."""
     excess = [c - optimum for c in costs]
     if excess[-1] <= max(CONVERGED * excess[0], 8 * eps * abs(optimum)):
         return "converged"
-    if floor and len(excess) >= 8:
+    if floor and len(excess) >= 8 and excess[-1] <= 0.1 * excess[0]:
         q = len(excess) // 4
         late, before = excess[-q:], excess[-2 * q : -q]
         if sum(late) / q >= 0.5 * sum(before) / q:

@@ -70,7 +70,9 @@ class Result:
         c = self.config
         has_data = c.get("data") is not None
         where = f", {c['data']} data, {c['schedule']}" if has_data else ""
-        text = f"{self.status}: {c['problem']}{where}, lr={g(c['lr'])}, {self.epochs} "
+        rule = c.get("optimizer", "sgd")
+        rule = f", optimizer={rule.rpartition(':')[2] or rule}" if rule != "sgd" else ""
+        text = f"{self.status}: {c['problem']}{where}{rule}, lr={g(c['lr'])}, {self.epochs} "
         text += "epochs" if has_data else "steps"
         if self.paths:
             first = next(iter(self.paths))
@@ -88,20 +90,22 @@ class Result:
         return f"Result({text})"
 
 
-def divergence_message(info: dict, lr: float) -> str:
+def divergence_message(info: dict, lr: float, config: dict | None = None) -> str:
     """The one line a diverged run ends with (see ``torchgd.guard``)."""
     from .guard import message
 
-    return message(info, lr)
+    return message(info, lr, config)
 
 
 def fit(problem="linear", data=None, *, callbacks=(), **options) -> Result:
     """Run the selected paths in lockstep and compare them at every step.
 
-    ``options`` are those of ``plan``: schedule, shuffle, seed, lr, epochs, init, paths, device,
-    dtype, rule and the SGD options. The epoch's ``loss`` is what the lecture prints: for
-    ``batch`` (and data-free problems) the cost over the batch before the update; for ``sgd`` and
-    ``minibatch`` the loss of the epoch's last batch after its update, as the lecture's SGD code
+    ``options`` are those of ``plan``: schedule, shuffle, seed, optimizer (sgd, adagrad,
+    rmsprop, adadelta, adam, adamw or FILE.py:NAME), lr, epochs, init, paths, device, dtype,
+    rule and the rule's options (SGD: momentum, ...; Adam: betas, eps, amsgrad, ...). The
+    epoch's ``loss`` is what the lecture prints: for ``batch`` (and data-free problems) the
+    cost over the batch before the update; for ``sgd`` and ``minibatch`` the loss of the
+    epoch's last batch after its update, as the lecture's SGD code
     computes it.
     """
     return execute(plan(problem, data, **options), callbacks)

@@ -45,8 +45,10 @@ def describe(config: dict, dataset=None) -> str:
 
     start = ", ".join(f"{k}={value(v)}" for k, v in c["init"].items())
     extras = rules.words(c)  # adam, betas 0.8,0.99, amsgrad, ...
-    if dataset is None and c.get("optimizer", "sgd") != "sgd":
-        how = extras.pop(0)  # "ravine, adam, lr 0.4, ...": the rule takes gradient descent's place
+    if c.get("optimizer", "sgd") != "sgd":  # "sgd in order, with adam (betas ...)"
+        rule = extras.pop(0) + (f" ({', '.join(extras)})" if extras else "")
+        extras = []
+        how = f"with {rule}" if dataset is None else f"{how}, with {rule}"
     if c.get("noise"):
         extras.append(f"gradient noise {c['noise']}")
     parts = [what, how, f"lr {c['lr']}", length] + extras
@@ -136,7 +138,12 @@ def agreement_table(result) -> str:
             f"nothing to compare: one path ({', '.join(cfg['paths'])}) and no gradient check "
             "(add autograd or optim to --paths)"
         )
-    if a["bit_identical"]:
+    if a.get("nonfinite"):
+        head += (
+            "values left the finite numbers (nan or inf): where they did, abs and rel say inf "
+            "or nan and ulps mean nothing"
+        )
+    elif a["bit_identical"]:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
         head += f"largest difference {a['max_ulp']} ulp in parameters"

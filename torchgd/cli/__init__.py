@@ -30,7 +30,7 @@ def build_parser() -> Parser:
         prog="torchgd",
         description="Gradient descent made exact, visible and verifiable: the lecture's "
         "model trained by three paths in lockstep (manual formula, autograd, "
-        "torch.optim.SGD), every step compared.",
+        "torch.optim: SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW), every step compared.",
         epilog="exit codes: 0 ok, 1 check failed, 2 bad input, 3 diverged, 74 cannot write a "
         "file (disk full, no permission), 130 interrupted, 141 stdout closed",
     )

@@ -67,9 +67,10 @@ def add_rule_options(
             "--rule",
             default="textbook",
             choices=list(RULES),
-            help="hand-written rule of the manual and autograd paths: textbook (the formula "
-            "as a textbook writes it: w -= lr * grad) or torch-exact (the torch.optim "
-            "class's own operations, bit for bit)",
+            help="spelling of the hand-written rule of the manual and autograd paths: "
+            "textbook (the formula as a textbook writes it: SGD's w -= lr * grad, d2l.ai's "
+            "Adagrad/RMSprop/Adam) or torch-exact (the torch.optim class's own operations, "
+            "bit for bit)",
         )
     if not sgd:
         return
@@ -78,7 +79,7 @@ def add_rule_options(
         default="sgd",
         metavar="NAME",
         help=f"the update rule: {' | '.join(rules.ALL)} (default sgd, the lecture's), or your "
-        "own as FILE.py:NAME (see torchgd/rules/sgd.py); the optim path runs the matching "
+        "own as FILE.py:NAME (README: 'Your own rule'); the optim path runs the matching "
         "torch.optim class",
     )
     for f in USER_FIELDS:  # a user's rule's own options (--optimizer FILE.py:NAME)
@@ -89,8 +90,9 @@ def add_rule_options(
     for name, (f, takers) in rules.options().items():  # from the Hyper fields and their help
         flag = "--" + name.replace("_", "-")
         who = "all" if len(takers) == len(rules.ALL) else ", ".join(takers)
+        text = _helps(name, takers)
         if f.type in (bool, "bool"):
-            p.add_argument(flag, action="store_true", default=None, help=f"{_help(f)} [{who}]")
+            p.add_argument(flag, action="store_true", default=None, help=f"{text} [{who}]")
             continue
         defaults = {rules.ALL[r].Hyper.__dataclass_fields__[name].default for r in takers}
         default = ", ".join(f"{r} {_num(_default(r, name))}" for r in takers)
@@ -101,7 +103,7 @@ def add_rule_options(
             type=_parsed(f.metadata["parse"]) if "parse" in f.metadata else float,
             default=None,
             metavar=f.metadata.get("metavar"),
-            help=f"{_help(f)} [{who}; default {default}]",
+            help=f"{text} [{who}; default {default}]",
         )
 
 
@@ -147,8 +149,16 @@ def _field_type(f):
     return float
 
 
-def _help(f) -> str:
-    return f.metadata["help"].replace("%", "%%")
+def _helps(name: str, takers: list) -> str:
+    """The option's help: one text, or each rule's where they differ (--weight-decay is L2
+    for most rules, decoupled for adamw)."""
+    groups: dict = {}
+    for rule in takers:
+        text = rules.ALL[rule].Hyper.__dataclass_fields__[name].metadata["help"]
+        groups.setdefault(text, []).append(rule)
+    if len(groups) == 1:
+        return next(iter(groups)).replace("%", "%%")
+    return "; ".join(f"{', '.join(rs)}: {t}" for t, rs in groups.items()).replace("%", "%%")
 
 
 def _default(rule: str, name: str):

@@ -225,7 +225,8 @@ def _race(args) -> argparse.Namespace:
     steps and the start, each checked before anything runs."""
     from .. import options, plots
 
-    names = [n.strip() for n in (args.problem or RACE_PROBLEMS).split(",")]
+    given = RACE_PROBLEMS if args.problem is None else args.problem
+    names = [n.strip() for n in given.split(",")]
     if not all(names):
         raise error(f"--problem '{args.problem}': give problems separated by commas, e.g. "
                     f"{RACE_PROBLEMS}")  # fmt: skip

@@ -133,7 +133,7 @@ def finish(results, run_dir, args) -> int:
             from ..train import divergence_message
 
             stderr(
-                f"torchgd: {divergence_message(r.diverged, r.config['lr'])}; "
+                f"torchgd: {divergence_message(r.diverged, r.config['lr'], r.config)}; "
                 f"the run is in {run_dir}"
             )
             return 3

@@ -22,6 +22,10 @@ def add_parser(subparsers) -> None:
         description="Run K learning rates as one vectorized run of the manual "
         "path; print final loss, status, measured and predicted "
         "rate per lr, and the critical lr.",
+        epilog="statuses: converged (the excess cost over the minimum fell 1e8-fold, or to "
+        "rounding), floor (a stochastic run on noisy data that got near the minimum and "
+        "stopped falling: the noise floor), stalled (the error stopped shrinking without "
+        "blowing up), slow (still falling), diverged (stopped by the guard)",
     )
     p.add_argument("--log", action="store_true", help="log-spaced learning rates")
     add_device(p)

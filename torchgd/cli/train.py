@@ -38,7 +38,7 @@ def _train_options() -> argparse.ArgumentParser:
         type=int,
         default=0,
         metavar="K",
-        help="save a checkpoint every K epochs (always on Ctrl-C)",
+        help="save a checkpoint every K epochs (0: only on Ctrl-C; one is always saved then)",
     )
     p.add_argument(
         "--resume",

@@ -105,15 +105,16 @@ def _not_an_option(key: str, name: str, known: list, words) -> str:
     import difflib
 
     whose = options().get(key)
-    takes = f"{name} takes {', '.join('--' + k.replace('_', '-') for k in known if k != 'lr')}"
+    takes = f"{name} takes {', '.join(k for k in known if k != 'lr')}"
     if whose:
         return (
-            f"--{key.replace('_', '-')} is an option of {', '.join(whose[1])}, not of {name} "
-            f"(use --optimizer {whose[1][0]}); {takes}"
+            f"{key} (--{key.replace('_', '-')}) is an option of {', '.join(whose[1])}, not of "
+            f"{name}: choose one of those with --optimizer (optimizer= in Python); {takes}"
         )
     near = difflib.get_close_matches(key, [*words, *known], n=1)
-    hint = f" (did you mean '{near[0]}'?)" if near else ""
-    return f"unknown argument '{key}'{hint}; {takes}"
+    if near:
+        return f"unknown argument '{key}': did you mean '{near[0]}'?"
+    return f"unknown argument '{key}'; {takes}, besides the run's own (see plan)"
 
 
 def options() -> dict:

@@ -71,6 +71,8 @@ class Hyper(Base):
     def __post_init__(self):
         if isinstance(self.betas, list):  # from config.json
             object.__setattr__(self, "betas", tuple(self.betas))
+        if isinstance(self.betas, str):  # "0.9,0.999", as on the command line
+            object.__setattr__(self, "betas", betas(self.betas))
         self.numbers("lr", "eps", "weight_decay")
         if not 0.0 <= self.lr:
             raise invalid(f"Invalid learning rate: {self.lr}")

@@ -49,7 +49,9 @@ class Hyper(Base):
         default=1e-8, metadata=help_("added to the denominator (torch's default per rule)")
     )
     weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
-    momentum: float = field(default=0.0, metadata=help_("SGD momentum mu: b = mu*b + (1-tau)*grad"))
+    momentum: float = field(
+        default=0.0, metadata=help_("RMSprop momentum mu: b = mu*b + g/(sqrt(v) + eps)")
+    )
     centered: bool = field(
         default=False, metadata=help_("RMSprop: divide by the variance, v - m^2 (Graves 2013)")
     )
