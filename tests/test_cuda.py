@@ -15,6 +15,16 @@ pytestmark = pytest.mark.cuda
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
 
 
+def execute_without_syncs(p):
+    """Run plan ``p`` with any synchronisation outside the loop's declared points an error."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        return torchgd.train.execute(p)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
 @needs_cuda
 @pytest.mark.parametrize(
     "kw",
@@ -30,12 +40,7 @@ def test_a_full_lockstep_run_on_cuda_synchronises_only_at_block_boundaries(monke
 
     monkeypatch.setattr(explain, "BLOCK", 16)  # several block boundaries in the run
     p = plans.plan(device="cuda", guard=False, **kw)  # data moved before the check starts
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        r = torchgd.train.execute(p)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    r = execute_without_syncs(p)
     assert r.status == "completed" and r.steps > 16
     if "data" not in kw:  # one sample a step: elementwise float64 ops, the same on either device
         cpu = torchgd.fit(device="cpu", guard=False, **kw)
@@ -75,10 +80,5 @@ def test_an_adam_run_on_cuda_synchronises_only_at_block_boundaries(monkeypatch):
         device="cuda", guard=False, data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32",
         epochs=3, optimizer="adam", amsgrad=True,
     )  # fmt: skip
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        r = torchgd.train.execute(p)
-    finally:
-        torch.cuda.set_sync_debug_mode(0)
+    r = execute_without_syncs(p)
     assert r.status == "completed" and r.steps > 16
