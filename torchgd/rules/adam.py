@@ -189,20 +189,21 @@ def explain_update(hp: Hyper, w, g) -> str:
     )
     return (
         f"the textbook rule (d2l.ai) divides the moments by the bias corrections, m / (1 - "
-        f"beta1^t) and sqrt(v / (1 - beta2^t)) + eps, where torch.optim.{TORCH_CLASS_OF(hp)} "
+        f"beta1^t) and sqrt(v / (1 - beta2^t)) + eps, where torch.optim.{_torch_name(hp)} "
         f"folds the first into the step size, lr / (1 - beta1^t), and divides sqrt(v) by "
         f"sqrt(1 - beta2^t): the same formula, rounded at other places.{decay} --rule "
         f"torch-exact uses torch's operations and matches it bit for bit"
     )
 
 
-def TORCH_CLASS_OF(hp) -> str:  # noqa: N802  (reads like the constant it stands for)
+def _torch_name(hp) -> str:
+    """The torch.optim class these hyperparameters are for (AdamW's are decoupled)."""
     return "AdamW" if hp.decoupled else "Adam"
 
 
 def explain_state(hp: Hyper) -> str:
     return (
-        f"torch.optim.{TORCH_CLASS_OF(hp)} moves the first moment with m.lerp_(g, 1 - beta1) "
+        f"torch.optim.{_torch_name(hp)} moves the first moment with m.lerp_(g, 1 - beta1) "
         "(m + (1 - beta1)(g - m)) and the second with v.mul_(beta2).addcmul_(g, g, value=1 - "
         "beta2) (its last product and sum rounded once, fused), where the textbook rounds "
         "beta1 * m, (1 - beta1) * g, beta2 * v, (1 - beta2) * g * g and the sums separately"
