@@ -115,7 +115,10 @@ def test_a_machine_without_a_cpp_compiler_gets_one_line_and_no_run_directory(tmp
 def test_the_big_n_bench_times_the_compiled_manual_path(small_chunks):
     r = bench.run(quick=True, only=("big_n",), big_n=N, compile=True)["big_n"]
     row = r["paths"]["manual --compile"]
-    assert row["ratio_to_dot"] > 0 and row["compile_s"] > 0
+    # quick sizes under a loaded machine: the long run's best time can come out no longer than
+    # the short one's, and the epoch's estimate is then 0 (never negative): a timing exists
+    assert row["ratio_to_dot"] >= 0 and row["ratio_to_dot"] == row["epoch_s"] / r["dot_s"]
+    assert row["compile_s"] > 0
     assert row["grad_rel_err"] <= r["grad_rel_err_target"]
     assert "manual --compile" in bench.format_table({**r_machine(), "big_n": r})
 
