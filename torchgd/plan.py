@@ -141,7 +141,7 @@ def plan(
     params0 = initial_params(problem, init, device, dtype, dataset)
     _try_user_code(problem, params0, dataset, hp, rule)
     config = _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype)
-    config["optimizer"] = _rule_spec(optimizer, hp)
+    config["optimizer"] = _rule_spec(hp)
     shadow = _shadow(dataset, dtype) if shadow is None else shadow
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
     config.update(compile=bool(compile), history=history)
@@ -188,10 +188,8 @@ def _try_user_code(problem, params0, dataset, hp, rule) -> None:
         )
     x = y = None
     if dataset is not None:
-        x, y = (
-            dataset.x[:8].to(params0[names[0]].device),
-            dataset.y[:8].to(params0[names[0]].device),
-        )
+        device = params0[names[0]].device
+        x, y = dataset.x[:8].to(device), dataset.y[:8].to(device)
     with torch.no_grad():
         _call(f"problem '{problem.name}': its loss", problem.loss, params0, x, y)
         grads = _call(f"problem '{problem.name}': its grad", problem.grad, params0, x, y)
@@ -253,7 +251,7 @@ def failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _rule_spec(optimizer, hp) -> str:
+def _rule_spec(hp) -> str:
     """What the configuration records of the rule: its name, or a user's absolute spec."""
     rule = rules.of(hp)
     return getattr(rule, "spec", None) or rule.NAME

@@ -294,8 +294,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
 def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
     """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
     measured rate of a least-squares problem (``ls``: None where there is none, or only a noise
-    floor to measure). An adaptive rule's steps stay about lr near the minimum: its cost can
-    settle on a floor above it even for batch GD."""
+    floor to measure)."""
     eps = torch.finfo(p.dtype).eps
     optimum = ls.optimum_loss if ls is not None else None
     wd = float(p.config.get("weight_decay") or 0.0)
@@ -350,10 +349,11 @@ def _function_rates(p, params_hist, stops, measured) -> None:
     names, target = p.problem.param_names, p.problem.minimum
     start = torch.tensor([float(p.config["init"][n]) for n in names], dtype=torch.float64)
     low = torch.tensor(target, dtype=torch.float64)
+    # every epoch's point of every lane, [E, K, D] in float64, and its distance to the minimum
+    points = torch.stack([torch.cat([h[n].double().cpu() for n in names], 1) for h in params_hist])
+    dists = (points - low).norm(dim=-1)
     for i in range(len(measured)):
-        kept = params_hist[: stops[i] or None]
-        points = [torch.tensor([h[n][i, 0].item() for n in names]) for h in kept]
-        errs = [float((start - low).norm())] + [float((q.double() - low).norm()) for q in points]
+        errs = [float((start - low).norm()), *dists[: stops[i] or None, i].tolist()]
         measured[i] = _measured_rate(errs)
 
 

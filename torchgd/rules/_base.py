@@ -7,7 +7,7 @@ Not a rule itself (a leading underscore: ``torchgd.rules`` does not list it). Im
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 from ..errors import TorchgdError
 
@@ -52,15 +52,6 @@ class Base:
     def state_names(self) -> tuple:
         """The per-parameter state this configuration keeps (what the report compares)."""
         return ()
-
-    @property
-    def has_state(self) -> bool:
-        return bool(self.state_names)
-
-
-def option_names(hyper_class) -> list[str]:
-    """The options of a ``Hyper`` but the learning rate."""
-    return [f.name for f in fields(hyper_class) if f.name != "lr"]
 
 
 def zeros(params: dict, names) -> dict:
