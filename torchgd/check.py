@@ -4,13 +4,18 @@ At seeded random points in the problem's box plus its special points, compare
 
 * the analytic formula with autograd (abs, rel, ulp): they must agree to rounding, judged
   against the problem's rounding bound (``grad_bound``: from the magnitudes of the summed
-  terms, so a gradient that is nearly zero is not a wrong formula), or, for a problem without
-  one, to a relative 1e-12 (float64) or 1e-5 (float32);
+  terms, so a gradient that is nearly zero, at an optimum, is not a wrong formula), or, for a
+  problem without one, to 1e-12 (float64) or 1e-5 (float32) of the largest gradient seen;
 * central differences with the analytic formula (abs, rel): they must agree to the
   truncation and rounding error of the step h;
+* each gradient as a training step computes it (float32, chunked sums) with the same
+  gradient computed in float64 on the same data (the formula's with the formula, autograd's
+  with autograd), judged against the same rounding bound: what the dtype and the chunks cost.
 
-and run ``torch.autograd.gradcheck`` and ``gradgradcheck`` on the loss whose backward is the
-formula. A formula that is wrong fails loudly, naming the parameter and the point.
+``train`` judges the same differences by the same bound, so the two never disagree. A wrong
+formula fails at the point where its difference is furthest beyond rounding, and says how it
+is wrong (a factor, a sign, a constant, a term that varies), and it runs
+``torch.autograd.gradcheck`` and ``gradgradcheck`` on the loss whose backward is the formula.
 """
 
 from __future__ import annotations
@@ -25,11 +30,12 @@ from .device import dtype_name, resolve_dtype
 from .errors import TorchgdError
 from .interfaces import optional
 
-# analytic vs autograd: rounding only (the issue's bound is 1e-12 in float64)
+# without a rounding bound (a user's problem without grad_bound): a difference of this much of
+# the largest |gradient| seen at any point, per parameter (a relative test alone fails every
+# correct formula at an optimum, where the gradient is rounding noise)
 MAX_REL = {torch.float64: 1e-12, torch.float32: 1e-5}
 GRADCHECK_ROWS = 10_000
-# the gradients a training step uses (chunked for big data) vs the formula in float64
-MAX_REL_FLOAT64_REF = {torch.float64: 1e-12, torch.float32: 1e-5}
+CLEARLY = 100  # a difference this many times the bound is the formula's, not rounding's
 # numerical vs analytic: |num - an| <= ATOL + RTOL * |an| + 4 * eps * |f| / h. h = 1e-4 leaves
 # a truncation error of h^2/24 * |f'''|, 1e-6 for rosenbrock at (1, 1) where f''' = 2400, and the
 # two rounded values of f a rounding error of about 2 * eps * |f| / h (see torchgd.gradients)
@@ -88,24 +94,27 @@ def _loss_fn(problem, params, x, y):
     return step_gradients("manual", problem, params, x, y)[0]
 
 
-def _against_float64(problem, pts, x, y, got: dict) -> dict:
-    """Each path's training-step gradients against the analytic formula in float64 on the same
-    data: what float32 (and chunked sums) cost."""
+def _against_float64(problem, pts, x, y, got: dict, bounds) -> dict:
+    """Each path's training-step gradients against the same gradient computed in float64 on
+    the same data (the formula's with the formula, autograd's with autograd): what float32 and
+    chunked sums cost. Each report gets ``over``, every difference in units of ``bounds``."""
     x64 = None if x is None else x.double()
     y64 = None if y is None else y.double()
-    ref = torch.stack(
-        [
-            compare.flat(
-                gradients.analytic(problem, {k: v.double() for k, v in p.items()}, x64, y64)
-            )
-            for p in pts
-        ]
-    )
+    p64 = [{k: v.double() for k, v in p.items()} for p in pts]
+    formula = torch.stack([compare.flat(gradients.analytic(problem, p, x64, y64)) for p in p64])
     steps = list(range(1, len(pts) + 1))
     labels = compare.labels_for(pts[0])
-    return {
-        path: compare.pair_report(g.double(), ref, steps, steps, labels) for path, g in got.items()
-    }
+    out = {}
+    for path, g in got.items():
+        ref = formula
+        if path == "autograd":
+            ref = torch.stack(
+                [compare.flat(gradients.autograd(problem, p, x64, y64)[1]) for p in p64]
+            )
+        rep = compare.pair_report(g.double(), ref, steps, steps, labels)
+        rep["over"] = _in_bounds(g.double(), ref, bounds(ref))
+        out[path] = rep
+    return out
 
 
 def _gradchecks(problem, pts, x, y) -> tuple[bool, bool, str]:
@@ -128,8 +137,8 @@ def _gradchecks(problem, pts, x, y) -> tuple[bool, bool, str]:
                 ok = check(fn, inputs, raise_exception=True) and ok
             except Exception as exc:  # gradcheck's own GradcheckError, or a broken formula
                 ok = False
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                message = message or f"{check.__name__} failed at {_where(p)}: {first}"
+                text = " ".join(str(exc).split()) or type(exc).__name__  # every line, one line
+                message = message or f"{check.__name__} failed at {_where(p)}: {text}"
                 break
         results.append(ok)
     return results[0], results[1], message
@@ -161,8 +170,28 @@ def check_gradients(
     elif data is not None:
         raise TorchgdError(f"problem '{problem.name}' takes no data; --data is for data problems")
     pts = _points(problem, points, seed, dtype, ds)
+    if not problems.PROBLEMS.get(getattr(problem, "name", None)) is problem and not isinstance(
+        problem, problems.Linear
+    ):
+        from .plan import try_problem
+
+        try_problem(problem, pts[-1], ds)  # a user's problem: tried once, one line if broken
+    try:
+        report = _measure(problem, pts, x, y, h, dtype, compile)
+    except TorchgdError:
+        raise
+    except Exception as exc:  # a user's formula that breaks at some point: one line
+        from .plan import failure
+
+        raise TorchgdError(f"problem '{problem.name}' raised {failure(exc)}") from exc
+    return report
+
+
+def _measure(problem, pts, x, y, h, dtype, compile) -> dict:
+    """Every comparison of ``check_gradients`` at the points ``pts``; the report."""
     labels = compare.labels_for(pts[0])
     g = _gradients(problem, pts, x, y, h)
+    bounded = g.BD is not None
     steps = list(range(1, len(pts) + 1))
     ab = compare.pair_report(g.A, g.B, steps, steps, labels)
     as_trained = {"manual": g.A, "autograd": g.B}
@@ -171,14 +200,17 @@ def check_gradients(
         as_trained["compiled"] = torch.stack(
             [compare.flat(step_gradients("manual", problem, p, x, y, kernel)[1]) for p in pts]
         )
-    trained = _against_float64(problem, pts, x, y, as_trained)
+
+    def bounds(ref):
+        return g.BD + g.BD64 if bounded else _scale_bound(ref, dtype)
+
+    trained = _against_float64(problem, pts, x, y, as_trained, bounds)
     na = compare.pair_report(g.N, g.A, steps, steps, labels)
     num_bad = _numerical_disagrees(g, h, dtype)
     gc, ggc, gc_message = _gradchecks(problem, pts, x, y)
 
-    over = _over_bound(g)
-    worst = None if over is None else float(over.max())
-    failures = _formula_failures(g, over, worst, ab, labels, pts, dtype)
+    over = _in_bounds(g.A.double(), g.B.double(), g.BD if bounded else _scale_bound(g.B, dtype))
+    failures = _formula_failures(g, over, bounded, labels, pts)
     if bool(num_bad.any()):
         i, d = divmod(int(torch.nonzero(num_bad.reshape(-1))[0]), g.A.shape[1])
         failures.append(
@@ -187,8 +219,9 @@ def check_gradients(
         )
     if not (gc and ggc):
         failures.append(gc_message or "gradcheck failed")
-    failures += _trained_failures(trained, pts, dtype)
-    report = _report(problem, pts, dtype, h, ab, na, trained, worst, compile, kernel)
+    failures += _trained_failures(trained, pts)
+    worst = float(over.max()) if len(over) else 0.0
+    report = _report(problem, pts, dtype, h, ab, na, trained, worst, bounded, compile, kernel)
     return {
         **report,
         "gradcheck": gc,
@@ -210,17 +243,31 @@ def _check_arguments(problem, points, h, compile) -> None:
 def _gradients(problem, pts, x, y, h) -> SimpleNamespace:
     """Every gradient as a training step computes it (in chunks for big data), one row per
     point: A the formula (manual path), B autograd, N central differences; F each point's |loss|
-    (for the rounding of N), BD the rounding bound of A (None where the problem has none)."""
-    A, B, N, F, BD = [], [], [], [], []
+    (for the rounding of N); BD the rounding bound of A and B in the check's dtype and BD64 that
+    of the same gradients in float64 (both None where the problem has no bound)."""
+    A, B, N, F, BD, BD64 = [], [], [], [], [], []
+    x64 = None if x is None else x.double()
+    y64 = None if y is None else y.double()
     for p in pts:
         loss, grads = step_gradients("manual", problem, p, x, y)
         A.append(compare.flat(grads))
         F.append(loss.abs().max())
         B.append(compare.flat(step_gradients("autograd", problem, p, x, y)[1]))
-        bound = problems.rounding_bound(problem, p, x, y)
-        BD.append(None if bound is None else compare.flat(bound))
         N.append(compare.flat(gradients.numerical_params(problem, p, x, y, h, loss=_loss_fn)))
-    return SimpleNamespace(A=torch.stack(A), B=torch.stack(B), N=torch.stack(N), F=F, BD=BD)
+        bound = problems.rounding_bound(problem, p, x, y)
+        BD.append(None if bound is None else compare.flat(bound).double())
+        p64 = {k: v.double() for k, v in p.items()}
+        bound = problems.rounding_bound(problem, p64, x64, y64) if bound is not None else None
+        BD64.append(None if bound is None else compare.flat(bound))
+    bounded = all(b is not None for b in BD + BD64)
+    return SimpleNamespace(
+        A=torch.stack(A),
+        B=torch.stack(B),
+        N=torch.stack(N),
+        F=F,
+        BD=torch.stack(BD) if bounded else None,
+        BD64=torch.stack(BD64) if bounded else None,
+    )
 
 
 def _numerical_disagrees(g, h, dtype) -> torch.Tensor:
@@ -233,53 +280,82 @@ def _numerical_disagrees(g, h, dtype) -> torch.Tensor:
     return (g.N - g.A).abs() > atol + rtol * g.A.abs() + rounding
 
 
-def _over_bound(g) -> torch.Tensor | None:
-    """|formula - autograd| in units of the rounding bound of the summed terms (0 where they
-    are equal), or None for a problem without a bound."""
-    if not all(b is not None for b in g.BD):
-        return None
-    over = (g.A - g.B).abs() / torch.stack(g.BD)
-    return torch.where(g.A == g.B, torch.zeros_like(over), over.nan_to_num(nan=float("inf")))
+def _scale_bound(ref: torch.Tensor, dtype) -> torch.Tensor:
+    """Without a rounding bound: ``MAX_REL`` of the largest |gradient| of each parameter over
+    all points (plus a subnormal), the same at every point."""
+    info = torch.finfo(dtype)
+    top = ref.double().abs().amax(0, keepdim=True) if len(ref) else ref.double()
+    return (MAX_REL[dtype] * top + info.smallest_normal * info.eps).expand_as(ref)
 
 
-def _formula_failures(g, over, worst, ab, labels, pts, dtype) -> list[str]:
-    """The formula against autograd: beyond the rounding bound (or, without one, beyond
-    ``MAX_REL``), named at the worst point and parameter, with a hint when it is off by one
-    factor everywhere."""
-    bounded = over is not None
-    if not ((bounded and worst > 1) or (not bounded and ab["max_rel"] > MAX_REL[dtype])):
+def _in_bounds(got: torch.Tensor, ref: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """|got - ref| in units of ``bound`` (0 where they are equal, inf where not finite)."""
+    over = (got - ref).abs() / bound
+    return torch.where(got == ref, torch.zeros_like(over), over.nan_to_num(nan=float("inf")))
+
+
+def _formula_failures(g, over, bounded, labels, pts) -> list[str]:
+    """The formula against autograd beyond rounding (the bound, or ``_scale_bound``), named at
+    the point and parameter where it is furthest beyond it, with how it is wrong."""
+    if not bool((over > 1).any()):
         return []
     A, B, N = g.A, g.B, g.N
-    if bounded:
-        i, d = divmod(int(over.reshape(-1).argmax()), A.shape[1])
-    else:
-        at = ab["max_rel_at"]
-        i, d = at["step"] - 1, labels.index(at["param"])
-    ratio = (A[:, d] / B[:, d])[B[:, d] != 0]
-    hint = ""
-    if len(ratio) and torch.allclose(ratio, ratio[0].expand_as(ratio), rtol=1e-9):
-        hint = f"; the formula is {ratio[0].item():.6g} times autograd's at every point"
-    if bounded:
-        hint += (
-            f"; {over[i, d].item():.3g} times the most rounding can explain "
-            f"({g.BD[i][d].item():.3g})"
-        )
+    i, d = divmod(int(over.reshape(-1).argmax()), A.shape[1])
+    bound = (g.BD if bounded else _scale_bound(B, A.dtype))[i, d].item()
     return [
         f"analytic d/d{labels[d]} disagrees with autograd at {_where(pts[i])}: "
         f"formula gives {A[i, d].item()!r}, autograd {B[i, d].item()!r}, "
-        f"central differences {N[i, d].item()!r}{hint}"
+        f"central differences {N[i, d].item()!r}; {how_wrong(A[:, d], B[:, d], over[:, d], i)}; "
+        f"{over[i, d].item():.3g} times the most rounding can explain ({bound:.3g})"
     ]
 
 
-def _trained_failures(trained: dict, pts, dtype) -> list[str]:
+def how_wrong(a: torch.Tensor, b: torch.Tensor, over: torch.Tensor, i: int) -> str:
+    """How the formula ``a`` differs from autograd's ``b`` over the points where the difference
+    is clearly beyond rounding (``over`` > ``CLEARLY``): one factor, a flipped sign, one
+    constant, or a difference that varies (a missing or wrong term); at point ``i`` otherwise."""
+    real = over > CLEARLY
+    a, b = a.double(), b.double()
+    if int(real.sum()) >= 2 and bool((b[real] != 0).all()):
+        ratio = a[real] / b[real]
+        r0 = ratio.median().item()
+        if (ratio - r0).abs().max().item() <= 0.01 * abs(r0 - 1):
+            if abs(r0 + 1) <= 1e-6:
+                return (
+                    "the formula has the wrong sign (-1 times autograd's at every point where "
+                    "they differ beyond rounding)"
+                )
+            return (
+                f"the formula is {r0:.6g} times autograd's at every point where they differ "
+                "beyond rounding"
+            )
+    if int(real.sum()) >= 2:
+        diff = a[real] - b[real]
+        c0 = diff.median().item()
+        if (diff - c0).abs().max().item() <= 0.01 * abs(c0):
+            return (
+                f"the formula is autograd's plus a constant {c0:.6g} at every point where they "
+                "differ beyond rounding (an extra or missing constant term)"
+            )
+        return (
+            f"the formula minus autograd's is {(a[i] - b[i]).item():.6g} here and varies from "
+            "point to point, not by one factor or one constant (a missing or wrong term)"
+        )
+    ratio = "" if b[i] == 0 else f", {(a[i] / b[i]).item():.6g} times autograd's"
+    return f"the formula minus autograd's is {(a[i] - b[i]).item():.6g} here{ratio}"
+
+
+def _trained_failures(trained: dict, pts) -> list[str]:
+    """Each path's training-step gradient against its float64 self, beyond rounding."""
     failures = []
     for name, rep in trained.items():
-        if rep["max_rel"] > MAX_REL_FLOAT64_REF[dtype]:
-            at = rep["max_rel_at"]
+        over = rep["over"]
+        if bool((over > 1).any()):
+            i, d = divmod(int(over.reshape(-1).argmax()), over.shape[1])
             failures.append(
-                f"the {name} gradient is {rep['max_rel']:.3g} (relative) from the formula "
-                f"in float64 at {_where(pts[at['step'] - 1])}, above the bound "
-                f"{MAX_REL_FLOAT64_REF[dtype]:g}"
+                f"the {name} gradient as a training step computes it is {over[i, d].item():.3g} "
+                f"times the most rounding can explain from the same gradient in float64 at "
+                f"{_where(pts[i])} (d/d{compare.labels_for(pts[0])[d]})"
             )
     return failures
 
@@ -295,8 +371,10 @@ def _strip(r: dict, keys, pts) -> dict:
     return out
 
 
-def _report(problem, pts, dtype, h, ab, na, trained, worst, compile, kernel) -> dict:
+def _report(problem, pts, dtype, h, ab, na, trained, worst, bounded, compile, kernel) -> dict:
     """The report's measurements and tolerances (the verdict is added by the caller)."""
+    scale = f"{MAX_REL[dtype]:g} of the largest |gradient| over the points (no grad_bound)"
+    bound = "rounding bound from the summed terms (problem.grad_bound)" if bounded else scale
     return {
         "problem": problem.name,
         "points": len(pts),
@@ -305,16 +383,16 @@ def _report(problem, pts, dtype, h, ab, na, trained, worst, compile, kernel) -> 
         "analytic_vs_autograd": _strip(ab, ("max_abs", "max_rel", "max_ulp", "max_rel_at"), pts),
         "numerical_vs_analytic": _strip(na, ("max_abs", "max_rel", "max_abs_at"), pts),
         "as_trained_vs_float64": {
-            name: _strip(rep, ("max_abs", "max_rel", "max_rel_at"), pts)
+            name: {
+                **_strip(rep, ("max_abs", "max_rel", "max_rel_at"), pts),
+                "of_bound": float(rep["over"].max()) if rep["over"].numel() else 0.0,
+            }
             for name, rep in trained.items()
         },
         "analytic_vs_autograd_of_bound": worst,
         "tolerances": {
-            "analytic_vs_autograd": "rounding bound from the summed terms (problem.grad_bound)"
-            if worst is not None
-            else f"max rel {MAX_REL[dtype]:g}",
-            "analytic_vs_autograd_max_rel": MAX_REL[dtype],
-            "as_trained_vs_float64_max_rel": MAX_REL_FLOAT64_REF[dtype],
+            "analytic_vs_autograd": bound,
+            "as_trained_vs_float64": bound + ", float64's added",
             "numerical_atol": NUM_TOL[dtype][0],
             "numerical_rtol": NUM_TOL[dtype][1],
             "numerical_rounding": "4 * eps * |f| / h",
@@ -330,13 +408,14 @@ def format_report(r: dict) -> str:
     av, na = r["analytic_vs_autograd"], r["numerical_vs_analytic"]
     lines = [
         f"check {r['problem']}: {r['points']} points, {r['dtype']}, central differences h={r['h']}",
-        f"  {'compared':<23}  {'max abs':>9}  {'max rel':>9}  {'max ulp':>7}",
+        f"  {'compared':<23}  {'max abs':>9}  {'max rel':>9}  {'max ulp':>7}  {'of bound':>8}",
         f"  {'analytic ~ autograd':<23}  {n(av['max_abs']):>9}  {n(av['max_rel']):>9}  "
-        f"{av['max_ulp']:>7}",
-        f"  {'numerical ~ analytic':<23}  {n(na['max_abs']):>9}  {n(na['max_rel']):>9}  {'-':>7}",
+        f"{av['max_ulp']:>7}  {n(r['analytic_vs_autograd_of_bound']):>8}",
+        f"  {'numerical ~ analytic':<23}  {n(na['max_abs']):>9}  {n(na['max_rel']):>9}  {'-':>7}"
+        f"  {'-':>8}",
         *(
             f"  {name + ' step ~ float64':<23}  {n(rep['max_abs']):>9}  {n(rep['max_rel']):>9}  "
-            f"{'-':>7}"
+            f"{'-':>7}  {n(rep['of_bound']):>8}"
             for name, rep in r["as_trained_vs_float64"].items()
         ),
         f"  gradcheck: {'passed' if r['gradcheck'] else 'FAILED'}; "

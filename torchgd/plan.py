@@ -180,35 +180,11 @@ def _try_user_code(problem, params0, dataset, hp, rule) -> None:
     code that raises is one line here, not a traceback in the middle of a run."""
     if not user_code(problem, hp):
         return
-    names = list(problem.param_names)
-    if sorted(params0) != sorted(names):
-        raise TorchgdError(
-            f"problem '{problem.name}' has parameters {', '.join(names)} but its start gives "
-            f"{', '.join(params0) or 'none'}"
-        )
-    x = y = None
-    if dataset is not None:
-        device = params0[names[0]].device
-        x, y = dataset.x[:8].to(device), dataset.y[:8].to(device)
-    with torch.no_grad():
-        _call(f"problem '{problem.name}': its loss", problem.loss, params0, x, y)
-        grads = _call(f"problem '{problem.name}': its grad", problem.grad, params0, x, y)
-    if not isinstance(grads, dict) or sorted(grads) != sorted(names):
-        got = ", ".join(grads) if isinstance(grads, dict) else type(grads).__name__
-        raise TorchgdError(
-            f"problem '{problem.name}': grad must return a dict with {', '.join(names)}; "
-            f"it returned {got}"
-        )
-    for n in names:
-        if tuple(torch.as_tensor(grads[n]).shape) != tuple(params0[n].shape):
-            raise TorchgdError(
-                f"problem '{problem.name}': grad's {n} has shape "
-                f"{tuple(torch.as_tensor(grads[n]).shape)}, the parameter {tuple(params0[n].shape)}"
-            )
+    grads = try_problem(problem, params0, dataset)
     algorithm = rules.of(hp)
     from .paths import make_optimizer
 
-    leaf = [params0[names[0]].clone().requires_grad_(True)]
+    leaf = [params0[problem.param_names[0]].clone().requires_grad_(True)]
     _call(
         f"torch.optim.{algorithm.TORCH_CLASS} with its options", make_optimizer, algorithm, leaf, hp
     )
@@ -224,6 +200,53 @@ def _try_user_code(problem, params0, dataset, hp, rule) -> None:
             hp,
             rule,
         )
+
+
+def try_problem(problem, params0, dataset) -> dict:
+    """A problem tried once at ``params0`` on a few rows of ``dataset``: its start covers every
+    parameter, ``loss`` gives a number, ``grad`` a tensor of each parameter's shape, nothing
+    raises; else one line (TorchgdError). Returns the gradient."""
+    names = list(problem.param_names)
+    if sorted(params0) != sorted(names):
+        raise TorchgdError(
+            f"problem '{problem.name}' has parameters {', '.join(names)} but its start gives "
+            f"{', '.join(params0) or 'none'}"
+        )
+    x = y = None
+    if dataset is not None:
+        device = params0[names[0]].device
+        x, y = dataset.x[:8].to(device), dataset.y[:8].to(device)
+    with torch.no_grad():
+        loss = _call(f"problem '{problem.name}': its loss", problem.loss, params0, x, y)
+        grads = _call(f"problem '{problem.name}': its grad", problem.grad, params0, x, y)
+    if not (torch.is_tensor(loss) and loss.numel() == 1 and loss.is_floating_point()):
+        got = (
+            f"a tensor of shape {tuple(loss.shape)} and dtype {loss.dtype}"
+            if torch.is_tensor(loss)
+            else type(loss).__name__
+        )
+        raise TorchgdError(
+            f"problem '{problem.name}': loss must return a tensor of one floating-point value "
+            f"(the cost); it returned {got}"
+        )
+    if not isinstance(grads, dict) or sorted(grads) != sorted(names):
+        got = ", ".join(grads) if isinstance(grads, dict) else type(grads).__name__
+        raise TorchgdError(
+            f"problem '{problem.name}': grad must return a dict with {', '.join(names)}; "
+            f"it returned {got}"
+        )
+    for n in names:
+        try:
+            shape = tuple(torch.as_tensor(grads[n]).shape)
+        except (TypeError, ValueError, RuntimeError):
+            shape = None
+        if shape != tuple(params0[n].shape):
+            got = f"shape {shape}" if shape is not None else f"a {type(grads[n]).__name__}"
+            raise TorchgdError(
+                f"problem '{problem.name}': grad's {n} is {got}, the parameter has shape "
+                f"{tuple(params0[n].shape)}"
+            )
+    return grads
 
 
 def _call(what: str, fn, *args):
