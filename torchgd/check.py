@@ -170,9 +170,8 @@ def check_gradients(
     elif data is not None:
         raise TorchgdError(f"problem '{problem.name}' takes no data; --data is for data problems")
     pts = _points(problem, points, seed, dtype, ds)
-    if not problems.PROBLEMS.get(getattr(problem, "name", None)) is problem and not isinstance(
-        problem, problems.Linear
-    ):
+    ours = problem is problems.PROBLEMS.get(problem.name) or type(problem) is problems.Linear
+    if not ours:
         from .plan import try_problem
 
         try_problem(problem, pts[-1], ds)  # a user's problem: tried once, one line if broken
