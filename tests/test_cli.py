@@ -252,3 +252,42 @@ def test_the_installed_console_script_flushes_its_output_and_keeps_exit_codes(tm
     assert json.loads(proc.stdout)["epochs"] == 300
     proc = subprocess.run([script, "train", "--lr", "-1"], cwd=tmp_path, capture_output=True)
     assert proc.returncode == 2
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "check"])
+def test_help_lists_every_problem_of_the_registry(command, capsys):
+    import re
+
+    from torchgd import problems
+    from torchgd.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    listed = re.search(r"--problem PROBLEM (.*?)\(default", text).group(1)
+    assert [n.strip() for n in listed.split(",") if n.strip()] == list(problems.PROBLEMS)
+
+
+def test_help_gives_every_rules_default_lr_from_its_hyper(capsys):
+    import dataclasses
+
+    from torchgd import rules
+    from torchgd.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name, module in rules.ALL.items():
+        lr = next(f.default for f in dataclasses.fields(module.Hyper) if f.name == "lr")
+        assert f"{name} {lr:g}" in text, name
+
+
+def test_the_readme_lists_every_problem_and_rule_of_the_registries():
+    from torchgd import problems, rules
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(s for s in readme.split("\n\n") if s.startswith("Problems: "))
+    for name in problems.PROBLEMS:
+        assert f"`{name}`" in line, name
+    for name in rules.ALL:
+        assert f"`{name}`" in readme or name == "sgd", name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import common
 from .app import error
 
 
@@ -17,7 +18,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--problem",
         default="paraboloid",
-        help="a built-in problem or FILE.py:NAME (default paraboloid)",
+        help=f"{', '.join(common.problem_names())} (default paraboloid), or your own as "
+        "FILE.py:NAME",
     )
     p.add_argument("--data", default=None, help="data for the linear problem (default lecture)")
     p.add_argument("--points", type=int, default=16, help="random points (default 16)")

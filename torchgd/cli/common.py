@@ -33,13 +33,37 @@ def init_point(text: str) -> dict:
     return out
 
 
+def lr_defaults() -> str:
+    """Each built-in rule's default lr, from its ``Hyper`` (torch.optim's defaults)."""
+    import dataclasses
+
+    out = []
+    for name, module in rules.ALL.items():
+        lr = next(f.default for f in dataclasses.fields(module.Hyper) if f.name == "lr")
+        out.append(f"{name} {lr:g}" + (" as in the lecture" if name == "sgd" else ""))
+    return ", ".join(out)
+
+
+def problem_names() -> list[str]:
+    """The built-in problems' names, read from ``torchgd.problems.PROBLEMS`` without importing
+    it (``--help`` must not import torch): the keys of that dict, in its order."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(__file__).parents[1] / "problems.py").read_text())
+    for node in tree.body:
+        target = getattr(node, "target", None) or (getattr(node, "targets", None) or [None])[0]
+        if getattr(target, "id", None) == "PROBLEMS":
+            return [k.value for k in node.value.keys]
+    raise RuntimeError("torchgd/problems.py has no PROBLEMS")
+
+
 # --lr, as each command takes it: one rate (train), K rates (sweep), either (plot)
 LR = {
     "one": dict(
         type=float,
         default=None,
-        help="learning rate (default: the rule's; sgd 0.01 as in the lecture, adagrad 0.01, "
-        "rmsprop 0.01, adadelta 1.0, adam 0.001, adamw 0.001, as torch.optim)",
+        help=f"learning rate (default: the rule's; {lr_defaults()}, as torch.optim)",
     ),
     "range": dict(
         required=True, metavar="START:STOP:K", help="K learning rates from START to STOP"
@@ -275,8 +299,8 @@ def problem_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--problem",
         default="linear",
-        help="linear (default; the lecture's y = w*x), paraboloid, elliptic, saddle, "
-        "rosenbrock, square, xcos, or FILE.py:NAME",
+        help=f"{', '.join(problem_names())} (default linear, the lecture's y = w*x), or your own "
+        "as FILE.py:NAME",
     )
     p.add_argument(
         "--data",
