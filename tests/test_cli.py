@@ -291,3 +291,10 @@ def test_the_readme_lists_every_problem_and_rule_of_the_registries():
         assert f"`{name}`" in line, name
     for name in rules.ALL:
         assert f"`{name}`" in readme or name == "sgd", name
+
+
+def test_lecture_refuses_data_with_several_features_before_writing(cli, tmp_path):
+    proc = cli("lecture", "--data", "synthetic:10,d=2")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--data needs one feature, 'synthetic:10,d=2' has 2" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .app import error
 from .common import check_logging, plan_kwargs, rule_options, run_options
 from .running import drawer, figures_done, finish
 from .running import run as run_plan
@@ -51,6 +52,12 @@ def run(args) -> int:
         )
         for s in ("batch", "sgd")
     }
+    features = plans["batch"].dataset.x
+    if features.dim() == 2:  # checked before anything is written
+        raise error(
+            f"lecture fits y = w*x: --data needs one feature, '{args.data}' has "
+            f"{features.shape[1]} (train takes any number: torchgd train --data {args.data})"
+        )
     run_dir = runs.new_run_dir(args.logdir, args.name, "lecture")
     summary, results = {"run_dir": str(run_dir)}, []
     try:  # Ctrl-C anywhere (a part, its figures, between parts): the summary of what finished

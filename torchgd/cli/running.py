@@ -26,8 +26,10 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
 
         progress = Progress(plan.epochs)
     callbacks = [progress] if human else []
-    if not args.no_tensorboard:
-        callbacks.append(_tensorboard(plan, args, run_dir))
+    writer = None
+    if not args.no_tensorboard:  # an auxiliary writer: a full disk stops it, not the run
+        writer = keep_going(_tensorboard(plan, args, run_dir))
+        callbacks.append(writer)
     if human:
         callbacks.append(_console(plan, args, header, resume, progress))
     checkpointer = None
@@ -35,9 +37,13 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
         checkpointer = train.Checkpointer(run_dir, checkpoint_every)
     result = train.execute(plan, callbacks, resume=resume, checkpoint=checkpointer, group=group)
     summary = {**result.to_json(), "run_dir": str(run_dir)}
-    runs.write_json(run_dir / "summary.json", summary)
+    failed = getattr(writer, "write_error", None)
+    if failed is not None:  # the result first; what could not be written is said at the end
+        args.write_errors = [*getattr(args, "write_errors", []), failed]
+        summary["not_written"] = [_what_failed(failed)]
     if human:
         print(agreement_table(result))
+    runs.write_json(run_dir / "summary.json", summary)
     if not args.no_plots:  # after the summary: Ctrl-C while drawing loses no result
         from ..callbacks.figures import draw
 
@@ -123,8 +129,51 @@ def figures_done(args) -> None:
                 write_figures(logdir, figures)
 
 
+def keep_going(callback):
+    """``callback`` (an auxiliary writer: TensorBoard's events) made to stop writing at its
+    first OSError (disk full, file too large) instead of stopping the run; the error is kept
+    in ``callback.write_error`` for the end of the command (``finish``: exit 74)."""
+    from ..interfaces import CALLBACK_HOOKS
+
+    callback.write_error = None
+
+    def guarded(method):
+        def call(*args, **kwargs):
+            if callback.write_error is not None:
+                return None
+            try:
+                return method(*args, **kwargs)
+            except OSError as exc:
+                callback.write_error = exc
+                return None
+
+        return call
+
+    for hook in (*CALLBACK_HOOKS, "state_dict", "resume"):
+        method = getattr(callback, hook, None)
+        if callable(method):
+            setattr(callback, hook, guarded(method))
+    return callback
+
+
+def _what_failed(exc: OSError) -> str:
+    where = f"'{exc.filename}': " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
 def finish(results, run_dir, args) -> int:
-    """The exit code of the results: 130 interrupted, 3 diverged (one line on stderr), else 0."""
+    """The exit code of the results: 74 when an auxiliary file could not be written (the
+    result is written: said last, in one line), 130 interrupted, 3 diverged (one line on
+    stderr), else 0."""
+    failed = getattr(args, "write_errors", None)
+    if failed:
+        from .app import EXIT_IO
+
+        stderr(
+            f"torchgd {args.command}: error: {_what_failed(failed[0])}: the run finished and its "
+            f"result is in {run_dir} (summary.json), but the TensorBoard events stop there"
+        )
+        return EXIT_IO
     if any(r.status == "interrupted" for r in results):
         stderr(f"torchgd: interrupted; everything up to the interrupt is in {run_dir}")
         return 130
