@@ -194,3 +194,43 @@ def test_a_users_problem_that_breaks_mid_run_is_one_line_exit_2_and_a_failed_sum
     summary = json.loads((tmp_path / "runs" / "r" / "summary.json").read_text())
     assert summary["status"] == "failed" and "step 30 broke" in summary["error"]
     assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["problem"] == "late"
+
+
+def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_outputs(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "bowl.py").write_text(BOWL)
+    common = ["--problem", "bowl.py:bowl", "--lr", "0.001", "--epochs", "8000"]
+    common += ["--paths", "manual", "--no-plots", "--checkpoint-every", "100", "--name", "i"]
+    run = home / "runs" / "i"
+    _interrupt_after_checkpoint(common, home, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    # a changed option of what the run writes is refused like any other
+    proc = run_cli("train", "--resume", run, "--no-tensorboard", cwd=home)
+    assert proc.returncode == 2 and "--no-tensorboard would change it" in proc.stderr
+    # the problem file moved its minimum: resuming would not continue the same run
+    (home / "bowl.py").write_text(BOWL.replace("x**2 + 3", "(x - 1)**2 + 3"))
+    proc = run_cli("train", "--resume", run, cwd=home)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert f"'{home / 'bowl.py'}' changed since the run started" in proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+    # the file as it was: the run resumes, still without figures (it was started with --no-plots)
+    (home / "bowl.py").write_text(BOWL)
+    proc = run_cli("train", "--resume", run, "--epochs", "8000", cwd=home)
+    assert proc.returncode == 2  # (an option, even the run's own value, is refused)
+    proc = run_cli("train", "--resume", run, "--quiet", cwd=home, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+    assert not [p for p in run.rglob("*.png")]
+
+
+def test_resume_refuses_an_edited_data_file(tmp_path):
+    rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
+    (tmp_path / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "100000"]
+    common += ["--paths", "manual", "--no-plots", "--checkpoint-every", "40", "--name", "i"]
+    run = tmp_path / "runs" / "i"
+    _interrupt_after_checkpoint(common, tmp_path, run)
+    (tmp_path / "mine.csv").write_text("x,y\n" + "\n".join(rows[:-1]) + "\n")
+    proc = run_cli("train", "--resume", run, cwd=tmp_path)
+    assert proc.returncode == 2 and "mine.csv' changed since the run started" in proc.stderr

@@ -147,6 +147,7 @@ def plan(
     config.update(compile=bool(compile), history=history)
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
+    config["files"] = file_hashes(config)  # what --resume checks has not changed
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
@@ -392,6 +393,42 @@ def plan_from_config(config: dict, rows=None) -> Plan:
     rebuilt = plan(problem, file or data, rows=rows, **kwargs)
     rebuilt.config["data"] = data  # as the user gave it
     return rebuilt
+
+
+def _files(config: dict) -> list[str]:
+    """The user's files a run depends on: its problem and rule files, its data file."""
+    out = []
+    for spec in (config.get("problem_spec"), config.get("optimizer")):
+        where = (spec or "").rpartition(":")[0]
+        if where.endswith(".py"):
+            out.append(where)
+    data = (config.get("data_meta") or {}).get("file")
+    if data:
+        out.append(data)
+    return out
+
+
+def _sha256(path: str) -> str | None:
+    import hashlib
+
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def file_hashes(config: dict) -> dict:
+    """``{path: SHA-256}`` of every file of ``_files``."""
+    return {path: _sha256(path) for path in _files(config)}
+
+
+def changed_files(config: dict) -> list[str]:
+    """The files a run's ``config.json`` recorded that are missing or differ now."""
+    return [path for path, h in (config.get("files") or {}).items() if _sha256(path) != h]
 
 
 def _tuple(value):

@@ -12,8 +12,9 @@ from .running import compile_note, compiling, figures_done, finish, group, rank_
 from .running import run as run_plan
 
 # what --resume may be given besides the run: how to show it, and how to run it
-RESUME_OPTIONS = {"resume", "json", "quiet", "verbose", "no_plots", "no_tensorboard", "format"}
-RESUME_OPTIONS |= {"distributed", "command", "func"}
+# (--no-plots, --no-tensorboard and --format are the run's own, kept in its config.json)
+RESUME_OPTIONS = {"resume", "json", "quiet", "verbose", "distributed", "command", "func"}
+OUTPUTS = {"no_plots": False, "no_tensorboard": False, "format": "png"}  # and their defaults
 
 
 def resume(args) -> int:
@@ -29,6 +30,15 @@ def resume(args) -> int:
     if finished is not None:
         _say_finished(run_dir, finished, args)
         return 0
+    from ..plan import changed_files
+
+    changed = changed_files(saved)
+    if changed:
+        raise error(
+            f"cannot resume '{run_dir}': '{changed[0]}' changed since the run started (its "
+            "SHA-256 is not the one config.json recorded), so the run would not continue "
+            "exactly; start a new run"
+        )
     state = checkpoints.load(run_dir / checkpoints.NAME)
     ranks = group(args, saved.get("device", "cpu"))
     if ranks is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
@@ -43,6 +53,8 @@ def resume(args) -> int:
     opts = saved.get("run_options", {})
     args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
     args.trial = opts.get("trial", run_dir.name)
+    for key, default in OUTPUTS.items():  # the run's own outputs, as it started
+        setattr(args, key, opts.get(key, default))
     every = opts.get("checkpoint_every") or 0
     result, summary = run_plan(
         plan, args, run_dir, resume=state, checkpoint_every=every, group=ranks

@@ -61,6 +61,10 @@ def _write_config(plan, args, run_dir, checkpoint_every, group) -> None:
         "smoothing": args.smoothing,
         "checkpoint_every": checkpoint_every,
         "trial": args.trial,  # the run's name in TensorBoard's HParams tab
+        # what the run writes (--resume keeps them)
+        "no_plots": bool(args.no_plots),
+        "no_tensorboard": bool(args.no_tensorboard),
+        "format": args.format,
     }
     if group is not None:
         options["distributed"] = group.info()
