@@ -529,6 +529,7 @@ def _final_loss_against_lr(ax, report: dict) -> None:
     colors = {
         "converged": "tab:green",
         "floor": "tab:blue",
+        "far": "tab:brown",
         "slow": "tab:orange",
         "stalled": "tab:purple",
         "diverged": "tab:red",

@@ -240,12 +240,12 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     t = theory.analyse(p.config, p.dataset, p.schedule)
     predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
     ls = t.ls if t is not None else _least_squares(p)  # the data's optimum, whatever the rule
-    optimum = ls.optimum_loss if ls is not None else None
-    noisy = ls is not None and optimum > 1e-20 * max(
+    opt = _optimum(p, ls)
+    noisy = ls is not None and ls.optimum_loss > 1e-20 * max(
         float((p.dataset.y.double() ** 2).mean()), 1e-300
     )
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
-    lanes = _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy)
+    lanes = _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = lanes.final, lanes.status, lanes.measured
     status = _stalled(p, t, status, measured, params_hist, stops)
     crit_meas = next(
@@ -266,7 +266,8 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         "lrs": list(lrs),
         "final_loss": final,
         "final_cost": [None if s else c for s, c in zip(stops, final_cost.tolist())],
-        "optimum_loss": optimum,
+        "optimum_loss": opt.cost if opt is not None else None,
+        "optimum": opt.describe() if opt is not None else None,
         "status": status,
         "measured_rate": measured,
         "predicted_rate": predicted,
@@ -276,8 +277,8 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         "rate_measured": (
             "not applicable: noise in the data sets a floor for stochastic schedules"
             if stochastic and noisy
-            else "per-epoch contraction of the distance to the least-squares solution"
-            if ls is not None
+            else f"per-epoch contraction of the distance to the {opt.name}"
+            if opt is not None
             else "per-epoch contraction of the distance to the minimum"
         ),
         "stopped_at_epoch": [s or None for s in stops],
@@ -291,20 +292,79 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     }
 
 
-def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
-    """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
-    measured rate of a least-squares problem (``ls``: None where there is none, or only a noise
-    floor to measure)."""
-    eps = torch.finfo(p.dtype).eps
-    optimum = ls.optimum_loss if ls is not None else None
+@dataclasses.dataclass
+class _Optimum:
+    """Where a linear model's lanes go: the least-squares solution, or with weight decay
+    lambda the ridge point, the minimum of ``cost + lambda/2 |theta|^2`` (torch's
+    ``weight_decay`` adds ``lambda theta`` to the gradient, every parameter, the bias too)."""
+
+    theta: torch.Tensor | None  # None: not known (AdamW's decoupled decay)
+    cost: float  # the cost alone at theta (the mean squared error)
+    wd: float
+    least_squares: float  # the cost's own minimum
+
+    @property
+    def name(self) -> str:
+        return "ridge solution" if self.wd else "least-squares solution"
+
+    def objective(self, cost: float, norm2: float) -> float:
+        """What the lanes minimise: the cost plus the penalty."""
+        return cost + self.wd / 2 * norm2
+
+    @property
+    def minimum(self) -> float:
+        return self.objective(self.cost, float(self.theta @ self.theta)) if self.wd else self.cost
+
+    def describe(self) -> dict:
+        out = {"point": self.name, "cost": self.cost, "least_squares_cost": self.least_squares}
+        if self.wd:
+            out.update(objective=self.minimum, penalty=f"{self.wd / 2:g} * |theta|^2")
+        return out
+
+
+def _optimum(p, ls) -> _Optimum | None:
+    """The lanes' optimum (``ls``: the data's least squares, None for other problems)."""
+    if ls is None:
+        return None
     wd = float(p.config.get("weight_decay") or 0.0)
+    if wd and rules.of(p.hp).TORCH_CLASS == "AdamW":  # decoupled: another fixed point
+        return _Optimum(None, ls.optimum_loss, 0.0, ls.optimum_loss)
+    if not wd:
+        return _Optimum(ls.solution, ls.optimum_loss, 0.0, ls.optimum_loss)
+    ridge = ls.fixed_point(wd)
+    cost = theory.cost(p.dataset.x, p.dataset.y, ls.bias, ridge)
+    return _Optimum(ridge, cost, wd, ls.optimum_loss)
+
+
+def _norms2(p, params_hist, opt) -> list[list[float]] | None:
+    """|theta|^2 of every lane before the first epoch and after each: [K][epochs + 1] (None
+    without weight decay)."""
+    if opt is None or not opt.wd:
+        return None
+    start = float(sum(v * v for v in _theta0(p)))
+    names = [m for m in ("w", "b") if m in params_hist[0]]
+    per = torch.stack(
+        [sum((h[m].double().cpu() ** 2).sum(1) for m in names) for h in params_hist]
+    )  # [E, K]
+    return [[start, *per[:, i].tolist()] for i in range(per.shape[1])]
+
+
+def _theta0(p) -> list[float]:
+    """The start as one vector: w, then b."""
+    init = p.config["init"]
+    return [*_flat(init["w"]), *([init["b"]] if "b" in init else [])]
+
+
+def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
+    """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
+    measured rate of a least-squares problem (``opt``: its optimum, None where there is none)."""
+    eps = torch.finfo(p.dtype).eps
     floor = stochastic and noisy
     dists = None
-    if ls is not None and not (rules.adaptive(p.hp) and wd):  # AdamW & co: another fixed point
-        target = ls.fixed_point(wd)
-        theta0 = [*_flat(p.config["init"]["w"]), *([p.config["init"]["b"]] if ls.bias else [])]
-        if target is not None and not (stochastic and noisy):
-            dists = _distances(params_hist, theta0, target, ls.bias)
+    if opt is not None and opt.theta is not None and not floor:
+        dists = _distances(params_hist, _theta0(p), opt.theta, bool(p.config.get("bias")))
+    norms = _norms2(p, params_hist, opt)
+    in_order = p.dataset is not None and p.schedule.order(len(p.dataset), 1) is None
     status, measured, final = [], [], []
     for i in range(len(stops)):
         lane_loss = L[i][: stops[i] or None]
@@ -315,8 +375,12 @@ def _lane_results(p, ls, L, C, params_hist, stops, watch, stochastic, noisy) -> 
         measured.append(rate)
         if stops[i]:
             status.append("diverged")
-        elif ls is not None:
-            status.append(_ls_status(C[i], optimum, eps, floor))
+        elif opt is not None:
+            costs = C[i]
+            if norms is not None:  # cost[e] is at the parameters before epoch e (batch) or after
+                at = norms[i] if stochastic else norms[i][:-1]
+                costs = [opt.objective(c, n2) for c, n2 in zip(costs, at)]
+            status.append(_ls_status(costs, opt.minimum, eps, floor, in_order))
         elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
             status.append("converged")
         else:
@@ -369,21 +433,38 @@ def _flat(v):
     return v if isinstance(v, list) else [v]
 
 
-def _ls_status(costs: list, optimum: float, eps: float, floor: bool) -> str:
-    """converged: the excess cost over the least-squares minimum fell by ``CONVERGED`` of where
-    it started (or below rounding); floor: a stochastic run on noisy data that got near the
-    minimum (its excess fell tenfold at least) and stopped falling (the noise floor); slow:
-    still falling (an excess that fails to halve far from the minimum is slow progress, not a
-    floor: Adam at lr 0.001 was called "floor" at 50 times the minimum)."""
+def _ls_status(costs: list, optimum: float, eps: float, floor: bool, in_order: bool) -> str:
+    """A least-squares lane by its objective (the cost, plus the penalty with weight decay)
+    after each epoch against the optimum's:
+
+    * converged: the excess fell by ``CONVERGED`` of where it started (or below rounding);
+    * for a stochastic run on noisy data, which settles rather than converges: settled when its
+      epoch-end objective stopped changing (in data order the epoch map is affine and the run
+      reaches its stable cycle: the last epochs agree to 1e-6; shuffled, the last quarter's
+      mean is within 20% of the quarter's before), then ``floor`` when it settled near the
+      optimum (excess at most the optimum's own value: the noise floor) and ``far`` when the
+      cycle it settled on is further (near the critical lr the cycle grows without bound);
+    * slow: still moving."""
     excess = [c - optimum for c in costs]
     if excess[-1] <= max(CONVERGED * excess[0], 8 * eps * abs(optimum)):
         return "converged"
-    if floor and len(excess) >= 8 and excess[-1] <= 0.1 * excess[0]:
-        q = len(excess) // 4
-        late, before = excess[-q:], excess[-2 * q : -q]
-        if sum(late) / q >= 0.5 * sum(before) / q:
-            return "floor"
+    if floor and _settled(costs, in_order):
+        q = max(1, len(excess) // 4)
+        late = sum(excess[-q:]) / q
+        return "floor" if late <= max(abs(optimum), 8 * eps) else "far"
     return "slow"
+
+
+def _settled(costs: list, in_order: bool) -> bool:
+    """Whether a stochastic run's epoch-end objective stopped changing (see ``_ls_status``)."""
+    if in_order:
+        last = costs[-8:]
+        return len(costs) >= 3 and max(abs(c - last[-1]) for c in last) <= 1e-6 * abs(last[-1])
+    if len(costs) < 8:
+        return False
+    q = len(costs) // 4
+    late, before = sum(costs[-q:]) / q, sum(costs[-2 * q : -q]) / q
+    return 0.8 * before <= late <= 1.25 * before
 
 
 def format_table(r: dict) -> str:
@@ -406,10 +487,21 @@ def format_table(r: dict) -> str:
     c = r["critical_lr"]
     what = "over all data" if cost else "as train's history.loss"
     lines.append(f"({head}: {what}; measured rate: {r['rate_measured']})")
-    if r.get("optimum_loss") is not None:
+    opt = r.get("optimum")
+    if opt is not None and "objective" in opt:
         lines.append(
-            f"least-squares minimum of the cost: {r['optimum_loss']:.6g} (converged lanes end "
-            "there; floor: stochastic steps on noisy data stay above it)"
+            f"with weight decay the lanes minimise cost + {opt['penalty']}: {opt['objective']:.6g} "
+            f"at the ridge solution, where the cost is {opt['cost']:.6g} (the cost's own "
+            f"least-squares minimum: {opt['least_squares_cost']:.6g}); converged lanes end there"
+        )
+    elif opt is not None:
+        lines.append(
+            f"least-squares minimum of the cost: {opt['cost']:.6g} (converged lanes end there)"
+        )
+    if opt is not None and any(s in ("floor", "far") for s in r["status"]):
+        lines.append(
+            "stochastic steps on noisy data settle on a cycle around it: floor, near it (excess "
+            "at most the minimum's own value); far, a stable cycle further off"
         )
     if r.get("theory"):
         lines.append(f"theory: {r['theory']}")

@@ -26,7 +26,9 @@ Without weight decay, directions that no row of A reaches (a constant-zero featu
 features) never move; stability is decided on the range of G, where every G_b acts. Everything is
 computed in float64 from the data in one chunked pass for G (and one per bisection round for the
 fixed-order schedules, which need every batch's G_b). The theory does not cover momentum,
-``maximize``, gradient ``--noise`` or the function problems; ``why_not`` says which.
+``maximize`` or the function problems; ``why_not`` says which. Gradient ``--noise`` (zero
+mean) leaves the mean dynamics, and so the limit, as they are: it raises the floor a run
+settles at, and the theory says so.
 """
 
 from __future__ import annotations
@@ -50,8 +52,6 @@ def why_not(config: dict, dataset=None) -> str | None:
             f"it covers gradient descent with a fixed step; {optimizer} scales each step by "
             "the gradients it has seen, so its limit is not this one"
         )
-    if config.get("noise"):
-        return "--noise adds random gradients: the limit is not a fixed number"
     if config.get("momentum"):
         return "it covers plain SGD; with momentum the limit is another one"
     if config.get("maximize"):
@@ -111,11 +111,18 @@ def least_squares(x: torch.Tensor, y: torch.Tensor, bias: bool = False) -> Least
     keep = vals > vals[-1] * p * torch.finfo(torch.float64).eps
     inv = vecs[:, keep] @ torch.diag(1 / vals[keep]) @ vecs[:, keep].T  # pseudo-inverse
     solution = inv @ moment
-    loss = 0.0
-    for lo in range(0, n, CHUNK):  # the cost at the solution, from residuals (no cancellation)
-        r = rows(x[lo : lo + CHUNK], bias) @ solution - y[lo : lo + CHUNK].double()
-        loss += float(r @ r)
-    return LeastSquares(gram, moment, n, bias, solution, loss / n, vals, vecs)
+    loss = cost(x, y, bias, solution)
+    return LeastSquares(gram, moment, n, bias, solution, loss, vals, vecs)
+
+
+def cost(x: torch.Tensor, y: torch.Tensor, bias: bool, theta: torch.Tensor) -> float:
+    """The mean squared error at ``theta`` (w, then b) in float64, from residuals (no
+    cancellation), in chunks of ``CHUNK`` rows."""
+    total = 0.0
+    for lo in range(0, len(y), CHUNK):
+        r = rows(x[lo : lo + CHUNK], bias) @ theta - y[lo : lo + CHUNK].double()
+        total += float(r @ r)
+    return total / len(y)
 
 
 def batch_critical_lr(ls: LeastSquares, weight_decay: float = 0.0) -> float:
@@ -224,6 +231,8 @@ class Theory:
     weight_decay: float
     note: str = ""  # e.g. for which order the limit holds
     rate_of: object = field(default=None, repr=False)
+    gradient_noise: float = 0.0  # --noise: the standard deviation added to every gradient
+    stochastic: bool = False  # several batches an epoch: a run settles, on noisy data
 
     def rates(self, lrs: list[float]) -> list[float]:
         """Predicted per-epoch contraction of the error for each lr (batch: of the distance to
@@ -241,7 +250,20 @@ class Theory:
         }.get(self.schedule, f"{self.schedule} SGD")
         if self.critical_lr is None:
             return f"{what} on this data: no limit found up to 64 times the batch limit"
-        return f"{what} on this data converges only for lr < {self.critical_lr:.6g}{self.note}"
+        limit = f"lr < {self.critical_lr:.6g}{self.note}"
+        if self.gradient_noise:
+            return (
+                f"{what} on this data is stable only for {limit} (the noise-free limit: --noise "
+                "adds zero-mean random gradients, which raise the floor a run settles at, not "
+                "the limit of its mean)"
+            )
+        if self.stochastic and self.ls.optimum_loss > 0:
+            return (
+                f"{what} on this data is stable only for {limit} (it then settles on a cycle "
+                "around the least-squares solution, not on it: noisy data, and the cycle's "
+                "distance grows with lr)"
+            )
+        return f"{what} on this data converges only for {limit}"
 
 
 def analyse(config: dict, dataset, schedule) -> Theory | None:
@@ -253,6 +275,7 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
     wd = float(config.get("weight_decay") or 0.0)
     ls = least_squares(x, y, bias)
     n = len(y)
+    noise = float(config.get("noise") or 0.0)
     if schedule.kind == "batch" or schedule.size(n) >= n:
         return Theory(
             schedule.spec,
@@ -260,6 +283,7 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
             ls,
             wd,
             rate_of=lambda lrs: [batch_rate(ls, lr, wd) for lr in lrs],
+            gradient_noise=noise,
         )
     batch = schedule.size(n)
     if schedule.steps_per_epoch(n) > MAX_BATCHES:
@@ -276,4 +300,4 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
     def rates(lrs):
         return log_radius(x, bias, order, batch, lrs, wd, basis).exp().tolist()
 
-    return Theory(schedule.spec, critical, ls, wd, note, rates)
+    return Theory(schedule.spec, critical, ls, wd, note, rates, noise, stochastic=True)

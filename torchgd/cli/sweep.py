@@ -23,9 +23,11 @@ def add_parser(subparsers) -> None:
         "path; print final loss, status, measured and predicted "
         "rate per lr, and the critical lr.",
         epilog="statuses: converged (the excess cost over the minimum fell 1e8-fold, or to "
-        "rounding), floor (a stochastic run on noisy data that got near the minimum and "
-        "stopped falling: the noise floor), stalled (the error stopped shrinking without "
-        "blowing up), slow (still falling), diverged (stopped by the guard)",
+        "rounding; with --weight-decay the minimum of cost + weight_decay/2 * |theta|^2, the "
+        "ridge solution), floor (a stochastic run on noisy data that settled near the minimum: "
+        "the noise floor), far (one that settled on a stable cycle far from it), stalled (the "
+        "error stopped shrinking without blowing up), slow (still moving), diverged (stopped "
+        "by the guard)",
     )
     p.add_argument("--log", action="store_true", help="log-spaced learning rates")
     add_device(p)
