@@ -184,6 +184,32 @@ def test_saddle_script_prints_steps_to_escape(tmp_path):
     assert (tmp_path / "runs" / "saddle.png").exists()
 
 
+@pytest.mark.parametrize("sigma", [1e-8, 1e-4, 1e-1])
+def test_the_saddles_escape_time_is_what_the_script_predicts(sigma):
+    """y_t = 1.2 y_(t-1) - lr * noise: escapes (|y| > 1) after log(1/(lr*sigma))/log(1.2) steps
+    on average, with a spread of about 6 steps (log|Z| / log 1.2, Z standard normal): the mean
+    of 20 seeds is within 2 steps of it (the old formula, log(1/sigma)/log(1.2), forgot the lr
+    that scales the noise and was 12.6 steps early)."""
+    import importlib.util
+    import math
+
+    spec = importlib.util.spec_from_file_location("saddle", ROOT / "scripts" / "saddle.py")
+    saddle = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(saddle)  # its functions; the demo runs under __main__ only
+    steps = []
+    for seed in range(20):
+        r = torchgd.fit(
+            "saddle", init=saddle.START, lr=saddle.LR, epochs=saddle.STEPS, noise=sigma,
+            seed=seed, paths=("manual",),
+        )  # fmt: skip
+        steps.append(saddle.steps_to_escape(r.paths["manual"]["history"]["y"]))
+    mean = sum(steps) / len(steps)
+    predicted = saddle.predicted_escape(sigma)
+    assert predicted == math.log(1 / (0.1 * sigma)) / math.log(1.2)
+    assert abs(mean - predicted) <= 2, (mean, predicted, steps)
+    assert abs(mean - math.log(1 / sigma) / math.log(1.2)) > 10  # the old formula was off
+
+
 @pytest.mark.parametrize("name", ["square", "xcos"])
 def test_one_dimensional_problems_are_checked_like_the_others(name):
     assert torchgd.check_gradients(name)["ok"]
