@@ -1,0 +1,100 @@
+"""The documentation cannot go stale: every ``$ command`` quoted in README.md and docs/*.md is
+run, from a directory outside the checkout, and its quoted output is compared with what it
+prints now.
+
+A quoted block is a fenced block whose first line starts with ``$ ``; each ``$ `` line is a
+command and the lines below it, up to the next one, are what it printed. The comparison is of
+the text with every run of whitespace made one space (so a long line may be wrapped in the
+docs), in order, where ``...`` stands for anything the quote leaves out. Every number quoted
+must be printed as quoted: nothing is rounded to make a quote pass.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINKED = ("tests", "scripts", "examples")  # what quoted commands may name by a relative path
+
+
+def quoted_commands(path: Path) -> list[tuple[str, str, str]]:
+    """``(where, command, expected output)`` for every ``$ `` line of the file's blocks."""
+    out, block, start = [], None, 0
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            if block is None:
+                block, start = [], number
+                continue
+            if block and block[0].startswith("$ "):
+                out += _commands(f"{path.name}:{start}", block)
+            block = None
+        elif block is not None:
+            block.append(line)
+    return out
+
+
+def _commands(where: str, lines: list[str]) -> list[tuple[str, str, str]]:
+    found = []
+    for line in lines:
+        if line.startswith("$ "):
+            found.append([line[2:], []])
+        else:
+            found[-1][1].append(line)
+    return [(where, command, "\n".join(expected)) for command, expected in found]
+
+
+def matches(expected: str, actual: str) -> bool:
+    """Whether ``expected`` (``...`` for anything) appears in ``actual``, whitespace aside."""
+    words = " ".join(expected.split())
+    parts = [re.escape(p.strip()) for p in words.split("...")]
+    pattern = r"\s*.*?\s*".join(parts)
+    return re.search(pattern, " ".join(actual.split()), flags=re.DOTALL) is not None
+
+
+def run_quoted(command: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The command as a user types it: ``torchgd`` is this checkout's, ``python`` this one."""
+    argv = shlex.split(command)
+    if argv[0] == "torchgd":
+        argv = [sys.executable, "-m", "torchgd", *argv[1:]]
+    elif argv[0] == "python":
+        argv = [sys.executable, *argv[1:]]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
+    return subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+CASES = [case for doc in DOCS for case in quoted_commands(doc)]
+
+
+def test_the_docs_quote_commands_and_every_file_is_found():
+    assert len(CASES) >= 5
+    assert any(where.startswith("README.md") for where, _, _ in CASES)
+
+
+def test_the_matcher_is_exact_about_numbers_and_loose_about_wrapping():
+    printed = "w = 1.9999999999999998, loss=7.888609052210118e-31\nrun in runs/x-1"
+    assert matches("w = 1.9999999999999998,\n   loss=7.888609052210118e-31", printed)
+    assert matches("loss=7.888609052210118e-31 ... runs/...", printed)
+    assert not matches("w = 1.9999999999999997", printed)  # one digit off is off
+    assert not matches("loss=7.888609052210118e-31 w = 1.9999999999999998", printed)  # order
+
+
+@pytest.mark.parametrize("where,command,expected", CASES, ids=[c[0] for c in CASES])
+def test_a_quoted_command_prints_what_the_docs_say(where, command, expected, tmp_path):
+    for name in LINKED:  # relative paths as in the checkout, from a directory outside it
+        if (ROOT / name).exists():
+            (tmp_path / name).symlink_to(ROOT / name)
+    proc = run_quoted(command, tmp_path)
+    printed = proc.stdout + proc.stderr
+    assert matches(expected, printed), (
+        f"{where}: `{command}` no longer prints what the docs quote.\n--- quoted:\n{expected}\n"
+        f"--- printed (exit {proc.returncode}):\n{printed[-6000:]}"
+    )
