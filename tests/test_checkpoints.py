@@ -272,3 +272,40 @@ def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(
     same_run(resumed, whole)
     assert resumed["agreement"]["buffers"] == whole["agreement"]["buffers"]
     assert resumed["config"]["optimizer"] == "adam" and resumed["config"]["betas"] == [0.8, 0.99]
+
+
+@pytest.mark.parametrize("part", ["batch", "sgd"])
+def test_a_lecture_interrupted_in_a_part_resumes_to_the_uninterrupted_lecture(
+    main_cli, tmp_path, monkeypatch, part
+):
+    import os
+
+    from torchgd.callbacks import console
+
+    whole = json.loads(main_cli("lecture", "--json", "--no-plots", "--name", "whole").stdout)
+    fired, on_epoch = [], console.Console.on_epoch
+
+    def ctrl_c_at_epoch_37(self, epoch):  # Ctrl-C in the middle of the chosen part
+        in_part = (part == "batch") == (epoch.step == epoch.epoch)
+        if epoch.epoch == 37 and in_part and not fired:
+            fired.append(epoch.step)
+            os.kill(os.getpid(), signal.SIGINT)
+        on_epoch(self, epoch)
+
+    monkeypatch.setattr(console.Console, "on_epoch", ctrl_c_at_epoch_37)
+    proc = main_cli("lecture", "--no-plots", "--name", "cut", "--verbose")
+    assert proc.returncode == 130 and fired
+    run = tmp_path / "runs" / "cut"
+    assert "continue it with: torchgd lecture --resume runs/cut" in proc.stderr
+    assert (run / part / "checkpoint.pt").exists()
+    assert json.loads((run / part / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(console.Console, "on_epoch", on_epoch)
+    proc = main_cli("lecture", "--resume", run, "--json")
+    assert proc.returncode == 0, proc.stderr
+    resumed = json.loads(proc.stdout)
+    for p in ("batch", "sgd"):  # bit for bit, histories included
+        assert resumed[p]["status"] == "completed"
+        assert resumed[p]["paths"] == whole[p]["paths"]
+    assert not list(run.rglob("*.png"))  # started with --no-plots: kept on --resume
+    again = main_cli("lecture", "--resume", run)
+    assert again.returncode == 0 and "nothing to resume" in again.stdout

@@ -11,6 +11,7 @@ import select
 import signal
 import struct
 import subprocess
+import time
 import sys
 import termios
 
@@ -380,3 +381,26 @@ def test_the_headline_puts_gradient_ulps_near_zero_against_the_rounding_bound(ma
     ulps = int(line.split(" ulp in gradients")[0].rsplit(" ", 1)[1])
     assert ulps > 10**6 and "(at most 0." in line and "of the rounding bound)" in line
     assert "the formula sums 2*x_n*(x_n.w + b - y_n)" in proc.stdout  # the model with its b
+
+
+def test_an_interrupted_sweep_keeps_its_config_and_the_lanes_so_far(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torchgd", "sweep", "--lr", "0.01:0.1:4", "--epochs", "10000000",
+         "--no-plots", "--name", "s"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run = tmp_path / "runs" / "s"
+    deadline = time.monotonic() + 60
+    while not (run / "config.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.5)  # some epochs
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err
+    assert json.loads((run / "config.json").read_text())["epochs"] == 10_000_000
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and 0 < summary["epochs_done"] < 10_000_000
+    assert len(summary["status"]) == 4 and summary["lrs"] == [0.01, 0.04, 0.07, 0.1]
+    assert "least-squares minimum of the cost" in out  # the table of the lanes so far

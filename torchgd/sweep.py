@@ -124,27 +124,38 @@ def run(p, lrs) -> dict:
     stopped_at = [0] * k
     losses, costs, params_hist = [], [], []
     all_active = True
+    interrupted = False
     with torch.no_grad():
         start_cost = _cost(p, theta, x, y, k)
         if stochastic:
             watch.begin(start_cost)
-        for epoch in range(1, p.epochs + 1):
-            theta, before, xb, yb = _epoch(p, theta, state, hp, active, all_active, data, epoch)
-            if p.schedule.kind == "batch" or x is None:
-                loss = cost = before  # the cost over all data before the epoch's update
-            else:
-                loss = p.problem.loss(theta, xb, yb).reshape(k)
-                cost = _cost(p, theta, x, y, k)
-            losses.append(loss.clone())
-            costs.append(cost.clone())
-            params_hist.append({m: t.reshape(k, -1).clone() for m, t in theta.items()})
-            if p.config["guard"]:
-                _stop_lanes(watch, theta, cost, active, stopped_at, epoch)
-                all_active = bool(active.all())
+        try:  # Ctrl-C: the report of the epochs that finished
+            for epoch in range(1, p.epochs + 1):
+                new, before, xb, yb = _epoch(p, theta, state, hp, active, all_active, data, epoch)
+                if p.schedule.kind == "batch" or x is None:
+                    loss = cost = before  # the cost over all data before the epoch's update
+                else:
+                    loss = p.problem.loss(new, xb, yb).reshape(k)
+                    cost = _cost(p, new, x, y, k)
+                theta = new
+                losses.append(loss.clone())
+                costs.append(cost.clone())
+                params_hist.append({m: t.reshape(k, -1).clone() for m, t in theta.items()})
+                if p.config["guard"]:
+                    _stop_lanes(watch, theta, cost, active, stopped_at, epoch)
+                    all_active = bool(active.all())
+        except KeyboardInterrupt:
+            if not params_hist:
+                raise
+            interrupted = True
+            theta = {m: t.reshape(theta[m].shape) for m, t in params_hist[-1].items()}
     if stochastic:
         costs = [start_cost, *costs]  # the cost before the first step, then after each epoch
     final = _cost(p, theta, x, y, k)
-    return _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
+    report = _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
+    report["interrupted"] = interrupted  # by Ctrl-C: the lanes as they were then
+    report["epochs_done"] = len(params_hist)
+    return report
 
 
 class _Lanes:
@@ -233,6 +244,12 @@ def _distances(params_hist, theta0, target, bias) -> torch.Tensor:
     return torch.cat([d0, (w - target).norm(dim=-1)])
 
 
+def config_of(p) -> dict:
+    """What a sweep's config.json records: the plan's configuration, one path, its rule."""
+    config = {k: v for k, v in p.config.items() if k not in ("lr", "paths")}
+    return {**config, "paths": ["manual"], "rule": "textbook"}
+
+
 def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
     L = torch.stack(losses).T.tolist()  # [K][epochs]
     C = torch.stack(costs).T.double().tolist()
@@ -258,11 +275,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         None,
     )
     return {
-        "config": {
-            **{k_: v for k_, v in p.config.items() if k_ not in ("lr", "paths")},
-            "paths": ["manual"],
-            "rule": "textbook",
-        },
+        "config": config_of(p),
         "lrs": list(lrs),
         "final_loss": final,
         "final_cost": [None if s else c for s, c in zip(stops, final_cost.tolist())],

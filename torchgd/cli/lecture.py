@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import error
+from .app import error, stderr
 from .common import check_logging, plan_kwargs, rule_options, run_options
 from .running import drawer, figures_done, finish
 from .running import run as run_plan
@@ -29,29 +29,51 @@ def add_parser(subparsers) -> None:
         default="lecture",
         help="lecture (default), course, or any data train takes with one feature",
     )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue an interrupted lecture: the part that was interrupted from its "
+        "checkpoint, bit for bit, then the rest",
+    )
     p.set_defaults(func=run)
+
+
+def _plans(data, paths, device, dtype, rule) -> dict:
+    """The lecture's two parts: lr 0.01, 100 epochs from w = 1.0, batch GD and per-sample SGD."""
+    from .. import train
+
+    return {
+        s: train.plan(
+            "linear",
+            data,
+            schedule=s,
+            lr=0.01,
+            epochs=100,
+            init={"w": 1.0},
+            paths=paths,
+            device=device,
+            dtype=dtype,
+            rule=rule,
+        )  # fmt: skip
+        for s in PARTS
+    }
+
+
+PARTS = ("batch", "sgd")
 
 
 def run(args) -> int:
     from .. import options
 
+    if args.resume:
+        return resume(args)
     options.check_dtype_name(args.dtype)
     check_logging(args)
     early = _draw_early(args)
-    from .. import runs, train
+    from .. import runs
 
-    plans = {
-        s: train.plan(
-            "linear",
-            args.data,
-            schedule=s,
-            lr=0.01,
-            epochs=100,
-            init={"w": 1.0},
-            **plan_kwargs(args),
-        )
-        for s in ("batch", "sgd")
-    }
+    plans = _plans(args.data, **plan_kwargs(args))
     features = plans["batch"].dataset.x
     if features.dim() == 2:  # checked before anything is written
         raise error(
@@ -59,12 +81,26 @@ def run(args) -> int:
             f"{features.shape[1]} (train takes any number: torchgd train --data {args.data})"
         )
     run_dir = runs.new_run_dir(args.logdir, args.name, "lecture")
+    return _run_parts(args, run_dir, plans, early, {})
+
+
+def _run_parts(args, run_dir, plans, early, resumed: dict) -> int:
+    """Each part into its directory (``resumed``: a part's checkpoint, or its summary if it
+    finished), then the figures; the top summary.json, whatever happens."""
+    from .. import runs
+
     summary, results = {"run_dir": str(run_dir)}, []
     try:  # Ctrl-C anywhere (a part, its figures, between parts): the summary of what finished
         for schedule, plan in plans.items():
+            done = resumed.get(schedule)
+            if isinstance(done, dict) and done.get("status") == "completed":
+                summary[schedule] = done
+                continue
             sub = run_dir / schedule
-            sub.mkdir()
-            result, summary[schedule] = run_plan(plan, args, sub, HEADERS[schedule])
+            sub.mkdir(exist_ok=done is not None)
+            result, summary[schedule] = run_plan(
+                plan, args, sub, HEADERS[schedule], resume=done, checkpoint_every=0
+            )
             results.append(result)
             if result.status != "completed":
                 break
@@ -74,6 +110,13 @@ def run(args) -> int:
             for scratch in early.values():
                 args.drawer.place(scratch, run_dir / scratch.name, str(run_dir / "figures"))
             figures_done(args)
+    except KeyboardInterrupt:  # between the parts or in the figures: said with the run's path
+        _write_summary(run_dir, plans, summary)
+        stderr(
+            f"torchgd: interrupted; everything up to the interrupt is in {run_dir}; continue "
+            f"it with: torchgd lecture --resume {run_dir}"
+        )
+        return 130
     finally:
         _write_summary(run_dir, plans, summary)
     if args.json:
@@ -81,12 +124,55 @@ def run(args) -> int:
     return finish(results, run_dir, args)
 
 
-def _draw_early(args) -> dict:
+def resume(args) -> int:
+    """``lecture --resume RUN_DIR``: the parts that finished stay as they are; the one that was
+    interrupted continues from its checkpoint (bit for bit), the rest run as they would have."""
+    import json
+    from pathlib import Path
+
+    from .. import checkpoints
+    from .resume import check_files, finished, refuse_changes, restore_outputs, say_finished
+
+    run_dir = Path(args.resume)
+    refuse_changes(args)
+    try:
+        saved = json.loads((run_dir / "batch" / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"cannot resume '{run_dir}': not a lecture's run directory ({exc})") from None
+    check_files(saved, run_dir)
+    done = {part: finished(run_dir / part) for part in PARTS}
+    if all(d is not None for d in done.values()):
+        say_finished(run_dir, {"status": "completed", "epochs": 100}, args)
+        return 0
+    data = (saved.get("data_meta") or {}).get("file") or saved["data"]
+    plans = _plans(data, saved["paths"], saved["device"], saved["dtype"], saved["rule"])
+    resumed: dict = {}
+    for part in PARTS:
+        if done[part] is not None:
+            resumed[part] = done[part]
+        elif (run_dir / part / checkpoints.NAME).exists():
+            resumed[part] = checkpoints.load(run_dir / part / checkpoints.NAME)
+        elif (run_dir / part).exists():  # interrupted before its first checkpoint: run it anew
+            import shutil
+
+            shutil.rmtree(run_dir / part)
+    restore_outputs(args, saved, run_dir)
+    early = {}
+    if not args.no_plots:
+        missing = [
+            k for k in ("field", "schedules") if not (run_dir / f"{k}.{args.format}").exists()
+        ]
+        early = {k: v for k, v in _draw_early(args, data).items() if k in missing}
+    return _run_parts(args, run_dir, plans, early, resumed)
+
+
+def _draw_early(args, data=None) -> dict:
     """The figures that need no run, drawn while torch imports: {kind: scratch file}."""
     early = {}
     if not args.no_plots:
         figures = drawer(args)
-        for kind, kw in (("field", {}), ("schedules", {"data": args.data, "epochs": 30})):
+        data = args.data if data is None else data
+        for kind, kw in (("field", {}), ("schedules", {"data": data, "epochs": 30})):
             early[kind] = figures.scratch() / f"{kind}.{args.format}"
             figures.draw(kind, early[kind], **kw)
     return early

@@ -21,24 +21,16 @@ def resume(args) -> int:
     from .. import checkpoints, runs, train
 
     run_dir = Path(args.resume)
-    _refuse_changes(args)
+    refuse_changes(args)
     try:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
-    finished = _finished(run_dir)
-    if finished is not None:
-        _say_finished(run_dir, finished, args)
+    ended = finished(run_dir)
+    if ended is not None:
+        say_finished(run_dir, ended, args)
         return 0
-    from ..plan import changed_files
-
-    changed = changed_files(saved)
-    if changed:
-        raise error(
-            f"cannot resume '{run_dir}': '{changed[0]}' changed since the run started (its "
-            "SHA-256 is not the one config.json recorded), so the run would not continue "
-            "exactly; start a new run"
-        )
+    check_files(saved, run_dir)
     state = checkpoints.load(run_dir / checkpoints.NAME)
     ranks = group(args, saved.get("device", "cpu"))
     if ranks is not None:  # rank r continues on its own device (cuda:r; the cpu stays the cpu)
@@ -50,12 +42,8 @@ def resume(args) -> int:
     if ranks is not None and ranks.rank != 0:  # the other ranks compute; rank 0 writes
         return rank_status(train.execute(plan, [], resume=state, group=ranks))
     compile_note(plan, args)
-    opts = saved.get("run_options", {})
-    args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
-    args.trial = opts.get("trial", run_dir.name)
-    for key, default in OUTPUTS.items():  # the run's own outputs, as it started
-        setattr(args, key, opts.get(key, default))
-    every = opts.get("checkpoint_every") or 0
+    restore_outputs(args, saved, run_dir)
+    every = saved.get("run_options", {}).get("checkpoint_every") or 0
     result, summary = run_plan(
         plan, args, run_dir, resume=state, checkpoint_every=every, group=ranks
     )
@@ -65,15 +53,15 @@ def resume(args) -> int:
     return finish([result], run_dir, args)
 
 
-def _refuse_changes(args) -> None:
+def refuse_changes(args) -> None:
     """--resume continues a run as its config.json says: an option that would change it is
     refused (found by parsing the command line again with every default suppressed, so that
     only the options actually given appear)."""
     from . import build_parser
 
     parser = build_parser()
-    train_parser = parser._subparsers._group_actions[0].choices["train"]
-    for action in train_parser._actions:
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]
+    for action in command_parser._actions:
         action.default = argparse.SUPPRESS
     given = vars(parser.parse_args(args.argv))
     changed = sorted(set(given) - RESUME_OPTIONS)
@@ -85,7 +73,7 @@ def _refuse_changes(args) -> None:
         )
 
 
-def _finished(run_dir) -> dict | None:
+def finished(run_dir) -> dict | None:
     """The summary of a run that has ended (completed or diverged), or None."""
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
@@ -95,7 +83,7 @@ def _finished(run_dir) -> dict | None:
     return summary if ended else None
 
 
-def _say_finished(run_dir, finished: dict, args) -> None:
+def say_finished(run_dir, finished: dict, args) -> None:
     from .. import runs
 
     if args.json:
@@ -104,4 +92,26 @@ def _say_finished(run_dir, finished: dict, args) -> None:
         print(
             f"{run_dir} has already finished ({finished['status']} after "
             f"{finished.get('epochs')} epochs); nothing to resume"
+        )
+
+
+def restore_outputs(args, saved: dict, run_dir) -> None:
+    """The options that shape a run's output, as its ``config.json`` recorded them."""
+    opts = saved.get("run_options", {})
+    args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
+    args.trial = opts.get("trial", Path(run_dir).name)
+    for key, default in OUTPUTS.items():  # the run's own outputs, as it started
+        setattr(args, key, opts.get(key, default))
+
+
+def check_files(saved: dict, run_dir) -> None:
+    """Refuse to resume a run whose problem, rule or data file changed since it started."""
+    from ..plan import changed_files
+
+    changed = changed_files(saved)
+    if changed:
+        raise error(
+            f"cannot resume '{run_dir}': '{changed[0]}' changed since the run started (its "
+            "SHA-256 is not the one config.json recorded), so the run would not continue "
+            "exactly; start a new run"
         )

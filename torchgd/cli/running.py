@@ -179,7 +179,10 @@ def finish(results, run_dir, args) -> int:
         )
         return EXIT_IO
     if any(r.status == "interrupted" for r in results):
-        stderr(f"torchgd: interrupted; everything up to the interrupt is in {run_dir}")
+        again = ""
+        if any(Path(run_dir).glob("**/checkpoint.pt")):
+            again = f"; continue it with: torchgd {args.command} --resume {run_dir}"
+        stderr(f"torchgd: interrupted; everything up to the interrupt is in {run_dir}{again}")
         return 130
     for r in results:
         if r.status == "diverged":

@@ -3,6 +3,7 @@ theory."""
 
 from __future__ import annotations
 
+from .app import stderr
 from .common import (
     FORMATS,
     add_device,
@@ -56,9 +57,24 @@ def run(args) -> int:
     p = plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)
     sweep.check(p, lrs)  # before anything is written
     run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
-    report = sweep.run(p, lrs)  # the same plan: the data are loaded once
+    runs.write_json(run_dir / "config.json", {**sweep.config_of(p), "lrs": lrs})
+    try:
+        report = sweep.run(p, lrs)  # the same plan: the data are loaded once
+    except KeyboardInterrupt:  # before the first epoch ended: nothing to report but that
+        stop = {"config": sweep.config_of(p), "lrs": lrs, "interrupted": True, "epochs_done": 0}
+        runs.write_json(run_dir / "summary.json", {**stop, "run_dir": str(run_dir)})
+        stderr(f"torchgd: interrupted before the first epoch ended; the sweep is in {run_dir}")
+        return 130
     report["run_dir"] = str(run_dir)
-    runs.write_json(run_dir / "config.json", report["config"])
+    if report["interrupted"]:
+        runs.write_json(run_dir / "summary.json", report)
+        if not (args.json or args.quiet):
+            print(sweep.format_table(report))
+        stderr(
+            f"torchgd: interrupted after epoch {report['epochs_done']} of {n_epochs}; the lanes "
+            f"as they were then are in {run_dir}"
+        )
+        return 130
     if not args.no_plots:
         from .. import plots
 
