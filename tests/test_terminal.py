@@ -11,9 +11,9 @@ import select
 import signal
 import struct
 import subprocess
-import time
 import sys
 import termios
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
