@@ -404,3 +404,44 @@ def test_an_interrupted_sweep_keeps_its_config_and_the_lanes_so_far(tmp_path):
     assert summary["interrupted"] is True and 0 < summary["epochs_done"] < 10_000_000
     assert len(summary["status"]) == 4 and summary["lrs"] == [0.01, 0.04, 0.07, 0.1]
     assert "least-squares minimum of the cost" in out  # the table of the lanes so far
+
+
+ADVICE_CASES = {
+    "overflow": ("x,y\n1,2\n1e308,3\n2,4\n", ["--data", "big.csv"]),
+    "nan_at_start": (None, ["--problem", "nan.py:p", "--init", "x=1"]),
+}
+
+
+@pytest.mark.parametrize("case", list(ADVICE_CASES))
+def test_divergence_advice_never_blames_the_lr_for_what_no_lr_can_fix(tmp_path, case):
+    (tmp_path / "big.csv").write_text(ADVICE_CASES["overflow"][0])
+    (tmp_path / "nan.py").write_text(
+        "import torch\nfrom torchgd.problems import FunctionProblem\n"
+        "p = FunctionProblem('nanny', ('x',), f=lambda x: torch.sqrt(x - 2),\n"
+        "    df=lambda x: (0.5 / torch.sqrt(x - 2),), start={'x': 3.0})\n"
+    )
+    proc = run_cli("train", *ADVICE_CASES[case][1], "--epochs", "5", "--no-plots", cwd=tmp_path)
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert "try --lr" not in line and "may be too large" not in line and "lr < 0" not in line
+    assert "it was not finite at the start either" in line
+    if case == "overflow":
+        assert "overflow float64 when squared" in line and "scale the data" in line
+    else:
+        assert "no lr can help" in line and "starting point" in line
+
+
+def test_a_directory_given_as_a_file_is_said_to_be_one(tmp_path):
+    for args, words in (
+        (["--data", str(tmp_path)], "is a directory: give a file in it"),
+        (["--problem", f"{tmp_path}/sub.py:p"], "is a directory, not a .py file"),
+    ):
+        (tmp_path / "sub.py").mkdir(exist_ok=True)
+        proc = run_cli("train", *args, cwd=tmp_path)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+
+
+def test_a_logdir_that_cannot_be_written_is_exit_74_as_the_readme_says(tmp_path):
+    proc = run_cli("train", "--logdir", "/sys/torchgd-cannot-write-here", cwd=tmp_path)
+    assert proc.returncode == 74, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -195,6 +195,8 @@ def _numeric(path: str, name: str, a) -> torch.Tensor:
 def load(path: str, dtype=torch.float64) -> Dataset:
     """Read a data file, checking everything; every problem is one line naming file and place."""
     p = Path(path)
+    if p.is_dir():
+        raise TorchgdError(f"data file '{path}' is a directory: give a file in it")
     if not p.is_file():
         raise TorchgdError(f"data file '{path}' does not exist")
     suffix = p.suffix.lower()

@@ -115,6 +115,7 @@ def advice(config: dict, dataset, schedule, info: dict) -> dict:
         info["no_theory"] = "the epoch has too many batches to analyse"
     elif t.critical_lr is None:
         info["no_theory"] = t.describe()
+        info["data_overflow"] = t.overflow is not None
     else:
         info.update(critical_lr=t.critical_lr, suggested_lr=t.critical_lr / 2, theory=t.describe())
     return info
@@ -125,8 +126,17 @@ def message(info: dict, lr: float, config: dict | None = None) -> str:
     run's) words the advice: a run that maximizes, or a rule's own options, are not an lr's
     fault."""
     text = f"diverged at epoch {info['epoch']}: {info['reason']}"
-    if info.get("last_finite_loss") is not None and "finite" in info["reason"]:
-        text += f" (last finite cost {info['last_finite_loss']:.6g})"
+    last = info.get("last_finite_loss")
+    if last is not None and not np.isfinite(last) and "finite" in info["reason"]:
+        if info.get("data_overflow"):
+            return f"{text}; it was not finite at the start either: {info['no_theory']}"
+        return text + (
+            "; it was not finite at the start either, before any step: no lr can help; the "
+            "loss or its gradient is not defined at the starting point (see torchgd check, "
+            "or choose another --init)"
+        )
+    if last is not None and "finite" in info["reason"]:
+        text += f" (last finite cost {last:.6g})"
     if "critical_lr" in info:
         c = info["critical_lr"]
         text += f"; theory: {info['theory']} (lr = {lr})"
@@ -140,7 +150,8 @@ def message(info: dict, lr: float, config: dict | None = None) -> str:
     else:
         if "no_theory" in info:
             text += f"; no critical lr from theory here ({info['no_theory']})"
-        text += _blame(lr, config or {})
+        if not info.get("data_overflow"):
+            text += _blame(lr, config or {})
     return text
 
 

@@ -30,6 +30,8 @@ def attribute(spec: str, kind: str):
 
 
 def _file(path: Path, kind: str):
+    if path.is_dir():
+        raise TorchgdError(f"{kind} file '{path}' is a directory, not a .py file")
     if not path.is_file():
         raise TorchgdError(f"{kind} file '{path}' does not exist")
     stat = path.stat()

@@ -47,8 +47,8 @@ def new_run_dir(logdir: str | os.PathLike, name: str | None, prefix: str) -> Pat
             run = root / f"{stem}-{i}"
     try:
         run.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TorchgdError(f"cannot create run directory '{run}': {exc.strerror}") from exc
+    except OSError as exc:  # no permission, a read-only or full disk: exit 74, as any write
+        raise OSError(exc.errno, exc.strerror, str(run)) from None
     return run
 
 

@@ -337,7 +337,7 @@ class _Optimum:
 
 def _optimum(p, ls) -> _Optimum | None:
     """The lanes' optimum (``ls``: the data's least squares, None for other problems)."""
-    if ls is None:
+    if ls is None or not math.isfinite(ls.optimum_loss):  # (data whose squares overflow)
         return None
     wd = float(p.config.get("weight_decay") or 0.0)
     if wd and rules.of(p.hp).TORCH_CLASS == "AdamW":  # decoupled: another fixed point

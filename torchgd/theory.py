@@ -233,10 +233,13 @@ class Theory:
     rate_of: object = field(default=None, repr=False)
     gradient_noise: float = 0.0  # --noise: the standard deviation added to every gradient
     stochastic: bool = False  # several batches an epoch: a run settles, on noisy data
+    overflow: float | None = None  # the largest |value| when the data's squares overflow
 
     def rates(self, lrs: list[float]) -> list[float]:
         """Predicted per-epoch contraction of the error for each lr (batch: of the distance to
         the least-squares solution; fixed order: the epoch map's spectral radius)."""
+        if self.rate_of is None:  # no theory of the rates (the data overflow)
+            return [None] * len(lrs)
         return self.rate_of(list(lrs))
 
     def rate(self, lr: float) -> float:
@@ -248,6 +251,12 @@ class Theory:
             "batch": "batch gradient descent",
             "sgd": "per-sample SGD",
         }.get(self.schedule, f"{self.schedule} SGD")
+        if self.overflow is not None:
+            return (
+                f"the data's values (up to {self.overflow:.3g}) overflow float64 when squared, so "
+                "no step size is safe and no limit can be computed: scale the data (z-score the "
+                "features)"
+            )
         if self.critical_lr is None:
             return f"{what} on this data: no limit found up to 64 times the batch limit"
         limit = f"lr < {self.critical_lr:.6g}{self.note}"
@@ -276,6 +285,9 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
     ls = least_squares(x, y, bias)
     n = len(y)
     noise = float(config.get("noise") or 0.0)
+    if not bool(torch.isfinite(ls.gram).all() and torch.isfinite(ls.moment).all()):
+        top = max(float(x.double().abs().max()), float(y.double().abs().max()))
+        return Theory(schedule.spec, None, ls, wd, overflow=top)
     if schedule.kind == "batch" or schedule.size(n) >= n:
         return Theory(
             schedule.spec,
