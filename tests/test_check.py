@@ -343,3 +343,19 @@ def test_a_gradcheck_failure_is_said_in_full_on_one_line():
     message = next(f for f in r["failures"] if f.startswith("gradcheck failed"))
     assert "\n" not in message and not message.rstrip().endswith(",")
     assert "numerical:" in message and "analytical:" in message
+
+
+def test_the_rounding_bound_of_a_huge_float32_batch_is_positive_and_counts_its_chunks():
+    """gamma_(N+4) is negative past N u = 1 (N = 1e8 in float32 said "-3.5e-08 of the bound"):
+    a chunked sum has at most a chunk's additions plus one per chunk."""
+    lin = problems.Linear()
+    x = torch.linspace(-1, 1, problems.CHUNK_ROWS, dtype=torch.float32)
+    y = 2 * x
+    params = {"w": torch.tensor(1.5, dtype=torch.float32)}
+    n = 10**8
+    assert problems.terms_summed(n) == problems.CHUNK_ROWS + 191 + 4
+    assert problems.terms_summed(1000) == 1004  # one chunk: as before
+    share = lin.grad_bound(params, x, y, n)["w"]
+    assert torch.isfinite(share) and share > 0
+    u = torch.finfo(torch.float32).eps / 2
+    assert problems.terms_summed(n) * u < 0.05  # far from the 1 where gamma_k breaks down

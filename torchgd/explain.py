@@ -21,7 +21,7 @@ from itertools import combinations
 
 import torch
 
-from . import compare, rules
+from . import compare, problems, rules
 from .device import dtype_name
 
 # a gradient this many float eps apart (relative) is not rounding any more: the formula is wrong
@@ -228,10 +228,10 @@ class Agreement:
         The bound costs one more pass over the batch, as much as the step itself on big data,
         so it is computed only where a cheap test cannot settle the question: where A = G
         exactly, NaN stands for it (a difference of 0 needs no bound); for data problems where
-        ``|A - G| <= L = 2 (N+4) u |A|`` the step is within the bound already, because the
+        ``|A - G| <= L = 2 k u |A|`` the step is within the bound already, because the
         bound is at least ``2 gamma S/N`` and ``S/N >= |A| / (1 + gamma)`` (S = sum |t_n|,
-        gamma = gamma_(N+4), the error model of ``Linear.grad_bound``), and
-        ``gamma / (1 + gamma) = (N+4) u``; L, a lower estimate of the bound, then stands for
+        gamma = gamma_k, k = ``problems.terms_summed(N)``, the error model of
+        ``Linear.grad_bound``), and ``gamma / (1 + gamma) = k u``; L, a lower estimate of the bound, then stands for
         it (the ratio reported is an upper estimate). None when a bound is unavailable."""
         lazy = getattr(self.problem, "needs_data", False)  # a function's bound costs nothing
         u = torch.finfo(self.dtype).eps / 2
@@ -240,7 +240,10 @@ class Agreement:
         B = torch.full_like(A, math.nan)
         need = ((A - Gq) != 0).any(-1)  # [T, Q]; inf - inf is NaN: asked too
         if lazy:
-            k = torch.tensor([(n + 4) * u for n in block.sizes], dtype=A.dtype)[:, None, None]
+            rows = getattr(self.problem, "chunk_rows", None) or problems.CHUNK_ROWS
+            k = torch.tensor(
+                [problems.terms_summed(n, rows) * u for n in block.sizes], dtype=A.dtype
+            )[:, None, None]
             low = 2 * k * A.abs()
             settled = (k < 1) & ((A - Gq).abs() <= low).all(-1, keepdim=True)
             B = torch.where(settled & need[..., None], low, B)

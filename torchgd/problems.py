@@ -59,6 +59,17 @@ def xw(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return torch.cat([head, x[k:] @ w])
 
 
+def terms_summed(n: int, rows: int = CHUNK_ROWS) -> int:
+    """The k of Higham's gamma_k for a gradient summed over n rows: each term rounded 4 times,
+    and the sum of n terms (n - 1 additions, in any order) when the batch is one chunk; a
+    bigger batch is summed chunk by chunk (``rows`` each) and the chunks' sums added one after
+    another. (N + 4 for every N, as before, made gamma negative beyond N u = 1: 1e8 float32
+    rows said "at most -3.5e-08 of the rounding bound".)"""
+    if n <= rows:
+        return n + 4
+    return rows + math.ceil(n / rows) + 4
+
+
 class Linear:
     """The lecture's model ``y_hat = w * x`` with the mean squared error as cost.
 
@@ -123,8 +134,9 @@ class Linear:
         """How far two correct roundings of the gradient can be apart at ``params``: a bound
         on |formula - autograd| from the magnitudes of the summed terms t_n = 2 x_n r_n::
 
-            2 gamma_(N+4) * 1/N sum |t_n|                         (summing N rounded terms,
-                                                                   in any order, twice)
+            2 gamma_k * 1/N sum |t_n|                             (summing N rounded terms,
+                                                                   in any order, twice;
+                                                                   k = terms_summed(N))
           + 2 (d+3) u * 1/N sum 2 |x_n| (|x_n|.|w| + |b| + |y_n|) (two roundings of r_n)
           + (sum |x_n| + 2 N + 2) * eta                          (subnormal roundings)
 
@@ -137,7 +149,8 @@ class Linear:
         n = n or y.shape[-1]
         info = torch.finfo(y.dtype)
         u, eta = info.eps / 2, info.smallest_normal * info.eps
-        gamma = (n + 4) * u / (1 - (n + 4) * u)
+        k = terms_summed(n, self.chunk_rows) * u
+        gamma = k / (1 - k) if k < 1 else math.inf
         d = x.shape[1] if x.dim() == 2 else 1
         r = (self.forward(params, x) - y).abs()
         ax = x.abs()
