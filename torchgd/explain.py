@@ -231,8 +231,9 @@ class Agreement:
         ``|A - G| <= L = 2 k u |A|`` the step is within the bound already, because the
         bound is at least ``2 gamma S/N`` and ``S/N >= |A| / (1 + gamma)`` (S = sum |t_n|,
         gamma = gamma_k, k = ``problems.terms_summed(N)``, the error model of
-        ``Linear.grad_bound``), and ``gamma / (1 + gamma) = k u``; L, a lower estimate of the bound, then stands for
-        it (the ratio reported is an upper estimate). None when a bound is unavailable."""
+        ``Linear.grad_bound``), and ``gamma / (1 + gamma) = k u``; L, a lower estimate of the
+        bound, then stands for it (the ratio reported is an upper estimate). None when a bound
+        is unavailable."""
         lazy = getattr(self.problem, "needs_data", False)  # a function's bound costs nothing
         u = torch.finfo(self.dtype).eps / 2
         idx = [self.names.index(p) for p in self.grad_checked]
