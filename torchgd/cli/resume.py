@@ -12,7 +12,8 @@ from .running import compile_note, compiling, figures_done, finish, group, rank_
 from .running import run as run_plan
 
 # what --resume may be given besides the run: how to show it, and how to run it
-# (--no-plots, --no-tensorboard and --format are the run's own, kept in its config.json)
+# (--no-plots, --no-tensorboard and --format are the run's own, kept in its config.json: given
+# again, they must say what the run started with)
 RESUME_OPTIONS = {"resume", "json", "quiet", "verbose", "distributed", "command", "func"}
 OUTPUTS = {"no_plots": False, "no_tensorboard": False, "format": "png"}  # and their defaults
 
@@ -64,7 +65,8 @@ def refuse_changes(args) -> None:
     for action in command_parser._actions:
         action.default = argparse.SUPPRESS
     given = vars(parser.parse_args(args.argv))
-    changed = sorted(set(given) - RESUME_OPTIONS)
+    args.outputs_given = {k: v for k, v in given.items() if k in OUTPUTS}
+    changed = sorted(set(given) - RESUME_OPTIONS - set(OUTPUTS))
     if changed:
         flags = ", ".join("--" + k.replace("_", "-") for k in changed)
         raise error(
@@ -101,7 +103,16 @@ def restore_outputs(args, saved: dict, run_dir) -> None:
     args.log_every, args.smoothing = opts.get("log_every"), opts.get("smoothing", 0.9)
     args.trial = opts.get("trial", Path(run_dir).name)
     for key, default in OUTPUTS.items():  # the run's own outputs, as it started
-        setattr(args, key, opts.get(key, default))
+        own = opts.get(key, default)
+        given = getattr(args, "outputs_given", {}).get(key, own)
+        if given != own:  # the same as the run's own is no change (torchrun passes it again)
+            flag = "--" + key.replace("_", "-")
+            raise error(
+                f"--resume continues the run exactly as its config.json says; {flag} would "
+                f"change it (it started with {key.replace('_', '-')} = {own}; start a new run "
+                "instead)"
+            )
+        setattr(args, key, own)
 
 
 def check_files(saved: dict, run_dir) -> None:
