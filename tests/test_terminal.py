@@ -230,7 +230,7 @@ def test_run_files_get_the_usual_permissions(tmp_path):
 
 
 def test_the_exit_codes_are_documented_in_the_readme():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "cli.md").read_text()
     section = readme[readme.index("## Exit codes") :]
     for code in ("0", "1", "2", "3", "74", "130", "141"):
         assert f"| {code} |" in section, code

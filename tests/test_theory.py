@@ -361,7 +361,7 @@ def test_gradient_noise_keeps_the_noise_free_limit(cli, tmp_path, schedule, side
     data = str(standardized(tmp_path))
     a = design(datasets.get(data), True)
     c = numpy_batch_critical(a) if schedule == "batch" else numpy_fixed_order_critical(a, 1)
-    epochs = "1000" if schedule == "batch" else "100"
+    epochs = "1000" if schedule == "batch" else "20"
     proc = _train(
         cli, tmp_path, "n", "--data", data, "--bias", "--noise", "1", "--schedule", schedule,
         "--lr", repr(side * c), "--epochs", epochs,
@@ -385,8 +385,8 @@ def test_weight_decay_lanes_are_judged_at_the_ridge_solution(tmp_path):
     a, y, wd = design(ds, True), ds.y.numpy(), 0.1
     ridge = np.linalg.solve(a.T @ a / len(y) + wd / 2 * np.eye(a.shape[1]), a.T @ y / len(y))
     cost = np.mean((a @ ridge - y) ** 2)
-    r = S.sweep(data=data, bias=True, weight_decay=wd, lrs=[0.1, 0.17, 0.24], epochs=5000)
-    assert r["status"] == ["converged"] * 3  # they were "slow", judged at least squares
+    r = S.sweep(data=data, bias=True, weight_decay=wd, lrs=[0.2, 0.24], epochs=1500)
+    assert r["status"] == ["converged"] * 2  # they were "slow", judged at least squares
     assert r["optimum_loss"] == pytest.approx(cost, rel=1e-9)
     assert r["optimum"]["objective"] == pytest.approx(cost + wd / 2 * ridge @ ridge, rel=1e-9)
     assert r["optimum"]["point"] == "ridge solution"
@@ -400,19 +400,18 @@ def test_weight_decay_lanes_are_judged_at_the_ridge_solution(tmp_path):
 def test_settled_lanes_on_a_far_cycle_are_far_not_slow(tmp_path):
     """One feature (bmi, scaled as scikit-learn ships it) in data order: below the limit every
     epoch ends at the epoch map's fixed point, which at large lr is far from the minimum;
-    the same status after 200 and 600 epochs, as numpy's cycle says."""
+    the same status after 40 and 120 epochs, as numpy's cycle says."""
     raw = np.loadtxt(DIABETES, delimiter=",", skiprows=1)
     bmi, y = raw[:, 2], raw[:, -1]
     x = (bmi - bmi.mean()) / (bmi.std() * np.sqrt(len(bmi)))
     path = tmp_path / "bmi.csv"
     np.savetxt(path, np.c_[x, y], delimiter=",", fmt="%.17g")
-    lrs = [0.5, 300.0, 404.0, 508.0, 538.0]
+    lrs = [300.0, 404.0, 508.0, 538.0]
     c = numpy_fixed_order_critical(x[:, None], 1)
     assert 538 < c < 560
     expected = [numpy_cycle_status(x[:, None], y, lr) for lr in lrs]
-    assert expected[1:] == ["far"] * 4  # at lr 538 the cycle ends epochs at w = 2.6e9
-    for epochs in (200, 600):
+    assert expected == ["far"] * 4  # at lr 538 the cycle ends epochs at w = 2.6e9
+    for epochs in (40, 120):
         r = S.sweep(data=str(path), schedule="sgd", lrs=lrs, epochs=epochs)
-        assert r["status"][1:] == expected[1:], epochs
-        assert r["status"][0] in ("slow", expected[0])  # lr 0.5: still on its way at 200
+        assert r["status"] == expected, epochs
     assert "is stable only for lr < 543.72" in r["theory"] and "not on it" in r["theory"]

@@ -91,6 +91,12 @@ _MISSING = object()
 
 def as_problem(problem, where: str = "the problem"):
     """``problem`` checked against ``Problem``, with defaults for its optional members."""
+    if isinstance(problem, type):  # the class where an instance is expected
+        raise TorchgdError(
+            f"{where} is the class {problem.__name__}, not a problem: give an instance, "
+            f"{problem.__name__}(...) (a problem object holds its settings, such as "
+            "Linear(bias=True))"
+        )
     missing = [a for a in PROBLEM_REQUIRED if not hasattr(problem, a)]
     if missing:
         raise TorchgdError(

@@ -56,3 +56,19 @@ def parse_lrs(spec: str, log: bool = False) -> list[float]:
         a, b = math.log10(start), math.log10(stop)
         return [start] + [10 ** (a + (b - a) * i / (k - 1)) for i in range(1, k - 1)] + [stop]
     return [start + (stop - start) * i / (k - 1) for i in range(k - 1)] + [stop]
+
+
+def init_point(text: str) -> dict:
+    """``--init``/``init=``: ``NAME=VALUE[,NAME=VALUE...]`` to a dict of floats."""
+    out = {}
+    for part in filter(None, str(text).split(",")):
+        name, eq, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not name.strip():
+            raise TorchgdError(
+                f"'{text}' is not NAME=VALUE[,NAME=VALUE...] (e.g. w=1.0 or x=-5,y=-2)"
+            )
+    return out

@@ -36,9 +36,16 @@ def parse_paths(paths) -> tuple[str, ...]:
     return tuple(names)
 
 
-def initial_params(problem, init: dict | None, device, dtype, dataset=None) -> dict:
+def initial_params(problem, init: dict | str | None, device, dtype, dataset=None) -> dict:
+    """The start: the problem's own, with ``init`` (``{"w": 1.0}`` or ``"w=1.0,b=0"``) over it."""
     start = problem.start_for(dataset) if hasattr(problem, "start_for") else dict(problem.start)
+    if isinstance(init, str):
+        init = options.init_point(init)
+    if init is not None and not isinstance(init, dict):
+        raise TorchgdError(f"init must be a dict such as {{'w': 1.0}} or 'w=1.0'; got {init!r}")
     for name, value in (init or {}).items():
+        if not isinstance(value, int | float | list | tuple) and not torch.is_tensor(value):
+            raise TorchgdError(f"--init {name} must be a number, got {value!r}")
         if name not in start:
             raise TorchgdError(
                 f"--init names '{name}', but problem '{problem.name}' has parameters "
@@ -308,7 +315,7 @@ def _problem_and_data(problem, data, bias, dtype, rows):
     dataset = None
     if problem.needs_data:
         data = "lecture" if data is None else data
-        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else data
+        dataset = datasets.get(data, dtype, rows) if isinstance(data, str) else _given(data)
     elif data is not None:
         raise TorchgdError(
             f"problem '{problem.name}' is a function of its parameters and takes no data; "
@@ -323,6 +330,24 @@ def _problem_and_data(problem, data, bias, dtype, rows):
             f"problem '{problem.name}' takes one feature; the data has {dataset.x.shape[1]}"
         )
     return problem, dataset
+
+
+def _given(data):
+    """Data given from Python: a Dataset, ``(x, y)`` (tensors, arrays or lists) or a dict with
+    ``x`` and ``y``; anything else is one clear error."""
+    if isinstance(data, datasets.Dataset):
+        return data
+    if isinstance(data, dict) and set(data) >= {"x", "y"}:
+        return datasets.from_values(data["x"], data["y"])
+    if isinstance(data, tuple | list) and len(data) == 2:
+        try:
+            return datasets.from_values(*data)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise TorchgdError(f"data=(x, y) must hold numbers: {exc}") from None
+    raise TorchgdError(
+        "data must be a name or file ('lecture', 'course', 'synthetic:N', 'points.csv', ...), "
+        f"(x, y) or {{'x': x, 'y': y}}; got {type(data).__name__}"
+    )
 
 
 def _shadow(dataset, dtype) -> bool:

@@ -42,6 +42,7 @@ class Result:
     seconds: float
     problem: object = field(repr=False, default=None)
     diverged: dict | None = None  # epoch, path, reason, last finite loss, critical/suggested lr
+    run_dir: object = field(repr=False, default=None)  # fit(logdir=...): where its files are
 
     def params(self, path: str | None = None) -> dict:
         return self.paths[path or next(iter(self.paths))]["params"]
@@ -97,18 +98,40 @@ def divergence_message(info: dict, lr: float, config: dict | None = None) -> str
     return message(info, lr, config)
 
 
-def fit(problem="linear", data=None, *, callbacks=(), **options) -> Result:
+def fit(
+    problem="linear",
+    data=None,
+    *,
+    callbacks=(),
+    logdir=None,
+    name=None,
+    tensorboard=True,
+    plots=True,
+    **options,
+) -> Result:
     """Run the selected paths in lockstep and compare them at every step.
 
-    ``options`` are those of ``plan``: schedule, shuffle, seed, optimizer (sgd, adagrad,
-    rmsprop, adadelta, adam, adamw or FILE.py:NAME), lr, epochs, init, paths, device, dtype,
-    rule and the rule's options (SGD: momentum, ...; Adam: betas, eps, amsgrad, ...). The
-    epoch's ``loss`` is what the lecture prints: for ``batch`` (and data-free problems) the
-    cost over the batch before the update; for ``sgd`` and ``minibatch`` the loss of the
-    epoch's last batch after its update, as the lecture's SGD code
-    computes it.
+    ``data``: a name or file as the command line takes it ("lecture", "course",
+    "synthetic:1000,d=3,noise=0.1", "points.csv"), ``(x, y)`` (tensors, arrays or lists) or
+    ``{"x": x, "y": y}``. ``options`` are those of ``plan``: schedule, shuffle, seed, optimizer
+    (sgd, adagrad, rmsprop, adadelta, adam, adamw or FILE.py:NAME), lr, epochs, init
+    (``{"w": 1.0}`` or ``"w=1.0"``), paths, device, dtype, rule and the rule's options (SGD:
+    momentum, ...; Adam: betas, eps, amsgrad, ...). The epoch's ``loss`` is what the lecture
+    prints: for ``batch`` (and data-free problems) the cost over the batch before the update;
+    for ``sgd`` and ``minibatch`` the loss of the epoch's last batch after its update, as the
+    lecture's SGD code computes it.
+
+    ``logdir``: write the run directory ``train`` writes, ``<logdir>/<name>`` (default name
+    ``fit-<time>``): config.json, TensorBoard's event files (``tensorboard=False``: none),
+    summary.json and the figures (``plots=False``: none); ``result.run_dir`` is where. Without
+    it nothing is written.
     """
-    return execute(plan(problem, data, **options), callbacks)
+    p = plan(problem, data, **options)
+    if logdir is None:
+        return execute(p, callbacks)
+    from .rundir import fit_into
+
+    return fit_into(p, logdir, name, callbacks=callbacks, tensorboard=tensorboard, plots=plots)
 
 
 def execute(

@@ -18,19 +18,14 @@ FORMATS = ["png", "svg", "pdf"]
 
 
 def init_point(text: str) -> dict:
-    """``--init``: ``NAME=VALUE[,NAME=VALUE...]`` to a dict of floats."""
-    out = {}
-    for part in filter(None, text.split(",")):
-        name, eq, value = part.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            eq = ""
-        if not eq or not name.strip():
-            raise argparse.ArgumentTypeError(
-                f"'{text}' is not NAME=VALUE[,NAME=VALUE...] (e.g. w=1.0 or x=-5,y=-2)"
-            )
-    return out
+    """``--init``: ``NAME=VALUE[,NAME=VALUE...]`` to a dict of floats (``options.init_point``)."""
+    from ..errors import TorchgdError
+    from ..options import init_point as parse
+
+    try:
+        return parse(text)
+    except TorchgdError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def lr_defaults() -> str:

@@ -3,7 +3,6 @@ figures, and the exit code of the results."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from .app import stderr
@@ -14,7 +13,7 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
 
     ``checkpoint_every`` (train): a checkpoint every K epochs (0: only on Ctrl-C); None: none.
     """
-    from .. import runs, train
+    from .. import rundir, runs, train
     from ..callbacks.console import agreement_table
 
     if resume is None:
@@ -28,7 +27,7 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
     callbacks = [progress] if human else []
     writer = None
     if not args.no_tensorboard:  # an auxiliary writer: a full disk stops it, not the run
-        writer = keep_going(_tensorboard(plan, args, run_dir))
+        writer = rundir.tensorboard_writer(plan, run_dir, _options(args))
         callbacks.append(writer)
     if human:
         callbacks.append(_console(plan, args, header, resume, progress))
@@ -36,54 +35,37 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
     if checkpoint_every is not None:
         checkpointer = train.Checkpointer(run_dir, checkpoint_every)
     result = train.execute(plan, callbacks, resume=resume, checkpoint=checkpointer, group=group)
-    summary = {**result.to_json(), "run_dir": str(run_dir)}
-    failed = getattr(writer, "write_error", None)
-    if failed is not None:  # the result first; what could not be written is said at the end
-        args.write_errors = [*getattr(args, "write_errors", []), failed]
-        summary["not_written"] = [_what_failed(failed)]
+    summary = rundir.summary_of(result, run_dir, writer)
+    if writer is not None and writer.write_error is not None:  # said at the end (finish)
+        args.write_errors = [*getattr(args, "write_errors", []), writer.write_error]
     if human:
         print(agreement_table(result))
     runs.write_json(run_dir / "summary.json", summary)
     if not args.no_plots:  # after the summary: Ctrl-C while drawing loses no result
-        from ..callbacks.figures import draw
-
-        draw(drawer(args), summary, run_dir, args.format, str(run_dir / "compare"), plan.dataset)
+        rundir.figures(
+            summary, run_dir, plan.dataset, drawer(args), args.format, str(run_dir / "compare")
+        )
     return result, summary
+
+
+def _options(args) -> dict:
+    """What the TensorBoard writer takes of the run's output options."""
+    return {"log_every": args.log_every, "smoothing": args.smoothing, "trial": args.trial}
 
 
 def _write_config(plan, args, run_dir, checkpoint_every, group) -> None:
     """config.json: the plan's config and the options that only shape the run's output."""
-    from .. import runs
+    from .. import rundir
 
-    args.trial = Path(os.path.relpath(run_dir, args.logdir)).as_posix()
-    options = {
-        "log_every": args.log_every,
-        "smoothing": args.smoothing,
-        "checkpoint_every": checkpoint_every,
-        "trial": args.trial,  # the run's name in TensorBoard's HParams tab
-        # what the run writes (--resume keeps them)
-        "no_plots": bool(args.no_plots),
-        "no_tensorboard": bool(args.no_tensorboard),
-        "format": args.format,
-    }
+    options = rundir.options(
+        run_dir, args.logdir, log_every=args.log_every, smoothing=args.smoothing,
+        checkpoint_every=checkpoint_every, plots=not args.no_plots,
+        tensorboard=not args.no_tensorboard, fmt=args.format,
+    )  # fmt: skip
+    args.trial = options["trial"]  # the run's name in TensorBoard's HParams tab
     if group is not None:
         options["distributed"] = group.info()
-    runs.write_json(run_dir / "config.json", {**plan.config, "run_options": options})
-
-
-def _tensorboard(plan, args, run_dir):
-    from ..callbacks.tensorboard import TensorBoard
-
-    n = len(plan.dataset) if plan.dataset is not None else 1
-    total = plan.epochs * (plan.schedule.steps_per_epoch(n) if plan.dataset else 1)
-    return TensorBoard(
-        run_dir,
-        lr=plan.hp.lr,
-        total_steps=total,
-        log_every=args.log_every,
-        smoothing=args.smoothing,
-        trial=args.trial,
-    )
+    rundir.write_config(plan, run_dir, options)
 
 
 def _console(plan, args, header, resume, progress):
@@ -133,48 +115,18 @@ def figures_done(args) -> None:
                 write_figures(logdir, figures)
 
 
-def keep_going(callback):
-    """``callback`` (an auxiliary writer: TensorBoard's events) made to stop writing at its
-    first OSError (disk full, file too large) instead of stopping the run; the error is kept
-    in ``callback.write_error`` for the end of the command (``finish``: exit 74)."""
-    from ..interfaces import CALLBACK_HOOKS
-
-    callback.write_error = None
-
-    def guarded(method):
-        def call(*args, **kwargs):
-            if callback.write_error is not None:
-                return None
-            try:
-                return method(*args, **kwargs)
-            except OSError as exc:
-                callback.write_error = exc
-                return None
-
-        return call
-
-    for hook in (*CALLBACK_HOOKS, "state_dict", "resume"):
-        method = getattr(callback, hook, None)
-        if callable(method):
-            setattr(callback, hook, guarded(method))
-    return callback
-
-
-def _what_failed(exc: OSError) -> str:
-    where = f"'{exc.filename}': " if exc.filename else ""
-    return f"{where}{exc.strerror or exc}"
-
-
 def finish(results, run_dir, args) -> int:
     """The exit code of the results: 74 when an auxiliary file could not be written (the
     result is written: said last, in one line), 130 interrupted, 3 diverged (one line on
     stderr), else 0."""
     failed = getattr(args, "write_errors", None)
     if failed:
+        from .. import rundir
         from .app import EXIT_IO
 
         stderr(
-            f"torchgd {args.command}: error: {_what_failed(failed[0])}: the run finished and its "
+            f"torchgd {args.command}: error: {rundir.what_failed(failed[0])}: the run finished "
+            "and its "
             f"result is in {run_dir} (summary.json), but the TensorBoard events stop there"
         )
         return EXIT_IO
