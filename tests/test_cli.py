@@ -299,3 +299,28 @@ def test_lecture_refuses_data_with_several_features_before_writing(cli, tmp_path
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--data needs one feature, 'synthetic:10,d=2' has 2" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_big_data_is_announced_before_the_seconds_of_loading_it(capsys, tmp_path):
+    from types import SimpleNamespace
+
+    from torchgd.cli import train
+
+    def said(data, **kw):
+        args = SimpleNamespace(json=False, quiet=False, data=data, **kw)
+        train._say_loading(args)
+        return capsys.readouterr().out
+
+    assert said("synthetic:100000000,noise=0.1") == (
+        "Loading synthetic:100000000,noise=0.1 and checking every value ...\n"
+    )
+    assert said("synthetic:1000") == "" and said("lecture") == "" and said(None) == ""
+    (tmp_path / "small.csv").write_text("1,2\n")
+    assert said(str(tmp_path / "small.csv")) == ""
+    big = tmp_path / "big.npy"
+    with open(big, "wb") as f:
+        f.truncate(64 << 20)  # sparse: 64 MiB on paper
+    assert said(str(big)).startswith("Loading ")
+    args = SimpleNamespace(json=True, quiet=False, data="synthetic:100000000")
+    train._say_loading(args)
+    assert capsys.readouterr().out == ""  # --json prints one object, nothing else

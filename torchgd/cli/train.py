@@ -97,6 +97,7 @@ def _train(args) -> int:
     n_epochs = _check(args)
     from .. import runs, train
 
+    _say_loading(args)
     plan, ranks = _plan(args, n_epochs)
     if ranks is not None and ranks.rank != 0:  # the other ranks compute; rank 0 writes
         return rank_status(train.execute(plan, [], group=ranks))
@@ -122,6 +123,26 @@ def _train(args) -> int:
     if args.json:
         print(runs.dumps(summary))
     return finish([result], run_dir, args)
+
+
+BIG = 5_000_000  # rows (or 64 MiB of a file): loading and analysing them takes seconds
+
+
+def _say_loading(args) -> None:
+    """For big data, a line before the seconds of loading it (and computing its theory) in
+    which nothing else would be said (100 million rows: 45 s of silence)."""
+    if args.json or args.quiet or not args.data:
+        return
+    import os
+    import re
+
+    spec = str(args.data)
+    rows = re.match(r"synthetic:(\d+)", spec)
+    big = int(rows.group(1)) >= BIG if rows else (
+        os.path.isfile(spec) and os.path.getsize(spec) >= 64 << 20
+    )  # fmt: skip
+    if big:
+        print(f"Loading {spec} and checking every value ...", flush=True)
 
 
 def _check(args) -> int:
