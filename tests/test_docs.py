@@ -74,6 +74,25 @@ def run_quoted(command: str, cwd: Path) -> subprocess.CompletedProcess:
 CASES = [case for doc in DOCS for case in quoted_commands(doc)]
 
 
+def python_sessions(path: Path) -> list[tuple[str, str]]:
+    """``(where, text)`` of every fenced block that is a Python session (``>>> `` first)."""
+    out, block, start = [], None, 0
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            if block is None:
+                block, start = [], number
+                continue
+            if block and block[0].startswith(">>> "):
+                out.append((f"{path.name}:{start}", "\n".join(block) + "\n"))
+            block = None
+        elif block is not None:
+            block.append(line)
+    return out
+
+
+SESSIONS = [case for doc in DOCS for case in python_sessions(doc)]
+
+
 def test_the_docs_quote_commands_and_every_file_is_found():
     assert len(CASES) >= 5
     assert any(where.startswith("README.md") for where, _, _ in CASES)
@@ -98,3 +117,29 @@ def test_a_quoted_command_prints_what_the_docs_say(where, command, expected, tmp
         f"{where}: `{command}` no longer prints what the docs quote.\n--- quoted:\n{expected}\n"
         f"--- printed (exit {proc.returncode}):\n{printed[-6000:]}"
     )
+
+
+def test_the_docs_have_python_sessions():
+    assert any(where.startswith("python.md") for where, _ in SESSIONS)
+
+
+PAGES = sorted({where.split(":")[0] for where, _ in SESSIONS})
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_pages_python_sessions_print_what_the_docs_say(page, tmp_path, monkeypatch):
+    """A page's sessions run top to bottom in one namespace, as doctest runs them, from a
+    directory outside the checkout; ``...`` stands for what the docs leave out."""
+    import doctest
+
+    monkeypatch.chdir(tmp_path)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    runner = doctest.DocTestRunner(optionflags=flags)
+    namespace: dict = {}
+    out = []
+    for where, text in SESSIONS:
+        if where.split(":")[0] == page:
+            test = doctest.DocTestParser().get_doctest(text, namespace, where, where, 0)
+            runner.run(test, out=out.append, clear_globs=False)
+            namespace = test.globs
+    assert runner.tries > 0 and runner.failures == 0, "".join(out)

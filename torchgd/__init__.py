@@ -12,6 +12,7 @@ The lecture's model fitted by three paths in lockstep, every step compared::
 Functions and classes:
 
     fit(problem, data, **options)    run the paths in lockstep; returns a Result
+                                     (logdir="runs": and write the run directory train writes)
     plan(problem, data, **options)   check and resolve the options (a Plan), running nothing
     execute(plan, callbacks)         run a Plan
     Result                           what a run gives: config, status, paths, agreement
@@ -20,8 +21,11 @@ Functions and classes:
     ulp_distance(a, b)               how many floats lie between two tensors, elementwise
     FunctionProblem                  a function of a few parameters to minimize
     TorchgdError                     the one exception for bad input
+    from_values(x, y)                a dataset from numbers (fit takes data=(x, y) too)
 
-Modules: problems, datasets (= data), gradients, rules, paths, schedules, compare, plots.
+Modules: problems, datasets (= data), gradients, rules, paths, schedules, compare, plots,
+sweep (``torchgd.sweep.sweep(lrs=[...], ...)``: K learning rates as one vectorized run),
+check (``torchgd.check.check_gradients``).
 
 Names are loaded lazily, so ``import torchgd`` and ``torchgd --help`` do not import torch.
 """
@@ -38,6 +42,7 @@ _LAZY = {
     "ulp_distance": ("compare", "ulp_distance"),
     "check_gradients": ("check", "check_gradients"),
     "numerical_gradient": ("gradients", "numerical"),
+    "from_values": ("data", "from_values"),
 }
 _MODULES = (
     "problems",
@@ -49,6 +54,8 @@ _MODULES = (
     "schedules",
     "compare",
     "plots",
+    "sweep",
+    "check",
 )
 
 __all__ = sorted([*_LAZY, *_MODULES])
