@@ -324,3 +324,20 @@ def test_big_data_is_announced_before_the_seconds_of_loading_it(capsys, tmp_path
     args = SimpleNamespace(json=True, quiet=False, data="synthetic:100000000")
     train._say_loading(args)
     assert capsys.readouterr().out == ""  # --json prints one object, nothing else
+
+
+def test_verbose_sgd_prints_the_lectures_per_sample_lines_bit_for_bit(main_cli):
+    """The lecture's SGD program, run in plain Python: every '\\t x: ..., y: ..., grad: ...'
+    line and every Progress line, as torchgd --verbose prints them."""
+    x_data, y_data, w, expected = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0], 1.0, []
+    for epoch in range(100):
+        for x, y in zip(x_data, y_data):
+            grad = 2 * x * (x * w - y)
+            w = w - 0.01 * grad
+            expected.append("\t x: {}, y: {}, grad: {}".format(x, y, grad))
+            loss = (x * w - y) ** 2
+        expected.append("Progress: epoch={}, w={}, loss={}".format(epoch + 1, w, loss))
+    out = main_cli("train", "--schedule", "sgd", "--verbose", "--no-plots", "--no-tensorboard")
+    assert out.returncode == 0, out.stderr
+    lines = [s for s in out.stdout.splitlines() if s.startswith(("\t x:", "Progress:"))]
+    assert lines == expected

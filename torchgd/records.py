@@ -64,6 +64,7 @@ class Step:
     grads: dict
     params: dict
     refs: dict  # the analytic formula at each autograd path's parameters before the step
+    batch: tuple | None = None  # (x, y) of the step's batch (None: a function problem)
 
     @property
     def record(self) -> Record:

@@ -250,7 +250,8 @@ class Run:
         params = {p: self.paths[p].values() for p in self.names}
         grads = {p: out[p][1] for p in self.names}
         refs_by_path = dict(zip(self.grad_checked, refs))
-        return Step(step, epoch, {p: out[p][0] for p in self.names}, grads, params, refs_by_path)
+        losses = {p: out[p][0] for p in self.names}
+        return Step(step, epoch, losses, grads, params, refs_by_path, (xb, yb))
 
     def _record(self, step, epoch, j, nb, out, refs) -> None:
         names, paths, reference = self.names, self.paths, self.reference

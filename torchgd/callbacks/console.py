@@ -177,3 +177,20 @@ def agreement_table(result) -> str:
     for reason in a["reasons"]:
         lines.append(f"  why ({reason['between']}): {reason['reason']}")
     return "\n".join(lines)
+
+
+class Samples(Callback):
+    """The lecture's per-sample line of its SGD program, for one path, every step::
+
+        print('\t x: {}, y: {}, grad: {}'.format(x, y, grad))
+
+    (``--verbose`` with ``--schedule sgd`` on one feature: the gradient each sample gives,
+    before its update.)"""
+
+    def __init__(self, path: str, console: Console):
+        self.path, self.console = path, console
+
+    def on_step(self, info):
+        x, y = info.batch
+        grad = info.grads[self.path]["w"]
+        self.console.print(f"\t x: {_fmt(x[0])}, y: {_fmt(y[0])}, grad: {_fmt(grad)}")

@@ -30,7 +30,12 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
         writer = rundir.tensorboard_writer(plan, run_dir, _options(args))
         callbacks.append(writer)
     if human:
-        callbacks.append(_console(plan, args, header, resume, progress))
+        console = _console(plan, args, header, resume, progress)
+        if args.verbose and _per_sample(plan):  # the lecture's line for every sample
+            from ..callbacks.console import Samples
+
+            callbacks.append(Samples(plan.names[0], console))
+        callbacks.append(console)
     checkpointer = None
     if checkpoint_every is not None:
         checkpointer = train.Checkpointer(run_dir, checkpoint_every)
@@ -66,6 +71,18 @@ def _write_config(plan, args, run_dir, checkpoint_every, group) -> None:
     if group is not None:
         options["distributed"] = group.info()
     rundir.write_config(plan, run_dir, options)
+
+
+def _per_sample(plan) -> bool:
+    """One sample a step on the lecture's one-feature model (``sgd``, or ``minibatch:1``)."""
+    ds = plan.dataset
+    return (
+        ds is not None
+        and plan.problem.name == "linear"
+        and ds.x.dim() == 1
+        and not plan.config.get("bias")
+        and plan.schedule.size(len(ds)) == 1
+    )
 
 
 def _console(plan, args, header, resume, progress):
