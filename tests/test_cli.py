@@ -334,9 +334,9 @@ def test_verbose_sgd_prints_the_lectures_per_sample_lines_bit_for_bit(main_cli):
         for x, y in zip(x_data, y_data):
             grad = 2 * x * (x * w - y)
             w = w - 0.01 * grad
-            expected.append("\t x: {}, y: {}, grad: {}".format(x, y, grad))
+            expected.append(f"\t x: {x}, y: {y}, grad: {grad}")
             loss = (x * w - y) ** 2
-        expected.append("Progress: epoch={}, w={}, loss={}".format(epoch + 1, w, loss))
+        expected.append(f"Progress: epoch={epoch + 1}, w={w}, loss={loss}")
     out = main_cli("train", "--schedule", "sgd", "--verbose", "--no-plots", "--no-tensorboard")
     assert out.returncode == 0, out.stderr
     lines = [s for s in out.stdout.splitlines() if s.startswith(("\t x:", "Progress:"))]
