@@ -24,19 +24,27 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINKED = ("tests", "scripts", "examples")  # what quoted commands may name by a relative path
 
 
-def quoted_commands(path: Path) -> list[tuple[str, str, str]]:
-    """``(where, command, expected output)`` for every ``$ `` line of the file's blocks."""
+def fenced_blocks(path: Path) -> list[tuple[str, list[str]]]:
+    """``(where, lines)`` of every fenced block of a Markdown file."""
     out, block, start = [], None, 0
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if line.startswith("```"):
             if block is None:
                 block, start = [], number
                 continue
-            if block and block[0].startswith("$ "):
-                out += _commands(f"{path.name}:{start}", block)
+            out.append((f"{path.name}:{start}", block))
             block = None
         elif block is not None:
             block.append(line)
+    return out
+
+
+def quoted_commands(path: Path) -> list[tuple[str, str, str]]:
+    """``(where, command, expected output)`` for every ``$ `` line of the file's blocks."""
+    out = []
+    for where, lines in fenced_blocks(path):
+        if lines and lines[0].startswith("$ "):
+            out += _commands(where, lines)
     return out
 
 
@@ -76,18 +84,11 @@ CASES = [case for doc in DOCS for case in quoted_commands(doc)]
 
 def python_sessions(path: Path) -> list[tuple[str, str]]:
     """``(where, text)`` of every fenced block that is a Python session (``>>> `` first)."""
-    out, block, start = [], None, 0
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if line.startswith("```"):
-            if block is None:
-                block, start = [], number
-                continue
-            if block and block[0].startswith(">>> "):
-                out.append((f"{path.name}:{start}", "\n".join(block) + "\n"))
-            block = None
-        elif block is not None:
-            block.append(line)
-    return out
+    return [
+        (where, "\n".join(lines) + "\n")
+        for where, lines in fenced_blocks(path)
+        if lines and lines[0].startswith(">>> ")
+    ]
 
 
 SESSIONS = [case for doc in DOCS for case in python_sessions(doc)]
