@@ -391,12 +391,15 @@ def test_an_interrupted_sweep_keeps_its_config_and_the_lanes_so_far(tmp_path):
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run = tmp_path / "runs" / "s"
-    deadline = time.monotonic() + 60
-    while not (run / "config.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.5)  # some epochs
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not (run / "config.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # some epochs
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:  # never leave ten million epochs running behind a failed test
+        proc.kill()
     assert proc.returncode == 130, err
     assert len(err.strip().splitlines()) == 1 and "interrupted after epoch" in err
     assert json.loads((run / "config.json").read_text())["epochs"] == 10_000_000
