@@ -8,7 +8,9 @@
 torchgd runs it by hand on the manual and autograd paths, and ``torch.optim.SGD`` with the same
 options on the optim path (``TORCH_CLASS``), and tells you how far apart they end and why: the
 buffer is torch's to the bit; the step ``w - lr * v`` rounds twice where torch's
-``w.add_(v, alpha=-lr)`` rounds once, so the two end a few units in the last place apart.
+``w.add_(v, alpha=-lr)`` rounds once. On the lecture's batch run the two happen to agree bit for
+bit; with ``--schedule sgd`` they end a few units in the last place apart, and the report says
+that this is the reason.
 """
 
 from dataclasses import dataclass

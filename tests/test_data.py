@@ -3,6 +3,7 @@ line naming the file (and the line and column where there is one), through the r
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,19 @@ def test_bad_synthetic_specs(spec, message):
 def test_many_features_pass_the_gradient_check():
     r = torchgd.check_gradients(torchgd.problems.Linear(bias=True), data="synthetic:64,d=4,noise=1")
     assert r["ok"] and r["gradcheck"] and r["analytic_vs_autograd"]["max_rel"] <= 1e-12
+
+
+@pytest.mark.parametrize(
+    "data,words",
+    [
+        (([1, 2], [[1, 2], [3, 4]]), "y must be one number per sample (1-D), got shape (2, 2)"),
+        ((["a", "b"], [1, 2]), "x and y must be numbers"),
+        (([1, 2, 3], [1, 2]), "equally long, got 3 and 2"),
+        (([[[1.0]]], [1.0]), "x must be 1-D or rows of features (2-D)"),
+    ],
+)
+def test_data_given_from_python_says_what_is_wrong_with_it(data, words):
+    import torchgd
+
+    with pytest.raises(torchgd.TorchgdError, match=re.escape(words)):
+        torchgd.fit(data=data, epochs=1)

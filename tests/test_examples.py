@@ -22,14 +22,18 @@ def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_
     assert proc.returncode == 0, proc.stderr
     assert "w = 1.9999999999999998" in proc.stdout  # the lecture's number, bit for bit
     assert "the paths differ by at most 0 ulp" in proc.stdout
-    for name in ("script-lecture", "script-hours"):
-        run = tmp_path / "runs" / name
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert len(runs) == 2 and all(r.name.startswith("fit-") for r in runs)
+    for run in runs:
         assert {"config.json", "summary.json", "loss.png"} <= {p.name for p in run.iterdir()}
         assert json.loads((run / "summary.json").read_text())["status"] == "completed"
         acc = EventAccumulator(str(run / "manual"))
         acc.Reload()  # TensorBoard's own reader sees the loss of every step
         assert "loss/raw" in acc.Tags()["scalars"]
-    lecture = json.loads((tmp_path / "runs" / "script-lecture" / "summary.json").read_text())
+        figures = EventAccumulator(str(run / "compare"), size_guidance={"images": 0})
+        figures.Reload()  # and the figures in its Images tab, as train writes them
+        assert "figures/loss" in figures.Tags()["images"]
+    lecture = json.loads((runs[0] / "summary.json").read_text())
     assert lecture["paths"]["manual"]["params"]["w"] == 1.9999999999999998
     # the hours fit: numpy's least squares on the script's own numbers
     import numpy as np
@@ -38,6 +42,13 @@ def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_
     score = np.array([52.0, 61, 67, 71, 80, 86, 91, 97])
     w, b = np.polyfit(hours, score, 1)
     assert f"score = {w:.3f} * hours + {b:.3f}" in proc.stdout
+    again = subprocess.run(
+        [sys.executable, str(EXAMPLES / "train_script.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr  # a student runs it again: new directories
+    assert len(list((tmp_path / "runs").iterdir())) == 4
 
 
 def test_my_problem_trains_and_is_checked_from_another_directory(tmp_path):

@@ -330,8 +330,17 @@ def _torch_file(path: str, p: Path, dtype=torch.float64) -> Dataset:
 
 def from_values(x, y, name: str = "custom") -> Dataset:
     """A dataset from two equally long sequences of numbers (x may be rows of features)."""
-    xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
-    if xt.shape[0] != yt.shape[0] or yt.dim() != 1 or xt.shape[0] == 0:
+    try:
+        xt, yt = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TorchgdError(
+            "x and y must be numbers (lists, arrays or tensors of numbers)"
+        ) from None
+    if yt.dim() != 1:
+        raise TorchgdError(f"y must be one number per sample (1-D), got shape {tuple(yt.shape)}")
+    if xt.dim() not in (1, 2):
+        raise TorchgdError(f"x must be 1-D or rows of features (2-D), got shape {tuple(xt.shape)}")
+    if xt.shape[0] != yt.shape[0] or xt.shape[0] == 0:
         raise TorchgdError(
             f"x and y must be non-empty and equally long, got {len(xt)} and {len(yt)}"
         )

@@ -123,8 +123,14 @@ def fit_into(plan, logdir, name=None, *, callbacks=(), tensorboard=True, plots=T
         from .drawing import Drawer
 
         drawer = Drawer(background=False)  # drawn here, before fit returns
-        figures(summary, run_dir, plan.dataset, drawer)
-        drawer.wait()
+        figures(summary, run_dir, plan.dataset, drawer, group=str(run_dir / "compare"))
+        groups = drawer.wait()
+        if tensorboard:  # the figures in TensorBoard's Images tab too, as train shows them
+            from .callbacks.tensorboard import write_figures
+
+            for where, pngs in groups.items():
+                if where is not None:
+                    write_figures(where, pngs)
     if summary.get("not_written"):
         warnings.warn(
             f"{summary['not_written'][0]}: the run's result is in {run_dir}, but its "

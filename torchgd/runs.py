@@ -37,7 +37,8 @@ def new_run_dir(logdir: str | os.PathLike, name: str | None, prefix: str) -> Pat
         run = root / name
         if run.exists() and (not run.is_dir() or any(run.iterdir())):
             raise TorchgdError(
-                f"run directory '{run}' already exists and is not empty; choose another --name"
+                f"run directory '{run}' already exists and is not empty; choose another name "
+                "(--name, or name= in Python), or leave it out for a new <command>-<time> one"
             )
     else:
         stem = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
