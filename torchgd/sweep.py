@@ -19,15 +19,15 @@ from types import SimpleNamespace
 import torch
 
 from . import guard as guards
-from . import rules, theory
+from . import lanes, rules, theory
 from .errors import TorchgdError
 from .interfaces import optional
+from .lanes import CONVERGED
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .train import history_epochs
 from .train import plan as make_plan
 
 MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
-CONVERGED = 1e-8  # excess cost at most this fraction of where it started: converged
 
 
 def _measured_rate(errors: list[float]) -> float | None:
@@ -257,13 +257,13 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     t = theory.analyse(p.config, p.dataset, p.schedule)
     predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
     ls = t.ls if t is not None else _least_squares(p)  # the data's optimum, whatever the rule
-    opt = _optimum(p, ls)
+    opt = lanes.optimum(p, ls)
     noisy = ls is not None and ls.optimum_loss > 1e-20 * max(
         float((p.dataset.y.double() ** 2).mean()), 1e-300
     )
     stochastic = p.dataset is not None and p.schedule.kind != "batch"
-    lanes = _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy)
-    final, status, measured = lanes.final, lanes.status, lanes.measured
+    judged = _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy)
+    final, status, measured = judged.final, judged.status, judged.measured
     status = _stalled(p, t, status, measured, params_hist, stops)
     crit_meas = next(
         (
@@ -305,69 +305,6 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     }
 
 
-@dataclasses.dataclass
-class _Optimum:
-    """Where a linear model's lanes go: the least-squares solution, or with weight decay
-    lambda the ridge point, the minimum of ``cost + lambda/2 |theta|^2`` (torch's
-    ``weight_decay`` adds ``lambda theta`` to the gradient, every parameter, the bias too)."""
-
-    theta: torch.Tensor | None  # None: not known (AdamW's decoupled decay)
-    cost: float  # the cost alone at theta (the mean squared error)
-    wd: float
-    least_squares: float  # the cost's own minimum
-
-    @property
-    def name(self) -> str:
-        return "ridge solution" if self.wd else "least-squares solution"
-
-    def objective(self, cost: float, norm2: float) -> float:
-        """What the lanes minimise: the cost plus the penalty."""
-        return cost + self.wd / 2 * norm2
-
-    @property
-    def minimum(self) -> float:
-        return self.objective(self.cost, float(self.theta @ self.theta)) if self.wd else self.cost
-
-    def describe(self) -> dict:
-        out = {"point": self.name, "cost": self.cost, "least_squares_cost": self.least_squares}
-        if self.wd:
-            out.update(objective=self.minimum, penalty=f"{self.wd / 2:g} * |theta|^2")
-        return out
-
-
-def _optimum(p, ls) -> _Optimum | None:
-    """The lanes' optimum (``ls``: the data's least squares, None for other problems)."""
-    if ls is None or not math.isfinite(ls.optimum_loss):  # (data whose squares overflow)
-        return None
-    wd = float(p.config.get("weight_decay") or 0.0)
-    if wd and rules.of(p.hp).TORCH_CLASS == "AdamW":  # decoupled: another fixed point
-        return _Optimum(None, ls.optimum_loss, 0.0, ls.optimum_loss)
-    if not wd:
-        return _Optimum(ls.solution, ls.optimum_loss, 0.0, ls.optimum_loss)
-    ridge = ls.fixed_point(wd)
-    cost = theory.cost(p.dataset.x, p.dataset.y, ls.bias, ridge)
-    return _Optimum(ridge, cost, wd, ls.optimum_loss)
-
-
-def _norms2(p, params_hist, opt) -> list[list[float]] | None:
-    """|theta|^2 of every lane before the first epoch and after each: [K][epochs + 1] (None
-    without weight decay)."""
-    if opt is None or not opt.wd:
-        return None
-    start = float(sum(v * v for v in _theta0(p)))
-    names = [m for m in ("w", "b") if m in params_hist[0]]
-    per = torch.stack(
-        [sum((h[m].double().cpu() ** 2).sum(1) for m in names) for h in params_hist]
-    )  # [E, K]
-    return [[start, *per[:, i].tolist()] for i in range(per.shape[1])]
-
-
-def _theta0(p) -> list[float]:
-    """The start as one vector: w, then b."""
-    init = p.config["init"]
-    return [*_flat(init["w"]), *([init["b"]] if "b" in init else [])]
-
-
 def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) -> SimpleNamespace:
     """Per lane: the final loss (the last finite one for a stopped lane), the status, and the
     measured rate of a least-squares problem (``opt``: its optimum, None where there is none)."""
@@ -375,8 +312,8 @@ def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) ->
     floor = stochastic and noisy
     dists = None
     if opt is not None and opt.theta is not None and not floor:
-        dists = _distances(params_hist, _theta0(p), opt.theta, bool(p.config.get("bias")))
-    norms = _norms2(p, params_hist, opt)
+        dists = _distances(params_hist, lanes.theta0(p), opt.theta, bool(p.config.get("bias")))
+    norms = lanes.norms2(p, params_hist, opt)
     in_order = p.dataset is not None and p.schedule.order(len(p.dataset), 1) is None
     status, measured, final = [], [], []
     for i in range(len(stops)):
@@ -393,7 +330,7 @@ def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) ->
             if norms is not None:  # cost[e] is at the parameters before epoch e (batch) or after
                 at = norms[i] if stochastic else norms[i][:-1]
                 costs = [opt.objective(c, n2) for c, n2 in zip(costs, at)]
-            status.append(_ls_status(costs, opt.minimum, eps, floor, in_order))
+            status.append(lanes.status(costs, opt.minimum, eps, floor, in_order))
         elif lane_loss[-1] <= CONVERGED * max(lane_loss[0], 1e-300) or lane_loss[-1] == 0:
             status.append("converged")
         else:
@@ -440,44 +377,6 @@ def _history(L: list, mode: str) -> dict:
     if kept is None:
         return {"loss": L}
     return {"loss": [[lane[e - 1] for e in kept] for lane in L], "epoch": kept}
-
-
-def _flat(v):
-    return v if isinstance(v, list) else [v]
-
-
-def _ls_status(costs: list, optimum: float, eps: float, floor: bool, in_order: bool) -> str:
-    """A least-squares lane by its objective (the cost, plus the penalty with weight decay)
-    after each epoch against the optimum's:
-
-    * converged: the excess fell by ``CONVERGED`` of where it started (or below rounding);
-    * for a stochastic run on noisy data, which settles rather than converges: settled when its
-      epoch-end objective stopped changing (in data order the epoch map is affine and the run
-      reaches its stable cycle: the last epochs agree to 1e-6; shuffled, the last quarter's
-      mean is within 20% of the quarter's before), then ``floor`` when it settled near the
-      optimum (excess at most the optimum's own value: the noise floor) and ``far`` when the
-      cycle it settled on is further (near the critical lr the cycle grows without bound);
-    * slow: still moving."""
-    excess = [c - optimum for c in costs]
-    if excess[-1] <= max(CONVERGED * excess[0], 8 * eps * abs(optimum)):
-        return "converged"
-    if floor and _settled(costs, in_order):
-        q = max(1, len(excess) // 4)
-        late = sum(excess[-q:]) / q
-        return "floor" if late <= max(abs(optimum), 8 * eps) else "far"
-    return "slow"
-
-
-def _settled(costs: list, in_order: bool) -> bool:
-    """Whether a stochastic run's epoch-end objective stopped changing (see ``_ls_status``)."""
-    if in_order:
-        last = costs[-8:]
-        return len(costs) >= 3 and max(abs(c - last[-1]) for c in last) <= 1e-6 * abs(last[-1])
-    if len(costs) < 8:
-        return False
-    q = len(costs) // 4
-    late, before = sum(costs[-q:]) / q, sum(costs[-2 * q : -q]) / q
-    return 0.8 * before <= late <= 1.25 * before
 
 
 def format_table(r: dict) -> str:
