@@ -183,3 +183,20 @@ def test_data_given_from_python_says_what_is_wrong_with_it(data, words):
 
     with pytest.raises(torchgd.TorchgdError, match=re.escape(words)):
         torchgd.fit(data=data, epochs=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs,words",
+    [
+        ({"epochs": -1}, "epochs= must be a whole number >= 1, got -1"),
+        ({"init": "q=1"}, "init= names 'q', but problem 'linear' has parameters w"),
+        ({"noise": -1.0}, "noise= must be a finite number >= 0"),
+    ],
+)
+def test_python_errors_name_the_python_argument_not_the_flag(kwargs, words):
+    import torchgd
+
+    with pytest.raises(torchgd.TorchgdError) as caught:
+        torchgd.fit(**kwargs)
+    assert str(caught.value) == words or str(caught.value).startswith(words)
+    assert "--" not in str(caught.value)

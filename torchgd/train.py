@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import interfaces
 from .control import Checkpointer, Stop, StopFlag  # noqa: F401
+from .errors import TorchgdError
 from .plan import (  # noqa: F401  (the names torchgd.train has always offered)
     OPTIONAL_KEYS,
     PATH_NAMES,
@@ -126,12 +127,25 @@ def fit(
     summary.json and the figures (``plots=False``: none); ``result.run_dir`` is where. Without
     it nothing is written.
     """
-    p = plan(problem, data, **options)
-    if logdir is None:
-        return execute(p, callbacks)
-    from .rundir import fit_into
+    try:
+        p = plan(problem, data, **options)
+        if logdir is None:
+            return execute(p, callbacks)
+        from .rundir import fit_into
 
-    return fit_into(p, logdir, name, callbacks=callbacks, tensorboard=tensorboard, plots=plots)
+        return fit_into(p, logdir, name, callbacks=callbacks, tensorboard=tensorboard, plots=plots)
+    except TorchgdError as exc:
+        raise TorchgdError(in_python(str(exc))) from None
+
+
+def in_python(message: str) -> str:
+    """A message worded for the command line (``--epochs must be ...``) as Python's caller
+    names the argument (``epochs= must be ...``); one that already says both is left alone."""
+    import re
+
+    if "in Python" in message:
+        return message
+    return re.sub(r"(?<![\w-])--([a-z][a-z0-9-]*)", lambda m: m[1].replace("-", "_") + "=", message)
 
 
 def execute(
