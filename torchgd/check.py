@@ -170,10 +170,9 @@ def check_gradients(
     elif data is not None:
         raise TorchgdError(f"problem '{problem.name}' takes no data; --data is for data problems")
     pts = _points(problem, points, seed, dtype, ds)
-    ours = problem is problems.PROBLEMS.get(problem.name) or type(problem) is problems.Linear
-    if not ours:
-        from .plan import try_problem
+    from .plan import builtin_problem, try_problem
 
+    if not builtin_problem(problem):
         try_problem(problem, pts[-1], ds)  # a user's problem: tried once, one line if broken
     try:
         report = _measure(problem, pts, x, y, h, dtype, compile)

@@ -176,10 +176,14 @@ def hyperparameters(optimizer: str, lr, hyper: dict):
     return hp
 
 
+def builtin_problem(problem) -> bool:
+    """Whether the problem is one of torchgd's (not a user's own)."""
+    return problem is problems.PROBLEMS.get(problem.name) or type(problem) is problems.Linear
+
+
 def user_code(problem, hp) -> bool:
     """Whether the problem or the rule is a user's own (not one of torchgd's)."""
-    ours = problem is problems.PROBLEMS.get(problem.name) or type(problem) is problems.Linear
-    return not ours or rules.of(hp) not in rules.ALL.values()
+    return not builtin_problem(problem) or rules.of(hp) not in rules.ALL.values()
 
 
 def _try_user_code(problem, params0, dataset, hp, rule) -> None:
