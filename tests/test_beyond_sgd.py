@@ -69,7 +69,7 @@ def test_divergence_stops_the_run_with_exit_3_and_the_theorys_advice(cli, tmp_pa
     assert summary["status"] == "diverged" and summary["epochs"] == 6
     assert summary["diverged"]["critical_lr"] == 1 / 7.5
     assert (tmp_path / "d" / "loss.png").exists()  # the run directory stays complete
-    assert list((tmp_path / "d" / "manual").glob("events.out.tfevents.*"))
+    assert list((tmp_path / "d").glob("events.out.tfevents.*"))
 
 
 def test_patience_and_no_guard(cli, tmp_path):

@@ -128,3 +128,22 @@ def test_shuffled_runs_repeat_with_the_same_seed_and_differ_with_another():
 
     assert w(1) == w(1)
     assert w(1) != w(2)
+
+
+def test_history_steps_keeps_every_step_as_the_lectures_loop_computes_it():
+    """history="steps": per step the sample's loss before the update, w after it and the
+    gradient used, equal to the lecture's SGD loop in Python floats."""
+    result = torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, history="steps")
+    w, expected = 1.0, {"loss": [], "w": [], "grad": []}
+    for _ in range(3):
+        for x, y in zip([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]):
+            expected["loss"].append((x * w - y) ** 2)
+            expected["grad"].append(2 * x * (x * w - y))
+            w = w - 0.01 * expected["grad"][-1]
+            expected["w"].append(w)
+    for path in ("manual", "autograd", "optim"):
+        steps = result.history[path]["steps"]
+        assert steps["step"] == list(range(1, 13)) and steps["epoch"] == [1] * 4 + [2] * 4 + [3] * 4
+        assert steps["loss"] == expected["loss"] and steps["w"] == expected["w"]
+        assert steps["grad"]["w"] == expected["grad"]
+        assert len(result.history[path]["loss"]) == 3  # the epochs' history as before

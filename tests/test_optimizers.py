@@ -343,7 +343,7 @@ def test_the_cli_runs_adam_and_records_the_rule_everywhere(cli, tmp_path):
     # TensorBoard's HParams tab shows the rule and its options
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    acc = EventAccumulator(str(tmp_path / "runs" / "a" / "optim"))
+    acc = EventAccumulator(str(tmp_path / "runs" / "a"))
     acc.Reload()
     from tensorboard.plugins.hparams import plugin_data_pb2
 

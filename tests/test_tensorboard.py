@@ -27,7 +27,12 @@ from torchgd.callbacks.tensorboard import TensorBoard, default_log_every
 from torchgd.events import ScalarEncoder, masked_crc32c
 
 PATHS = ("manual", "autograd", "optim")
-STEP_TAGS = ("loss/raw", "loss/smoothed", "lr", "params/w", "grad/w")
+
+
+def step_tags(path):
+    """The per-step tags of one path of the lecture's model (``w`` only)."""
+    return (f"loss/{path}", f"loss/{path} log10", f"loss/{path} smoothed", f"params/w/{path}",
+            f"update/grad/w/{path}", f"update/lr/{path}")  # fmt: skip
 
 
 def read(run_dir):
@@ -81,34 +86,73 @@ def test_every_tag_of_every_path_equals_the_json_history(cli, tmp_path):
         "r",
     )
     out = json.loads(proc.stdout)
-    run = tmp_path / "r"
+    acc = read(tmp_path / "r")  # one training, one TensorBoard run
+    tags = set(acc.Tags()["scalars"])
+    # the lecture's own gradient at each step, in Python floats
+    w, grads = 1.0, []
+    for _ in range(30):
+        for x, y in zip([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]):
+            grads.append(2 * x * (x * w - y))
+            w = w - 0.01 * grads[-1]
     for path in PATHS:
-        acc = read(run / path)
-        tags = set(acc.Tags()["scalars"])
-        assert set(STEP_TAGS) | {"epoch/loss", "epoch/params/w"} <= tags
-        for tag in STEP_TAGS:
+        assert set(step_tags(path)) | {f"per epoch/loss/{path}", f"per epoch/w/{path}"} <= tags
+        for tag in step_tags(path):
             assert [s for s, _ in series(acc, tag)] == list(range(1, 121))  # every step, once
         hist = out["paths"][path]["history"]
-        assert [v for _, v in series(acc, "epoch/loss")] == f32(hist["loss"])
-        assert [v for _, v in series(acc, "epoch/params/w")] == f32(hist["w"])
+        assert [v for _, v in series(acc, f"per epoch/loss/{path}")] == f32(hist["loss"])
+        assert [v for _, v in series(acc, f"per epoch/w/{path}")] == f32(hist["w"])
         # after the last sample of each epoch the per-step w is the epoch's w
-        assert [v for s, v in series(acc, "params/w") if s % 4 == 0] == f32(hist["w"])
-        assert {v for _, v in series(acc, "lr")} == set(f32([0.01]))
-        # the lecture's own gradient at each step, in Python floats
-        w, grads = 1.0, []
-        for _ in range(30):
-            for x, y in zip([1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 6.0, 8.0]):
-                grads.append(2 * x * (x * w - y))
-                w = w - 0.01 * grads[-1]
-        assert [v for _, v in series(acc, "grad/w")] == f32(grads)
-        final = out["paths"][path]
-        assert series(acc, "final/loss") == [(120, f32([final["loss"]])[0])]
-        assert series(acc, "final/params/w") == [(120, f32([final["params"]["w"]])[0])]
-        assert series(acc, "final/agreement_max_ulp") == [(120, 0.0)]
-    compare = read(run / "compare")
-    assert {v for _, v in series(compare, "agreement/params_max_ulp")} == {0.0}
-    assert {v for _, v in series(compare, "agreement/grad_max_ulp")} == {0.0}
-    assert len(compare.Images("figures/loss")) == 1 and len(compare.Images("figures/cost")) == 1
+        per_step = series(acc, f"params/w/{path}")
+        assert [v for s, v in per_step if s % 4 == 0] == f32(hist["w"])
+        assert {v for _, v in series(acc, f"update/lr/{path}")} == set(f32([0.01]))
+        assert [v for _, v in series(acc, f"update/grad/w/{path}")] == f32(grads)
+    final = out["paths"]["manual"]
+    assert series(acc, "result/loss") == [(120, f32([final["loss"]])[0])]
+    assert series(acc, "result/max ulp") == [(120, 0.0)]
+    assert {v for _, v in series(acc, "ulp/params between paths")} == {0.0}
+    assert {v for _, v in series(acc, "ulp/grad vs formula")} == {0.0}
+    assert len(acc.Images("plots/loss")) == 1 and len(acc.Images("plots/cost")) == 1
+    assert len(acc.Tensors("config")) == 1  # the config once per training
+
+
+def test_the_custom_scalars_layout_draws_every_path_on_shared_charts(tmp_path):
+    """Each chart of the layout matches the same series of every path (so identical paths
+    are one line, and the ulp chart beside them says they are identical)."""
+    import re
+
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, logdir=tmp_path, name="c",
+                plots=False)  # fmt: skip
+    acc = read(tmp_path / "c")
+    proto = tensor_util.make_ndarray(acc.Tensors("custom_scalars__config__")[0].tensor_proto)
+    layout = layout_pb2.Layout.FromString(proto.item())
+    tags = acc.Tags()["scalars"]
+    main, more = layout.category
+    assert not main.closed and more.closed  # the paths open, the details folded
+    charts = {c.title: c.multiline.tag[0] for cat in layout.category for c in cat.chart}
+    matched = {title: sorted(t for t in tags if re.search(rx, t)) for title, rx in charts.items()}
+    assert matched["loss of every path, log10"] == sorted(f"loss/{p} log10" for p in PATHS)
+    assert matched["parameters of every path"] == sorted(f"params/w/{p}" for p in PATHS)
+    assert matched["lr of every path"] == sorted(f"update/lr/{p}" for p in PATHS)
+    assert matched["ulp: parameters between paths, gradient vs the formula"] == [
+        "ulp/grad vs formula",
+        "ulp/params between paths",
+    ]
+    assert matched["loss of every path, per step"] == sorted(f"loss/{p}" for p in PATHS)
+    assert all(matched.values())
+
+
+def test_the_log10_loss_is_the_loss_in_decades(tmp_path):
+    """log10 of the float64 loss (then rounded to float32); -inf where the loss is exactly 0."""
+    from torchgd.callbacks.tensorboard import _log10
+
+    r = torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, logdir=tmp_path, name="l",
+                    plots=False, history="steps")  # fmt: skip
+    acc = read(tmp_path / "l")
+    logged = [v for _, v in series(acc, "loss/manual log10")]
+    assert logged == f32([np.log10(v) for v in r.history["manual"]["steps"]["loss"]])
+    assert _log10(0.0) == -np.inf and np.isnan(_log10(np.nan))
 
 
 def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
@@ -125,33 +169,44 @@ def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
     torchgd.fit(
         "linear", "lecture", schedule="sgd", epochs=10, paths=("manual",), callbacks=[tb, losses]
     )
-    acc = read(tmp_path / "manual")
-    assert [v for _, v in series(acc, "loss/raw")] == f32(losses.raw)
+    acc = read(tmp_path)
+    assert [v for _, v in series(acc, "loss/manual")] == f32(losses.raw)
     s, expected = 0.0, []
     for t, v in enumerate(losses.raw, start=1):
         s = 0.5 * s + 0.5 * v
         expected.append(s / (1 - 0.5**t))
-    assert [v for _, v in series(acc, "loss/smoothed")] == f32(expected)
+    assert [v for _, v in series(acc, "loss/manual smoothed")] == f32(expected)
 
 
 def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
     plain = torchgd.fit("linear", "lecture", schedule="sgd", epochs=25).to_json()
-    tb = TensorBoard(tmp_path, lr=0.01, total_steps=100, log_every=7)
+    tb = TensorBoard(tmp_path / "a", total_steps=100, log_every=7)
     logged = torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
     assert logged.to_json() == plain
-    steps = [s for s, _ in series(read(tmp_path / "manual"), "loss/raw")]
+    steps = [s for s, _ in series(read(tmp_path / "a"), "loss/manual")]
     assert steps == [*range(7, 100, 7), 100]  # every 7th, and the last
+    # without total_steps: the cadence still ends on the last step
+    tb = TensorBoard(tmp_path / "b", log_every=7)
+    torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
+    assert [s for s, _ in series(read(tmp_path / "b"), "loss/manual")] == steps
     assert default_log_every(9_999) == 1 and default_log_every(100_000) == 20
 
 
 def test_config_goes_in_as_text_and_hparams(cli, tmp_path):
     cli("train", "--lr", "0.02", "--epochs", "3", "--quiet", "--logdir", tmp_path, "--name", "h")
-    acc = read(tmp_path / "h" / "optim")
+    acc = read(tmp_path / "h")
     text = tensor_util.make_ndarray(acc.Tensors("config")[0].tensor_proto).item().decode()
     assert '"lr": 0.02' in text
     meta = acc.SummaryMetadata("_hparams_/session_start_info")
     assert meta.plugin_data.plugin_name == "hparams"
-    assert b"optim" in meta.plugin_data.content  # the path's name is an hparam
+    assert b"optim" in meta.plugin_data.content  # the paths are an hparam
+
+
+def test_hparams_trials_lead_with_what_tells_them_apart():
+    from torchgd.callbacks.tensorboard import trial_name
+
+    assert trial_name("lecture-20261204-101500/batch") == "batch (lecture-20261204-101500)"
+    assert trial_name("my-run") == "my-run"
 
 
 def test_sigint_keeps_every_event_logged_before_it(tmp_path):
@@ -181,7 +236,7 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
         text=True,
         env=env,
     )
-    run = tmp_path / "int" / "manual"
+    run = tmp_path / "int"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until events reach the disk, then interrupt
         files = list(run.glob("events.out.tfevents.*")) if run.exists() else []
@@ -193,7 +248,7 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
     assert proc.returncode == 130
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
     acc = read(run)
-    steps = [s for s, _ in series(acc, "loss/raw")]
+    steps = [s for s, _ in series(acc, "loss/manual")]
     assert len(steps) > 100 and steps == list(range(1, len(steps) + 1))  # none missing
     summary = json.loads((tmp_path / "int" / "summary.json").read_text())
     assert summary["status"] == "interrupted"
@@ -218,7 +273,7 @@ def _scalars(base, run, tag):
     return _get(f"{base}/data/plugin/scalars/scalars?{q}")
 
 
-def _wait_for_scalars(base, proc, runs, tag="final/loss", timeout=90):
+def _wait_for_scalars(base, proc, runs, tag="result/loss", timeout=90):
     """Until every run's ``tag`` is served (run names alone appear before any scalar is read)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -271,8 +326,7 @@ def plain_tensorboard(two_runs):
     )
     base = f"http://localhost:{port}"
     try:
-        runs = [f"{r}/{p}" for r in ("sgd5", "lr02") for p in PATHS]
-        _wait_for_scalars(base, proc, runs)
+        _wait_for_scalars(base, proc, ["sgd5", "lr02"])
         yield base
     finally:
         _stop(proc)
@@ -281,51 +335,76 @@ def plain_tensorboard(two_runs):
 def test_plain_tensorboard_serves_every_scalar_at_float32(plain_tensorboard, two_runs):
     base = plain_tensorboard
     tags = _get(f"{base}/data/plugin/scalars/tags")
+    assert set(tags) == {"sgd5", "lr02"}  # one TensorBoard run per training
     for run in ("sgd5", "lr02"):
         summary = json.loads((two_runs / "runs" / run / "summary.json").read_text())
         steps = summary["steps"]
         for path in PATHS:
-            assert set(STEP_TAGS) | {"epoch/loss", "epoch/params/w", "final/loss"} <= set(
-                tags[f"{run}/{path}"]
+            assert set(step_tags(path)) | {f"per epoch/loss/{path}", "result/loss"} <= set(
+                tags[run]
             )
             hist = summary["paths"][path]["history"]
-            for tag, key in (("epoch/params/w", "w"), ("epoch/loss", "loss")):
-                points = _scalars(base, f"{run}/{path}", tag)
+            for tag, key in ((f"per epoch/w/{path}", "w"), (f"per epoch/loss/{path}", "loss")):
+                points = _scalars(base, run, tag)
                 assert [p[1] for p in points] == [1, 2, 3, 4, 5]
                 assert [p[2] for p in points] == f32(hist[key])
-            raw = _scalars(base, f"{run}/{path}", "loss/raw")
+            raw = _scalars(base, run, f"loss/{path}")
             assert [p[1] for p in raw] == list(range(1, steps + 1))  # every step, once
-        assert {"agreement/params_max_ulp", "agreement/grad_max_ulp"} <= set(tags[f"{run}/compare"])
+        assert {"ulp/params between paths", "ulp/grad vs formula"} <= set(tags[run])
+
+
+def test_the_dashboard_opens_on_loss_and_parameters(plain_tensorboard):
+    """TensorBoard's Time Series tab groups cards by the tag's first part and opens the first
+    two groups in sorted order (its frontend: ``groupName = tag.split("/")[0]``, expand
+    ``groups.slice(0, 2)``): here those are the loss and the parameters."""
+    tags = _get(f"{plain_tensorboard}/data/plugin/scalars/tags")
+    images = _get(f"{plain_tensorboard}/data/plugin/images/tags")
+    every = {t for run in (tags, images) for per_run in run.values() for t in per_run}
+    groups = sorted({t.split("/", 1)[0] for t in every})
+    assert groups[:2] == ["loss", "params"]
+
+
+def test_plain_tensorboard_serves_the_custom_scalars_layout(plain_tensorboard, two_runs):
+    base = f"{plain_tensorboard}/data/plugin/custom_scalars"
+    layout = _get(f"{base}/layout")  # merged over the runs: each chart once
+    titles = [c["title"] for cat in layout["category"] for c in cat["chart"]]
+    assert len(titles) == len(set(titles)) and "parameters of every path" in titles
+    chart = next(
+        c for cat in layout["category"] for c in cat["chart"] if c["title"] == "lr of every path"
+    )
+    q = urllib.parse.urlencode({"run": "lr02", "tag": chart["multiline"]["tag"][0]})
+    served = _get(f"{base}/scalars?{q}")["tag_to_events"]
+    assert sorted(served) == sorted(f"update/lr/{p}" for p in PATHS)
+    assert {p[2] for series in served.values() for p in series} == set(f32([0.02]))
 
 
 def test_hparams_tab_names_trials_by_run_and_sorts_them_by_final_loss(plain_tensorboard, two_runs):
     base = f"{plain_tensorboard}/data/plugin/hparams"
     experiment = _get(f"{base}/experiment", {"experimentName": "", "includeMetrics": True})
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"final/loss", "final/params/w", "final/agreement_max_ulp"} <= metrics
-    assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "schedule", "path"}
+    assert {"result/loss", "result/max ulp", "loss/optim"} <= metrics
+    assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "schedule", "paths"}
     request = {
         "experimentName": "",
         "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],
-        "colParams": [{"metric": {"tag": "final/loss", "group": ""}, "order": "ORDER_ASC"}],
+        "colParams": [{"metric": {"tag": "result/loss", "group": ""}, "order": "ORDER_ASC"}],
         "startIndex": 0,
         "sliceSize": 100,
     }
     groups = _get(f"{base}/session_groups", request)["sessionGroups"]
-    names = [g["name"] for g in groups]
-    assert sorted(names) == sorted(f"{r}/{p}" for r in ("sgd5", "lr02") for p in PATHS)
+    assert sorted(g["name"] for g in groups) == ["lr02", "sgd5"]
 
     def final(group, tag):
         return next(m["value"] for m in group["metricValues"] if m["name"]["tag"] == tag)
 
-    losses = [final(g, "final/loss") for g in groups]
+    losses = [final(g, "result/loss") for g in groups]
     assert losses == sorted(losses)  # sorted by result, as asked
     for g in groups:
-        run, path = g["name"].split("/")
-        summary = json.loads((two_runs / "runs" / run / "summary.json").read_text())
-        assert final(g, "final/loss") == f32([summary["paths"][path]["loss"]])[0]
-        assert final(g, "final/agreement_max_ulp") == summary["agreement"]["max_ulp"]
-        assert g["hparams"]["path"] == path
+        summary = json.loads((two_runs / "runs" / g["name"] / "summary.json").read_text())
+        assert final(g, "result/loss") == f32([summary["paths"]["manual"]["loss"]])[0]
+        assert final(g, "per epoch/loss/optim") == f32([summary["paths"]["optim"]["loss"]])[0]
+        assert final(g, "result/max ulp") == summary["agreement"]["max_ulp"]
+        assert json.loads(g["hparams"]["paths"]) == list(PATHS)
         assert g["sessions"][0]["status"] == "STATUS_SUCCESS"
 
 
@@ -341,11 +420,11 @@ def test_torchgd_tb_serves_the_same_scalars_on_loopback(two_runs):
     )
     try:
         first = proc.stdout.readline()
-        assert "http://127.0.0.1:" in first
+        assert "http://127.0.0.1:" in first and "/?smoothing=0 " in first  # steps as logged
         base = "http://" + first.split("http://")[1].split("/")[0]
-        _wait_for_scalars(base, proc, [f"sgd5/{p}" for p in PATHS])
+        _wait_for_scalars(base, proc, ["sgd5"])
         summary = json.loads((two_runs / "runs" / "sgd5" / "summary.json").read_text())
-        points = _scalars(base, "sgd5/optim", "epoch/params/w")
+        points = _scalars(base, "sgd5", "per epoch/w/optim")
         assert [p[2] for p in points] == f32(summary["paths"]["optim"]["history"]["w"])
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5):

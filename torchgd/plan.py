@@ -124,7 +124,9 @@ def plan(
     path sums a batch bigger than one chunk with one kernel compiled by ``torch.compile`` (see
     ``torchgd.fused``); compiled here, before anything is written. ``history``: "auto" keeps
     every epoch in the result's histories up to 10,001 epochs and 10,001 evenly spaced ones
-    beyond (listed in ``history["epoch"]``); "all" keeps every one. ``rows``: a function of N
+    beyond (listed in ``history["epoch"]``); "all" keeps every one; "steps" keeps every epoch and
+    every step (``history["steps"]``: step, epoch, the batch's loss before the update, the
+    parameters after it, the gradient used). ``rows``: a function of N
     giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
     than 0: it works on those rows only, see ``torchgd.distributed``).
     """
@@ -141,8 +143,8 @@ def plan(
     options.check_rule(rule)
     options.check_epochs(epochs)
     options.check_guard(noise, patience)
-    if history not in ("auto", "all"):
-        raise TorchgdError(f"--history must be auto or all, got '{history}'")
+    if history not in ("auto", "all", "steps"):
+        raise TorchgdError(f"--history must be auto, all or steps, got '{history}'")
     hp = hyperparameters(optimizer, lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)

@@ -30,7 +30,7 @@ def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
     """The epochs a history keeps: all (None) up to ``HISTORY_MAX`` + 1 epochs or with
     ``mode`` "all"; beyond, ``HISTORY_MAX`` + 1 evenly spaced epochs from the first to the
     last (a 700,000-epoch run's summary stays a few hundred kilobytes per series)."""
-    if mode == "all" or done <= HISTORY_MAX + 1:
+    if mode in ("all", "steps") or done <= HISTORY_MAX + 1:
         return None
     return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
 
@@ -114,6 +114,14 @@ class Run:
         self._setup_records(plan)
         self.history = {p: {"loss": [], **{k: [] for k in plan.params0}} for p in self.names}
         self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
+        self.steps = None  # history="steps": every step's loss, parameters and gradient
+        if self.config.get("history") == "steps":
+            keys = list(plan.params0)
+            self.steps = {
+                p: {"step": [], "epoch": [], "loss": [], **{k: [] for k in keys},
+                    "grad": {k: [] for k in keys}}  # fmt: skip
+                for p in self.names
+            }
         stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
         self.stochastic = stochastic
         self.guard = guards.Guard(
@@ -306,8 +314,26 @@ class Run:
         with sync_allowed(self.plan.device):
             host = self.block.host()
             self.tracker.fold(host, self._bound_at if self.bounded else None)
+        if self.steps is not None:
+            self._keep_steps(host)
         interfaces.call(self.callbacks, "on_block", host)
         self.block.clear()
+
+    def _keep_steps(self, host) -> None:
+        """history="steps": the block's steps into ``self.steps`` (Python floats): the loss of
+        the step's batch (before its update), the parameters after it, the gradient used."""
+        T = len(host)
+        for i, p in enumerate(self.names):
+            kept = self.steps[p]
+            kept["step"] += host.steps
+            kept["epoch"] += host.epochs
+            kept["loss"] += host.losses[:, i].tolist()
+            at = 0
+            for k, t in self.plan.params0.items():
+                cols = slice(at, at + t.numel())
+                kept[k] += host.params[:, i, cols].reshape(T, *t.shape).tolist()
+                kept["grad"][k] += host.grads[:, i, cols].reshape(T, *t.shape).tolist()
+                at += t.numel()
 
     def _bound_at(self, q: int, before, epoch: int, j: int):
         """Autograd path q's rounding bound at the step of epoch ``epoch``, batch ``j``, whose
@@ -359,6 +385,7 @@ class Run:
             "reference": self.reference.state_dict() if self.reference is not None else None,
             "agreement": self.tracker.state_dict(),
             "history": self.history,
+            "steps": self.steps,
             "guard": self.guard.state_dict(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict()
@@ -378,6 +405,7 @@ class Run:
             self.tracker.load_state_dict(state["agreement"])
         self.tracker.add_records([Record(*r) for r in state.get("records", ())])  # older files
         self.history = state["history"]
+        self.steps = state.get("steps", self.steps)
         self.guard.load_state_dict(state["guard"])
 
     # -- the end ----------------------------------------------------------------------------
@@ -397,6 +425,8 @@ class Run:
             if kept is not None:
                 hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
                 hist["epoch"] = kept
+            if self.steps is not None:
+                hist["steps"] = self.steps[p]
             out[p] = {
                 "params": {k: t.tolist() for k, t in self.paths[p].values().items()},
                 "loss": hist["loss"][-1] if done else None,

@@ -3,7 +3,7 @@ goes, ``summary.json`` when it ends, then the figures. ``torchgd train`` and ``l
 through the command line; ``torchgd.fit(..., logdir="runs")`` writes the same files::
 
     runs/<name>/config.json        the plan's configuration and the options of its output
-    runs/<name>/manual/ autograd/ optim/ compare/   TensorBoard event files
+    runs/<name>/events.out.tfevents.*   TensorBoard events (one TensorBoard run)
     runs/<name>/summary.json       the result (what ``--json`` prints)
     runs/<name>/loss.png ...       the figures
 
@@ -123,7 +123,7 @@ def fit_into(plan, logdir, name=None, *, callbacks=(), tensorboard=True, plots=T
         from .drawing import Drawer
 
         drawer = Drawer(background=False)  # drawn here, before fit returns
-        figures(summary, run_dir, plan.dataset, drawer, group=str(run_dir / "compare"))
+        figures(summary, run_dir, plan.dataset, drawer, group=str(run_dir))
         groups = drawer.wait()
         if tensorboard:  # the figures in TensorBoard's Images tab too, as train shows them
             from .callbacks.tensorboard import write_figures

@@ -48,6 +48,12 @@ class Result:
     def params(self, path: str | None = None) -> dict:
         return self.paths[path or next(iter(self.paths))]["params"]
 
+    @property
+    def history(self) -> dict:
+        """Each path's history: ``{"manual": {"loss": [...], "w": [...]}, ...}`` per epoch,
+        and with ``history="steps"`` also ``["steps"]``, per step."""
+        return {name: path["history"] for name, path in self.paths.items()}
+
     def to_json(self) -> dict:
         extra = {"diverged": self.diverged} if self.diverged else {}
         return {

@@ -353,10 +353,11 @@ def _add_guard_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-guard", action="store_true", help="never stop for divergence")
     p.add_argument(
         "--history",
-        choices=["auto", "all"],
+        choices=["auto", "all", "steps"],
         default="auto",
         help="epochs kept in --json and summary.json: auto (default) keeps all up to 10,001 "
-        "and 10,001 evenly spaced beyond (listed in history.epoch); all keeps every one",
+        "and 10,001 evenly spaced beyond (listed in history.epoch); all keeps every one; steps "
+        "keeps every epoch and every step (history.steps: loss, parameters, gradient)",
     )
 
 

@@ -48,7 +48,7 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
     runs.write_json(run_dir / "summary.json", summary)
     if not args.no_plots:  # after the summary: Ctrl-C while drawing loses no result
         rundir.figures(
-            summary, run_dir, plan.dataset, drawer(args), args.format, str(run_dir / "compare")
+            summary, run_dir, plan.dataset, drawer(args), args.format, str(run_dir)
         )
     return result, summary
 

@@ -40,9 +40,10 @@ def run(args) -> int:
         signal.signal(sig, signal.default_int_handler)
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
-        print(
-            f"TensorBoard on {args.logdir}: http://127.0.0.1:{port}/ (Ctrl-C to stop)", flush=True
-        )
+        # smoothing 0: every step as it was logged (TensorBoard's default, 0.6, turns a 1-ulp
+        # spike into fractions of an ulp); the slider in Settings still changes it
+        address = f"http://127.0.0.1:{port}/?smoothing=0"
+        print(f"TensorBoard on {args.logdir}: {address} (Ctrl-C to stop)", flush=True)
         if not _serve(proc):
             return 0
         if proc.returncode:
