@@ -101,6 +101,18 @@ def unflatten(row: torch.Tensor, like: dict) -> dict:
     return out
 
 
+def _no_steps(params0: dict) -> dict:
+    """A path's per-step history before its first step (history="steps")."""
+    keys = list(params0)
+    return {
+        "step": [],
+        "epoch": [],
+        "loss": [],
+        **{k: [] for k in keys},
+        "grad": {k: [] for k in keys},
+    }
+
+
 class Run:
     """The state of a run of ``plan`` (see the module docstring); ``callbacks`` get blocks."""
 
@@ -116,12 +128,7 @@ class Run:
         self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
         self.steps = None  # history="steps": every step's loss, parameters and gradient
         if self.config.get("history") == "steps":
-            keys = list(plan.params0)
-            self.steps = {
-                p: {"step": [], "epoch": [], "loss": [], **{k: [] for k in keys},
-                    "grad": {k: [] for k in keys}}  # fmt: skip
-                for p in self.names
-            }
+            self.steps = {p: _no_steps(plan.params0) for p in self.names}
         stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
         self.stochastic = stochastic
         self.guard = guards.Guard(

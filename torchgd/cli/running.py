@@ -47,9 +47,7 @@ def run(plan, args, run_dir, header=None, resume=None, checkpoint_every=None, gr
         print(agreement_table(result))
     runs.write_json(run_dir / "summary.json", summary)
     if not args.no_plots:  # after the summary: Ctrl-C while drawing loses no result
-        rundir.figures(
-            summary, run_dir, plan.dataset, drawer(args), args.format, str(run_dir)
-        )
+        rundir.figures(summary, run_dir, plan.dataset, drawer(args), args.format, str(run_dir))
     return result, summary
 
 
