@@ -3,12 +3,14 @@ files checked to be valid images of the expected size, and `torchgd plot`'s opti
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
@@ -137,14 +139,19 @@ def test_schedules_compares_batch_sgd_and_minibatch(tmp_path):
     by_epoch, by_samples = fig.axes
     for ax in fig.axes:
         assert ax.get_yscale() == "log"
-        assert [line.get_label().split(",")[0] for line in ax.get_lines()] == [
+        assert [line.get_label().split(":")[0] for line in ax.get_lines()] == [
             "batch",
             "sgd",
-            "minibatch:2",
+            "minibatch",
         ]
-    assert list(by_epoch.get_lines()[0].get_xdata()) == list(range(1, 61))
-    assert list(by_samples.get_lines()[0].get_xdata()) == [4 * e for e in range(1, 61)]
-    assert by_samples.get_lines()[1].get_label() == "sgd, 4 steps per epoch"
+    epochs = list(range(1, 61))
+    assert list(by_epoch.get_lines()[0].get_xdata()) == epochs
+    # against the updates made: batch once an epoch, sgd 4 times, minibatch:2 twice (the
+    # right panel is not the left one stretched)
+    for line, per_epoch in zip(by_samples.get_lines(), (1, 4, 2)):
+        assert list(line.get_xdata()) == [per_epoch * e for e in epochs]
+    assert by_samples.get_lines()[1].get_label() == "sgd: 4 updates per epoch"
+    assert by_samples.get_xlabel() == "updates of w (steps)"
     # the cost summed directly: SGD reaches 1e-30, no floor of cancellation near 1e-14
     assert min(by_epoch.get_lines()[1].get_ydata()) < 1e-28
     check_png(tmp_path / "s.png", (1200, 500))
@@ -400,7 +407,7 @@ def test_the_cost_curve_is_the_lectures_cost_without_a_grid_by_samples_tensor():
     from torchgd import problems
 
     ds = datasets.synthetic(3_000_000, noise=0.5, seed=5)  # three chunks of a million
-    curve = plots.cost_curve(*datasets.moments(ds.x, ds.y))
+    curve = plots.cost_curve(*datasets.moments(ds.x, ds.y)[:3])
     lin = problems.Linear()
     for w in (-3.0, 0.0, ds.meta["true_w"][0], 4.0):
         exact = lin.loss({"w": torch.tensor(w, dtype=torch.float64)}, ds.x, ds.y).item()
@@ -443,3 +450,97 @@ def test_a_users_parameter_names_label_the_trajectory_and_field_axes():
     ax = plots.trajectory(r).axes[0]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("a", "b")
     assert "adam" in ax.get_title()
+
+
+def test_a_loss_spanning_decades_is_smoothed_in_log_space():
+    """minibatch:2 on the lecture (shuffled) wiggles between 1e-28 and 1e-33 near the end; a
+    linear average there is ruled by its largest values, decades above the rest. The curve drawn
+    is 10 ** (the lecture's average of log10(loss)), inside the raw loss's own range."""
+    r = torchgd.fit("linear", "lecture", schedule="minibatch:2", epochs=100, paths=("manual",))
+    (ax,) = plots.loss(r).axes
+    raw, smoothed = ax.get_lines()
+    assert ax.get_yscale() == "log" and "in log space" in smoothed.get_label()
+    loss = np.asarray(raw.get_ydata())
+    logs = np.log10(loss)
+    s, expected = 0.0, []
+    for t, v in enumerate(logs, start=1):  # the lecture's bias-corrected average, by hand
+        s = 0.9 * s + 0.1 * v
+        expected.append(10 ** (s / (1 - 0.9**t)))
+    assert np.allclose(smoothed.get_ydata(), expected, rtol=1e-12)
+    tail = slice(-20, None)
+    assert loss[tail].min() <= smoothed.get_ydata()[-1] <= loss[tail].max()
+    linear = plots.smooth(list(loss), 0.9)[-1]
+    assert linear / smoothed.get_ydata()[-1] > 100  # what a linear average would have drawn
+
+
+def test_titles_break_between_phrases_and_legends_sit_below_the_axes(lecture_sgd):
+    assert plots.wrap_phrases("loss per epoch: linear, lecture data, sgd, lr=0.01", 30) == [
+        "loss per epoch: linear,",
+        "lecture data, sgd, lr=0.01",
+    ]
+    noisy = torchgd.fit("linear", "lecture", schedule="sgd", epochs=5, noise=0.01).to_json()
+    source = [f"loss per epoch: linear, {plots.describe(noisy)}",
+              "manual, autograd, optim: the same loss at every epoch, bit for bit"]  # fmt: skip
+    phrases = [re.split(r"(?<=[,:;]) ", line) for line in source]
+    shown = plots.loss(noisy).axes[0].get_title().split("\n")
+    assert len(shown) > len(source)  # wrapped: the description is longer than a line
+    regrouped, at = [], 0
+    for parts in phrases:  # each shown line is whole phrases of one source line
+        i = 0
+        while i < len(parts):
+            line = shown[at]
+            n = next(k for k in range(1, len(parts) - i + 1) if " ".join(parts[i : i + k]) == line)
+            regrouped.append(line)
+            i, at = i + n, at + 1
+    assert regrouped == shown
+    for fig in (plots.loss(noisy), plots.cost(lecture_sgd), plots.trajectory(
+            torchgd.fit("elliptic", epochs=5, lr=0.1).to_json())):  # fmt: skip
+        (ax,) = fig.axes
+        FigureCanvasAgg(fig).draw()  # laid out as savefig lays it out
+        legend = ax.get_legend().get_window_extent()
+        assert legend.y1 < ax.get_window_extent().y0  # under the axes: it covers nothing
+        assert legend.y0 >= 0  # and inside the figure
+    (surface, arrows) = plots.field().axes
+    assert arrows.get_legend() is None  # nothing over the arrows
+
+
+def test_cost_of_a_bias_run_is_contours_over_w_and_b_with_the_least_squares_minimum():
+    import csv
+
+    rows = list(csv.reader(open(ROOT / "examples" / "hours.csv")))[1:]
+    x, y = np.array([[float(a), float(b)] for a, b in rows]).T
+    r = torchgd.fit("linear", str(ROOT / "examples" / "hours.csv"), bias=True, lr=0.001,
+                    epochs=50).to_json()  # fmt: skip
+    (ax,) = plots.cost(r).axes
+    assert title(ax).startswith("cost(w, b): hours.csv data, batch, with a bias, lr=0.001")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("w", "b") and ax.collections  # contours
+    (best,) = labelled(ax, "least-squares minimum")
+    w, b = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), y, rcond=None)[0]
+    assert best.get_xdata()[0] == pytest.approx(w, rel=1e-9)
+    assert best.get_ydata()[0] == pytest.approx(b, rel=1e-9)
+    (manual,) = labelled(ax, "manual:")
+    hist = r["paths"]["manual"]["history"]
+    assert list(manual.get_xdata()) == [1.0, *hist["w"]]
+    assert list(manual.get_ydata()) == [0.0, *hist["b"]]
+    # plot trajectory of the same run is this figure (it refused linear runs before)
+    assert title(plots.trajectory(r).axes[0]) == title(ax)
+
+
+def test_function_figures_count_steps_and_mark_the_minimum():
+    r = torchgd.fit("rosenbrock", epochs=300, lr=0.001).to_json()
+    (ax,) = plots.loss(r).axes
+    assert ax.get_xlabel() == "step" and title(ax).startswith("loss per step: rosenbrock")
+    (ax,) = plots.trajectory(r).axes
+    (star,) = labelled(ax, "minimum (x=1, y=1)")
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (1.0, 1.0)
+    (contours,) = ax.collections
+    assert min(contours.levels) < 1  # the valley has lines: log-spaced levels reach down
+    gone = torchgd.fit("rosenbrock", epochs=100, lr=0.01).to_json()  # diverges to 1e78
+    (ax,) = plots.trajectory(gone).axes
+    assert ax.get_xlim()[1] < 100 and ax.get_ylim()[1] < 100  # the view stays on the valley
+    (ax,) = plots.trajectory(torchgd.fit("square", epochs=100).to_json()).axes
+    (star,) = labelled(ax, "the minimum: f(0) = 0")  # not "local", and not cut off
+    assert not labelled(ax, "local minima")
+    assert ax.get_ylim()[0] < star.get_ydata()[0]
+    (ax,) = plots.cost(torchgd.fit(schedule="sgd", epochs=3).to_json()).axes
+    assert labelled(ax, "manual: w at the start and after each epoch")

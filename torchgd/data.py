@@ -350,12 +350,13 @@ def from_values(x, y, name: str = "custom") -> Dataset:
 
 
 def moments(x: torch.Tensor, y: torch.Tensor) -> list[float]:
-    """``[mean(x^2), mean(x*y), mean(y^2)]`` of one-feature data in float64, a million samples
-    at a time: all that the cost curve ``cost(w) = w^2 mean(x^2) - 2w mean(xy) + mean(y^2)``
-    needs, so a curve of 400 points on 100 million samples needs no 400 x N tensor (and the
-    process that draws it no copy of the data)."""
-    sums = torch.zeros(3, dtype=torch.float64)
+    """``[mean(x^2), mean(x*y), mean(y^2), mean(x), mean(y)]`` of one-feature data in float64,
+    a million samples at a time: all that the cost ``cost(w) = w^2 mean(x^2) - 2w mean(xy) +
+    mean(y^2)`` (and, with a bias b, ``+ 2wb mean(x) - 2b mean(y) + b^2``) needs, so a curve
+    of 400 points on 100 million samples needs no 400 x N tensor (and the process that draws
+    it no copy of the data)."""
+    sums = torch.zeros(5, dtype=torch.float64)
     for xc, yc in zip(x.split(1 << 20), y.split(1 << 20)):
         xc, yc = xc.double(), yc.double()
-        sums += torch.stack([xc @ xc, xc @ yc, yc @ yc])
+        sums += torch.stack([xc @ xc, xc @ yc, yc @ yc, xc.sum(), yc.sum()])
     return (sums / len(x)).tolist()

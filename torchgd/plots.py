@@ -70,8 +70,35 @@ def _title(ax, text: str, width: int | None = None, **kw) -> None:
     if width is None:
         inches = ax.get_position().width * ax.figure.get_figwidth()
         width = max(30, int(inches * 9.5 / 0.8))  # the axes span ~80% of their slot
-    lines = [w for line in text.split("\n") for w in textwrap.wrap(line, width)]
+    lines = [w for line in text.split("\n") for w in wrap_phrases(line, width)]
     ax.set_title("\n".join(lines), **kw)
+
+
+def wrap_phrases(line: str, width: int) -> list[str]:
+    """``line`` in lines of at most ``width`` characters, broken after a phrase (``", "``,
+    ``": "``), never inside one unless a phrase alone is longer than a line."""
+    import re
+
+    phrases = re.split(r"(?<=[,:;]) ", line)
+    out: list[str] = []
+    for phrase in phrases:
+        if out and len(out[-1]) + 1 + len(phrase) <= width:
+            out[-1] += " " + phrase
+        else:
+            out += textwrap.wrap(phrase, width) or [""]
+    return out
+
+
+def legend_below(ax, **kw) -> None:
+    """The legend under the axes, outside them: it never covers a curve, an arrow or a point."""
+    _, labels = ax.get_legend_handles_labels()
+    width = ax.get_position().width * ax.figure.get_figwidth() * ax.figure.dpi  # pixels
+    column = 40 + 5 * max(map(len, labels), default=0)  # a marker and 8-point characters
+    ncol = max(1, min(2, int(width // column))) if len(labels) > 3 else 1
+    # anchored at the axes' bottom edge, 4 font sizes (32 points) below: under the tick
+    # labels and the axis label, whatever the axes' height
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, 0), borderaxespad=4, ncol=ncol,
+              fontsize=8, frameon=False, **kw)  # fmt: skip
 
 
 def check_path(path) -> Path:
@@ -161,9 +188,15 @@ def _groups(summary: dict, key) -> list[list[str]]:
     return [names for _, names in groups]
 
 
-def smooth(values: list[float], beta: float = 0.9) -> list[float]:
+def smooth(values: list[float], beta: float = 0.9, log: bool = False) -> list[float]:
     """Exponential moving average with bias correction, the lecture's weighted mean of the loss:
-    s_t = beta * s_(t-1) + (1 - beta) * loss_t, shown as s_t / (1 - beta^t)."""
+    s_t = beta * s_(t-1) + (1 - beta) * loss_t, shown as s_t / (1 - beta^t).
+
+    ``log``: averaged in log space, ``10 ** smooth(log10(loss))``, for a loss drawn on a log
+    axis: a linear average there is ruled by the largest values (a loss between 1e-28 and 1e-4
+    averages to about 1e-5, 24 decades above most of it)."""
+    if log:
+        return [10**s for s in smooth([math.log10(v) for v in values], beta)]
     out, s = [], 0.0
     for t, v in enumerate(values, start=1):
         s = beta * s + (1 - beta) * v
@@ -201,16 +234,10 @@ def field(problem: str = "paraboloid", *, path=None) -> Figure:
     ax.set(xlabel=a, ylabel=b, zlabel=f"f({a}, {b})", title=p.description)
     ax2 = fig.add_subplot(1, 2, 2)
     view = (np.abs(X) <= 2) & (np.abs(Y) <= 2)  # the lecture shows [-2, 2]^2: scale arrows to it
-    ax2.quiver(X[view], Y[view], GX[view], GY[view], label="numerical gradient (h = 1e-4)")
-    ax2.set(
-        xlim=(-2, 2),
-        ylim=(-2, 2),
-        xlabel=a,
-        ylabel=b,
-        title="gradient field: arrows point uphill",
-    )
+    ax2.quiver(X[view], Y[view], GX[view], GY[view])
+    ax2.set(xlim=(-2, 2), ylim=(-2, 2), xlabel=a, ylabel=b)
+    _title(ax2, "numerical gradient (central differences, h = 1e-4): arrows point uphill")
     ax2.grid(True)
-    ax2.legend(loc="upper right")
     return _done(fig, path)
 
 
@@ -230,37 +257,79 @@ def _same_as(groups: list[list[str]], p: str) -> str:
 
 
 def cost(run, *, path=None, dataset=None, moments=None) -> Figure:
-    """cost(w) of the linear model with one weight, each path's iterates marked on it.
-    ``dataset``: the run's data (default: loaded again from its config, in its dtype); or
-    ``moments``: its ``(mean x^2, mean x*y, mean y^2)`` (``torchgd.data.moments``), all the
-    curve needs."""
+    """cost(w) of the linear model with one weight, each path's iterates marked on it; with a
+    bias b, the contour lines of cost(w, b) with each path's iterates. ``dataset``: the run's
+    data (default: loaded again from its config, in its dtype); or ``moments``: its
+    ``torchgd.data.moments``, all the cost needs."""
     if path is not None:
         check_path(path)
     summary = _summary(run)
     cfg = summary["config"]
-    if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float) or cfg.get("bias"):
+    if cfg["problem"] != "linear" or not isinstance(cfg["init"]["w"], float):
         raise TorchgdError("plot cost needs a run of the linear model with one weight w")
     if moments is None:
         if dataset is None:  # a saved run: its data again (the file from anywhere), its dtype
             where = (cfg.get("data_meta") or {}).get("file", cfg["data"])
             dataset = datasets.get(where, getattr(torch, cfg.get("dtype", "float64")))
         moments = datasets.moments(dataset.x, dataset.y)
+    fig = _figure(SIZE)
+    ax = fig.add_subplot()
+    if cfg.get("bias"):
+        _cost_contours(ax, summary, moments)
+    else:
+        _cost_curve(ax, summary, moments)
+    _title(ax, f"cost(w{', b' * bool(cfg.get('bias'))}): {describe(summary)}")
+    legend_below(ax)
+    return _done(fig, path)
+
+
+def _cost_curve(ax, summary: dict, moments) -> None:
     ws = [w for p in summary["paths"] for w in _iterates(summary, p, "w") if _drawable(w)]
     lo, hi = min([*ws, 0.0]), max([*ws, 4.0])
     grid = torch.linspace(lo, hi, 400, dtype=torch.float64)
-    curve = cost_curve(*moments)
+    curve = cost_curve(*moments[:3])
     groups = _groups(summary, lambda p: summary["paths"][p]["history"]["w"])
-    fig = _figure(SIZE)
-    ax = fig.add_subplot()
     ax.plot(grid, curve(grid), color="0.3", label="cost(w) = 1/N sum (x_n*w - y_n)^2")
     for p in summary["paths"]:
         w = torch.tensor(_floats(_iterates(summary, p, "w")), dtype=torch.float64)
-        label = f"{p}: w after each epoch{_same_as(groups, p)}"
+        label = f"{p}: w at the start and after each epoch{_same_as(groups, p)}"
         ax.plot(w, curve(w), ls="none", marker=MARKERS.get(p, "."), label=label, alpha=0.8)
     ax.set(xlabel="w", ylabel="cost (MSE)")
-    _title(ax, f"cost(w): {describe(summary)}")
-    ax.legend()
-    return _done(fig, path)
+
+
+def _cost_contours(ax, summary: dict, moments) -> None:
+    """cost(w, b) = 1/N sum (x_n*w + b - y_n)^2, multiplied out from the data's moments, as
+    contour lines (log-spaced: the valley shows), with the iterates and the least-squares
+    minimum."""
+    sxx, sxy, syy, sx, sy = moments
+    paths = summary["paths"]
+    pts = {p: [_floats(_iterates(summary, p, k)) for k in ("w", "b")] for p in paths}
+    ws = [v for w, _ in pts.values() for v in w if _drawable(v)]
+    bs = [v for _, b in pts.values() for v in b if _drawable(v)]
+    det = sxx - sx * sx  # the normal equations: w* = cov(x, y) / var(x), b* = mean y - w* mean x
+    best = ((sxy - sx * sy) / det, sy - (sxy - sx * sy) / det * sx) if det > 0 else None
+    wlo, whi = min([*ws, *(best[:1] if best else [])]), max([*ws, *(best[:1] if best else [])])
+    blo, bhi = min([*bs, *(best[1:] if best else [])]), max([*bs, *(best[1:] if best else [])])
+    pad_w, pad_b = max(0.2 * (whi - wlo), 0.5), max(0.2 * (bhi - blo), 0.5)
+    W, B = torch.meshgrid(
+        torch.linspace(wlo - pad_w, whi + pad_w, 200, dtype=torch.float64),
+        torch.linspace(blo - pad_b, bhi + pad_b, 200, dtype=torch.float64),
+        indexing="xy",
+    )
+    C = (W * W * sxx + 2 * W * B * sx + B * B - 2 * W * sxy - 2 * B * sy + syy).clamp(min=0)
+    top = C.max().item()
+    low = max(C.min().item(), top * 1e-6)
+    levels = np.geomspace(low, top, 20) if top > low > 0 else 20
+    cs = ax.contour(W, B, C, levels=levels, cmap="viridis", alpha=0.6)
+    ax.clabel(cs, fontsize=7, fmt=lambda v: format(v, ".2g"))
+    groups = _groups(summary, lambda p: [paths[p]["history"][k] for k in ("w", "b")])
+    for p, (w, b) in pts.items():
+        label = f"{p}: (w, b) at the start and after each epoch{_same_as(groups, p)}"
+        ax.plot(w, b, marker=MARKERS.get(p, "."), ls="-", label=label, alpha=0.8)
+    if best is not None:
+        ax.plot(*best, "*", color="tab:red", ms=14, mec="k", zorder=5,
+                label=f"least-squares minimum (w={best[0]:.4g}, b={best[1]:.4g})")  # fmt: skip
+    ax.set(xlabel="w", ylabel="b")
 
 
 def cost_curve(sxx: float, sxy: float, syy: float):
@@ -279,23 +348,27 @@ def _wiggles(values: list[float]) -> bool:
 
 
 def loss(run, *, path=None, beta: float | None = 0.9) -> Figure:
-    """Loss per epoch, one line per path, or one line for paths identical bit for bit.
+    """Loss per epoch (per step for a function problem), one line per path, or one line for
+    paths identical bit for bit.
 
-    ``beta``: the smoothed curve's (see ``smooth``), drawn thin and under the raw loss, and only
-    where the raw loss goes both up and down (a loss that only falls or only rises needs none,
-    and a smoothed curve would lag behind it); None: never."""
+    ``beta``: the smoothed curve's (see ``smooth``; in log space on a log axis), drawn thin and
+    under the raw loss, and only where the raw loss goes both up and down (a loss that only
+    falls or only rises needs none, and a smoothed curve would lag behind it); None: never."""
     if path is not None:
         check_path(path)
     summary = _summary(run)
     runs = summary["paths"]
     groups = _groups(summary, lambda p: runs[p]["history"]["loss"])
+    unit = "epoch" if summary["config"].get("data") is not None else "step"
+    every = [v for p in runs for v in runs[p]["history"]["loss"] if _drawable(v)]
+    log = _spans_decades(every)
     fig = _figure(SIZE)
     ax = fig.add_subplot()
-    values, first = [], None
+    first = None
     for i, names in enumerate(groups):
         hist = runs[names[0]]["history"]  # a long run keeps some epochs: history["epoch"]
         kept = hist.get("epoch") or range(1, len(hist["loss"]) + 1)
-        pts = [(e, v) for e, v in zip(kept, hist["loss"]) if _drawable(v)]
+        pts = [(e, v) for e, v in zip(kept, hist["loss"]) if _drawable(v) and (v > 0 or not log)]
         epochs, raw = [e for e, _ in pts], [v for _, v in pts]
         name = " = ".join(names)
         label = f"{name} (identical)" if len(names) > 1 else name
@@ -307,30 +380,22 @@ def loss(run, *, path=None, beta: float | None = 0.9) -> Figure:
         (line,) = ax.plot(epochs, raw, ls=ls, lw=lw, label=label, zorder=3)
         # a smoothed curve where the raw loss goes up and down, not twice for near-equal ones
         if beta is not None and _wiggles(raw) and (apart is None or apart > 1e-3):
-            ax.plot(
-                epochs,
-                smooth(raw, beta),
-                color=line.get_color(),
-                lw=0.8,
-                alpha=0.5,
-                zorder=2,
-                label=f"{name}: smoothed (beta={num(beta)})",
-            )
+            how = "in log space, " if log else ""
+            ax.plot(epochs, smooth(raw, beta, log), color=line.get_color(), lw=0.8, alpha=0.5,
+                    zorder=2, label=f"{name}: smoothed ({how}beta={num(beta)})")  # fmt: skip
         first = first or (name, hist["loss"])
-        values += raw
-    log = _spans_decades(values)
     if log:
         ax.set_yscale("log")
     if len(groups) == 1 and len(runs) > 1:
-        agree = f"{', '.join(runs)}: the same loss at every epoch, bit for bit"
+        agree = f"{', '.join(runs)}: the same loss at every {unit}, bit for bit"
     elif len(runs) > 1:
         agree = f"{len(groups)} different losses among {len(runs)} paths"
     else:
         agree = None
-    title = f"loss per epoch: {summary['config']['problem']}, {describe(summary)}"
-    ax.set(xlabel="epoch", ylabel="loss (log scale)" if log else "loss")
+    title = f"loss per {unit}: {summary['config']['problem']}, {describe(summary)}"
+    ax.set(xlabel=unit, ylabel="loss (log scale)" if log else "loss")
     _title(ax, title + (f"\n{agree}" if agree else ""))
-    ax.legend()
+    legend_below(ax)
     return _done(fig, path)
 
 
@@ -355,7 +420,8 @@ def schedules(
     path=None,
 ) -> Figure:
     """Batch GD, per-sample SGD and mini-batch (manual path, divergence guard on) on the same
-    data: the cost over all data after each epoch, against epochs and against samples seen."""
+    data: the cost over all data after each epoch, against epochs and against the updates made
+    (an epoch is one update for batch GD, N for SGD, N/B for mini-batches)."""
     from .train import fit
 
     if path is not None:
@@ -381,19 +447,17 @@ def schedules(
         steps = r.steps // max(r.epochs, 1)
         e, c = zip(*pts) if pts else ((), ())
         ax1.plot(e, c, label=label)
-        ax2.plot(
-            [k * len(ds) for k in e],
-            c,
-            label=f"{label}, {steps} step{'s' * (steps != 1)} per epoch",
-        )
-    for ax, xlabel in ((ax1, "epoch"), (ax2, "samples seen")):
+        ax2.plot([k * steps for k in e], c, label=f"{label}: {steps} update{'s' * (steps != 1)} "
+                 "per epoch")  # fmt: skip
+    for ax, xlabel in ((ax1, "epoch (every schedule sees every sample once)"),
+                       (ax2, "updates of w (steps)")):  # fmt: skip
         ax.set_yscale("log")
         ax.set(xlabel=xlabel, ylabel="cost over all data after the epoch")
-        ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
+        legend_below(ax)
     name = Path(ds.name).name if Path(ds.name).suffix else ds.name  # a file: its name only
-    _title(ax1, f"batch GD vs SGD vs mini-batch ({name} data, lr={num(lr)})")
-    _title(ax2, "the same, against samples seen")
+    _title(ax1, f"batch GD vs SGD vs mini-batch: {name} data, lr={num(lr)}, {epochs} epochs")
+    _title(ax2, "the same, against the updates each made: SGD updates N times an epoch")
     return _done(fig, path)
 
 
@@ -421,6 +485,8 @@ def trajectory(run, *, path=None) -> Figure:
     cfg = summary["config"]
     # a Result carries its problem (a user's object, from Python); a summary names it
     p = getattr(run, "problem", None) or problems.get(cfg.get("problem_spec", cfg["problem"]))
+    if cfg["problem"] == "linear" and isinstance(cfg["init"].get("w"), float):
+        return cost(run, path=path)  # the linear model's iterates: on cost(w) or cost(w, b)
     if p.needs_data:
         raise TorchgdError("plot trajectory needs a function problem (e.g. --problem elliptic)")
     names = p.param_names
@@ -434,29 +500,48 @@ def trajectory(run, *, path=None) -> Figure:
     ends = draw(ax, p, pts, groups, end)
     how = "gradient descent" if cfg.get("optimizer", "sgd") == "sgd" else "steps"
     _title(ax, f"{p.name}: {how} from {point(cfg['init'])}, {describe(summary)}\n{ends}")
-    ax.legend(fontsize=8)
+    legend_below(ax)
     return _done(fig, path)
 
 
 def _on_contours(ax, p, pts: dict, groups, end: dict) -> str:
     """A 2-D function's contour lines with each run's iterates; says where the runs end."""
-    xs = [v for xy in pts.values() for v in xy[0] if _drawable(v)]
-    ys = [v for xy in pts.values() for v in xy[1] if _drawable(v)]
-    _contour_lines(ax, p, xs, ys)
+    xs, ys = (
+        _in_view(p, [xy[0] for xy in pts.values()]),
+        _in_view(p, [xy[1] for xy in pts.values()]),
+    )
+    _contour_lines(ax, p, xs, ys, log=True)
     for run, (x, y) in pts.items():
         label = f"{run}{_same_as(groups, run)}"
         ax.plot(x, y, marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
+    if getattr(p, "minimum", None) is not None:
+        at = dict(zip(p.param_names, p.minimum))
+        ax.plot(*p.minimum, "*", color="tab:red", ms=14, mec="k", zorder=5,
+                label=f"minimum ({point(at)})")  # fmt: skip
+    (x0, x1), (y0, y1) = _span(p, xs), _span(p, ys)
+    ax.set(xlim=(x0, x1), ylim=(y0, y1))  # iterates that flew off leave the view
     ax.set(xlabel=p.param_names[0], ylabel=p.param_names[1])  # a user's a and b stay a and b
     return f"ends at {point(end, '.4g')}"
+
+
+def _in_view(p, series: list) -> list[float]:
+    """The finite values among ``series`` within ten boxes of the problem's box: a diverged
+    run's 1e78 would squeeze the contour lines into one pixel."""
+    lo, hi = p.box
+    far = 10 * (hi - lo)
+    return [v for s in series for v in s if _drawable(v) and lo - far <= v <= hi + far]
+
+
+def _span(p, values: list) -> tuple[float, float]:
+    lo, hi = p.box
+    return min([*values, lo]), max([*values, hi])
 
 
 def _contour_lines(ax, p, xs: list, ys: list, log: bool = False) -> None:
     """The contour lines of a 2-D function over its box, widened to take in the points
     ``xs, ys``; ``log``: levels evenly spaced on a log scale where f >= 0 spans decades (a
     valley like Rosenbrock's then shows)."""
-    lo, hi = p.box
-    x0, x1 = min([*xs, lo]), max([*xs, hi])
-    y0, y1 = min([*ys, lo]), max([*ys, hi])
+    (x0, x1), (y0, y1) = _span(p, xs), _span(p, ys)
     gx, gy = torch.meshgrid(
         torch.linspace(x0, x1, 200, dtype=torch.float64),
         torch.linspace(y0, y1, 200, dtype=torch.float64),
@@ -478,9 +563,8 @@ def _contour_lines(ax, p, xs: list, ys: list, log: bool = False) -> None:
 def _on_curve(ax, p, pts: dict, groups, end: dict) -> str:
     """A 1-D function's curve with each run's iterates and the local minima in view; says where
     the runs end, and whether f is lower still at the edge of the view."""
-    lo, hi = p.box
-    x = [v for xs in pts.values() for v in xs[0] if _drawable(v)]
-    grid = torch.linspace(min([*x, lo]), max([*x, hi]), 2001, dtype=torch.float64)
+    x = _in_view(p, [xs[0] for xs in pts.values()])
+    grid = torch.linspace(*_span(p, x), 2001, dtype=torch.float64)
     fs = p.f(grid)
     ax.plot(grid, fs, color="0.3", label=f"f(x): {p.description}")
     for run, (xs,) in pts.items():
@@ -488,11 +572,18 @@ def _on_curve(ax, p, pts: dict, groups, end: dict) -> str:
         label = f"{run}{_same_as(groups, run)}"
         ax.plot(t, p.f(t), marker=MARKERS.get(run, "."), ls="-", label=label, alpha=0.8)
     minima = _local_minima(grid, fs)
-    if minima:
+    known = getattr(p, "minimum", None)
+    if known is not None:  # the problem knows its minimum: marked where it is, f there exact
+        (mx,) = known
+        mf = p.f(torch.tensor(mx, dtype=torch.float64)).item()
+        ax.plot([mx], [mf], "*", color="tab:red", ms=14, mec="k", zorder=5,
+                label=f"the minimum: f({num(mx)}) = {num(mf)}")  # fmt: skip
+        minima = []
+    elif minima:
         mx, mf = grid[minima].tolist(), fs[minima].tolist()
         ax.plot(mx, mf, "v", color="tab:red", ms=9, zorder=4, label="local minima of f in view")
-        for a, b in zip(mx, mf):
-            ax.annotate(f"f={b:.3g}", (a, b), textcoords="offset points", xytext=(0, -16),
+        for a, b in zip(mx, mf):  # above the marker: a label below the lowest one is cut off
+            ax.annotate(f"f={b:.3g}", (a, b), textcoords="offset points", xytext=(0, 9),
                         ha="center", fontsize=8, color="tab:red")  # fmt: skip
     (x_end,) = end.values()
     f_end = None if x_end is None else p.f(torch.tensor(x_end, dtype=torch.float64)).item()
@@ -607,6 +698,7 @@ def _telling_curves(ax, report: dict) -> None:
 
 RACE_LRS = "1e-3:10:13"  # the shared grid: 13 lrs, three a decade, from 0.001 to 10
 RACE_STEPS = 300
+RACE_DIGITS = 12  # a run within 1e-12 of the way down from the start has reached the minimum
 
 
 def race(
@@ -622,16 +714,18 @@ def race(
     the contour lines (left) and its loss per step (right), one colour per rule.
 
     Fairness: every rule gets the same learning rates ``lrs`` (default ``RACE_LRS``, log-spaced)
-    and is drawn at the one whose run ends with the lowest loss among its runs that stay finite
-    (ties: the smaller lr); the legend names it, ``adam (lr 0.1)``, and a rule none of whose
-    runs stays finite is named as diverged. The grid runs as one ``torchgd.sweep`` per rule and
-    problem (its lanes, bit-identical to single runs of the textbook spelling, the only one a
-    sweep has); the runs drawn are single runs of the manual path in the ``torch-exact``
-    spelling (``torch.optim``'s operations) at the lr chosen: the same formula, rounded at
-    other places. The divergence guard is off: a run counts as diverged when it stops being
-    finite, not when its loss rises for a while (Rosenbrock's valley makes it do so).
-    ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL``); ``init``: the
-    start (default each problem's own); the figure is 12 inches wide, 5 a problem."""
+    and is drawn at the one whose run first reaches the minimum and stays there (within
+    ``RACE_DIGITS`` digits of the way down: ``_race_floor``), else ends with the lowest loss,
+    among its runs that stay finite (ties: the smaller lr); the legend names it, ``adam (lr
+    0.1)``, and a rule none of whose runs stays finite is named as diverged. The grid runs as
+    one ``torchgd.sweep`` per rule and problem (its lanes, bit-identical to single runs of the
+    textbook spelling, the only one a sweep has); the runs drawn are single runs of the manual
+    path in the ``torch-exact`` spelling (``torch.optim``'s operations) at the lr chosen: the
+    same formula, rounded at other places. The divergence guard is off: a run counts as diverged
+    when it stops being finite, not when its loss rises for a while (Rosenbrock's valley makes
+    it do so). ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL``);
+    ``init``: the start (default each problem's own); the figure is 12 inches wide, 5 a
+    problem."""
     from . import rules
     from .sweep import sweep as run_sweep
     from .train import execute
@@ -664,7 +758,7 @@ def race(
         for i, rule in enumerate(optimizers):
             kw = dict(optimizer=rule, epochs=steps, init=init, guard=False)
             grid = run_sweep(name, None, lrs=rates, **kw)
-            best = _best_lane(grid)
+            best = _best_lane(grid, _race_floor(p, start))
             run = None
             if best is not None:
                 one = make_plan(
@@ -673,12 +767,13 @@ def race(
                 run = execute(one).to_json()
             entries.append((rule, f"C{i % 10}", best, run))
         _race_contours(ax1, p, start, entries, rates)
-        _race_losses(ax2, entries, rates)
+        _race_losses(ax2, entries, rates, _race_floor(p, start))
         _title(ax1, f"{p.name}: {p.description}\nfrom {point(start)}, {steps} steps")
     grid = f"{len(rates)} lrs from {num(rates[0])} to {num(rates[-1])}"
     text = (
         f"update rules racing from the same start, each at the lr of the same grid ({grid}, "
-        "log-spaced) whose run ends lowest; manual path, torch-exact spelling"
+        "log-spaced) that reaches the minimum first and stays (else ends lowest); manual "
+        "path, torch-exact spelling"
     )
     fig.suptitle("\n".join(textwrap.wrap(text, 110)))
     return _done(fig, path)
@@ -720,9 +815,10 @@ def _race_grid(lrs) -> list[float]:
     return lrs
 
 
-def _best_lane(report: dict) -> int | None:
-    """The lane of a sweep whose final loss is lowest among those whose loss and parameters
-    stayed finite (ties: the first, the smaller lr); None when none did."""
+def _best_lane(report: dict, floor: float = -math.inf) -> int | None:
+    """Among the lanes of a sweep whose loss and parameters stayed finite: the first to reach
+    ``floor`` (the minimum, see ``_race_floor``), else the one whose final loss is lowest
+    (ties: the smaller lr); None when none stayed finite."""
     finite = [
         i
         for i, f in enumerate(report["final_loss"])
@@ -730,6 +826,12 @@ def _best_lane(report: dict) -> int | None:
         and math.isfinite(f)
         and all(_finite_entry(v[i]) for v in report["params"].values())
     ]
+    losses = report.get("history", {}).get("loss")
+    if losses:
+        first = {i: settled_at(losses[i], floor) for i in finite}
+        there = [i for i in finite if first[i] is not None]
+        if there:
+            return min(there, key=lambda i: (first[i], i))
     return min(finite, key=lambda i: (report["final_loss"][i], i), default=None)
 
 
@@ -771,13 +873,35 @@ def _race_contours(ax, p, start: dict, entries, rates) -> None:
         ax.plot(*p.minimum, "*", color="tab:red", ms=14, mec="k", zorder=5,
                 label=f"minimum ({point(at)})")  # fmt: skip
     ax.set(xlabel=names[0], ylabel=names[1])
-    ax.legend(fontsize=8, loc="best")
+    legend_below(ax)
 
 
-def _race_losses(ax, entries, rates) -> None:
-    """Each rule's loss per step, a log scale where it spans decades; the lowest final loss
-    marked."""
-    values, finals = [], {}
+def _race_floor(p, start: dict) -> float:
+    """The loss below which a run has reached the minimum: within ``RACE_DIGITS`` digits of
+    the way down from the start (a race is not won at 6e-289 against 1e-302: both are the
+    minimum in float64's terms)."""
+    f = lambda point: p.f(*(torch.tensor(v, dtype=torch.float64) for v in point)).item()  # noqa: E731
+    low = f(p.minimum)
+    return low + 10.0**-RACE_DIGITS * (f(start.values()) - low)
+
+
+def settled_at(losses: list, floor: float) -> int | None:
+    """The index from which every loss is at most ``floor`` (a run that reaches the minimum
+    and leaves it again has not reached it); None if the last one is above it."""
+    at = None
+    for i in range(len(losses) - 1, -1, -1):
+        v = losses[i]
+        if v is None or not v <= floor:
+            break
+        at = i
+    return at
+
+
+def _race_losses(ax, entries, rates, floor: float) -> None:
+    """Each rule's loss per step, a log scale where it spans decades, cut at ``floor`` (see
+    ``_race_floor``); the winner marked: the first to reach the floor, else the lowest at the
+    end."""
+    values, finals, reached = [], {}, {}
     for rule, color, best, run in entries:
         label = _race_label(rule, best, rates)
         if run is None:
@@ -787,19 +911,32 @@ def _race_losses(ax, entries, rates) -> None:
         kept = hist.get("epoch") or range(1, len(hist["loss"]) + 1)
         pts = [(e, v) for e, v in zip(kept, hist["loss"]) if _drawable(v)]
         finals[rule] = (kept[-1], hist["loss"][-1], color)
-        label += f": {num(hist['loss'][-1], '.3g')} at the end"
+        at = settled_at(hist["loss"], floor)
+        at = None if at is None else kept[at]
+        if at is not None:
+            reached[rule] = (at, color)
+            label += f": at the minimum from step {at}"
+        else:
+            label += f": {num(hist['loss'][-1], '.3g')} at the end"
         steps, losses = zip(*pts) if pts else ((), ())  # none: every loss beyond 1e200
         ax.plot(steps, losses, color=color, lw=1.6, label=label, zorder=3)
-        values += losses
-    log = _spans_decades(values) and min(values) >= 0  # a log axis would hide f < 0
+        values += [v for v in losses if v >= floor]
+    log = _spans_decades(values) and min(values, default=0) >= 0  # a log axis hides f < 0
+    title = "loss per step (f before the step)"
     if log:
         ax.set_yscale("log")
-        for line in ax.get_lines():  # a log axis leaves out zeros: say so
-            y = line.get_ydata()
-            if len(y) and min(y) == 0:
-                line.set_label(line.get_label() + " (0 is below a log axis)")
-    title = "loss per step (f before the step)"
-    if finals:
+        if floor > 0:
+            ax.set_ylim(bottom=floor / 10)
+            ax.axhline(floor, color="0.5", ls=":", lw=1,
+                       label=f"the minimum, to {RACE_DIGITS} digits of the way down")  # fmt: skip
+    if reached:
+        step = min(s for s, _ in reached.values())
+        ties = [r for r, (s, _) in reached.items() if s == step]
+        color = reached[ties[0]][1]
+        ax.plot([step], [max(floor, 1e-300)], "*", color=color, ms=16, mec="k", zorder=5,
+                label=f"first at the minimum: {' = '.join(ties)}")  # fmt: skip
+        title += f"\nfirst at the minimum: {' = '.join(ties)}, at step {step}"
+    elif finals:
         step, low, color = min(finals.values(), key=lambda f: f[1])
         ties = [r for r, f in finals.items() if f[1] == low]
         if not log or low > 0:
@@ -809,4 +946,4 @@ def _race_losses(ax, entries, rates) -> None:
     ax.set(xlabel="step", ylabel="loss (log scale)" if log else "loss")
     ax.grid(True, alpha=0.3)
     _title(ax, title)
-    ax.legend(fontsize=8, loc="best")
+    legend_below(ax)

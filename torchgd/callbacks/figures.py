@@ -1,7 +1,7 @@
 """Draws a run's figures into its run directory once it has ended and its summary is written.
 
-``loss`` for every run; ``cost`` for the linear model with one weight; ``trajectory`` for
-function problems.
+``loss`` for every run; ``cost`` for the linear model with one weight (a curve; contours over
+(w, b) with a bias); ``trajectory`` for function problems.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 def kinds_for(config: dict) -> list[str]:
     kinds = ["loss"]
-    one_weight = isinstance(config["init"].get("w"), float) and not config.get("bias")
+    one_weight = isinstance(config["init"].get("w"), float)  # with a bias: cost over (w, b)
     if config["problem"] == "linear" and one_weight:
         kinds.append("cost")
     elif config["data"] is None:

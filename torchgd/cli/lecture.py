@@ -172,7 +172,7 @@ def _draw_early(args, data=None) -> dict:
     if not args.no_plots:
         figures = drawer(args)
         data = args.data if data is None else data
-        for kind, kw in (("field", {}), ("schedules", {"data": data, "epochs": 30})):
+        for kind, kw in (("field", {}), ("schedules", {"data": data, "epochs": 100})):
             early[kind] = figures.scratch() / f"{kind}.{args.format}"
             figures.draw(kind, early[kind], **kw)
     return early
