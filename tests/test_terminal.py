@@ -378,9 +378,34 @@ def test_the_headline_puts_gradient_ulps_near_zero_against_the_rounding_bound(ma
     proc = main_cli("train", *args, "--epochs", "300", "--no-plots", "--no-tensorboard")
     assert proc.returncode == 0, proc.stderr
     line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
-    ulps = int(line.split(" ulp in gradients")[0].rsplit(" ", 1)[1])
+    grads = line.split(", gradients by ")[1]
+    ulps = int(grads.split("(")[1].split(" ulp")[0])
     assert ulps > 10**6 and "(at most 0." in line and "of the rounding bound)" in line
+    assert ("near zero" in grads) == (ulps >= 2**52)  # opposite signs: said so
     assert "the formula sums 2*x_n*(x_n.w + b - y_n)" in proc.stdout  # the model with its b
+
+
+def test_the_headline_leads_with_the_size_and_marks_ulps_counted_near_zero(main_cli):
+    """SGD with a bias on the lecture's data: b goes to 0, where an ulp is tiny; a difference
+    of 5.6e-17 is half a billion ulp there. The headline leads with abs and rel, and says the
+    ulps were counted near zero; the table's own numbers say the same."""
+    proc = main_cli("train", "--bias", "--schedule", "sgd", "--epochs", "300", "--lr", "0.05",
+                    "--no-plots", "--no-tensorboard", "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    a = out["agreement"]
+    b = out["paths"]["manual"]["params"]["b"]
+    assert abs(b) < 1e-10 < abs(out["paths"]["manual"]["params"]["w"])  # b near zero, w at 2
+    assert a["max_ulp"] > 10**6 and a["max_abs"] < 1e-15
+    proc = main_cli("train", "--bias", "--schedule", "sgd", "--epochs", "300", "--lr", "0.05",
+                    "--no-plots", "--no-tensorboard")  # fmt: skip
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
+    assert f"parameters differ by at most {a['max_abs']:.3g} (" in line
+    assert f"relative, {a['max_ulp']} ulp, near zero)" in line
+    # the lecture without a bias: ulps counted at w = 2, no mark
+    proc = main_cli("train", "--dtype", "float32", "--no-plots", "--no-tensorboard")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
+    assert "1 ulp)" in line and "near zero" not in line
 
 
 def test_an_interrupted_sweep_keeps_its_config_and_the_lanes_so_far(tmp_path):
@@ -448,3 +473,18 @@ def test_a_logdir_that_cannot_be_written_is_exit_74_as_the_readme_says(tmp_path)
     proc = run_cli("train", "--logdir", "/sys/torchgd-cannot-write-here", cwd=tmp_path)
     assert proc.returncode == 74, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_progress_lines_summarise_a_long_parameter_vector(main_cli):
+    """1000 features: the first four weights as they are, how many, and the norm (the JSON
+    keeps every one), not a 20,000-character line."""
+    args = ["--data", "synthetic:300,d=1000,noise=0.1", "--epochs", "2", "--lr", "0.1"]
+    proc = main_cli("train", *args, "--no-plots", "--no-tensorboard", "--json")
+    w = json.loads(proc.stdout)["paths"]["manual"]["params"]["w"]
+    proc = main_cli("train", *args, "--no-plots", "--no-tensorboard")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("Progress:"))
+    first = ", ".join(repr(v) for v in w[:4])
+    norm = sum(v * v for v in w) ** 0.5
+    assert line.startswith(f"Progress: epoch=2, w=[{first}, ... 1000 values, norm ")
+    assert float(line.split("norm ")[1].split("]")[0]) == pytest.approx(norm, rel=1e-5)
+    assert len(line) < 200

@@ -17,8 +17,23 @@ from . import Callback
 PREDICT_AT = 5
 
 
+SHOWN = 8  # a parameter with more entries is summarised in a Progress line
+
+
 def _fmt(t: torch.Tensor) -> str:
     return repr(t.item()) if t.numel() == 1 and t.dim() == 0 else repr(t.tolist())
+
+
+def _fmt_param(t: torch.Tensor) -> str:
+    """A parameter for a Progress line: every entry up to ``SHOWN`` of them; beyond, the first
+    four, how many there are and the norm (``--json`` and ``summary.json`` hold them all):
+    ``[0.5, -1.25, 0.75, 2.0, ... 1000 values, norm 27.31]``."""
+    if t.numel() <= SHOWN:
+        return _fmt(t)
+    flat = t.detach().reshape(-1)
+    first = ", ".join(repr(v) for v in flat[:4].tolist())
+    norm = torch.linalg.vector_norm(flat.double()).item()
+    return f"[{first}, ... {t.numel()} values, norm {norm:.6g}]"
 
 
 def describe(config: dict, dataset=None) -> str:
@@ -107,7 +122,7 @@ class Console(Callback):
         e = epoch.epoch
         if e % self.every and e != self.epochs and self.every != 1:
             return
-        values = ", ".join(f"{k}={_fmt(v)}" for k, v in epoch.params[self.path].items())
+        values = ", ".join(f"{k}={_fmt_param(v)}" for k, v in epoch.params[self.path].items())
         self.print(f"Progress: epoch={e}, {values}, loss={_fmt(epoch.losses[self.path])}")
 
     def on_end(self, result):
@@ -122,6 +137,35 @@ def _num(v) -> str:
     if isinstance(v, float):
         return "0" if v == 0 else f"{v:.3g}"
     return str(v)
+
+
+def _near_zero(result) -> str:
+    """``", near zero"`` when the largest ulp count was counted at a value far smaller than
+    the parameters (an ulp there is tiny, so a difference the size of rounding elsewhere
+    counts millions of them): the spacing the count implies, max_abs / max_ulp, is below a
+    thousandth of the spacing at the largest parameter."""
+    import math
+
+    a = result.agreement
+    finals = [v for p in result.paths.values() for v in _flat_floats(p["params"])]
+    largest = max((abs(v) for v in finals if v is not None and math.isfinite(v)), default=0.0)
+    if not a["max_ulp"] or not largest:
+        return ""
+    eps = 2.0**-52 if result.config.get("dtype", "float64") == "float64" else 2.0**-23
+    return ", near zero" if a["max_abs"] / a["max_ulp"] < eps * largest / 1000 else ""
+
+
+def _flat_floats(params: dict) -> list:
+    out = []
+    for v in params.values():
+        stack = [v]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+            else:
+                out.append(item)
+    return out
 
 
 def agreement_table(result) -> str:
@@ -146,11 +190,18 @@ def agreement_table(result) -> str:
     elif a["bit_identical"]:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
-        head += f"largest difference {a['max_ulp']} ulp in parameters"
+        head += f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
+        head += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
         if a.get("state_max_ulp"):
             head += f", {a['state_max_ulp']} ulp in the rule's state"
         if a["grad"]:
-            head += f", {a['grad']['max_ulp']} ulp in gradients"
+            g = a["grad"]
+            # more than 2^52 ulp apart with a small abs: values of opposite signs, near zero
+            near = ", near zero" if g["max_ulp"] >= 2**52 else ""
+            if g["max_ulp"]:
+                head += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp{near})"
+            else:
+                head += ", gradients bit for bit"
             bound = a["grad"].get("bound")
             if bound and bound.get("ratio") and a["grad"]["max_ulp"]:
                 # ulps mislead near zero, where the sum's terms cancel: the bound does not
