@@ -485,7 +485,7 @@ def trajectory(run, *, path=None) -> Figure:
     cfg = summary["config"]
     # a Result carries its problem (a user's object, from Python); a summary names it
     p = getattr(run, "problem", None) or problems.get(cfg.get("problem_spec", cfg["problem"]))
-    if cfg["problem"] == "linear" and isinstance(cfg["init"].get("w"), float):
+    if cfg["problem"] == "linear" and isinstance(cfg.get("init", {}).get("w"), float):
         return cost(run, path=path)  # the linear model's iterates: on cost(w) or cost(w, b)
     if p.needs_data:
         raise TorchgdError("plot trajectory needs a function problem (e.g. --problem elliptic)")
