@@ -70,7 +70,7 @@ def wait_for(path, predicate, timeout=90):
 def tb_steps(run_dir, path="manual"):
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
-    return [e.step for e in acc.Scalars(f"loss/{path}")]
+    return [e.step for e in acc.Scalars(f"loss/raw/{path}")]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_
         assert json.loads((run / "summary.json").read_text())["status"] == "completed"
         acc = EventAccumulator(str(run), size_guidance={"images": 0})
         acc.Reload()  # TensorBoard's own reader sees the loss of every step
-        assert {"loss/manual", "loss/optim"} <= set(acc.Tags()["scalars"])
+        assert {"loss/raw/manual", "loss/raw/optim"} <= set(acc.Tags()["scalars"])
         # and the figures in its Images tab, as train writes them
         assert "plots/loss" in acc.Tags()["images"]
     lecture = json.loads((runs[0] / "summary.json").read_text())

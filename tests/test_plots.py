@@ -123,7 +123,10 @@ def test_loss_draws_one_line_per_path_where_they_differ():
 def test_loss_smooths_a_noisy_loss_under_the_raw_one(noisy_minibatch, lecture_sgd):
     (ax,) = plots.loss(noisy_minibatch).axes
     raw, smoothed = ax.get_lines()
-    assert (raw.get_label(), smoothed.get_label()) == ("manual", "manual: smoothed (beta=0.9)")
+    assert (raw.get_label(), smoothed.get_label()) == (
+        "manual",
+        "manual: smoothed (beta=0.9: about the last 10 epochs, so it lags)",
+    )
     assert raw.get_alpha() in (None, 1)  # the raw loss drawn in full, on top
     assert smoothed.get_zorder() < raw.get_zorder()
     assert smoothed.get_linewidth() < raw.get_linewidth() and smoothed.get_alpha() < 1

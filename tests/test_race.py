@@ -99,12 +99,19 @@ def test_the_winner_is_the_first_to_reach_the_minimum_and_stay(default):
     (dotted,) = labelled(losses, "the minimum, to 12 digits")
     assert dotted.get_ydata()[0] == pytest.approx(floor, rel=1e-12)
     assert losses.get_ylim()[0] == pytest.approx(floor / 10, rel=1e-12)  # no axis to 1e-302
+    drawn = [y for line in losses.get_lines() if " (lr " in line.get_label()
+             for y in line.get_ydata() if y >= floor]  # fmt: skip
+    assert losses.get_ylim()[1] == pytest.approx(10 * max(drawn))  # no empty decades on top
     rosenbrock = default.axes[3]
     finals = {
         line.get_label().split(" ")[0]: line.get_ydata()[-1]
         for line in rosenbrock.get_lines()
         if " (lr " in line.get_label()
     }
+    assert not labelled(rosenbrock, "the minimum, to 12 digits")  # nobody got there
+    lowest = min(y for line in rosenbrock.get_lines() if " (lr " in line.get_label()
+                 for y in line.get_ydata())  # fmt: skip
+    assert rosenbrock.get_ylim()[0] == pytest.approx(lowest / 10)  # no axis down to 1e-11
     (star,) = labelled(rosenbrock, "lowest at the end: ")
     assert (
         star.get_label()

@@ -31,7 +31,7 @@ PATHS = ("manual", "autograd", "optim")
 
 def step_tags(path):
     """The per-step tags of one path of the lecture's model (``w`` only)."""
-    return (f"loss/{path}", f"loss/{path} log10", f"loss/{path} smoothed", f"params/w/{path}",
+    return (f"loss/raw/{path}", f"loss/log10/{path}", f"loss/smoothed/{path}", f"params/w/{path}",
             f"update/grad/w/{path}", f"update/lr/{path}")  # fmt: skip
 
 
@@ -132,14 +132,14 @@ def test_the_custom_scalars_layout_draws_every_path_on_shared_charts(tmp_path):
     assert not main.closed and more.closed  # the paths open, the details folded
     charts = {c.title: c.multiline.tag[0] for cat in layout.category for c in cat.chart}
     matched = {title: sorted(t for t in tags if re.search(rx, t)) for title, rx in charts.items()}
-    assert matched["loss of every path, log10"] == sorted(f"loss/{p} log10" for p in PATHS)
+    assert matched["loss of every path, log10"] == sorted(f"loss/log10/{p}" for p in PATHS)
     assert matched["parameters of every path"] == sorted(f"params/w/{p}" for p in PATHS)
     assert matched["lr of every path"] == sorted(f"update/lr/{p}" for p in PATHS)
     assert matched["ulp: parameters between paths, gradient vs the formula"] == [
         "ulp/grad vs formula",
         "ulp/params between paths",
     ]
-    assert matched["loss of every path, per step"] == sorted(f"loss/{p}" for p in PATHS)
+    assert matched["loss of every path, per step"] == sorted(f"loss/raw/{p}" for p in PATHS)
     assert all(matched.values())
 
 
@@ -150,7 +150,7 @@ def test_the_log10_loss_is_the_loss_in_decades(tmp_path):
     r = torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, logdir=tmp_path, name="l",
                     plots=False, history="steps")  # fmt: skip
     acc = read(tmp_path / "l")
-    logged = [v for _, v in series(acc, "loss/manual log10")]
+    logged = [v for _, v in series(acc, "loss/log10/manual")]
     assert logged == f32([np.log10(v) for v in r.history["manual"]["steps"]["loss"]])
     assert _log10(0.0) == -np.inf and np.isnan(_log10(np.nan))
 
@@ -170,12 +170,12 @@ def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
         "linear", "lecture", schedule="sgd", epochs=10, paths=("manual",), callbacks=[tb, losses]
     )
     acc = read(tmp_path)
-    assert [v for _, v in series(acc, "loss/manual")] == f32(losses.raw)
+    assert [v for _, v in series(acc, "loss/raw/manual")] == f32(losses.raw)
     s, expected = 0.0, []
     for t, v in enumerate(losses.raw, start=1):
         s = 0.5 * s + 0.5 * v
         expected.append(s / (1 - 0.5**t))
-    assert [v for _, v in series(acc, "loss/manual smoothed")] == f32(expected)
+    assert [v for _, v in series(acc, "loss/smoothed/manual")] == f32(expected)
 
 
 def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
@@ -183,12 +183,12 @@ def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
     tb = TensorBoard(tmp_path / "a", total_steps=100, log_every=7)
     logged = torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
     assert logged.to_json() == plain
-    steps = [s for s, _ in series(read(tmp_path / "a"), "loss/manual")]
+    steps = [s for s, _ in series(read(tmp_path / "a"), "loss/raw/manual")]
     assert steps == [*range(7, 100, 7), 100]  # every 7th, and the last
     # without total_steps: the cadence still ends on the last step
     tb = TensorBoard(tmp_path / "b", log_every=7)
     torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
-    assert [s for s, _ in series(read(tmp_path / "b"), "loss/manual")] == steps
+    assert [s for s, _ in series(read(tmp_path / "b"), "loss/raw/manual")] == steps
     assert default_log_every(9_999) == 1 and default_log_every(100_000) == 20
 
 
@@ -248,7 +248,7 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
     assert proc.returncode == 130
     assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err
     acc = read(run)
-    steps = [s for s, _ in series(acc, "loss/manual")]
+    steps = [s for s, _ in series(acc, "loss/raw/manual")]
     assert len(steps) > 100 and steps == list(range(1, len(steps) + 1))  # none missing
     summary = json.loads((tmp_path / "int" / "summary.json").read_text())
     assert summary["status"] == "interrupted"
@@ -348,7 +348,7 @@ def test_plain_tensorboard_serves_every_scalar_at_float32(plain_tensorboard, two
                 points = _scalars(base, run, tag)
                 assert [p[1] for p in points] == [1, 2, 3, 4, 5]
                 assert [p[2] for p in points] == f32(hist[key])
-            raw = _scalars(base, run, f"loss/{path}")
+            raw = _scalars(base, run, f"loss/raw/{path}")
             assert [p[1] for p in raw] == list(range(1, steps + 1))  # every step, once
         assert {"ulp/params between paths", "ulp/grad vs formula"} <= set(tags[run])
 
@@ -382,7 +382,7 @@ def test_hparams_tab_names_trials_by_run_and_sorts_them_by_final_loss(plain_tens
     base = f"{plain_tensorboard}/data/plugin/hparams"
     experiment = _get(f"{base}/experiment", {"experimentName": "", "includeMetrics": True})
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"result/loss", "result/max ulp", "loss/optim"} <= metrics
+    assert {"result/loss", "result/max ulp", "loss/raw/optim"} <= metrics
     assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "schedule", "paths"}
     request = {
         "experimentName": "",

@@ -196,20 +196,22 @@ def agreement_table(result) -> str:
             head += f", {a['state_max_ulp']} ulp in the rule's state"
         if a["grad"]:
             g = a["grad"]
-            # more than 2^52 ulp apart with a small abs: values of opposite signs, near zero
-            near = ", near zero" if g["max_ulp"] >= 2**52 else ""
+            bound = g.get("bound") or {}
+            r = bound.get("ratio")
+            # a gradient near zero (at an optimum its terms cancel) counts ulps of a tiny
+            # number: billions of them for a difference the size of rounding elsewhere; the
+            # rounding bound, not the ulps, says whether it is rounding
+            near = g["max_ulp"] >= 2**52 or (g["max_ulp"] > 10**6 and r is not None and r <= 1)
             if g["max_ulp"]:
-                head += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp{near})"
+                head += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp"
+                head += ", near zero)" if near else ")"
             else:
                 head += ", gradients bit for bit"
-            bound = a["grad"].get("bound")
-            if bound and bound.get("ratio") and a["grad"]["max_ulp"]:
-                # ulps mislead near zero, where the sum's terms cancel: the bound does not
-                r = bound["ratio"]
+            if r and g["max_ulp"]:
                 head += (
-                    f" (at most {r:.2g} of the rounding bound)"
+                    f", within the rounding bound (at most {r:.3g} of it)"
                     if r <= 1
-                    else f" ({r:.3g} times the rounding bound: more than rounding)"
+                    else f", {r:.3g} times the rounding bound: more than rounding"
                 )
     lines = [head]
     if rows:

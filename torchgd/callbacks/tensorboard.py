@@ -1,9 +1,10 @@
 """TensorBoard event files: one TensorBoard run per training, every path's series in it.
 
     runs/<name>/            (the run directory: ``tensorboard --logdir runs`` lists it once)
-        loss/<path>                   the loss of each step            (x: step)
-        loss/<path> log10             its decimal logarithm (the decades a linear axis hides)
-        loss/<path> smoothed          the lecture's weighted average of the loss
+        loss/log10/<path>             log10 of the loss of each step (x: step): the decades
+                                      a linear axis hides
+        loss/raw/<path>               the loss itself
+        loss/smoothed/<path>          the lecture's weighted average of the loss
         params/<p>/<path>             each parameter entry after the step
         per epoch/loss/<path>, per epoch/<p>/<path>       (x: epoch)
         result/loss, result/max ulp   once, at the end: the first path's final loss, and the
@@ -156,9 +157,9 @@ def _log10(loss: float) -> float:
 
 def tags_for(names: list, labels: list) -> tuple[tuple, tuple]:
     """The tags of a step's event and of an epoch's event (see the module docstring)."""
-    step = tuple(f"loss/{p}" for p in names)
-    step += tuple(f"loss/{p} log10" for p in names)
-    step += tuple(f"loss/{p} smoothed" for p in names)
+    step = tuple(f"loss/raw/{p}" for p in names)
+    step += tuple(f"loss/log10/{p}" for p in names)
+    step += tuple(f"loss/smoothed/{p}" for p in names)
     step += tuple(f"params/{k}/{p}" for p in names for k in labels)
     step += tuple(f"update/grad/{k}/{p}" for p in names for k in labels)
     step += tuple(f"update/lr/{p}" for p in names)
@@ -178,7 +179,7 @@ def layout() -> layout_pb2.Layout:
     main = layout_pb2.Category(
         title="torchgd: the paths in lockstep (identical paths draw one line: see ulp)",
         chart=[
-            chart("loss of every path, log10", r"^loss/.* log10$"),
+            chart("loss of every path, log10", r"^loss/log10/"),
             chart("parameters of every path", r"^params/"),
             chart("ulp: parameters between paths, gradient vs the formula", r"^ulp/"),
             chart("lr of every path", r"^update/lr/"),
@@ -188,8 +189,8 @@ def layout() -> layout_pb2.Layout:
         title="torchgd: loss (linear, smoothed, per epoch), gradients",
         closed=True,
         chart=[
-            chart("loss of every path, per step", r"^loss/[^ ]+$"),
-            chart("loss smoothed (the lecture's weighted average)", r"^loss/.* smoothed$"),
+            chart("loss of every path, per step", r"^loss/raw/"),
+            chart("loss smoothed (the lecture's weighted average)", r"^loss/smoothed/"),
             chart("loss per epoch", r"^per epoch/loss/"),
             chart("gradient of every path", r"^update/grad/"),
         ],

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> None:
         "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
         "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself; race "
         "runs every update rule on 2-D functions, each at the lr of one shared grid (--lr "
-        "START:STOP:K, log-spaced, default 1e-3:10:13) that ends lowest, 300 steps.",
+        "START:STOP:K, log-spaced, default 1e-3:10:13) that first reaches the minimum and "
+        "stays (else ends lowest), 300 steps.",
         epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
         "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
         "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "

@@ -188,7 +188,8 @@ def loss(run, *, path=None, beta: float | None = 0.9) -> Figure:
         if beta is not None and _wiggles(raw) and (apart is None or apart > 1e-3):
             how = "in log space, " if log else ""
             ax.plot(epochs, smooth(raw, beta, log), color=line.get_color(), lw=0.8, alpha=0.5,
-                    zorder=2, label=f"{name}: smoothed ({how}beta={num(beta)})")  # fmt: skip
+                    zorder=2, label=f"{name}: smoothed ({how}beta={num(beta)}: about the last "
+                    f"{round(1 / (1 - beta))} {unit}s, so it lags)")  # fmt: skip
         first = first or (name, hist["loss"])
     if log:
         ax.set_yscale("log")

@@ -106,8 +106,8 @@ def race(
     grid = f"{len(rates)} lrs from {num(rates[0])} to {num(rates[-1])}"
     text = (
         f"update rules racing from the same start, each at the lr of the same grid ({grid}, "
-        "log-spaced) that reaches the minimum first and stays (else ends lowest); manual "
-        "path, torch-exact spelling"
+        "log-spaced) that reaches the minimum first and stays (else ends lowest); the manual "
+        "path, computed with torch.optim's own operations"
     )
     fig.suptitle("\n".join(textwrap.wrap(text, 110)))
     return _done(fig, path)
@@ -259,10 +259,11 @@ def _race_losses(ax, entries, rates, floor: float) -> None:
     title = "loss per step (f before the step)"
     if log:
         ax.set_yscale("log")
-        if floor > 0:
-            ax.set_ylim(bottom=floor / 10)
+        low = floor if reached else min(v for v in values if v > 0)
+        if floor > 0 and reached:  # the floor, where some run reached it
             ax.axhline(floor, color="0.5", ls=":", lw=1,
                        label=f"the minimum, to {RACE_DIGITS} digits of the way down")  # fmt: skip
+        ax.set_ylim(low / 10, max(values) * 10)  # the curves, not matplotlib's margins
     if reached:
         step = min(s for s, _ in reached.values())
         ties = [r for r, (s, _) in reached.items() if s == step]
