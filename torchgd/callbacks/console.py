@@ -168,6 +168,36 @@ def _flat_floats(params: dict) -> list:
     return out
 
 
+def _differences(result) -> str:
+    """The headline's differences: parameters (abs, relative, ulp), the rule's state,
+    gradients (and where their ulps were counted near zero, the rounding bound)."""
+    a = result.agreement
+    text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
+    text += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
+    if a.get("state_max_ulp"):
+        text += f", {a['state_max_ulp']} ulp in the rule's state"
+    if a["grad"]:
+        g = a["grad"]
+        bound = g.get("bound") or {}
+        r = bound.get("ratio")
+        # a gradient near zero (at an optimum its terms cancel) counts ulps of a tiny
+        # number: billions of them for a difference the size of rounding elsewhere; the
+        # rounding bound, not the ulps, says whether it is rounding
+        near = g["max_ulp"] >= 2**52 or (g["max_ulp"] > 10**6 and r is not None and r <= 1)
+        if g["max_ulp"]:
+            text += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp"
+            text += ", near zero)" if near else ")"
+        else:
+            text += ", gradients bit for bit"
+        if r and g["max_ulp"]:
+            text += (
+                f", within the rounding bound (at most {r:.3g} of it)"
+                if r <= 1
+                else f", {r:.3g} times the rounding bound: more than rounding"
+            )
+    return text
+
+
 def agreement_table(result) -> str:
     """A short table: every compared pair, its largest differences, and the reasons."""
     a = result.agreement
@@ -190,29 +220,7 @@ def agreement_table(result) -> str:
     elif a["bit_identical"]:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
-        head += f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
-        head += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
-        if a.get("state_max_ulp"):
-            head += f", {a['state_max_ulp']} ulp in the rule's state"
-        if a["grad"]:
-            g = a["grad"]
-            bound = g.get("bound") or {}
-            r = bound.get("ratio")
-            # a gradient near zero (at an optimum its terms cancel) counts ulps of a tiny
-            # number: billions of them for a difference the size of rounding elsewhere; the
-            # rounding bound, not the ulps, says whether it is rounding
-            near = g["max_ulp"] >= 2**52 or (g["max_ulp"] > 10**6 and r is not None and r <= 1)
-            if g["max_ulp"]:
-                head += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp"
-                head += ", near zero)" if near else ")"
-            else:
-                head += ", gradients bit for bit"
-            if r and g["max_ulp"]:
-                head += (
-                    f", within the rounding bound (at most {r:.3g} of it)"
-                    if r <= 1
-                    else f", {r:.3g} times the rounding bound: more than rounding"
-                )
+        head += _differences(result)
     lines = [head]
     if rows:
         width = max(len(r[0]) for r in rows)
