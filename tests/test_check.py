@@ -123,8 +123,8 @@ def test_check_cli_json_reports_ok(cli, main_cli, name):
         (["--h", "-1"], "--h must be a positive number"),
     ],
 )
-def test_check_bad_input_is_one_line_exit_2(cli, args, message):
-    proc = cli("check", *args)
+def test_check_bad_input_is_one_line_exit_2(main_cli, args, message):
+    proc = main_cli("check", *args)
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
 

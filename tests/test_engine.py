@@ -210,11 +210,11 @@ def minimal(tmp_path):
     ],
     ids=lambda c: c[0],
 )
-def test_a_minimal_problem_works_in_every_command(cli, tmp_path, minimal, command):
+def test_a_minimal_problem_works_in_every_command(main_cli, tmp_path, minimal, command):
     extra = ["--logdir", tmp_path / "runs"] if command[0] in ("train", "sweep") else []
     if command[0] == "plot":
         extra = ["--out", tmp_path / "fig.png"]
-    proc = cli(*command, "--problem", f"{minimal}:P", *extra)
+    proc = main_cli(*command, "--problem", f"{minimal}:P", *extra)
     assert proc.returncode in (0, 1), proc.stderr  # check: 1 only if a check failed
     assert "Traceback" not in proc.stderr
     if command[0] == "train":

@@ -290,8 +290,10 @@ def test_defaults_are_torch_optims():
         (["--optimizer", "nowhere.py:Rule"], "optimizer file 'nowhere.py' does not exist"),
     ],
 )
-def test_bad_rule_options_are_one_line_and_exit_2_and_write_nothing(cli, tmp_path, args, message):
-    proc = cli("train", *args, "--logdir", tmp_path / "runs")
+def test_bad_rule_options_are_one_line_and_exit_2_and_write_nothing(
+    main_cli, tmp_path, args, message
+):
+    proc = main_cli("train", *args, "--logdir", tmp_path / "runs")
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and message in proc.stderr
     assert not (tmp_path / "runs").exists()

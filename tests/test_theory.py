@@ -130,8 +130,8 @@ def test_the_issue_numbers_for_the_lecture_with_a_bias():
     assert round(batch, 4) == 0.1198 and round(sgd, 4) == 0.1348
 
 
-def _train(cli, tmp_path, name, *args):
-    return cli(
+def _train(main_cli, tmp_path, name, *args):
+    return main_cli(
         "train", "--paths", "manual", "--no-plots", "--no-tensorboard", "--json",
         "--logdir", tmp_path, "--name", name, *args,
     )  # fmt: skip
@@ -146,7 +146,7 @@ def _train(cli, tmp_path, name, *args):
     ],
 )
 def test_half_a_percent_below_converges_to_least_squares_and_above_stops(
-    cli, tmp_path, spec, bias, schedule, epochs
+    main_cli, tmp_path, spec, bias, schedule, epochs
 ):
     data = _data(spec, tmp_path)
     ds = datasets.get(data)
@@ -155,14 +155,14 @@ def test_half_a_percent_below_converges_to_least_squares_and_above_stops(
     w, *_ = np.linalg.lstsq(a, ds.y.numpy(), rcond=None)
     common = ["--data", data, "--schedule", schedule, "--epochs", str(epochs), "--init", "w=0"]
     common += ["--bias"] if bias else []
-    proc = _train(cli, tmp_path, "below", "--lr", repr(0.995 * c), *common)
+    proc = _train(main_cli, tmp_path, "below", "--lr", repr(0.995 * c), *common)
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["status"] == "completed"
     params = r["paths"]["manual"]["params"]
     got = np.r_[np.atleast_1d(params["w"]), [params["b"]] if bias else []]
     assert got == pytest.approx(w, rel=1e-7, abs=1e-7)
-    proc = _train(cli, tmp_path, "above", "--lr", repr(1.005 * c), *common)
+    proc = _train(main_cli, tmp_path, "above", "--lr", repr(1.005 * c), *common)
     assert proc.returncode == 3, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert f"converges only for lr < {c:.6g}" in line and "try --lr" in line
@@ -183,9 +183,9 @@ def test_in_order_sgd_half_a_percent_either_side_of_its_limit():
     assert r["critical_lr"]["predicted"] == pytest.approx(c, rel=1e-6)
 
 
-def test_the_guard_lets_a_noisy_minibatch_run_finish(cli, tmp_path):
+def test_the_guard_lets_a_noisy_minibatch_run_finish(main_cli, tmp_path):
     proc = _train(
-        cli, tmp_path, "noisy", "--data", "synthetic:1000,d=3,noise=0.1,seed=0", "--bias",
+        main_cli, tmp_path, "noisy", "--data", "synthetic:1000,d=3,noise=0.1,seed=0", "--bias",
         "--schedule", "minibatch:32", "--epochs", "1000",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -195,8 +195,8 @@ def test_the_guard_lets_a_noisy_minibatch_run_finish(cli, tmp_path):
     assert r["paths"]["manual"]["loss"] < 10 * ls.optimum_loss  # it reached the noise floor
 
 
-def test_the_divergence_message_never_contradicts_itself(cli, tmp_path):
-    proc = cli("train", "--bias", "--lr", "0.125", "--epochs", "300", "--logdir", tmp_path)
+def test_the_divergence_message_never_contradicts_itself(main_cli, tmp_path):
+    proc = main_cli("train", "--bias", "--lr", "0.125", "--epochs", "300", "--logdir", tmp_path)
     assert proc.returncode == 3
     line = proc.stderr.strip()
     assert "converges only for lr < 0.119756 (lr = 0.125)" in line
@@ -204,8 +204,8 @@ def test_the_divergence_message_never_contradicts_itself(cli, tmp_path):
 
 
 @pytest.mark.parametrize("flag,says", [("--momentum", "momentum")])
-def test_no_number_where_the_theory_does_not_apply(cli, tmp_path, flag, says):
-    proc = cli("train", "--lr", "0.3", flag, "0.5", "--epochs", "200", "--logdir", tmp_path)
+def test_no_number_where_the_theory_does_not_apply(main_cli, tmp_path, flag, says):
+    proc = main_cli("train", "--lr", "0.3", flag, "0.5", "--epochs", "200", "--logdir", tmp_path)
     assert proc.returncode == 3
     assert "no critical lr from theory here" in proc.stderr and says in proc.stderr
     assert "converges only for" not in proc.stderr
@@ -243,7 +243,7 @@ def test_a_wrong_formula_is_caught_near_the_optimum(wrong):
     assert any("does not compute the derivative of the loss" in x for x in reasons)
 
 
-def test_momentum_differences_carried_by_the_buffer_are_explained(cli, tmp_path):
+def test_momentum_differences_carried_by_the_buffer_are_explained(main_cli, tmp_path):
     r = torchgd.fit(data="course", momentum=0.9, nesterov=True, rule="torch-exact", epochs=15)
     reasons = r.agreement["reasons"]
     assert reasons and not any("unexplained" in x["reason"] for x in reasons)
@@ -309,22 +309,22 @@ def test_minibatches_in_data_order_reproduce_a_course_loop_bit_for_bit():
     assert shuffled.config["shuffle"] is True and shuffled.params()["w"] != w.item()
 
 
-def test_long_histories_keep_ten_thousand_and_one_evenly_spaced_epochs(cli, tmp_path):
+def test_long_histories_keep_ten_thousand_and_one_evenly_spaced_epochs(main_cli, tmp_path):
     args = ["--epochs", "12345", "--lr", "0.05"]
-    r = json.loads(_train(cli, tmp_path, "auto", *args).stdout)
+    r = json.loads(_train(main_cli, tmp_path, "auto", *args).stdout)
     hist = r["paths"]["manual"]["history"]
     assert len(hist["loss"]) == len(hist["w"]) == len(hist["epoch"]) == 10_001
     assert hist["epoch"][0] == 1 and hist["epoch"][-1] == 12345
     steps = np.diff(hist["epoch"])
     assert steps.min() >= 1 and steps.max() - steps.min() <= 1  # evenly spaced
-    full = json.loads(_train(cli, tmp_path, "all", *args, "--history", "all").stdout)
+    full = json.loads(_train(main_cli, tmp_path, "all", *args, "--history", "all").stdout)
     every = full["paths"]["manual"]["history"]
     assert len(every["loss"]) == 12345 and "epoch" not in every
     assert hist["loss"] == [every["loss"][e - 1] for e in hist["epoch"]]
 
 
-def test_sweep_statuses_against_the_least_squares_minimum(cli, tmp_path):
-    proc = cli(
+def test_sweep_statuses_against_the_least_squares_minimum(main_cli, tmp_path):
+    proc = main_cli(
         "sweep", "--lr", "0.05:0.3:6", "--data", "synthetic:100,d=3,noise=0.1,seed=0", "--bias",
         "--schedule", "sgd", "--json", "--no-plots", "--logdir", tmp_path,
     )  # fmt: skip
@@ -344,8 +344,8 @@ def test_sweep_statuses_against_the_least_squares_minimum(cli, tmp_path):
     assert c <= r["critical_lr"]["measured"] <= c + step
 
 
-def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(cli, tmp_path):
-    proc = cli(
+def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(main_cli, tmp_path):
+    proc = main_cli(
         "sweep", "--lr", "0.05:0.4:8", "--schedule", "sgd", "--bias", "--logdir", tmp_path,
         "--name", "s", "--data", "synthetic:300,d=3,noise=0.1,seed=0",
     )  # fmt: skip
@@ -355,7 +355,7 @@ def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(cli, tmp_path):
 
 
 @pytest.mark.parametrize("schedule,side", [("batch", 0.998), ("batch", 1.004), ("sgd", 0.99)])
-def test_gradient_noise_keeps_the_noise_free_limit(cli, tmp_path, schedule, side):
+def test_gradient_noise_keeps_the_noise_free_limit(main_cli, tmp_path, schedule, side):
     """--noise adds zero-mean gradients: the mean dynamics, and so the limit, are the noise-free
     ones (numpy's eigenvalues), and runs either side of it behave as it says."""
     data = str(standardized(tmp_path))
@@ -363,7 +363,7 @@ def test_gradient_noise_keeps_the_noise_free_limit(cli, tmp_path, schedule, side
     c = numpy_batch_critical(a) if schedule == "batch" else numpy_fixed_order_critical(a, 1)
     epochs = "1000" if schedule == "batch" else "20"
     proc = _train(
-        cli, tmp_path, "n", "--data", data, "--bias", "--noise", "1", "--schedule", schedule,
+        main_cli, tmp_path, "n", "--data", data, "--bias", "--noise", "1", "--schedule", schedule,
         "--lr", repr(side * c), "--epochs", epochs,
     )  # fmt: skip
     if side < 1:
