@@ -72,7 +72,7 @@ def test_divergence_stops_the_run_with_exit_3_and_the_theorys_advice(cli, tmp_pa
     assert list((tmp_path / "d").glob("events.out.tfevents.*"))
 
 
-def test_patience_and_no_guard(cli, tmp_path):
+def test_patience_and_no_guard():
     r = torchgd.fit("linear", "lecture", lr=0.2, epochs=30, patience=2)
     assert r.status == "diverged" and r.epochs == 3
     r = torchgd.fit("linear", "lecture", lr=0.2, epochs=30, guard=False)
@@ -118,8 +118,10 @@ def test_every_sweep_lane_is_bit_identical_to_its_own_run(schedule):
         assert (r["status"][i] == "diverged") == (single.status == "diverged")
 
 
-def test_sweep_finds_the_critical_lr_within_one_grid_step_and_predicts_the_rates(cli, tmp_path):
-    proc = cli("sweep", "--lr", "0.01:0.3:30", "--json", "--logdir", tmp_path, "--name", "s")
+def test_sweep_finds_the_critical_lr_within_one_grid_step_and_predicts_the_rates(
+    main_cli, tmp_path
+):
+    proc = main_cli("sweep", "--lr", "0.01:0.3:30", "--json", "--logdir", tmp_path, "--name", "s")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     step = r["lrs"][1] - r["lrs"][0]
@@ -133,9 +135,9 @@ def test_sweep_finds_the_critical_lr_within_one_grid_step_and_predicts_the_rates
     assert (tmp_path / "s" / "sweep.png").exists()
 
 
-def test_sweep_bad_lr_spec_is_one_line_exit_2(cli, tmp_path):
+def test_sweep_bad_lr_spec_is_one_line_exit_2(main_cli, tmp_path):
     for spec in ("0.1", "0.3:0.1:5", "0:1:5", "a:b:c"):
-        proc = cli("sweep", "--lr", spec, "--logdir", tmp_path)
+        proc = main_cli("sweep", "--lr", spec, "--logdir", tmp_path)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
 
 
@@ -227,8 +229,8 @@ def test_xcos_gets_caught_in_a_local_minimum_from_one_start_and_not_another():
     assert f[0] > f[1] + 5  # the first is a local minimum, far worse than the second
 
 
-def test_sweep_runs_many_features_with_a_bias(cli, tmp_path):
-    proc = cli(
+def test_sweep_runs_many_features_with_a_bias(main_cli, tmp_path):
+    proc = main_cli(
         "sweep", "--lr", "0.05:1.2:6", "--data", "synthetic:200,d=2,noise=0.1,seed=3", "--bias",
         "--json", "--no-plots", "--logdir", tmp_path,
     )  # fmt: skip

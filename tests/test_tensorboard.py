@@ -72,8 +72,8 @@ def test_hand_encoded_scalar_events_are_the_events_summarywriter_writes(step, va
         assert [v.simple_value for v in ev.summary.value] == f32([value, -value])
 
 
-def test_every_tag_of_every_path_equals_the_json_history(cli, tmp_path):
-    proc = cli(
+def test_every_tag_of_every_path_equals_the_json_history(main_cli, tmp_path):
+    proc = main_cli(
         "train",
         "--schedule",
         "sgd",
@@ -192,8 +192,10 @@ def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
     assert default_log_every(9_999) == 1 and default_log_every(100_000) == 20
 
 
-def test_config_goes_in_as_text_and_hparams(cli, tmp_path):
-    cli("train", "--lr", "0.02", "--epochs", "3", "--quiet", "--logdir", tmp_path, "--name", "h")
+def test_config_goes_in_as_text_and_hparams(main_cli, tmp_path):
+    main_cli(
+        "train", "--lr", "0.02", "--epochs", "3", "--quiet", "--logdir", tmp_path, "--name", "h"
+    )
     acc = read(tmp_path / "h")
     text = tensor_util.make_ndarray(acc.Tensors("config")[0].tensor_proto).item().decode()
     assert '"lr": 0.02' in text
