@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import torchgd
-from torchgd import explain
+from torchgd import explain, rules
 
 pytestmark = pytest.mark.cuda
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
@@ -57,7 +57,7 @@ def test_the_lecture_on_cuda_reproduces_its_numbers_bit_for_bit():
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("name", ["sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw"])
+@pytest.mark.parametrize("name", list(rules.ALL))
 def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
     """torch.optim takes its multi-tensor (foreach) kernels on CUDA; the hand-written
     torch-exact rule uses the single-tensor operations: the same floats, or this fails."""

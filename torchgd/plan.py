@@ -110,8 +110,8 @@ def plan(
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-    ``optimizer``: the update rule, ``sgd`` (the lecture's), ``adagrad``, ``rmsprop``,
-    ``adadelta``, ``adam``, ``adamw`` or a user's ``FILE.py:NAME`` (see ``torchgd.rules``);
+    ``optimizer``: the update rule, ``sgd`` (the lecture's), any other name of
+    ``torchgd.rules.ALL`` (one per file in torchgd/rules/) or a user's ``FILE.py:NAME``;
     ``rule``: the spelling of its hand-written form (``textbook`` or ``torch-exact``);
     ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
     and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,

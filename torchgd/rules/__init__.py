@@ -48,7 +48,20 @@ REQUIRED = (
 )
 USER_REQUIRED = ("TORCH_CLASS", "Hyper", "update")  # a user's rule: the rest has defaults
 
-__all__ = ["ALL", "RULES", "SGD", "Base", "get", "load", "of", "options", "sgd_"]
+__all__ = [
+    "ALL",
+    "RULES",
+    "SGD",
+    "Base",
+    "all_on",
+    "combinations",
+    "get",
+    "load",
+    "of",
+    "options",
+    "sgd_",
+    "variants",
+]
 
 
 ORDER = ("sgd", "adagrad", "rmsprop", "adadelta", "adam", "adamw")  # as courses teach them
@@ -229,3 +242,62 @@ def _explain_state(torch_class):
         return f"your rule updates its state with other operations than torch.optim.{torch_class}"
 
     return explain
+
+
+# -- what the generated tests try: two values per option, read from the rule itself ----------
+
+
+def _guess(default):
+    """Another value for an option without ``metadata["other"]``: a flag flipped, 0 -> 0.1, a
+    number (or each of a tuple of numbers) halved; None where no guess is safe."""
+    if isinstance(default, bool):
+        return not default
+    if isinstance(default, (int, float)):
+        return 0.1 if default == 0 else default / 2
+    if isinstance(default, tuple) and all(isinstance(v, float) for v in default):
+        return tuple(v / 2 for v in default)
+    return None
+
+
+def variants(rule) -> dict:
+    """Two values of every option of ``rule`` (a rule module, built in or a user's): torch's
+    default and another one (the field's ``metadata["other"]``, else ``_guess``); the
+    learning rate only where the rule names another. The exactness tests try every
+    combination of them, so a new rule is tested the moment its file exists."""
+    out = {}
+    for f in dataclasses.fields(rule.Hyper):
+        other = f.metadata.get("other", _guess(f.default) if f.name != "lr" else None)
+        if other is not None:
+            out[f.name] = [f.default, other]
+    return out
+
+
+def combinations(rule):
+    """Every combination of ``variants(rule)`` that the rule accepts (torch refuses some:
+    SGD's Nesterov momentum needs a momentum and no dampening), as keyword dicts."""
+    import itertools
+
+    grid = variants(rule)
+    for values in itertools.product(*grid.values()):
+        options = dict(zip(grid, values))
+        try:
+            rule.Hyper(**options)
+        except (TorchgdError, ValueError, TypeError):  # a user's Hyper may check in its own way
+            continue
+        yield options
+
+
+def all_on(rule) -> dict:
+    """Every option of ``rule`` at its other value at once, where the rule accepts it (taken
+    in field order; one the rule refuses with the others on stays at its default), and the
+    learning rate (the other one where the rule names it, else its default)."""
+    on = {"lr": next(f.default for f in dataclasses.fields(rule.Hyper) if f.name == "lr")}
+    for name, (_, other) in variants(rule).items():
+        if name == "maximize":  # the direction: a test chooses it
+            continue
+        try:
+            rule.Hyper(**{**on, name: other})
+        except (TorchgdError, ValueError, TypeError):
+            continue
+        on[name] = other
+    return on

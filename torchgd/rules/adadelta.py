@@ -38,12 +38,17 @@ FORMULAS = {
 class Hyper(Base):
     """Hyperparameters with ``torch.optim.Adadelta``'s defaults and checks (same words)."""
 
-    lr: float = field(default=1.0, metadata=help_("learning rate gamma"))
-    rho: float = field(default=0.9, metadata=help_("Adadelta: decay of both moving averages"))
-    eps: float = field(
-        default=1e-6, metadata=help_("added to the denominator (torch's default per rule)")
+    lr: float = field(default=1.0, metadata=help_("learning rate gamma", other=0.5))
+    rho: float = field(
+        default=0.9, metadata=help_("Adadelta: decay of both moving averages", other=0.5)
     )
-    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
+    eps: float = field(
+        default=1e-6,
+        metadata=help_("added to the denominator (torch's default per rule)", other=1e-3),
+    )
+    weight_decay: float = field(
+        default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w", other=0.1)
+    )
     maximize: bool = field(default=False, metadata=help_("ascend: w += lr * grad"))
 
     def __post_init__(self):

@@ -36,14 +36,17 @@ class Hyper(Base):
 
     lr: float = field(default=1e-2, metadata=help_("learning rate gamma"))
     lr_decay: float = field(
-        default=0.0, metadata=help_("Adagrad: lr_t = lr / (1 + (t-1) * lr_decay)")
+        default=0.0, metadata=help_("Adagrad: lr_t = lr / (1 + (t-1) * lr_decay)", other=0.01)
     )
-    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
+    weight_decay: float = field(
+        default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w", other=0.1)
+    )
     initial_accumulator_value: float = field(
-        default=0.0, metadata=help_("Adagrad: the sum of squared gradients starts here")
+        default=0.0, metadata=help_("Adagrad: the sum of squared gradients starts here", other=0.5)
     )
     eps: float = field(
-        default=1e-10, metadata=help_("added to the denominator (torch's default per rule)")
+        default=1e-10,
+        metadata=help_("added to the denominator (torch's default per rule)", other=1e-3),
     )
     maximize: bool = field(default=False, metadata=help_("ascend: w += lr * grad"))
 

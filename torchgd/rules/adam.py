@@ -55,12 +55,20 @@ class Hyper(Base):
     lr: float = field(default=1e-3, metadata=help_("learning rate gamma"))
     betas: tuple = field(
         default=(0.9, 0.999),
-        metadata=help_("Adam: decays of the moments, beta1,beta2", metavar="B1,B2", parse=betas),
+        metadata=help_(
+            "Adam: decays of the moments, beta1,beta2",
+            metavar="B1,B2",
+            parse=betas,
+            other=(0.5, 0.9),
+        ),
     )
     eps: float = field(
-        default=1e-8, metadata=help_("added to the denominator (torch's default per rule)")
+        default=1e-8,
+        metadata=help_("added to the denominator (torch's default per rule)", other=1e-3),
     )
-    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
+    weight_decay: float = field(
+        default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w", other=0.1)
+    )
     amsgrad: bool = field(
         default=False, metadata=help_("Adam: divide by the largest v so far (AMSGrad)")
     )

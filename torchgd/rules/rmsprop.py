@@ -43,14 +43,17 @@ class Hyper(Base):
 
     lr: float = field(default=1e-2, metadata=help_("learning rate gamma"))
     alpha: float = field(
-        default=0.99, metadata=help_("RMSprop: smoothing, v = alpha*v + (1-alpha)*g^2")
+        default=0.99, metadata=help_("RMSprop: smoothing, v = alpha*v + (1-alpha)*g^2", other=0.5)
     )
     eps: float = field(
-        default=1e-8, metadata=help_("added to the denominator (torch's default per rule)")
+        default=1e-8,
+        metadata=help_("added to the denominator (torch's default per rule)", other=1e-3),
     )
-    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
+    weight_decay: float = field(
+        default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w", other=0.1)
+    )
     momentum: float = field(
-        default=0.0, metadata=help_("RMSprop momentum mu: b = mu*b + g/(sqrt(v) + eps)")
+        default=0.0, metadata=help_("RMSprop momentum mu: b = mu*b + g/(sqrt(v) + eps)", other=0.9)
     )
     centered: bool = field(
         default=False, metadata=help_("RMSprop: divide by the variance, v - m^2 (Graves 2013)")

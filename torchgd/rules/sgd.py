@@ -40,9 +40,13 @@ class Hyper(Base):
     words). The default learning rate is the lecture's 0.01 (torch's is 0.001)."""
 
     lr: float = field(default=0.01, metadata=help_("learning rate gamma: w -= lr * grad"))
-    momentum: float = field(default=0.0, metadata=help_("SGD momentum mu: b = mu*b + (1-tau)*grad"))
-    dampening: float = field(default=0.0, metadata=help_("SGD dampening tau"))
-    weight_decay: float = field(default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w"))
+    momentum: float = field(
+        default=0.0, metadata=help_("SGD momentum mu: b = mu*b + (1-tau)*grad", other=0.9)
+    )
+    dampening: float = field(default=0.0, metadata=help_("SGD dampening tau", other=0.3))
+    weight_decay: float = field(
+        default=0.0, metadata=help_("L2 penalty lambda: grad += lambda*w", other=0.01)
+    )
     nesterov: bool = field(
         default=False, metadata=help_("Nesterov momentum: step along grad + mu*b")
     )
