@@ -72,12 +72,12 @@ def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_pat
     home, other = tmp_path / "home", tmp_path / "other"
     home.mkdir(), other.mkdir()
     (home / "bowl.py").write_text(BOWL)
-    common = ["--lr", "0.01", "--epochs", "8000", "--paths", "manual,optim", "--no-plots"]
+    common = ["--lr", "0.01", "--epochs", "3000", "--paths", "manual,optim", "--no-plots"]
     full = run_cli("train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
     _interrupt_after_checkpoint(
-        ["--problem", "bowl.py:bowl", *common, "--checkpoint-every", "500", "--name", "i"],
+        ["--problem", "bowl.py:bowl", *common, "--checkpoint-every", "200", "--name", "i"],
         home,
         run,
     )
@@ -93,12 +93,12 @@ def test_a_run_on_a_data_file_resumes_from_another_directory(tmp_path):
     home.mkdir(), other.mkdir()
     rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
     (home / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
-    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "800"]
+    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "300"]
     common += ["--paths", "manual", "--no-plots", "--no-tensorboard"]
     full = run_cli("train", *common, "--json", "--name", "f", cwd=home)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
-    _interrupt_after_checkpoint([*common, "--checkpoint-every", "40", "--name", "i"], home, run)
+    _interrupt_after_checkpoint([*common, "--checkpoint-every", "20", "--name", "i"], home, run)
     proc = run_cli("train", "--resume", run, "--json", cwd=other)
     assert proc.returncode == 0, proc.stderr
     resumed = json.loads(proc.stdout)
@@ -200,7 +200,7 @@ def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_ou
     home = tmp_path / "home"
     home.mkdir()
     (home / "bowl.py").write_text(BOWL)
-    common = ["--problem", "bowl.py:bowl", "--lr", "0.001", "--epochs", "8000"]
+    common = ["--problem", "bowl.py:bowl", "--lr", "0.001", "--epochs", "3000"]
     common += ["--paths", "manual", "--no-plots", "--checkpoint-every", "100", "--name", "i"]
     run = home / "runs" / "i"
     _interrupt_after_checkpoint(common, home, run)
@@ -216,7 +216,7 @@ def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_ou
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # the file as it was: the run resumes, still without figures (it was started with --no-plots)
     (home / "bowl.py").write_text(BOWL)
-    proc = run_cli("train", "--resume", run, "--epochs", "8000", cwd=home)
+    proc = run_cli("train", "--resume", run, "--epochs", "3000", cwd=home)
     assert proc.returncode == 2  # (an option, even the run's own value, is refused)
     proc = run_cli("train", "--resume", run, "--quiet", cwd=home, timeout=300)
     assert proc.returncode == 0, proc.stderr
