@@ -1,5 +1,6 @@
-"""Stopping and saving: Ctrl-C (or SIGTERM) turns into a clean stop between steps, and the
-``Checkpointer`` writes a run's state every K epochs and when it is stopped."""
+"""Stopping and saving: Ctrl-C (or SIGTERM) turns into a clean stop between steps, the
+``Checkpointer`` writes a run's state every K epochs and when it is stopped, and
+``quick_exit`` ends a process whose files are all closed without Python's slow teardown."""
 
 from __future__ import annotations
 
@@ -66,3 +67,25 @@ class Stop(Exception):
     def __init__(self, epoch: int, batch: int):
         super().__init__(epoch, batch)
         self.epoch, self.batch = epoch, batch
+
+
+def quick_exit(code: int) -> None:
+    """End the process without Python's teardown, which after a run that imported torch takes
+    0.6 to 0.8 s (freeing torch's modules; measured: ``import torch, torch._dynamo`` alone
+    exits 0.6 s sooner this way). By now every file is closed (callbacks, checkpoints and JSON
+    are closed or replaced atomically before ``main`` returns) and the drawer has finished;
+    stdout and stderr are flushed here."""
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head` left before the last line
+        code = code or 141
+    except (OSError, ValueError):
+        pass
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

@@ -155,6 +155,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from .cli import quick_exit
+    from .control import quick_exit
 
     quick_exit(main())

@@ -21,6 +21,7 @@ from . import guard as guards
 from .errors import TorchgdError
 from .paths import PATHS, ManualPath, feed
 from .records import Block, Epoch, Record, Step, flat, sync_allowed
+from .result import Result
 
 HISTORY_MAX = 10_000
 HISTORY_BLOCK = 4096  # epochs of history held on the device before they are copied to the host
@@ -418,9 +419,7 @@ class Run:
     # -- the end ----------------------------------------------------------------------------
 
     def result(self, status: str, seconds: float, diverged: dict | None):
-        """The run's ``train.Result``: final parameters, histories, the agreement report."""
-        from .train import Result
-
+        """The run's ``Result``: final parameters, histories, the agreement report."""
         self.flush()
         self._drain_history()
         names, history = self.names, self.history
