@@ -138,6 +138,19 @@ def test_a_run_resumed_from_its_state_dict_mid_epoch_ends_bit_for_bit_like_one_r
     assert resumed.agreement == whole.agreement
 
 
+def test_no_module_in_the_package_is_over_500_lines():
+    """Small, flat modules: one that grows past 500 lines is split by what it does."""
+    from pathlib import Path
+
+    root = Path(torchgd.__file__).parent
+    long = {
+        str(f.relative_to(root)): n
+        for f in root.rglob("*.py")
+        if (n := len(f.read_text().splitlines())) > 500
+    }
+    assert long == {}
+
+
 def test_every_function_in_the_package_fits_a_screen():
     """About 60 lines of code a function (its docstring not counted), the loop included."""
     import ast
