@@ -55,9 +55,11 @@ class Agreement(Reasons):
     """
 
     def __init__(
-        self, *, problem, names, paths, dtype, hp, labels, params0, grad_checked, batch_sizes
-    ):
+        self, *, problem, names, paths, dtype, hp, labels, params0, grad_checked, batch_sizes,
+        hyper_at=None,
+    ):  # fmt: skip
         self.problem, self.names, self.paths, self.dtype, self.hp = problem, names, paths, dtype, hp
+        self.hyper_at = hyper_at  # hyperparameters that change: those of the step explained
         self.labels, self.grad_checked, self.batch_sizes = labels, grad_checked, batch_sizes
         self.steps = 0
         # the parameters before the next step, per path: "before" of the block's first step
@@ -155,6 +157,7 @@ class Agreement(Reasons):
             if t is not None:
                 old["first"] = {
                     "step": steps[t],
+                    "epoch": epochs[t],
                     "grads": (G[t, i].clone(), G[t, j].clone()),
                     "before": (before[t, i].clone(), before[t, j].clone()),
                     "after": (P[t, i].clone(), P[t, j].clone()),

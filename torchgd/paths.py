@@ -35,6 +35,11 @@ class Path:
         self.params = {n: t.detach().clone() for n, t in params0.items()}
         self.state: dict = self.algorithm.init(self.params, hp)
 
+    def set_hyper(self, hp) -> None:
+        """The hyperparameters from this step on (``plan``'s ``hyper_at``: the same rule,
+        other values, such as a scheduled lr)."""
+        self.hp = hp
+
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
@@ -233,6 +238,14 @@ class OptimPath(AutogradPath):
     def __init__(self, problem, params0, hp, rule="torch"):
         super().__init__(problem, params0, hp, rule="torch")
         self.optimizer = make_optimizer(self.algorithm, list(self.params.values()), hp)
+
+    def set_hyper(self, hp) -> None:
+        """torch.optim's own way: the values in its ``param_groups``, as an lr scheduler sets
+        them."""
+        super().set_hyper(hp)
+        given = rules.torch_kwargs(hp)
+        for group in self.optimizer.param_groups:
+            group.update({k: v for k, v in given.items() if k in group})
 
     def buffers(self) -> list:
         """The optimizer's state, as ``Path.buffers`` orders it (``optimizer.state[p]``)."""

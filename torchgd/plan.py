@@ -81,6 +81,7 @@ class Plan:
     dtype: torch.dtype
     config: dict
     fused: object = None  # --compile: the manual path's kernel for big batches (torchgd.fused)
+    hyper_at: object = None  # hyperparameters that change: hp of (step, epoch, hp); see plan
 
 
 def plan(
@@ -106,6 +107,7 @@ def plan(
     compile=False,
     rows=None,
     history="auto",
+    hyper_at=None,
     **hyper,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
@@ -124,11 +126,17 @@ def plan(
     path sums a batch bigger than one chunk with one kernel compiled by ``torch.compile`` (see
     ``torchgd.fused``); compiled here, before anything is written. ``history``: "auto" keeps
     every epoch in the result's histories up to 10,001 epochs and 10,001 evenly spaced ones
-    beyond (listed in ``history["epoch"]``); "all" keeps every one; "steps" keeps every epoch and
-    every step (``history["steps"]``: step, epoch, the batch's loss before the update, the
-    parameters after it, the gradient used). ``rows``: a function of N
-    giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
-    than 0: it works on those rows only, see ``torchgd.distributed``).
+    beyond (listed in ``history["epoch"]``); "all" keeps every one; "steps" keeps every epoch
+    and every step (``history["steps"]``: step, epoch, the batch's loss before the update, the
+    parameters after it, the gradient used). ``hyper_at``: hyperparameters that change during
+    the run, a function ``hyper_at(step, epoch, hp) -> Hyper`` called before every step's update
+    with the plan's ``hp`` (the lr of a step decay: ``dataclasses.replace(hp, lr=hp.lr * 0.5 **
+    (epoch // 10))``); every path, the float64 shadow and torch.optim's param_groups use what it
+    gives, and the lr of every step is recorded (TensorBoard's ``update/lr``,
+    ``history["lr"]``). It must be a pure function of its arguments (a resumed run calls it
+    again); None (the default): the plan's ``hp`` throughout, at no cost per step. ``rows``: a
+    function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed``
+    run other than 0: it works on those rows only, see ``torchgd.distributed``).
     """
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
@@ -157,10 +165,12 @@ def plan(
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
+    config["hyper_at"] = _check_hook(hyper_at, hp)
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
-        problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused
-    )
+        problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused,
+        hyper_at,
+    )  # fmt: skip
 
 
 def hyperparameters(optimizer: str, lr, hyper: dict):
@@ -380,6 +390,26 @@ def _compile(problem, names, dataset, sched, params0, device):
     return fused.Kernel().prepare(params0, x.to(device), y.to(device))
 
 
+def _check_hook(hyper_at, hp) -> str | None:
+    """``hyper_at`` tried once, at step 1 of epoch 1: it must give the rule's ``Hyper``
+    (``dataclasses.replace(hp, lr=...)``); returns its name for the configuration."""
+    if hyper_at is None:
+        return None
+    how = (
+        "a function of (step, epoch, hp) giving the rule's Hyper, e.g. "
+        "dataclasses.replace(hp, lr=...)"
+    )
+    if not callable(hyper_at):
+        raise TorchgdError(f"hyper_at must be {how}; got {hyper_at!r}")
+    try:
+        first = hyper_at(1, 1, hp)
+    except Exception as exc:  # the user's code: one line, whatever it raised
+        raise TorchgdError(f"hyper_at failed at step 1: {type(exc).__name__}: {exc}") from None
+    if type(first) is not type(hp):
+        raise TorchgdError(f"hyper_at must be {how}; at step 1 it gave {first!r}")
+    return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
+
+
 PLAN_KEYS = (
     "schedule",
     "shuffle",
@@ -421,6 +451,12 @@ def plan_from_config(config: dict, rows=None) -> Plan:
         raise TorchgdError(
             f"the run's config.json lacks {exc}; it was not written by torchgd train"
         ) from None
+    if config.get("hyper_at"):
+        raise TorchgdError(
+            f"this run's hyperparameters changed during it through the Python function "
+            f"{config['hyper_at']}, which config.json cannot hold: rebuild its plan in Python "
+            "with the same hyper_at, and resume it there (train.execute(plan, resume=...))"
+        )
     rebuilt = plan(problem, file or data, rows=rows, **kwargs)
     rebuilt.config["data"] = data  # as the user gave it
     return rebuilt

@@ -153,7 +153,10 @@ class Reasons:
         if buf is not None and buf["step"] < first["step"]:
             return self._buffer_reasons(key, rep, first, buf)
         if same_in:
-            reason = _update_reason(self.paths, a, b, self.hp, wa, ga, first["step"])
+            hp = self.hp  # the hyperparameters that step was taken with
+            if self.hyper_at is not None:
+                hp = self.hyper_at(first["step"], first["epoch"], self.hp)
+            reason = _update_reason(self.paths, a, b, hp, wa, ga, first["step"])
             reason += _beyond_rounding(first, self.dtype)
             kind = "update rule"
         else:

@@ -186,6 +186,7 @@ class HostBlock:
     refs: torch.Tensor
     bufs: torch.Tensor | None = None
     ref64: torch.Tensor | None = None
+    lrs: list | None = None  # the lr of each step, where plan's hyper_at changes it
 
     def __len__(self) -> int:
         return len(self.steps)

@@ -127,6 +127,10 @@ class Run:
         self._setup_records(plan)
         self.history = {p: {"loss": [], **{k: [] for k in plan.params0}} for p in self.names}
         self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
+        # plan's hyper_at: the hyperparameters of each step, its lr recorded (None: plan.hp)
+        self.hyper_at, self.hp_now = plan.hyper_at, plan.hp
+        self._lrs: list = []  # the lr of each step of the block, not yet flushed
+        self.epoch_lrs: list | None = [] if plan.hyper_at is not None else None
         self.steps = None  # history="steps": every step's loss, parameters and gradient
         if self.config.get("history") == "steps":
             self.steps = {p: _no_steps(plan.params0) for p in self.names}
@@ -192,6 +196,7 @@ class Run:
             paths=self.paths,
             dtype=plan.dtype,
             hp=plan.hp,
+            hyper_at=plan.hyper_at,
             labels=self.labels,
             params0=compare.flat(params0).cpu(),  # the report is folded on the host
             grad_checked=self.grad_checked,
@@ -252,6 +257,8 @@ class Run:
         # the analytic formula at each autograd path's parameters before its update
         refs = [self.paths[p].formula() for p in self.grad_checked]
         step = self.position[0] + 1
+        if self.hyper_at is not None:
+            self._hyper(step, epoch)
         noise = noise_for(self.config, step, self.plan.params0) if self.config["noise"] else None
         out = {p: self.paths[p].update(noise) for p in self.names}
         if self.reference is not None:
@@ -268,6 +275,16 @@ class Run:
         refs_by_path = dict(zip(self.grad_checked, refs))
         losses = {p: out[p][0] for p in self.names}
         return Step(step, epoch, losses, grads, params, refs_by_path, (xb, yb))
+
+    def _hyper(self, step: int, epoch: int) -> None:
+        """This step's hyperparameters (``plan``'s ``hyper_at``) to every path and the shadow,
+        where they changed; its lr recorded."""
+        hp = self.hyper_at(step, epoch, self.plan.hp)
+        if hp != self.hp_now:
+            for path in self.every:
+                path.set_hyper(hp)
+            self.hp_now = hp
+        self._lrs.append(hp.lr)
 
     def _record(self, step, epoch, j, nb, out, refs) -> None:
         names, paths, reference = self.names, self.paths, self.reference
@@ -293,6 +310,8 @@ class Run:
         row = [*(losses[p] for p in self.names), *self._params]
         self.last_row = torch.stack(row) if self._scalar else torch.cat(flat(row))
         self._epoch_rows.append(self.last_row)
+        if self.epoch_lrs is not None:  # the lr in effect at the epoch's last step
+            self.epoch_lrs.append(self.hp_now.lr)
         if len(self._epoch_rows) >= HISTORY_BLOCK:
             self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
@@ -321,6 +340,8 @@ class Run:
             return
         with sync_allowed(self.plan.device):
             host = self.block.host()
+            if self.hyper_at is not None:
+                host.lrs, self._lrs = self._lrs[: len(host)], self._lrs[len(host) :]
             self.tracker.fold(host, self._bound_at if self.bounded else None)
         if self.steps is not None:
             self._keep_steps(host)
@@ -335,6 +356,8 @@ class Run:
             kept = self.steps[p]
             kept["step"] += host.steps
             kept["epoch"] += host.epochs
+            if host.lrs is not None:
+                kept.setdefault("lr", []).extend(host.lrs)
             kept["loss"] += host.losses[:, i].tolist()
             at = 0
             for k, t in self.plan.params0.items():
@@ -394,6 +417,7 @@ class Run:
             "agreement": self.tracker.state_dict(),
             "history": self.history,
             "steps": self.steps,
+            "epoch_lrs": self.epoch_lrs,
             "guard": self.guard.state_dict(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict()
@@ -414,6 +438,9 @@ class Run:
         self.tracker.add_records([Record(*r) for r in state.get("records", ())])  # older files
         self.history = state["history"]
         self.steps = state.get("steps", self.steps)
+        self.epoch_lrs = state.get("epoch_lrs", self.epoch_lrs)
+        if self.hyper_at is not None:  # the optimizer's param_groups came back as they were
+            self.hp_now = None  # saved: the next step sets every path's anew
         self.guard.load_state_dict(state["guard"])
 
     # -- the end ----------------------------------------------------------------------------
@@ -428,6 +455,8 @@ class Run:
         out = {}
         for p in names:
             hist = {k: list(v) for k, v in history[p].items()}
+            if self.epoch_lrs is not None:
+                hist["lr"] = list(self.epoch_lrs)
             if kept is not None:
                 hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
                 hist["epoch"] = kept

@@ -83,6 +83,8 @@ def sweep(
     """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; ``hyper``:
     the rule's other hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
     maximize), the same for every lane."""
+    if "hyper_at" in hyper:  # its lanes keep their lr: a changing one would be ignored
+        raise TorchgdError("sweep runs each lane at its own constant lr; hyper_at is for fit")
     p = make_plan(
         problem,
         data,

@@ -238,6 +238,7 @@ class TensorBoard(Callback):
         self.pending: list = []  # not yet encoded: (step, wall time, record or epoch rows)
         self.waiting: list = []  # epochs whose steps have not come yet: (last step, item)
         self.last = None  # the last step's record, logged at the end if the cadence missed it
+        self.lr_at: dict = {}  # step -> its lr, where plan's hyper_at changes it
         self.ref_names = None
 
     def on_start(self, config, paths):
@@ -261,6 +262,8 @@ class TensorBoard(Callback):
             self.ref_names = [self.names.index(p) for p in self.checked]
         keep = [t for t, s in enumerate(block.steps) if s % self.every == 0 or s == self.total]
         last = len(block.steps) - 1
+        if block.lrs is not None:  # the lr each logged step (and the last) was taken with
+            self.lr_at.update({block.steps[t]: block.lrs[t] for t in {*keep, last}})
         if keep[-1:] != [last]:  # the last step, kept aside until the run ends
             self.last = self._record(block, [last])[0]
         else:
@@ -313,7 +316,8 @@ class TensorBoard(Callback):
                 w.values(s, self.epoch_tags, r, now)
                 continue
             values = self._smoothed(r.losses)
-            values += [*r.params, *r.grads, *[self.lr] * len(self.names)]
+            lr = self.lr_at.pop(s, self.lr)
+            values += [*r.params, *r.grads, *[lr] * len(self.names)]
             ulps = self._ulps(r)
             self.worst = max(self.worst, *ulps) if ulps else self.worst
             w.values(s, self.step_tags + self.ulp_tags, values + ulps, now)
