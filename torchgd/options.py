@@ -32,6 +32,11 @@ def check_rule(rule: str) -> str:
     return rule
 
 
+def check_history(history) -> None:
+    if history not in ("auto", "all", "steps"):
+        raise TorchgdError(f"--history must be auto, all or steps, got '{history}'")
+
+
 def check_guard(noise, patience) -> None:
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise TorchgdError(f"--noise must be a finite number >= 0, got {noise}")

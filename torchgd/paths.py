@@ -40,6 +40,10 @@ class Path:
         other values, such as a scheduled lr)."""
         self.hp = hp
 
+    def lr(self) -> float:
+        """The learning rate this path steps with now."""
+        return self.hp.lr
+
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}
@@ -239,13 +243,31 @@ class OptimPath(AutogradPath):
         super().__init__(problem, params0, hp, rule="torch")
         self.optimizer = make_optimizer(self.algorithm, list(self.params.values()), hp)
 
+    lr_scheduler = None  # torch's own lr scheduler class, where the run has a scheduler
+    scheduler_every = "epoch"
+
     def set_hyper(self, hp) -> None:
         """torch.optim's own way: the values in its ``param_groups``, as an lr scheduler sets
-        them."""
+        them (the lr left to torch's own scheduler where there is one)."""
         super().set_hyper(hp)
         given = rules.torch_kwargs(hp)
+        if self.lr_scheduler is not None:
+            given.pop("lr", None)
         for group in self.optimizer.param_groups:
             group.update({k: v for k, v in given.items() if k in group})
+
+    def use_scheduler(self, schedule, every: str) -> None:
+        """Run torch's class of ``schedule`` (``torchgd.schedulers.Schedule``) on this
+        optimizer, stepped after every ``every`` (epoch or step)."""
+        self.lr_scheduler = schedule.torch_scheduler(self.optimizer)
+        self.scheduler_every = every
+
+    def end_epoch(self) -> None:
+        if self.lr_scheduler is not None and self.scheduler_every == "epoch":
+            self.lr_scheduler.step()
+
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
 
     def buffers(self) -> list:
         """The optimizer's state, as ``Path.buffers`` orders it (``optimizer.state[p]``)."""
@@ -256,11 +278,16 @@ class OptimPath(AutogradPath):
         ]
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+        state = {**super().state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.optimizer.load_state_dict(state["optimizer"])
+        if self.lr_scheduler is not None:
+            self.lr_scheduler.load_state_dict(state["lr_scheduler"])
 
     def update(self, noise=None):
         loss, grads = self.gradients()
@@ -268,6 +295,8 @@ class OptimPath(AutogradPath):
             for name, t in self.params.items():
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         self.optimizer.step()
+        if self.lr_scheduler is not None and self.scheduler_every == "step":
+            self.lr_scheduler.step()
         return loss, grads
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from . import data as datasets
-from . import interfaces, options, problems, rules, schedules
+from . import hooks, interfaces, options, problems, rules, schedules
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS
@@ -108,6 +108,8 @@ def plan(
     rows=None,
     history="auto",
     hyper_at=None,
+    scheduler=None,
+    scheduler_every="epoch",
     **hyper,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
@@ -151,8 +153,7 @@ def plan(
     options.check_rule(rule)
     options.check_epochs(epochs)
     options.check_guard(noise, patience)
-    if history not in ("auto", "all", "steps"):
-        raise TorchgdError(f"--history must be auto, all or steps, got '{history}'")
+    options.check_history(history)
     hp = hyperparameters(optimizer, lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
@@ -165,7 +166,7 @@ def plan(
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
-    config["hyper_at"] = _check_hook(hyper_at, hp)
+    hyper_at = hooks.of_plan(hyper_at, scheduler, scheduler_every, hp, rule, config)
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused,
@@ -390,26 +391,6 @@ def _compile(problem, names, dataset, sched, params0, device):
     return fused.Kernel().prepare(params0, x.to(device), y.to(device))
 
 
-def _check_hook(hyper_at, hp) -> str | None:
-    """``hyper_at`` tried once, at step 1 of epoch 1: it must give the rule's ``Hyper``
-    (``dataclasses.replace(hp, lr=...)``); returns its name for the configuration."""
-    if hyper_at is None:
-        return None
-    how = (
-        "a function of (step, epoch, hp) giving the rule's Hyper, e.g. "
-        "dataclasses.replace(hp, lr=...)"
-    )
-    if not callable(hyper_at):
-        raise TorchgdError(f"hyper_at must be {how}; got {hyper_at!r}")
-    try:
-        first = hyper_at(1, 1, hp)
-    except Exception as exc:  # the user's code: one line, whatever it raised
-        raise TorchgdError(f"hyper_at failed at step 1: {type(exc).__name__}: {exc}") from None
-    if type(first) is not type(hp):
-        raise TorchgdError(f"hyper_at must be {how}; at step 1 it gave {first!r}")
-    return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
-
-
 PLAN_KEYS = (
     "schedule",
     "shuffle",
@@ -427,6 +408,8 @@ PLAN_KEYS = (
     "bias",
 )
 OPTIONAL_KEYS = {
+    "scheduler": None,
+    "scheduler_every": "epoch",
     "optimizer": "sgd",  # runs before the other rules
     "shadow": None,
     "compile": False,

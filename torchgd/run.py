@@ -16,9 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import compare, explain, interfaces, memory, problems, rules, schedules
+from . import compare, explain, interfaces, memory, problems, rules
 from . import guard as guards
 from .errors import TorchgdError
+from .feeding import batch_loss, batch_of, noise_for, to_device, unflatten
+from .lr_report import LrAgreement
 from .paths import PATHS, ManualPath, feed
 from .records import Block, Epoch, Record, Step, flat, sync_allowed
 from .result import Result
@@ -36,72 +38,6 @@ def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
     return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
 
 
-def noise_for(config: dict, step: int, params0: dict) -> dict:
-    """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
-    g = torch.Generator().manual_seed(schedules.mix_seed(config["seed"], step, salt=1))
-    return {
-        n: to_device(
-            config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64),
-            t.device,
-            t.dtype,
-        )
-        for n, t in params0.items()
-    }
-
-
-def to_device(t: torch.Tensor, device, dtype=None) -> torch.Tensor:
-    """``t`` (made on the host) on ``device`` (in ``dtype``), without waiting: to a GPU through
-    pinned memory, asynchronously (a plain copy from pageable memory waits for the device)."""
-    t = t.to(dtype) if dtype is not None else t
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-def batch_of(x, y, bounds, order, shard=None, offset=0):
-    """The samples of one step: rows ``bounds`` of the data, or of the epoch's permutation
-    ``order`` (gathered with ``index_select``: no shuffled copy of the whole data); with a
-    ``shard`` ``(lo, hi)``, only those of them in rows lo to hi (possibly none). ``x`` and ``y``
-    hold the data's rows from ``offset`` on (a rank that keeps only its shard)."""
-    if bounds is None:
-        return None, None
-    a, b = bounds
-    if order is None:
-        if shard is not None:
-            a = max(a, shard[0])
-            b = max(a, min(b, shard[1]))
-        return x[a - offset : b - offset], y[a - offset : b - offset]
-    rows = order[a:b]
-    if shard is not None:
-        rows = rows[(rows >= shard[0]) & (rows < shard[1])]
-    rows = rows - offset if offset else rows
-    return x.index_select(0, rows), y.index_select(0, rows)
-
-
-def batch_loss(problem, params, x, y, n, group):
-    """The loss on a batch: the lecture's expression, or chunk by chunk for a big batch (no
-    batch-sized temporaries); with several ranks, each adds its part and they add up the sums.
-    ``params``: detached values (no graph is recorded)."""
-    if group is None and problems.fits(problem, y):
-        return problem.loss(params, x, y)
-    total = torch.zeros((), dtype=y.dtype, device=y.device)
-    with torch.no_grad():
-        for xc, yc in problems.chunks(problem, x, y):
-            total += problem.sums(params, xc, yc)[0]
-    if group is not None:
-        group.sum_([total])
-    return total / n
-
-
-def unflatten(row: torch.Tensor, like: dict) -> dict:
-    """A flat row of parameter values back into a dict shaped like ``like``."""
-    out, at = {}, 0
-    for k, t in like.items():
-        out[k] = row[at : at + t.numel()].reshape(t.shape).to(t.dtype)
-        at += t.numel()
-    return out
-
-
 def _no_steps(params0: dict) -> dict:
     """A path's per-step history before its first step (history="steps")."""
     keys = list(params0)
@@ -112,6 +48,10 @@ def _no_steps(params0: dict) -> dict:
         **{k: [] for k in keys},
         "grad": {k: [] for k in keys},
     }
+
+
+def _nothing() -> None:
+    return None
 
 
 class Run:
@@ -131,6 +71,7 @@ class Run:
         self.hyper_at, self.hp_now = plan.hyper_at, plan.hp
         self._lrs: list = []  # the lr of each step of the block, not yet flushed
         self.epoch_lrs: list | None = [] if plan.hyper_at is not None else None
+        self.lr_report = LrAgreement(self.names)
         self.steps = None  # history="steps": every step's loss, parameters and gradient
         if self.config.get("history") == "steps":
             self.steps = {p: _no_steps(plan.params0) for p in self.names}
@@ -157,6 +98,9 @@ class Run:
             self.reference = ManualPath(plan.problem, double, plan.hp, plan.rule)
         self.every = [*self.paths.values(), *([self.reference] if self.reference else [])]
         self.grad_checked = [p for p in plan.names if self.paths[p].uses_autograd]
+        scheduled = getattr(plan.hyper_at, "schedule", None)  # an lr scheduler (plan.Scheduled)
+        if scheduled is not None and "optim" in self.paths:  # torch's own class there
+            self.paths["optim"].use_scheduler(scheduled, plan.hyper_at.every)
 
     def _setup_data(self, plan, group) -> None:
         dataset = plan.dataset
@@ -284,7 +228,7 @@ class Run:
             for path in self.every:
                 path.set_hyper(hp)
             self.hp_now = hp
-        self._lrs.append(hp.lr)
+        self._lrs.append([self.paths[p].lr() for p in self.names])  # torch's own, on optim
 
     def _record(self, step, epoch, j, nb, out, refs) -> None:
         names, paths, reference = self.names, self.paths, self.reference
@@ -310,8 +254,10 @@ class Run:
         row = [*(losses[p] for p in self.names), *self._params]
         self.last_row = torch.stack(row) if self._scalar else torch.cat(flat(row))
         self._epoch_rows.append(self.last_row)
-        if self.epoch_lrs is not None:  # the lr in effect at the epoch's last step
-            self.epoch_lrs.append(self.hp_now.lr)
+        if self.epoch_lrs is not None:  # the lr of the epoch's last step, per path
+            self.epoch_lrs.append([self.paths[p].lr() for p in self.names])
+        for path in self.paths.values():  # torch's lr scheduler steps after the epoch
+            getattr(path, "end_epoch", _nothing)()
         if len(self._epoch_rows) >= HISTORY_BLOCK:
             self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
@@ -342,6 +288,7 @@ class Run:
             host = self.block.host()
             if self.hyper_at is not None:
                 host.lrs, self._lrs = self._lrs[: len(host)], self._lrs[len(host) :]
+                self.lr_report.fold(host)
             self.tracker.fold(host, self._bound_at if self.bounded else None)
         if self.steps is not None:
             self._keep_steps(host)
@@ -357,7 +304,7 @@ class Run:
             kept["step"] += host.steps
             kept["epoch"] += host.epochs
             if host.lrs is not None:
-                kept.setdefault("lr", []).extend(host.lrs)
+                kept.setdefault("lr", []).extend(row[i] for row in host.lrs)
             kept["loss"] += host.losses[:, i].tolist()
             at = 0
             for k, t in self.plan.params0.items():
@@ -418,6 +365,7 @@ class Run:
             "history": self.history,
             "steps": self.steps,
             "epoch_lrs": self.epoch_lrs,
+            "lr_agreement": self.lr_report.state_dict(),
             "guard": self.guard.state_dict(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict()
@@ -439,6 +387,7 @@ class Run:
         self.history = state["history"]
         self.steps = state.get("steps", self.steps)
         self.epoch_lrs = state.get("epoch_lrs", self.epoch_lrs)
+        self.lr_report.load_state_dict(state.get("lr_agreement"))
         if self.hyper_at is not None:  # the optimizer's param_groups came back as they were
             self.hp_now = None  # saved: the next step sets every path's anew
         self.guard.load_state_dict(state["guard"])
@@ -456,7 +405,7 @@ class Run:
         for p in names:
             hist = {k: list(v) for k, v in history[p].items()}
             if self.epoch_lrs is not None:
-                hist["lr"] = list(self.epoch_lrs)
+                hist["lr"] = [row[names.index(p)] for row in self.epoch_lrs]
             if kept is not None:
                 hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
                 hist["epoch"] = kept
@@ -468,6 +417,8 @@ class Run:
                 "history": hist,
             }
         agreement = self.tracker.report()
+        if self.hyper_at is not None:
+            self.lr_report.into(agreement, self.plan.hyper_at)
         group = self.group
         if group is not None:  # every rank must have ended with the same parameters, bit for bit
             mine = torch.cat([compare.flat(path.values()) for path in self.paths.values()])

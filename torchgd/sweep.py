@@ -83,8 +83,10 @@ def sweep(
     """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; ``hyper``:
     the rule's other hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
     maximize), the same for every lane."""
-    if "hyper_at" in hyper:  # its lanes keep their lr: a changing one would be ignored
-        raise TorchgdError("sweep runs each lane at its own constant lr; hyper_at is for fit")
+    if "hyper_at" in hyper or "scheduler" in hyper:  # each lane keeps its lr: it would be ignored
+        raise TorchgdError(
+            "sweep runs each lane at its own constant lr; hyper_at and scheduler are for fit"
+        )
     p = make_plan(
         problem,
         data,

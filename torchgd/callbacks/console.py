@@ -66,7 +66,12 @@ def describe(config: dict, dataset=None) -> str:
         how = f"with {rule}" if dataset is None else f"{how}, with {rule}"
     if c.get("noise"):
         extras.append(f"gradient noise {c['noise']}")
-    parts = [what, how, f"lr {c['lr']}", length] + extras
+    lr = f"lr {c['lr']}"
+    if c.get("scheduler"):
+        lr += f" scheduled by {c['scheduler']} every {c.get('scheduler_every', 'epoch')}"
+    elif c.get("hyper_at"):
+        lr += f" changed by {c['hyper_at']}"
+    parts = [what, how, lr, length] + extras
     if start:
         parts.append(f"from {start}")
     parts.append(f"paths {'/'.join(c['paths'])} ({c['rule']} rule)")
@@ -206,6 +211,7 @@ def agreement_table(result) -> str:
     rows += [("state " + k, r) for k, r in a.get("buffers", {}).items()]  # the rule's
     if a["grad"]:
         rows += [("grad " + k, r) for k, r in a["grad"]["pairs"].items()]
+    rows += [("lr " + k, r) for k, r in (a.get("lr") or {}).get("pairs", {}).items()]
     head = f"Agreement over {a['steps']} steps ({cfg['dtype']} on {cfg['device']}): "
     if not rows:  # one path, no autograd: nothing was compared
         return head + (
@@ -221,6 +227,8 @@ def agreement_table(result) -> str:
         head += "bit for bit" + (" at every step" if rows else "")
     else:
         head += _differences(result)
+    if (a.get("lr") or {}).get("max_ulp"):
+        head += f"; the learning rates differ by up to {a['lr']['max_ulp']} ulp (the lr rows)"
     lines = [head]
     if rows:
         width = max(len(r[0]) for r in rows)

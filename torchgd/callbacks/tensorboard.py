@@ -316,8 +316,8 @@ class TensorBoard(Callback):
                 w.values(s, self.epoch_tags, r, now)
                 continue
             values = self._smoothed(r.losses)
-            lr = self.lr_at.pop(s, self.lr)
-            values += [*r.params, *r.grads, *[lr] * len(self.names)]
+            lrs = self.lr_at.pop(s, None) or [self.lr] * len(self.names)  # per path
+            values += [*r.params, *r.grads, *lrs]
             ulps = self._ulps(r)
             self.worst = max(self.worst, *ulps) if ulps else self.worst
             w.values(s, self.step_tags + self.ulp_tags, values + ulps, now)

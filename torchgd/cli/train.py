@@ -54,6 +54,21 @@ def _train_options() -> argparse.ArgumentParser:
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
     p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="NAME:key=value,...",
+        help=f"an lr scheduler with torch's keyword names, e.g. step:step_size=10,gamma=0.5 "
+        f"or cosine:T_max=100,eta_min=0.001 ({', '.join(_scheduler_names())}; torch's class "
+        "names too; milestones as 10/20); the optim path runs torch.optim.lr_scheduler's "
+        "class, the others torchgd's in the --rule spelling",
+    )
+    p.add_argument(
+        "--scheduler-every",
+        choices=["epoch", "step"],
+        default="epoch",
+        help="step the scheduler after every epoch (default) or every step",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="run as one of several processes started by torchrun: each works on its shard of "
@@ -74,6 +89,14 @@ def _train_options() -> argparse.ArgumentParser:
         "fewer once inductor has cached it)",
     )
     return p
+
+
+def _scheduler_names() -> list:
+    """The schedulers' names, from their files (read without importing torch)."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent.parent / "schedulers"
+    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
 
 
 def run(args) -> int:
@@ -178,6 +201,8 @@ def _plan(args, n_epochs: int):
         noise=args.noise,
         shadow=args.shadow,
         compile=args.compile,
+        scheduler=args.scheduler,
+        scheduler_every=args.scheduler_every,
         rows=rows(ranks),
         **run_kwargs(args, n_epochs),
         **plan_kwargs(args),

@@ -1,0 +1,132 @@
+"""Learning-rate schedulers: torch's recursion by hand, to the bit, against
+torch.optim.lr_scheduler; the closed forms against the formulas; in lockstep runs, through the
+command line, resumed, and refused in torch's words."""
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+
+import torchgd
+from torchgd import schedulers, train
+from torchgd.compare import ulp_distance_floats
+from torchgd.plan import plan, plan_from_config
+from torchgd.run import Run
+
+NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
+CASES = [(name, options) for name, m in schedulers.ALL.items() for options in m.TRY]
+
+
+def torch_lrs(module, options: dict, base: float, steps: int) -> list:
+    """torch's class on a one-parameter SGD, as a training loop steps it."""
+    p = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=base)
+    scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
+    out = [opt.param_groups[0]["lr"]]
+    for _ in range(steps):
+        opt.step()
+        scheduler.step()
+        out.append(opt.param_groups[0]["lr"])
+    return out
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_torch_exact_is_torch_optims_scheduler_bit_for_bit(name, options):
+    module = schedulers.get(name)
+    o = module.Options(**options)
+    for base in (0.1, 0.03):
+        expected = torch_lrs(module, dataclasses.asdict(o), base, 60)
+        mine = schedulers.Schedule(module, o, base, "torch-exact")
+        assert [mine.lr_at(t) for t in range(61)] == expected
+
+
+def test_the_textbook_forms_are_the_closed_forms_and_differ_only_in_the_last_bits():
+    base = 0.1
+    cos = schedulers.Schedule(*schedulers.parse("cosine:T_max=20,eta_min=0.001"), base, "textbook")
+    exp = schedulers.Schedule(*schedulers.parse("exponential:gamma=0.93"), base, "textbook")
+    for t in range(21):
+        assert cos.lr_at(t) == 0.001 + (base - 0.001) * (1 + math.cos(math.pi * t / 20)) / 2
+        assert exp.lr_at(t) == base * 0.93**t
+    differ = 0
+    for name, options in CASES:
+        module = schedulers.get(name)
+        o = module.Options(**options)
+        book = schedulers.Schedule(module, o, base, "textbook")
+        exact = torch_lrs(module, dataclasses.asdict(o), base, 40)
+        ulps = [ulp_distance_floats([book.lr_at(t)], [exact[t]]) for t in range(41)]
+        # the same schedule, rounded elsewhere: torch's recursion accumulates its roundings
+        # (cosine through five half-periods in 40 steps: 81 ulp; the others at most 4)
+        assert max(ulps) <= 128, (name, options)
+        differ += any(ulps)
+    assert differ >= 3  # the recursive ones (exponential, cosine, linear) do differ
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_torch_exact_runs_in_lockstep_with_torch_optims_own_scheduler(optimizer, every):
+    r = torchgd.fit(**NOISY, schedule="sgd", epochs=8, lr=0.02, optimizer=optimizer,
+                    rule="torch-exact", scheduler="cosine:T_max=5,eta_min=0.001",
+                    scheduler_every=every, history="steps")  # fmt: skip
+    a = r.agreement
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
+    lrs = r.history["optim"]["steps"]["lr"]
+    assert len(set(lrs)) > 5 and lrs == r.history["manual"]["steps"]["lr"]
+    if every == "epoch":
+        assert len(set(lrs[:40])) == 1  # one lr through the first epoch's 40 steps
+
+
+def test_textbook_lr_differences_are_reported_and_explained():
+    r = torchgd.fit(**NOISY, schedule="sgd", epochs=20, lr=0.02, scheduler="exponential:gamma=0.9")
+    a = r.agreement
+    assert a["lr"]["pairs"]["manual~autograd"]["max_ulp"] == 0  # both take torchgd's
+    optim = a["lr"]["pairs"]["manual~optim"]
+    assert 0 < optim["max_ulp"] <= 64 and optim["first_difference"]["step"] > 1
+    (why,) = [x["reason"] for x in a["reasons"] if x["between"] == "lr manual~optim"]
+    assert "ExponentialLR lr in the closed form" in why and "rounding t times" in why
+
+
+def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, tmp_path):
+    args = ["--data", "synthetic:40,d=2,noise=0.3,seed=2", "--bias", "--schedule", "sgd",
+            "--lr", "0.02", "--epochs", "6", "--optimizer", "adam", "--scheduler",
+            "StepLR:step_size=2,gamma=0.5", "--no-plots", "--no-tensorboard", "--json"]  # fmt: skip
+    proc = main_cli("train", *args)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["scheduler"] == "step:step_size=2,gamma=0.5"
+    assert out["paths"]["optim"]["history"]["lr"] == [0.02, 0.02, 0.01, 0.01, 0.005, 0.005]
+    # a run stopped inside epoch 4 and rebuilt from its config.json resumes bit for bit
+    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer="adam",
+              scheduler="step:step_size=2,gamma=0.5")  # fmt: skip
+    whole = train.execute(plan(**kw))
+    first = Run(plan(**kw))
+    first.start()
+    for epoch in range(1, 5):
+        for j, batch in first.batches(epoch):
+            first.step(epoch, j, batch)
+            if epoch == 4 and j + 1 == 7:
+                break
+        else:
+            first.end_epoch(epoch, batch)
+    state = first.state_dict(4, 7)
+    resumed = train.execute(plan_from_config(json.loads(json.dumps(state["config"]))), resume=state)
+    assert resumed.to_json()["paths"] == whole.to_json()["paths"]
+    assert resumed.agreement == whole.agreement
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("nope", "unknown scheduler 'nope': use one of"),
+        ("step", "StepLR needs step_size, e.g. step:step_size=10"),
+        ("step:step_size=0", "step_size must be a whole number >= 1"),
+        ("cosine:T_max=10,eta=1", "'eta=1' is not an option of CosineAnnealingLR"),
+        ("constant:factor=2", "Constant multiplicative factor expected to be between 0 and 1."),
+        ("exponential:gamma=x", "gamma=x is not a float"),
+    ],
+)
+def test_bad_schedulers_are_one_line_exit_2(main_cli, tmp_path, spec, message):
+    proc = main_cli("train", "--scheduler", spec, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and message in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -1,0 +1,64 @@
+"""Hyperparameters that change during a run: a user's ``hyper_at(step, epoch, hp)``, checked
+once before anything runs, or one made from a learning-rate scheduler (``Scheduled``)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .errors import TorchgdError
+
+
+class Scheduled:
+    """``hyper_at`` made from a learning-rate scheduler (``torchgd.schedulers``): the lr of
+    each step from ``Schedule.lr_at``, counted in epochs or in steps (``every``)."""
+
+    def __init__(self, schedule, every: str, spec: str):
+        self.schedule, self.every, self.spec = schedule, every, spec
+        self.__qualname__ = spec
+
+    def __call__(self, step: int, epoch: int, hp):
+        t = epoch - 1 if self.every == "epoch" else step - 1
+        return replace(hp, lr=self.schedule.lr_at(t))
+
+
+def _scheduled(spec, every: str, hp, rule: str, hyper_at) -> Scheduled:
+    from . import schedulers
+
+    if hyper_at is not None:
+        raise TorchgdError("give a scheduler or hyper_at, not both (hyper_at can do both)")
+    if every not in schedulers.EVERY:
+        raise TorchgdError(f"--scheduler-every must be epoch or step, got '{every}'")
+    module, options = schedulers.parse(spec)
+    spelling = "torch-exact" if rule == "torch-exact" else "textbook"
+    schedule = schedulers.Schedule(module, options, hp.lr, spelling)
+    return Scheduled(schedule, every, schedulers.spec_of(module, options))
+
+
+def _check_hook(hyper_at, hp) -> str | None:
+    """``hyper_at`` tried once, at step 1 of epoch 1: it must give the rule's ``Hyper``
+    (``dataclasses.replace(hp, lr=...)``); returns its name for the configuration."""
+    if hyper_at is None:
+        return None
+    how = (
+        "a function of (step, epoch, hp) giving the rule's Hyper, e.g. "
+        "dataclasses.replace(hp, lr=...)"
+    )
+    if not callable(hyper_at):
+        raise TorchgdError(f"hyper_at must be {how}; got {hyper_at!r}")
+    try:
+        first = hyper_at(1, 1, hp)
+    except Exception as exc:  # the user's code: one line, whatever it raised
+        raise TorchgdError(f"hyper_at failed at step 1: {type(exc).__name__}: {exc}") from None
+    if type(first) is not type(hp):
+        raise TorchgdError(f"hyper_at must be {how}; at step 1 it gave {first!r}")
+    return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
+
+
+def of_plan(hyper_at, scheduler, every: str, hp, rule: str, config: dict):
+    """The run's hook: the user's ``hyper_at`` (tried once), or one made from ``scheduler``;
+    ``config`` records which (a function's name; a scheduler's spec, which rebuilds it)."""
+    config["hyper_at"] = _check_hook(hyper_at, hp)
+    if scheduler is not None:
+        hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at)
+        config.update(scheduler=hyper_at.spec, scheduler_every=every)
+    return hyper_at

@@ -1,0 +1,134 @@
+"""Learning-rate schedulers as plug-ins, one module per scheduler, found by its file alone
+(as ``torchgd.rules`` finds update rules). A scheduler module holds:
+
+* ``NAME`` (what ``--scheduler`` calls it) and ``TORCH_CLASS`` (its
+  ``torch.optim.lr_scheduler`` class, which the optim path runs; the class name is accepted
+  as a name too);
+* ``Options``: a frozen dataclass of torch's keyword arguments with torch's defaults, checked
+  as torch checks them (in torch's words);
+* ``textbook(t, base, o)``: the closed form a book writes, the lr after ``t`` scheduler steps;
+* ``torch_exact(t, prev, base, o)``: torch's own recursive (chainable) ``get_lr``, the lr
+  after ``t`` steps from the one after ``t - 1`` (``prev``), operation for operation;
+  ``initial(base, o)``: the lr before any step (torch's ``last_epoch = 0``), default ``base``;
+* ``WHY``: where the two forms round differently, for the report.
+
+``--scheduler NAME:key=value,...`` (torch's names and values); ``--scheduler-every epoch|step``.
+The manual and autograd paths take ``Schedule.lr_at`` in the run's spelling (``--rule``:
+textbook = closed form, torch-exact = torch's recursion); the optim path runs torch's class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+
+from ..errors import TorchgdError
+
+EVERY = ("epoch", "step")
+
+
+def _discover() -> dict:
+    found = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found[module.NAME] = module
+    return found
+
+
+ALL = _discover()  # name -> scheduler module
+_BY_CLASS = {m.TORCH_CLASS.lower(): m for m in ALL.values()}
+
+
+def get(name: str):
+    """The scheduler called ``name`` (``step``) or by torch's class name (``StepLR``)."""
+    module = ALL.get(name) or _BY_CLASS.get(name.lower())
+    if module is None:
+        raise TorchgdError(
+            f"unknown scheduler '{name}': use one of {', '.join(ALL)} (or torch's class names: "
+            f"{', '.join(m.TORCH_CLASS for m in ALL.values())})"
+        )
+    return module
+
+
+def _value(field, text: str):
+    """A ``key=value`` of the command line as the option's type: ints, floats, lists."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind in ("tuple", "list"):
+            return tuple(int(v) for v in text.split("/") if v)
+    except ValueError:
+        raise TorchgdError(f"--scheduler: {field.name}={text} is not a {kind}") from None
+    return text
+
+
+def parse(spec: str):
+    """``"step:step_size=10,gamma=0.5"`` as ``(module, Options)``; milestones as ``10/20``."""
+    name, _, body = str(spec).partition(":")
+    module = get(name.strip())
+    fields = {f.name: f for f in dataclasses.fields(module.Options)}
+    given = {}
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, eq, text = part.partition("=")
+        if not eq or key not in fields:
+            raise TorchgdError(
+                f"--scheduler {spec}: '{part}' is not an option of {module.TORCH_CLASS}; it takes "
+                + ", ".join(f"{k}=" for k in fields)
+            )
+        given[key] = _value(fields[key], text)
+    try:
+        options = module.Options(**given)
+    except TypeError:
+        missing = [
+            k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in given
+        ]
+        raise TorchgdError(
+            f"--scheduler {spec}: {module.TORCH_CLASS} needs {', '.join(missing)}, e.g. "
+            f"{module.NAME}:{missing[0]}=10"
+        ) from None
+    return module, options
+
+
+def spec_of(module, options) -> str:
+    """The canonical spec of a scheduler, as ``config.json`` keeps it."""
+    parts = []
+    for f in dataclasses.fields(options):
+        v = getattr(options, f.name)
+        parts.append(f"{f.name}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}")
+    return f"{module.NAME}:{','.join(parts)}"
+
+
+class Schedule:
+    """The lr after ``t`` scheduler steps, in one spelling, from the base lr: ``lr_at(t)``,
+    computed once per ``t`` (the recursion from 0, kept), so it is a pure function of ``t``."""
+
+    def __init__(self, module, options, base: float, spelling: str):
+        self.module, self.options, self.base = module, options, base
+        self.exact = spelling == "torch-exact"
+        initial = getattr(module, "initial", None)
+        first = initial(base, options) if initial else base
+        self.lrs = [first if self.exact else module.textbook(0, base, options)]
+
+    def lr_at(self, t: int) -> float:
+        m, o, lrs = self.module, self.options, self.lrs
+        while len(lrs) <= t:
+            k = len(lrs)
+            lrs.append(
+                m.torch_exact(k, lrs[-1], self.base, o)
+                if self.exact
+                else m.textbook(k, self.base, o)
+            )
+        return lrs[t]
+
+    def torch_scheduler(self, optimizer):
+        """torch's own class on ``optimizer`` (the optim path's)."""
+        import torch
+
+        cls = getattr(torch.optim.lr_scheduler, self.module.TORCH_CLASS)
+        return cls(optimizer, **dataclasses.asdict(self.options))
