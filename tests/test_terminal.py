@@ -236,8 +236,8 @@ def test_the_exit_codes_are_documented_in_the_readme():
         assert f"| {code} |" in section, code
 
 
-def test_no_option_of_resume_is_silently_ignored(tmp_path):
-    proc = run_cli("train", "--resume", tmp_path, "--logdir", "elsewhere", cwd=tmp_path)
+def test_no_option_of_resume_is_silently_ignored(main_cli, tmp_path):
+    proc = main_cli("train", "--resume", tmp_path, "--logdir", "elsewhere")
     assert proc.returncode == 2 and "--logdir would change it" in proc.stderr
 
 
@@ -441,14 +441,14 @@ ADVICE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ADVICE_CASES))
-def test_divergence_advice_never_blames_the_lr_for_what_no_lr_can_fix(tmp_path, case):
+def test_divergence_advice_never_blames_the_lr_for_what_no_lr_can_fix(main_cli, tmp_path, case):
     (tmp_path / "big.csv").write_text(ADVICE_CASES["overflow"][0])
     (tmp_path / "nan.py").write_text(
         "import torch\nfrom torchgd.problems import FunctionProblem\n"
         "p = FunctionProblem('nanny', ('x',), f=lambda x: torch.sqrt(x - 2),\n"
         "    df=lambda x: (0.5 / torch.sqrt(x - 2),), start={'x': 3.0})\n"
     )
-    proc = run_cli("train", *ADVICE_CASES[case][1], "--epochs", "5", "--no-plots", cwd=tmp_path)
+    proc = main_cli("train", *ADVICE_CASES[case][1], "--epochs", "5", "--no-plots")
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
     assert "try --lr" not in line and "may be too large" not in line and "lr < 0" not in line
@@ -459,13 +459,13 @@ def test_divergence_advice_never_blames_the_lr_for_what_no_lr_can_fix(tmp_path, 
         assert "no lr can help" in line and "starting point" in line
 
 
-def test_a_directory_given_as_a_file_is_said_to_be_one(tmp_path):
+def test_a_directory_given_as_a_file_is_said_to_be_one(main_cli, tmp_path):
     for args, words in (
         (["--data", str(tmp_path)], "is a directory: give a file in it"),
         (["--problem", f"{tmp_path}/sub.py:p"], "is a directory, not a .py file"),
     ):
         (tmp_path / "sub.py").mkdir(exist_ok=True)
-        proc = run_cli("train", *args, cwd=tmp_path)
+        proc = main_cli("train", *args)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr
 
 

@@ -73,6 +73,7 @@ def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_pat
     home.mkdir(), other.mkdir()
     (home / "bowl.py").write_text(BOWL)
     common = ["--lr", "0.01", "--epochs", "3000", "--paths", "manual,optim", "--no-plots"]
+    common += ["--no-tensorboard"]  # the user's files are what is tested here
     full = run_cli("train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
