@@ -130,3 +130,28 @@ def test_bad_schedulers_are_one_line_exit_2(main_cli, tmp_path, spec, message):
     proc = main_cli("train", "--scheduler", spec, "--logdir", tmp_path / "runs")
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_train_says_where_a_scheduled_lr_crosses_the_stability_limit(main_cli):
+    """A linear warm-up to lr 0.2 on the lecture's data, whose batch limit is 1/7.5 (the
+    lecture: 2 * mean(x^2) = 15): the line before training names the epoch where the warm-up
+    passes the limit, the run diverges after it, and the guard's advice names the schedule,
+    not the base lr alone. A cosine decay from below the limit is said to stay stable."""
+    limit = 1 / 7.5
+    warm = "linear:start_factor=0.1,end_factor=1.0,total_iters=40"
+    lrs = [0.2 * (0.1 + 0.9 * min(t, 40) / 40) for t in range(100)]
+    first = next(t for t, lr in enumerate(lrs) if lr >= limit)
+    proc = main_cli("train", "--lr", "0.2", "--scheduler", warm, "--no-plots", "--no-tensorboard")
+    said = proc.stdout.splitlines()[2]
+    assert said.startswith("  (LinearLR peaks at lr 0.2 (epoch 41), above the limit (")
+    assert f"it reaches the limit at epoch {first + 1} (lr {lrs[first]:.4g})" in said
+    assert f"--lr below {0.2 * limit / 0.2:.4g} with this LinearLR" in said
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    diverged = int(line.split("diverged at epoch ")[1].split(":")[0])
+    assert diverged > first + 1 and f"the lr is scheduled by {warm}" in line
+    assert "try --lr" not in line
+    proc = main_cli("train", "--lr", "0.1", "--scheduler", "cosine:T_max=100", "--no-plots",
+                    "--no-tensorboard")  # fmt: skip
+    assert proc.returncode == 0
+    assert "CosineAnnealingLR peaks at lr 0.1 (epoch 1), below the limit" in proc.stdout

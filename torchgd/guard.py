@@ -140,7 +140,14 @@ def message(info: dict, lr: float, config: dict | None = None) -> str:
     if "critical_lr" in info:
         c = info["critical_lr"]
         text += f"; theory: {info['theory']} (lr = {lr})"
-        if lr > c:
+        scheduled = (config or {}).get("scheduler")
+        if scheduled:  # the lr that diverged is the schedule's: its peak is what must drop
+            text += (
+                f"; the lr is scheduled by {scheduled}, whose peak must stay below {c:.6g} "
+                "(its line before training says where it crossed): lower --lr or the "
+                "schedule's peak"
+            )
+        elif lr > c:
             text += f"; try --lr {info['suggested_lr']:.3g}"
         else:
             text += (

@@ -62,3 +62,36 @@ def of_plan(hyper_at, scheduler, every: str, hp, rule: str, config: dict):
         hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at)
         config.update(scheduler=hyper_at.spec, scheduler_every=every)
     return hyper_at
+
+
+def against_the_limit(plan) -> str | None:
+    """For a scheduled run the theory covers (linear least squares, SGD): whether and where
+    the scheduled lr crosses the critical lr, said before training, in words; None where the
+    theory has no limit to say."""
+    from . import theory
+
+    hook = plan.hyper_at
+    if not isinstance(hook, Scheduled) or plan.dataset is None:
+        return None
+    t = theory.analyse(plan.config, plan.dataset, plan.schedule)
+    if t is None or t.critical_lr is None:
+        return None
+    per_epoch = plan.schedule.steps_per_epoch(len(plan.dataset))
+    units = plan.epochs if hook.every == "epoch" else plan.epochs * per_epoch
+    lrs = [hook.schedule.lr_at(k) for k in range(units)]
+    top = max(range(units), key=lambda k: lrs[k])
+    name, limit = hook.schedule.module.TORCH_CLASS, t.critical_lr
+
+    def where(k: int) -> str:
+        return f"epoch {k + 1}" if hook.every == "epoch" else f"step {k + 1}"
+
+    peak = f"{name} peaks at lr {lrs[top]:.4g} ({where(top)})"
+    if lrs[top] < limit:
+        return f"{peak}, below the limit ({t.describe()}): it stays stable throughout"
+    first = next(k for k in range(units) if lrs[k] >= limit)
+    most = plan.hp.lr * limit / lrs[top]  # the base lr that keeps the peak below the limit
+    return (
+        f"{peak}, above the limit ({t.describe()}): it reaches the limit at {where(first)} "
+        f"(lr {lrs[first]:.4g}), and the run will diverge from about there unless the schedule "
+        f"stays below it: --lr below {most:.4g} with this {name}, or a schedule that peaks lower"
+    )

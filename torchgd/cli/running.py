@@ -95,6 +95,12 @@ def _console(plan, args, header, resume, progress):
         )
     print(line)
     print(f"  (lines show the {plan.names[0]} path; the table compares {', '.join(plan.names)})")
+    if resume is None:
+        from ..hooks import against_the_limit
+
+        said = against_the_limit(plan)  # a scheduled lr against the stability limit
+        if said:
+            print(f"  ({said})")
     return Console(
         plan.problem,
         plan.names[0],
