@@ -56,3 +56,20 @@ def main_cli(tmp_path, capsys, monkeypatch):
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
     return _run
+
+
+def stopped_at(plan, epoch: int, batch: int) -> dict:
+    """The state a run of ``plan`` leaves when stopped after ``batch`` batches of ``epoch``
+    (what a Ctrl-C there checkpoints), stepped by ``Run`` as ``train.execute`` steps it."""
+    from torchgd.run import Run
+
+    run = Run(plan)
+    run.start()
+    for e in range(1, epoch + 1):
+        for j, b in run.batches(e):
+            run.step(e, j, b)
+            if e == epoch and j + 1 == batch:
+                break
+        else:
+            run.end_epoch(e, b)
+    return run.state_dict(epoch, batch)

@@ -11,10 +11,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import torchgd
+from conftest import stopped_at
 from torchgd import train
 from torchgd.errors import TorchgdError
 from torchgd.plan import plan, plan_from_config
-from torchgd.run import Run
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
 
@@ -107,16 +107,7 @@ def test_a_resumed_run_with_changing_hyperparameters_is_the_same_run():
 
     kw = dict(**NOISY, schedule="sgd", epochs=3, optimizer="adam", lr=0.01, hyper_at=by_epoch)
     whole = train.execute(plan(**kw))
-    first = Run(plan(**kw))
-    first.start()
-    for epoch in (1, 2):
-        for j, batch in first.batches(epoch):
-            first.step(epoch, j, batch)
-            if epoch == 2 and j + 1 == 10:
-                break
-        else:
-            first.end_epoch(epoch, batch)
-    state = first.state_dict(2, 10)
+    state = stopped_at(plan(**kw), 2, 10)
     resumed = train.execute(plan(**kw), resume=state)
     assert resumed.to_json()["paths"] == whole.to_json()["paths"]
     assert resumed.agreement == whole.agreement

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import torchgd
+from conftest import stopped_at
 from torchgd import schedulers, train
 from torchgd.compare import ulp_distance_floats
 from torchgd.plan import plan, plan_from_config
-from torchgd.run import Run
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
 CASES = [(name, options) for name, m in schedulers.ALL.items() for options in m.TRY]
@@ -100,16 +100,7 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
     kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer="adam",
               scheduler="step:step_size=2,gamma=0.5")  # fmt: skip
     whole = train.execute(plan(**kw))
-    first = Run(plan(**kw))
-    first.start()
-    for epoch in range(1, 5):
-        for j, batch in first.batches(epoch):
-            first.step(epoch, j, batch)
-            if epoch == 4 and j + 1 == 7:
-                break
-        else:
-            first.end_epoch(epoch, batch)
-    state = first.state_dict(4, 7)
+    state = stopped_at(plan(**kw), 4, 7)
     resumed = train.execute(plan_from_config(json.loads(json.dumps(state["config"]))), resume=state)
     assert resumed.to_json()["paths"] == whole.to_json()["paths"]
     assert resumed.agreement == whole.agreement
