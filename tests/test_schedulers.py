@@ -114,7 +114,12 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
         ("step:step_size=0", "step_size must be a whole number >= 1"),
         ("cosine:T_max=10,eta=1", "'eta=1' is not an option of CosineAnnealingLR"),
         ("constant:factor=2", "Constant multiplicative factor expected to be between 0 and 1."),
-        ("exponential:gamma=x", "gamma=x is not a float"),
+        ("exponential:gamma=x", "gamma=x is not a finite number"),
+        ("cosine:T_max=3,eta_min=inf", "eta_min=inf is not a finite number"),
+        ("exponential:gamma=-1", "gives lr -0.01 after 1 of its steps: a learning rate must be"),
+        ("linear:start_factor=0", "--scheduler linear:start_factor=0: Starting multiplicative"),
+        ("step:step_size=3,step_size=4", "step_size is given twice"),
+        ("step:step_size=2.5", "step_size=2.5 is not a whole number"),
     ],
 )
 def test_bad_schedulers_are_one_line_exit_2(main_cli, tmp_path, spec, message):
@@ -136,7 +141,7 @@ def test_train_says_where_a_scheduled_lr_crosses_the_stability_limit(main_cli):
     said = proc.stdout.splitlines()[2]
     assert said.startswith("  (LinearLR peaks at lr 0.2 (epoch 41), above the limit (")
     assert f"it reaches the limit at epoch {first + 1} (lr {lrs[first]:.4g})" in said
-    assert f"--lr below {0.2 * limit / 0.2:.4g} with this LinearLR" in said
+    assert f"--lr below {0.2 * limit / 0.2:.4g} keeps this LinearLR below it" in said
     assert proc.returncode == 3
     (line,) = proc.stderr.strip().splitlines()
     diverged = int(line.split("diverged at epoch ")[1].split(":")[0])
@@ -146,3 +151,14 @@ def test_train_says_where_a_scheduled_lr_crosses_the_stability_limit(main_cli):
                     "--no-tensorboard")  # fmt: skip
     assert proc.returncode == 0
     assert "CosineAnnealingLR peaks at lr 0.1 (epoch 1), below the limit" in proc.stdout
+    # eta_min is an lr of its own: no --lr brings a cosine with eta_min 0.5 below the limit
+    proc = main_cli("train", "--lr", "0.1", "--scheduler", "cosine:T_max=10,eta_min=0.5",
+                    "--epochs", "30", "--no-plots", "--no-tensorboard")  # fmt: skip
+    said = proc.stdout.splitlines()[2]
+    assert "its options set part of the lr whatever --lr is" in said and "--lr below" not in said
+
+
+def test_scheduler_every_without_a_scheduler_is_refused(main_cli, tmp_path):
+    proc = main_cli("train", "--scheduler-every", "step", "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and "give one with --scheduler" in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -21,7 +21,7 @@ class Scheduled:
         return replace(hp, lr=self.schedule.lr_at(t))
 
 
-def _scheduled(spec, every: str, hp, rule: str, hyper_at) -> Scheduled:
+def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Scheduled:
     from . import schedulers
 
     if hyper_at is not None:
@@ -31,6 +31,7 @@ def _scheduled(spec, every: str, hp, rule: str, hyper_at) -> Scheduled:
     module, options = schedulers.parse(spec)
     spelling = "torch-exact" if rule == "torch-exact" else "textbook"
     schedule = schedulers.Schedule(module, options, hp.lr, spelling)
+    schedulers.check(schedule, units, spec)  # every lr of the run, before it starts
     return Scheduled(schedule, every, schedulers.spec_of(module, options))
 
 
@@ -54,12 +55,16 @@ def _check_hook(hyper_at, hp) -> str | None:
     return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
 
 
-def of_plan(hyper_at, scheduler, every: str, hp, rule: str, config: dict):
+def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, per_epoch: int = 1):
     """The run's hook: the user's ``hyper_at`` (tried once), or one made from ``scheduler``;
     ``config`` records which (a function's name; a scheduler's spec, which rebuilds it)."""
     config["hyper_at"] = _check_hook(hyper_at, hp)
+    if every is not None and scheduler is None:
+        raise TorchgdError("--scheduler-every steps a scheduler: give one with --scheduler")
     if scheduler is not None:
-        hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at)
+        every = every or "epoch"
+        units = config["epochs"] * (per_epoch if every == "step" else 1)
+        hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at, units)
         config.update(scheduler=hyper_at.spec, scheduler_every=every)
     return hyper_at
 
@@ -89,9 +94,25 @@ def against_the_limit(plan) -> str | None:
     if lrs[top] < limit:
         return f"{peak}, below the limit ({t.describe()}): it stays stable throughout"
     first = next(k for k in range(units) if lrs[k] >= limit)
-    most = plan.hp.lr * limit / lrs[top]  # the base lr that keeps the peak below the limit
     return (
         f"{peak}, above the limit ({t.describe()}): it reaches the limit at {where(first)} "
-        f"(lr {lrs[first]:.4g}), and the run will diverge from about there unless the schedule "
-        f"stays below it: --lr below {most:.4g} with this {name}, or a schedule that peaks lower"
+        f"(lr {lrs[first]:.4g}); from there the theory says any error grows instead of "
+        f"shrinking, so the run diverges after it unless its error is exactly 0 by then; "
+        f"{_lower(hook, units, limit)}"
+    )
+
+
+def _lower(hook, units: int, limit: float) -> str:
+    """What keeps a schedule's peak below ``limit``: a lower base lr where the schedule scales
+    with it, else its own options (eta_min is an lr of its own)."""
+    from . import schedulers
+
+    s = hook.schedule
+    half = schedulers.Schedule(s.module, s.options, s.base / 2, "textbook")
+    peak = max(s.lr_at(k) for k in range(units))
+    if max(half.lr_at(k) for k in range(units)) == peak / 2:  # the lr scales with the base
+        return f"--lr below {s.base * limit / peak:.4g} keeps this {s.module.TORCH_CLASS} below it"
+    return (
+        f"its options set part of the lr whatever --lr is ({hook.spec}): lower them (eta_min, "
+        "for one) below the limit too"
     )

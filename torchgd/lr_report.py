@@ -65,7 +65,8 @@ class LrAgreement:
                     a, b = first["lrs"]
                     reason["reason"] = (
                         f"the two paths stepped with different learning rates from step "
-                        f"{first['step']} on ({a!r} and {b!r}, see the lr's reason); "
+                        f"{first['step']} on ({a!r} and {b!r}, see the lr's reason), so part "
+                        "or all of the difference comes from the learning rates; "
                         + reason["reason"]
                     )
         agreement["reasons"][:0] = lr_reasons

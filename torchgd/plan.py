@@ -109,7 +109,7 @@ def plan(
     history="auto",
     hyper_at=None,
     scheduler=None,
-    scheduler_every="epoch",
+    scheduler_every=None,
     **hyper,
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
@@ -166,7 +166,8 @@ def plan(
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
-    hyper_at = hooks.of_plan(hyper_at, scheduler, scheduler_every, hp, rule, config)
+    per_epoch = sched.steps_per_epoch(len(dataset)) if dataset is not None else 1
+    hyper_at = hooks.of_plan(hyper_at, scheduler, scheduler_every, hp, rule, config, per_epoch)
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused,
@@ -409,7 +410,7 @@ PLAN_KEYS = (
 )
 OPTIONAL_KEYS = {
     "scheduler": None,
-    "scheduler_every": "epoch",
+    "scheduler_every": None,
     "optimizer": "sgd",  # runs before the other rules
     "shadow": None,
     "compile": False,

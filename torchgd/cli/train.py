@@ -65,7 +65,7 @@ def _train_options() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler-every",
         choices=["epoch", "step"],
-        default="epoch",
+        default=None,
         help="step the scheduler after every epoch (default) or every step",
     )
     p.add_argument(

@@ -53,18 +53,29 @@ def get(name: str):
     return module
 
 
+_KINDS = {"int": "a whole number", "float": "a finite number", "tuple": "whole numbers like 10/20"}
+
+
 def _value(field, text: str):
-    """A ``key=value`` of the command line as the option's type: ints, floats, lists."""
+    """A ``key=value`` of the command line as the option's type: ints, finite floats, lists
+    of whole numbers (``10/20``)."""
+    import math
+
     kind = field.type if isinstance(field.type, str) else field.type.__name__
     try:
         if kind == "int":
             return int(text)
         if kind == "float":
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
         if kind in ("tuple", "list"):
             return tuple(int(v) for v in text.split("/") if v)
     except ValueError:
-        raise TorchgdError(f"--scheduler: {field.name}={text} is not a {kind}") from None
+        raise TorchgdError(
+            f"--scheduler: {field.name}={text} is not {_KINDS.get(kind, kind)}"
+        ) from None
     return text
 
 
@@ -76,6 +87,8 @@ def parse(spec: str):
     given = {}
     for part in filter(None, (p.strip() for p in body.split(","))):
         key, eq, text = part.partition("=")
+        if key in given:
+            raise TorchgdError(f"--scheduler {spec}: {key} is given twice")
         if not eq or key not in fields:
             raise TorchgdError(
                 f"--scheduler {spec}: '{part}' is not an option of {module.TORCH_CLASS}; it takes "
@@ -84,6 +97,8 @@ def parse(spec: str):
         given[key] = _value(fields[key], text)
     try:
         options = module.Options(**given)
+    except TorchgdError as exc:  # torch's own words, said of this option
+        raise TorchgdError(f"--scheduler {spec}: {exc}") from None
     except TypeError:
         missing = [
             k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in given
@@ -102,6 +117,20 @@ def spec_of(module, options) -> str:
         v = getattr(options, f.name)
         parts.append(f"{f.name}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}")
     return f"{module.NAME}:{','.join(parts)}"
+
+
+def check(schedule, units: int, spec: str) -> None:
+    """Every lr ``schedule`` gives over ``units`` scheduler steps: a finite number >= 0, as
+    torch.optim requires of an lr (said before anything runs, not by torch mid-run)."""
+    import math
+
+    for t in range(units):
+        lr = schedule.lr_at(t)
+        if not (math.isfinite(lr) and lr >= 0):
+            raise TorchgdError(
+                f"--scheduler {spec} gives lr {lr} after {t} of its steps: a learning rate "
+                "must be a finite number >= 0"
+            )
 
 
 class Schedule:
