@@ -139,8 +139,8 @@ def message(info: dict, lr: float, config: dict | None = None) -> str:
         text += f" (last finite cost {last:.6g})"
     if "critical_lr" in info:
         c = info["critical_lr"]
-        text += f"; theory: {info['theory']} (lr = {lr})"
         scheduled = (config or {}).get("scheduler")
+        text += f"; theory: {info['theory']} ({'base ' * bool(scheduled)}lr = {lr})"
         if scheduled:  # the lr that diverged is the schedule's: its peak is what must drop
             text += (
                 f"; the lr is scheduled by {scheduled}, whose peak must stay below {c:.6g} "
