@@ -523,18 +523,18 @@ class Scaled:
 '''
 
 
-def test_a_users_rule_takes_its_own_options_on_the_command_line(cli, tmp_path):
+def test_a_users_rule_takes_its_own_options_on_the_command_line(main_cli, tmp_path):
     (tmp_path / "scaled.py").write_text(EXTRA_OPTION)
-    same = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "1", "--clip",
+    same = main_cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "1", "--clip",
                "--no-plots", "--logdir", "runs", "--json")  # fmt: skip
     assert same.returncode == 0, same.stderr
     out = json.loads(same.stdout)
     assert out["config"]["scale"] == 1.0 and out["config"]["clip"] is True
     assert out["agreement"]["params"]["autograd~optim"]["max_ulp"] <= 2  # SGD, rounded as SGD
-    off = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "2", "--no-plots",
+    off = main_cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "2", "--no-plots",
               "--logdir", "runs", "--json")  # fmt: skip
     assert json.loads(off.stdout)["agreement"]["params"]["autograd~optim"]["max_rel"] > 1e-3
-    bad = cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "x", "--logdir", "runs")
+    bad = main_cli("train", "--optimizer", "scaled.py:Scaled", "--scale", "x", "--logdir", "runs")
     assert bad.returncode == 2 and "--scale" in bad.stderr and not (tmp_path / "runs2").exists()
 
 

@@ -55,7 +55,7 @@ def _check_hook(hyper_at, hp) -> str | None:
     return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
 
 
-def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, per_epoch: int = 1):
+def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, batching=(None, None)):
     """The run's hook: the user's ``hyper_at`` (tried once), or one made from ``scheduler``;
     ``config`` records which (a function's name; a scheduler's spec, which rebuilds it)."""
     config["hyper_at"] = _check_hook(hyper_at, hp)
@@ -63,6 +63,8 @@ def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, per_epoch: 
         raise TorchgdError("--scheduler-every steps a scheduler: give one with --scheduler")
     if scheduler is not None:
         every = every or "epoch"
+        sched, dataset = batching  # the run's batches: the scheduler steps of an epoch
+        per_epoch = sched.steps_per_epoch(len(dataset)) if dataset is not None else 1
         units = config["epochs"] * (per_epoch if every == "step" else 1)
         hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at, units)
         config.update(scheduler=hyper_at.spec, scheduler_every=every)

@@ -32,6 +32,14 @@ def check_rule(rule: str) -> str:
     return rule
 
 
+def check_run(rule, epochs, noise, patience, history) -> None:
+    """The run's own options, each as its flag words it (``plan`` checks them first)."""
+    check_rule(rule)
+    check_epochs(epochs)
+    check_guard(noise, patience)
+    check_history(history)
+
+
 def check_history(history) -> None:
     if history not in ("auto", "all", "steps"):
         raise TorchgdError(f"--history must be auto, all or steps, got '{history}'")

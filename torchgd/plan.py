@@ -150,10 +150,7 @@ def plan(
         else schedules.parse(schedule, shuffle=shuffle, seed=seed)
     )
     names = parse_paths(paths)
-    options.check_rule(rule)
-    options.check_epochs(epochs)
-    options.check_guard(noise, patience)
-    options.check_history(history)
+    options.check_run(rule, epochs, noise, patience, history)
     hp = hyperparameters(optimizer, lr, hyper)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
@@ -166,8 +163,9 @@ def plan(
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
-    per_epoch = sched.steps_per_epoch(len(dataset)) if dataset is not None else 1
-    hyper_at = hooks.of_plan(hyper_at, scheduler, scheduler_every, hp, rule, config, per_epoch)
+    hyper_at = hooks.of_plan(
+        hyper_at, scheduler, scheduler_every, hp, rule, config, (sched, dataset)
+    )
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused,
