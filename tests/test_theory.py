@@ -174,7 +174,7 @@ def test_in_order_sgd_half_a_percent_either_side_of_its_limit():
     ds = datasets.get("synthetic:12,d=2,noise=0.1,seed=5")
     c = numpy_fixed_order_critical(design(ds, True), 1)
     r = S.sweep(
-        data=ds, lrs=[0.995 * c, 1.005 * c], schedule="sgd", bias=True, epochs=6000, init={"w": 0}
+        data=ds, lrs=[0.995 * c, 1.005 * c], schedule="sgd", bias=True, epochs=2000, init={"w": 0}
     )
     # it settles (on a cycle that, this close to the limit, may be far from the minimum)
     assert r["status"][0] in ("floor", "far", "converged") and r["stopped_at_epoch"][0] is None
