@@ -199,15 +199,15 @@ def test_resume_without_a_checkpoint_says_how_to_get_one(cli, main_cli, tmp_path
     assert proc.returncode == 2 and "no checkpoint" in proc.stderr
 
 
-def test_resuming_a_finished_run_says_so_and_changes_nothing(cli, tmp_path):
-    proc = cli("train", "--epochs", "3", "--quiet", "--no-plots", "--name", "done")
+def test_resuming_a_finished_run_says_so_and_changes_nothing(main_cli, tmp_path):
+    proc = main_cli("train", "--epochs", "3", "--quiet", "--no-plots", "--name", "done")
     assert proc.returncode == 0, proc.stderr
     run = tmp_path / "runs" / "done"
     before = snapshot(run)
-    proc = cli("train", "--resume", run)
+    proc = main_cli("train", "--resume", run)
     assert proc.returncode == 0 and "already finished (completed after 3 epochs)" in proc.stdout
     assert snapshot(run) == before
-    proc = cli("train", "--resume", run, "--json")  # the finished run's summary, one line
+    proc = main_cli("train", "--resume", run, "--json")  # the finished run's summary, one line
     assert proc.returncode == 0 and json.loads(proc.stdout)["epochs"] == 3
     assert len(proc.stdout.splitlines()) == 1 and snapshot(run) == before
 
@@ -221,10 +221,10 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(cli, tmp_path):
         (["--schedule", "batch"], "--schedule"),  # even a value equal to the run's own
     ],
 )
-def test_resume_refuses_options_that_would_change_the_run(cli, tmp_path, extra, flags):
+def test_resume_refuses_options_that_would_change_the_run(main_cli, tmp_path, extra, flags):
     run = tmp_path / "r"
     run.mkdir()
-    proc = cli("train", "--resume", run, *extra)
+    proc = main_cli("train", "--resume", run, *extra)
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
     assert f"{flags} would change it" in proc.stderr and "Traceback" not in proc.stderr
     assert list(run.iterdir()) == []
