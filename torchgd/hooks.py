@@ -14,7 +14,6 @@ class Scheduled:
 
     def __init__(self, schedule, every: str, spec: str):
         self.schedule, self.every, self.spec = schedule, every, spec
-        self.__qualname__ = spec
 
     def __call__(self, step: int, epoch: int, hp):
         t = epoch - 1 if self.every == "epoch" else step - 1
@@ -110,7 +109,8 @@ def _lower(hook, units: int, limit: float) -> str:
     from . import schedulers
 
     s = hook.schedule
-    half = schedulers.Schedule(s.module, s.options, s.base / 2, "textbook")
+    spelling = "torch-exact" if s.exact else "textbook"
+    half = schedulers.Schedule(s.module, s.options, s.base / 2, spelling)  # halving is exact
     peak = max(s.lr_at(k) for k in range(units))
     if max(half.lr_at(k) for k in range(units)) == peak / 2:  # the lr scales with the base
         return f"--lr below {s.base * limit / peak:.4g} keeps this {s.module.TORCH_CLASS} below it"
