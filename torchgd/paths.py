@@ -44,6 +44,9 @@ class Path:
         """The learning rate this path steps with now."""
         return self.hp.lr
 
+    def end_epoch(self) -> None:
+        """After the epoch's last step (the optim path steps torch's lr scheduler here)."""
+
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
         return {n: t.detach() for n, t in self.params.items()}

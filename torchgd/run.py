@@ -50,8 +50,14 @@ def _no_steps(params0: dict) -> dict:
     }
 
 
-def _nothing() -> None:
-    return None
+def by_param(rows: torch.Tensor, params0: dict) -> dict:
+    """``[T, D]`` rows of flattened parameter entries (host) as each parameter's T values,
+    shaped like it: ``{"w": [...], "b": [...]}`` (Python floats, or nested lists)."""
+    out, at, T = {}, 0, len(rows)
+    for k, t in params0.items():
+        out[k] = rows[:, at : at + t.numel()].reshape(T, *t.shape).tolist()
+        at += t.numel()
+    return out
 
 
 class Run:
@@ -257,7 +263,7 @@ class Run:
         if self.epoch_lrs is not None:  # the lr of the epoch's last step, per path
             self.epoch_lrs.append([self.paths[p].lr() for p in self.names])
         for path in self.paths.values():  # torch's lr scheduler steps after the epoch
-            getattr(path, "end_epoch", _nothing)()
+            path.end_epoch()
         if len(self._epoch_rows) >= HISTORY_BLOCK:
             self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
@@ -274,11 +280,8 @@ class Run:
         params = rows[:, P:].reshape(E, P, -1)
         for i, p in enumerate(self.names):
             self.history[p]["loss"].extend(rows[:, i].tolist())
-            at = 0
-            for k, t in self.plan.params0.items():
-                cols = params[:, i, at : at + t.numel()]
-                self.history[p][k].extend(cols.reshape(E, *t.shape).tolist())
-                at += t.numel()
+            for k, values in by_param(params[:, i], self.plan.params0).items():
+                self.history[p][k].extend(values)
 
     def flush(self) -> None:
         """Fold the block into the agreement report and give it to the callbacks."""
@@ -298,7 +301,7 @@ class Run:
     def _keep_steps(self, host) -> None:
         """history="steps": the block's steps into ``self.steps`` (Python floats): the loss of
         the step's batch (before its update), the parameters after it, the gradient used."""
-        T = len(host)
+        params0 = self.plan.params0
         for i, p in enumerate(self.names):
             kept = self.steps[p]
             kept["step"] += host.steps
@@ -306,12 +309,10 @@ class Run:
             if host.lrs is not None:
                 kept.setdefault("lr", []).extend(row[i] for row in host.lrs)
             kept["loss"] += host.losses[:, i].tolist()
-            at = 0
-            for k, t in self.plan.params0.items():
-                cols = slice(at, at + t.numel())
-                kept[k] += host.params[:, i, cols].reshape(T, *t.shape).tolist()
-                kept["grad"][k] += host.grads[:, i, cols].reshape(T, *t.shape).tolist()
-                at += t.numel()
+            for k, values in by_param(host.params[:, i], params0).items():
+                kept[k] += values
+            for k, values in by_param(host.grads[:, i], params0).items():
+                kept["grad"][k] += values
 
     def _bound_at(self, q: int, before, epoch: int, j: int):
         """Autograd path q's rounding bound at the step of epoch ``epoch``, batch ``j``, whose
