@@ -391,7 +391,7 @@ class TensorBoard(Callback):
         ulp difference of the run (every other series' last value is a metric too)."""
         self._write_steps()
         now = time.time()
-        final = result.to_json()["paths"][self.names[0]]["loss"]
+        final = result.paths[self.names[0]]["loss"]
         values = [("result/loss", math.nan if final is None else final)]
         values.append(("result/max ulp", float(self.worst)))
         self.writer.scalars(result.steps, values, now)
