@@ -19,10 +19,12 @@ NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
 CASES = [(name, options) for name, m in schedulers.ALL.items() for options in m.TRY]
 
 
-def torch_lrs(module, options: dict, base: float, steps: int) -> list:
-    """torch's class on a one-parameter SGD, as a training loop steps it."""
+def torch_lrs(module, o, base: float, steps: int) -> list:
+    """torch's class on a one-parameter SGD, as a training loop steps it, given ``o`` (the
+    options) as torch takes them (a user's function where it takes one)."""
     p = torch.zeros(1, requires_grad=True)
     opt = torch.optim.SGD([p], lr=base)
+    options = getattr(module, "torch_kwargs", dataclasses.asdict)(o)
     scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
     out = [opt.param_groups[0]["lr"]]
     for _ in range(steps):
@@ -37,7 +39,7 @@ def test_torch_exact_is_torch_optims_scheduler_bit_for_bit(name, options):
     module = schedulers.get(name)
     o = module.Options(**options)
     for base in (0.1, 0.03):
-        expected = torch_lrs(module, dataclasses.asdict(o), base, 60)
+        expected = torch_lrs(module, o, base, 60)
         mine = schedulers.Schedule(module, o, base, "torch-exact")
         assert [mine.lr_at(t) for t in range(61)] == expected
 
@@ -54,7 +56,7 @@ def test_the_textbook_forms_are_the_closed_forms_and_differ_only_in_the_last_bit
         module = schedulers.get(name)
         o = module.Options(**options)
         book = schedulers.Schedule(module, o, base, "textbook")
-        exact = torch_lrs(module, dataclasses.asdict(o), base, 40)
+        exact = torch_lrs(module, o, base, 40)
         ulps = [ulp_distance_floats([book.lr_at(t)], [exact[t]]) for t in range(41)]
         # the same schedule, rounded elsewhere: torch's recursion accumulates its roundings
         # (cosine through five half-periods in 40 steps: 81 ulp; the others at most 4)
@@ -120,6 +122,16 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
         ("linear:start_factor=0", "--scheduler linear:start_factor=0: Starting multiplicative"),
         ("step:step_size=3,step_size=4", "step_size is given twice"),
         ("step:step_size=2.5", "step_size=2.5 is not a whole number"),
+        ("onecycle:max_lr=0.1", "You must define either total_steps OR (epochs AND steps_per_"),
+        ("onecycle:max_lr=0.1,total_steps=50", "OneCycleLR is sized for 50 steps but the run"),
+        ("onecycle:max_lr=0.1,total_steps=100,three_phase=yes", "three_phase=yes is not True or"),
+        ("onecycle:max_lr=0.1,total_steps=100,anneal_strategy=cosine", "must be one of 'cos'"),
+        ("cyclic:base_lr=0.01,max_lr=0.1,mode=sine", "mode is invalid and scale_fn is None"),
+        ("lambda:lr_lambda=nofile.py:f", "nofile.py' does not exist"),
+        ("lambda:lr_lambda=torchgd.schedulers._examples:nope", "is nothing, not a function"),
+        ("multiplicative", "MultiplicativeLR needs lr_lambda"),
+        ("polynomial:total_iters=0", "total_iters must be a whole number >= 1"),
+        ("warmrestarts:T_0=5,T_mult=0", "Expected integer T_mult >= 1, but got 0"),
     ],
 )
 def test_bad_schedulers_are_one_line_exit_2(main_cli, tmp_path, spec, message):
@@ -162,3 +174,65 @@ def test_scheduler_every_without_a_scheduler_is_refused(main_cli, tmp_path):
     proc = main_cli("train", "--scheduler-every", "step", "--logdir", tmp_path / "runs")
     assert proc.returncode == 2 and "give one with --scheduler" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+MOMENTUM = [
+    (n, o) for n, o in CASES if getattr(schedulers.get(n).Options(**o), "cycle_momentum", False)
+]
+
+
+@pytest.mark.parametrize("name,options", MOMENTUM)
+def test_cycled_momentum_is_torchs_for_sgd_momentum_and_adams_beta1(name, options):
+    module = schedulers.get(name)
+    o = module.Options(**options)
+    mine = schedulers.Schedule(module, o, 0.1, "torch-exact")
+    for cls, read in [(torch.optim.SGD, lambda g: g["momentum"]),
+                      (torch.optim.Adam, lambda g: g["betas"][0])]:  # fmt: skip
+        opt = cls([torch.zeros(1, requires_grad=True)], lr=0.1)
+        scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
+        for t in range(60):
+            assert read(opt.param_groups[0]) == mine.momentum_at(t), (cls, t)
+            opt.step()
+            scheduler.step()
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_one_cycle_runs_in_lockstep_with_torch_momentum_cycled_too(optimizer):
+    spec = "onecycle:max_lr=0.05,total_steps=240"
+    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer=optimizer, rule="torch-exact",
+              scheduler_every="step", history="steps")  # fmt: skip
+    r = torchgd.fit(**kw, scheduler=spec)
+    a = r.agreement
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
+    assert max(r.history["optim"]["steps"]["lr"]) == 0.05  # --lr plays no part: max_lr does
+    still = torchgd.fit(**kw, scheduler=spec + ",cycle_momentum=False")
+    assert still.agreement["params"]["manual~optim"]["max_ulp"] == 0
+    assert still.params("optim") != r.params("optim")  # the momentum did change the run
+
+
+def test_a_users_lambda_file_runs_and_the_config_names_it_absolutely(main_cli, tmp_path):
+    (tmp_path / "warm.py").write_text("def factor(t):\n    return min(1.0, (t + 1) / 4)\n")
+    proc = main_cli("train", "--scheduler", "lambda:lr_lambda=warm.py:factor", "--epochs", "6",
+                    "--json", "--no-plots", "--no-tensorboard")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["config"]["scheduler"] == f"lambda:lr_lambda={tmp_path / 'warm.py'}:factor"
+    expected = [0.01 * min(1.0, (t + 1) / 4) for t in range(6)]
+    assert out["paths"]["manual"]["history"]["lr"] == expected
+    assert out["paths"]["optim"]["history"]["lr"] == out["paths"]["manual"]["history"]["lr"]
+    (tmp_path / "bad.py").write_text("def factor(t):\n    return 1 / (3 - t)\n")
+    proc = main_cli("train", "--scheduler", "multiplicative:lr_lambda=bad.py:factor",
+                    "--logdir", tmp_path / "bad")  # fmt: skip
+    assert proc.returncode == 2 and "failed at step 3: ZeroDivisionError" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_cycling_scheduler_on_a_rule_without_momentum_is_refused_in_torchs_words(main_cli):
+    proc = main_cli("train", "--optimizer", "adagrad", "--scheduler",
+                    "cyclic:base_lr=0.01,max_lr=0.1,step_size_up=5")  # fmt: skip
+    assert proc.returncode == 2
+    assert "optimizer must support momentum or beta1 with `cycle_momentum`" in proc.stderr
+    spec = "cyclic:base_lr=0.01,max_lr=0.1,step_size_up=5,cycle_momentum=False"
+    proc = main_cli("train", "--optimizer", "adagrad", "--epochs", "5", "--no-plots",
+                    "--no-tensorboard", "--scheduler", spec)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr

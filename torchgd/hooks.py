@@ -10,14 +10,27 @@ from .errors import TorchgdError
 
 class Scheduled:
     """``hyper_at`` made from a learning-rate scheduler (``torchgd.schedulers``): the lr of
-    each step from ``Schedule.lr_at``, counted in epochs or in steps (``every``)."""
+    each step from ``Schedule.lr_at``, counted in epochs or in steps (``every``); the momentum
+    too where the scheduler cycles it (SGD's and RMSprop's ``momentum``, Adam's ``beta1``)."""
 
     def __init__(self, schedule, every: str, spec: str):
         self.schedule, self.every, self.spec = schedule, every, spec
 
     def __call__(self, step: int, epoch: int, hp):
         t = epoch - 1 if self.every == "epoch" else step - 1
-        return replace(hp, lr=self.schedule.lr_at(t))
+        hp = replace(hp, lr=self.schedule.lr_at(t))
+        return with_momentum(hp, self.schedule.momentum_at(t)) if self.cycles else hp
+
+    @property
+    def cycles(self) -> bool:
+        return self.schedule.cycles_momentum
+
+
+def with_momentum(hp, momentum: float):
+    """``hp`` with its momentum (Adam's: beta1) set as torch's cycling schedulers set it."""
+    if hasattr(hp, "betas"):
+        return replace(hp, betas=(momentum, *hp.betas[1:]))
+    return replace(hp, momentum=momentum)
 
 
 def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Scheduled:
@@ -30,6 +43,11 @@ def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Schedul
     module, options = schedulers.parse(spec)
     spelling = "torch-exact" if rule == "torch-exact" else "textbook"
     schedule = schedulers.Schedule(module, options, hp.lr, spelling)
+    if schedule.cycles_momentum and not (hasattr(hp, "momentum") or hasattr(hp, "betas")):
+        raise TorchgdError(
+            f"--scheduler {spec}: optimizer must support momentum or beta1 with `cycle_momentum` "
+            "option enabled (torch's words; add cycle_momentum=False)"
+        )
     schedulers.check(schedule, units, spec)  # every lr of the run, before it starts
     return Scheduled(schedule, every, schedulers.spec_of(module, options))
 
@@ -56,7 +74,9 @@ def _check_hook(hyper_at, hp) -> str | None:
 
 def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, batching=(None, None)):
     """The run's hook: the user's ``hyper_at`` (tried once), or one made from ``scheduler``;
-    ``config`` records which (a function's name; a scheduler's spec, which rebuilds it)."""
+    ``config`` records which (a function's name; a scheduler's spec, which rebuilds it). With
+    the hook, the ``hp`` the paths start from: a scheduler that cycles momentum sets it before
+    the first step, as torch's does on construction (SGD then keeps a momentum buffer)."""
     config["hyper_at"] = _check_hook(hyper_at, hp)
     if every is not None and scheduler is None:
         raise TorchgdError("--scheduler-every steps a scheduler: give one with --scheduler")
@@ -67,7 +87,9 @@ def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, batching=(N
         units = config["epochs"] * (per_epoch if every == "step" else 1)
         hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at, units)
         config.update(scheduler=hyper_at.spec, scheduler_every=every)
-    return hyper_at
+        if hyper_at.cycles:
+            hp = with_momentum(hp, hyper_at.schedule.momentum_at(0))
+    return hyper_at, hp
 
 
 def against_the_limit(plan) -> str | None:
@@ -77,8 +99,8 @@ def against_the_limit(plan) -> str | None:
     from . import theory
 
     hook = plan.hyper_at
-    if not isinstance(hook, Scheduled) or plan.dataset is None:
-        return None
+    if not isinstance(hook, Scheduled) or plan.dataset is None or hook.cycles:
+        return None  # (the theory does not cover momentum)
     t = theory.analyse(plan.config, plan.dataset, plan.schedule)
     if t is None or t.critical_lr is None:
         return None
@@ -114,7 +136,6 @@ def _lower(hook, units: int, limit: float) -> str:
     peak = max(s.lr_at(k) for k in range(units))
     if max(half.lr_at(k) for k in range(units)) == peak / 2:  # the lr scales with the base
         return f"--lr below {s.base * limit / peak:.4g} keeps this {s.module.TORCH_CLASS} below it"
-    return (
-        f"its options set part of the lr whatever --lr is ({hook.spec}): lower them (eta_min, "
-        "for one) below the limit too"
-    )
+    peak = getattr(s.module, "PEAK", None)
+    lower = f"{peak} below {limit:.4g}" if peak else "them (eta_min, for one) below the limit too"
+    return f"its options set part of the lr whatever --lr is ({hook.spec}): lower {lower}"

@@ -254,8 +254,10 @@ class OptimPath(AutogradPath):
         them (the lr left to torch's own scheduler where there is one)."""
         super().set_hyper(hp)
         given = rules.torch_kwargs(hp)
-        if self.lr_scheduler is not None:
+        if self.lr_scheduler is not None:  # what torch's scheduler sets is its to set
             given.pop("lr", None)
+            if getattr(self.lr_scheduler, "cycle_momentum", False):
+                given.pop("momentum", None), given.pop("betas", None)
         for group in self.optimizer.param_groups:
             group.update({k: v for k, v in given.items() if k in group})
 

@@ -163,7 +163,7 @@ def plan(
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
-    hyper_at = hooks.of_plan(
+    hyper_at, hp = hooks.of_plan(
         hyper_at, scheduler, scheduler_every, hp, rule, config, (sched, dataset)
     )
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None

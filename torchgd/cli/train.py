@@ -92,11 +92,10 @@ def _train_options() -> argparse.ArgumentParser:
 
 
 def _scheduler_names() -> list:
-    """The schedulers' names, from their files (read without importing torch)."""
-    from pathlib import Path
+    """The schedulers' names, from their files (``torchgd.schedulers`` imports no torch)."""
+    from .. import schedulers
 
-    folder = Path(__file__).resolve().parent.parent / "schedulers"
-    return sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    return sorted(schedulers.ALL)
 
 
 def run(args) -> int:

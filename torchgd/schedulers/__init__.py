@@ -10,7 +10,12 @@
 * ``torch_exact(t, prev, base, o)``: torch's own recursive (chainable) ``get_lr``, the lr
   after ``t`` steps from the one after ``t - 1`` (``prev``), operation for operation;
   ``initial(base, o)``: the lr before any step (torch's ``last_epoch = 0``), default ``base``;
-* ``WHY``: where the two forms round differently, for the report.
+* ``WHY``: where the two forms round differently, for the report;
+* optional: ``momentum(t, o)`` where the scheduler also cycles momentum (``cycle_momentum``:
+  SGD's and RMSprop's ``momentum``, Adam's ``beta1``), ``fits(o, units)`` where it can step only
+  so often (OneCycleLR's ``total_steps``), ``torch_kwargs(o)`` where torch takes other objects
+  than the options (a user's function for ``lr_lambda``), ``PEAK``: the option that sets the
+  peak lr where ``--lr`` does not (OneCycleLR's ``max_lr``).
 
 ``--scheduler NAME:key=value,...`` (torch's names and values); ``--scheduler-every epoch|step``.
 The manual and autograd paths take ``Schedule.lr_at`` in the run's spelling (``--rule``:
@@ -53,16 +58,29 @@ def get(name: str):
     return module
 
 
-_KINDS = {"int": "a whole number", "float": "a finite number", "tuple": "whole numbers like 10/20"}
+_KINDS = {
+    "int": "a whole number",
+    "float": "a finite number",
+    "tuple": "whole numbers like 10/20",
+    "bool": "True or False",
+}
 
 
 def _value(field, text: str):
     """A ``key=value`` of the command line as the option's type: ints, finite floats, lists
-    of whole numbers (``10/20``)."""
+    of whole numbers (``10/20``), True/False, words; ``None`` where the option may be None."""
     import math
 
     kind = field.type if isinstance(field.type, str) else field.type.__name__
+    if kind.endswith(" | None"):
+        if text == "None":
+            return None
+        kind = kind[: -len(" | None")]
     try:
+        if kind == "bool":
+            if text not in ("True", "False", "true", "false"):
+                raise ValueError
+            return text in ("True", "true")
         if kind == "int":
             return int(text)
         if kind == "float":
@@ -124,6 +142,9 @@ def check(schedule, units: int, spec: str) -> None:
     torch.optim requires of an lr (said before anything runs, not by torch mid-run)."""
     import math
 
+    fits = getattr(schedule.module, "fits", None)
+    if fits is not None:
+        fits(schedule.options, units)  # OneCycleLR: total_steps >= the steps the run takes
     for t in range(units):
         lr = schedule.lr_at(t)
         if not (math.isfinite(lr) and lr >= 0):
@@ -155,9 +176,19 @@ class Schedule:
             )
         return lrs[t]
 
+    @property
+    def cycles_momentum(self) -> bool:
+        """Whether the scheduler sets the momentum too (``cycle_momentum``)."""
+        return hasattr(self.module, "momentum") and bool(self.options.cycle_momentum)
+
+    def momentum_at(self, t: int) -> float:
+        """The momentum (SGD's, or Adam's beta1) after ``t`` scheduler steps."""
+        return self.module.momentum(t, self.options)
+
     def torch_scheduler(self, optimizer):
         """torch's own class on ``optimizer`` (the optim path's)."""
         import torch
 
         cls = getattr(torch.optim.lr_scheduler, self.module.TORCH_CLASS)
-        return cls(optimizer, **dataclasses.asdict(self.options))
+        kwargs = getattr(self.module, "torch_kwargs", dataclasses.asdict)(self.options)
+        return cls(optimizer, **kwargs)

@@ -1,0 +1,44 @@
+"""LambdaLR: the base lr times a factor that a user's function gives for each step count.
+
+    lr_t = base * lr_lambda(t)          (both spellings: torch computes it so too)
+
+``--scheduler lambda:lr_lambda=warmup.py:factor``: ``factor(t)`` in the file ``warmup.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _user
+
+NAME = "lambda"
+TORCH_CLASS = "LambdaLR"
+WHY = "torch multiplies the base lr by the factor, as the closed form does"
+
+# options the tests try against torch (each scheduler file brings its own)
+TRY = [dict(lr_lambda="torchgd.schedulers._examples:warmup")]
+
+
+@dataclass(frozen=True)
+class Options:
+    lr_lambda: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_lambda", _user.absolute(self.lr_lambda))
+        _user.function(self.lr_lambda)
+
+
+def torch_kwargs(o: Options) -> dict:
+    return {"lr_lambda": _user.function(o.lr_lambda)}
+
+
+def textbook(t: int, base: float, o: Options) -> float:
+    return base * _user.factor(o.lr_lambda, t)
+
+
+def torch_exact(t: int, prev: float, base: float, o: Options) -> float:
+    return base * _user.factor(o.lr_lambda, t)
+
+
+def initial(base: float, o: Options) -> float:
+    return base * _user.factor(o.lr_lambda, 0)
