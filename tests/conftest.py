@@ -58,6 +58,15 @@ def main_cli(tmp_path, capsys, monkeypatch):
     return _run
 
 
+@pytest.fixture
+def cli_once(request, cli, main_cli):
+    """For a parametrized test of bad input: its first case through a real subprocess (what a
+    user runs: the exit code, stderr, no traceback), the others through the same ``main()`` in
+    this process (an uncaught exception fails them just the same), a few seconds each saved."""
+    first = all(i == 0 for i in request.node.callspec.indices.values())
+    return cli if first else main_cli
+
+
 def stopped_at(plan, epoch: int, batch: int) -> dict:
     """The state a run of ``plan`` leaves when stopped after ``batch`` batches of ``epoch``
     (what a Ctrl-C there checkpoints), stepped by ``Run`` as ``train.execute`` steps it."""

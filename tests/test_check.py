@@ -328,10 +328,10 @@ loss_string = FunctionProblem("l", ("x", "y"), f=lambda x, y: "cost",
 )
 @pytest.mark.parametrize("command", ["check", "train"])
 def test_a_broken_problem_file_is_one_line_exit_2_in_check_and_train(
-    cli, tmp_path, name, words, command
+    cli_once, tmp_path, name, words, command
 ):
     (tmp_path / "broken.py").write_text(BROKEN)
-    proc = cli(command, "--problem", f"broken.py:{name}")
+    proc = cli_once(command, "--problem", f"broken.py:{name}")
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert words in proc.stderr, proc.stderr

@@ -66,8 +66,8 @@ def test_bad_files_are_refused_with_file_and_place(name, message):
 
 
 @pytest.mark.parametrize("name", ["ragged.csv", "pickle_code.pt", "truncated.pt", "nan.npz"])
-def test_bad_files_through_the_cli_are_one_line_exit_2(cli, tmp_path, name):
-    proc = cli("train", "--data", CORPUS / name, "--logdir", tmp_path / "runs")
+def test_bad_files_through_the_cli_are_one_line_exit_2(cli_once, tmp_path, name):
+    proc = cli_once("train", "--data", CORPUS / name, "--logdir", tmp_path / "runs")
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert BAD[name] in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()

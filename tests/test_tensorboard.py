@@ -449,8 +449,8 @@ def test_tb_on_a_missing_directory_is_one_line_exit_2(cli, tmp_path):
         (["--smoothing", "1"], "--smoothing must be in [0, 1)"),
     ],
 )
-def test_bad_logging_options_are_one_line_exit_2(cli, tmp_path, args, message):
-    proc = cli("train", *args, "--logdir", tmp_path)
+def test_bad_logging_options_are_one_line_exit_2(cli_once, tmp_path, args, message):
+    proc = cli_once("train", *args, "--logdir", tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
 
 

@@ -168,10 +168,10 @@ class BadRule:
     ],
 )
 def test_a_users_broken_code_is_one_line_and_exit_2_before_anything_is_written(
-    cli, tmp_path, args, message
+    cli_once, tmp_path, args, message
 ):
     (tmp_path / "broken.py").write_text(BROKEN_PROBLEMS)
-    proc = cli("train", *args, "--no-plots", "--logdir", "runs")
+    proc = cli_once("train", *args, "--no-plots", "--logdir", "runs")
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr and not (tmp_path / "runs").exists()
 

@@ -115,7 +115,7 @@ def run(p, lrs) -> dict:
     theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
     lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
     hp = _Lanes(p.hp, lr)
-    state: dict = rules.of(p.hp).init(theta, p.hp)  # every lane's state, as lanes
+    state: dict = rules.of(p.hp).init(theta, hp)  # every lane's state, as lanes
     x = y = None
     n = 1
     if p.dataset is not None:

@@ -47,6 +47,8 @@ def why_not(config: dict, dataset=None) -> str | None:
     if config.get("problem") != "linear" or (dataset is None and config.get("data") is None):
         return f"it covers the linear model on data, not '{config.get('problem')}'"
     optimizer = config.get("optimizer", "sgd")
+    if optimizer == "asgd":
+        return "it covers a fixed step; asgd shrinks its step as it goes and averages the iterates"
     if optimizer != "sgd":
         return (
             f"it covers gradient descent with a fixed step; {optimizer} scales each step by "

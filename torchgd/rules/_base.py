@@ -17,6 +17,42 @@ def help_(text: str, **more) -> dict:
     return {"help": text, **more}
 
 
+def like(hyper, name: str, **changes):
+    """A field as another rule's ``Hyper`` declares it (its default and help), ``changes``
+    made: the options several rules share are written once."""
+    from dataclasses import field
+
+    f = hyper.__dataclass_fields__[name]
+    return field(**{"default": f.default, "metadata": f.metadata, **changes})
+
+
+def pair(option: str, example: str):
+    """A parser of ``--OPTION a,b`` as a pair of numbers (``--betas 0.9,0.999``)."""
+
+    def parse(text) -> tuple:
+        parts = str(text).split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            return float(parts[0]), float(parts[1])
+        except ValueError:
+            raise invalid(f"--{option} takes two numbers, e.g. {example}; got '{text}'") from None
+
+    return parse
+
+
+def as_pair(hp, name: str, parse) -> None:
+    """``hp.<name>`` as a tuple: from config.json's list, or the command line's ``"a,b"``."""
+    value = getattr(hp, name)
+    if isinstance(value, list):
+        object.__setattr__(hp, name, tuple(value))
+    elif isinstance(value, str):
+        object.__setattr__(hp, name, parse(value))
+    if not isinstance(getattr(hp, name), tuple) or len(getattr(hp, name)) != 2:
+        raise invalid(f"--{name.replace('_', '-')} takes two numbers; got {value}")
+    hp.numbers(name)
+
+
 def invalid(message: str) -> TorchgdError:
     """torch.optim's own words for a bad argument, as torchgd's one-line error."""
     return TorchgdError(message)
