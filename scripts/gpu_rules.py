@@ -10,13 +10,10 @@ import torch
 from torchgd import rules
 from torchgd.compare import ulp_distance
 
+# every rule of the registry (a new rule file is measured too): defaults, and every option on
 OPTIONS = {
-    "sgd": [dict(), dict(momentum=0.9, nesterov=True, weight_decay=0.01)],
-    "adagrad": [dict(), dict(lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1)],
-    "rmsprop": [dict(), dict(alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)],
-    "adadelta": [dict(), dict(rho=0.8, weight_decay=0.01)],
-    "adam": [dict(), dict(betas=(0.8, 0.99), amsgrad=True, weight_decay=0.01)],
-    "adamw": [dict(), dict(betas=(0.8, 0.99), amsgrad=True, weight_decay=0.05)],
+    name: [dict(), {k: v for k, v in rules.all_on(module).items() if k != "lr"}]
+    for name, module in rules.ALL.items()
 }
 
 
