@@ -9,6 +9,7 @@
 """
 
 import dataclasses
+import importlib
 import json
 
 import pytest
@@ -566,8 +567,17 @@ def test_no_difference_is_unexplained_for_any_rule(name, on, schedule, shuffle, 
     assert set(differ) <= explained  # every pair that differs has its reason
 
 
+def steps_in(rule):
+    """The module whose code steps ``rule`` (AdamW's is Adam's)."""
+    return importlib.import_module(rule.update.__module__)
+
+
+# the rules whose torch-exact spelling has torch's foreach code too (``foreach`` where it steps)
+FOREACH = [name for name, rule in rules.ALL.items() if hasattr(steps_in(rule), "foreach")]
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("name", ["adagrad", "adam", "adamw"])
+@pytest.mark.parametrize("name", FOREACH)
 def test_torch_exact_follows_torch_optims_foreach_implementation_where_torch_takes_it(
     name, dtype, monkeypatch
 ):
@@ -575,7 +585,8 @@ def test_torch_exact_follows_torch_optims_foreach_implementation_where_torch_tak
     differently from the single-tensor ones; torch-exact then calls the same foreach ops. Here
     (no GPU) the spelling is switched on by hand and held to torch.optim(foreach=True)."""
     module = rules.get(name)
-    monkeypatch.setattr(module if name != "adamw" else rules.get("adam"), "foreach", lambda t: True)
+    monkeypatch.setattr(steps_in(module), "foreach", lambda t: True)
+    assert len(FOREACH) >= 6  # adagrad, adam, adamw, nadam, radam, asgd
     for options in combos(name):
         g = torch.Generator().manual_seed(0)
         w0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)

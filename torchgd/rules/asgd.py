@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, begin, help_, invalid
+from ._base import Base, begin, foreach, help_, invalid
 
 NAME = "asgd"
 TORCH_CLASS = "ASGD"
@@ -77,10 +77,22 @@ def init(params: dict, hp: Hyper) -> dict:
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
     """One ASGD step on ``params`` in place."""
-    step = _torch_step if spelling == "torch-exact" else _textbook_step
+    exact = spelling == "torch-exact"
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, st["step"])
+
+
+def _scalars(st, theta) -> None:
+    """torch's ``eta`` and ``mu``: 0-d tensors of the default dtype, on the parameter's
+    device."""
+    import torch
+
+    for s in ("eta", "mu"):
+        if not isinstance(st[s], torch.Tensor):
+            dtype = torch.get_default_dtype()
+            st[s] = torch.as_tensor(st[s], dtype=dtype, device=theta.device).clone()
 
 
 def _torch_step(theta, g, st, hp, t) -> None:
@@ -88,9 +100,7 @@ def _torch_step(theta, g, st, hp, t) -> None:
     in 0-d tensors of the default dtype."""
     import torch
 
-    for s in ("eta", "mu"):
-        if not isinstance(st[s], torch.Tensor):
-            st[s] = torch.as_tensor(st[s], dtype=torch.get_default_dtype()).clone()
+    _scalars(st, theta)
     if hp.weight_decay != 0:
         g = g.add(theta, alpha=hp.weight_decay)
     eta = st["eta"].item()
@@ -102,6 +112,30 @@ def _torch_step(theta, g, st, hp, t) -> None:
         st["ax"].copy_(theta)
     st["eta"].copy_(torch.as_tensor(hp.lr / ((1 + hp.lambd * hp.lr * float(t)) ** hp.alpha)))
     st["mu"].copy_(torch.as_tensor(1 / max(1, float(t) - hp.t0)))
+
+
+def _foreach_step(theta, g, st, hp, t) -> None:
+    """``torch.optim.asgd._multi_tensor_asgd``'s operations (torch's default on CUDA): another
+    arrangement, ``w - eta * (g + lambd * w)``, and the next eta computed from the step count
+    as a float32 tensor."""
+    import torch
+
+    _scalars(st, theta)
+    if hp.weight_decay != 0:
+        inter = torch._foreach_add([g], [theta], alpha=hp.weight_decay)
+        torch._foreach_add_(inter, [theta], alpha=hp.lambd)
+    else:
+        inter = torch._foreach_add([g], [theta], alpha=hp.lambd)
+    torch._foreach_addcmul_([theta], inter, [st["eta"]], value=-1)
+    inter = torch._foreach_sub([theta], [st["ax"]])
+    torch._foreach_addcmul_([st["ax"]], inter, [st["mu"]])
+    step = torch.tensor(float(t), dtype=torch.get_default_dtype())  # torch's step: a tensor
+    new_eta = torch.as_tensor(
+        hp.lr / ((1 + hp.lambd * hp.lr * step) ** hp.alpha), device=theta.device
+    )
+    new_mu = torch.as_tensor(1 / max(1, step.item() - hp.t0), device=theta.device)
+    torch._foreach_copy_([st["eta"]], [new_eta])
+    torch._foreach_copy_([st["mu"]], [new_mu])
 
 
 def _textbook_step(theta, g, st, hp, t) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import adam
-from ._base import Base, begin, help_, invalid, like, zeros
+from ._base import Base, begin, foreach, help_, invalid, like, zeros
 
 NAME = "nadam"
 TORCH_CLASS = "NAdam"
@@ -85,19 +85,25 @@ def _momenta(hp: Hyper, t: int) -> tuple:
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
     """One NAdam step on ``params`` in place."""
-    step = _torch_step if spelling == "torch-exact" else _textbook_step
+    exact = spelling == "torch-exact"
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, st["step"])
+
+
+def _mu_product(st) -> None:
+    """torch's ``mu_product``: a 0-d tensor of the default dtype, on the CPU."""
+    import torch
+
+    if not isinstance(st["mu_product"], torch.Tensor):
+        st["mu_product"] = torch.tensor(st["mu_product"], dtype=torch.get_default_dtype())
 
 
 def _torch_step(theta, g, st, hp, t) -> None:
     """``torch.optim.nadam._single_tensor_nadam``'s operations, in its order."""
-    import torch
-
     beta1, beta2 = hp.betas
-    if not isinstance(st["mu_product"], torch.Tensor):  # torch's: 0-d, the default dtype
-        st["mu_product"] = torch.tensor(st["mu_product"], dtype=torch.get_default_dtype())
+    _mu_product(st)
     bias_correction2 = 1 - beta2**t
     if hp.weight_decay != 0:
         if hp.decoupled_weight_decay:
@@ -114,6 +120,34 @@ def _torch_step(theta, g, st, hp, t) -> None:
     denom.add_(hp.eps)
     theta.addcdiv_(g, denom, value=(-hp.lr * (1.0 - mu) / (1.0 - mu_product)))
     theta.addcdiv_(st["exp_avg"], denom, value=(-hp.lr * mu_next) / (1.0 - mu_product_next))
+
+
+def _foreach_step(theta, g, st, hp, t) -> None:
+    """``torch.optim.nadam._multi_tensor_nadam``'s operations (torch's default on CUDA): the
+    root divided by sqrt(1 - beta2^t), not the average by 1 - beta2^t."""
+    import torch
+
+    beta1, beta2 = hp.betas
+    _mu_product(st)
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    if hp.weight_decay != 0:
+        if hp.decoupled_weight_decay:
+            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
+        else:
+            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    torch._foreach_lerp_([m], [g], 1 - beta1)
+    torch._foreach_mul_([v], beta2)
+    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
+    denom = torch._foreach_sqrt([v])
+    mu, mu_next = _momenta(hp, t)
+    torch._foreach_mul_([st["mu_product"]], [mu])
+    torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5])
+    torch._foreach_add_(denom, hp.eps)
+    mu_product = st["mu_product"].item()
+    step_grad = (hp.lr * (1.0 - mu) / (1.0 - mu_product)) * -1
+    step_avg = (hp.lr * mu_next / (1.0 - mu_product * mu_next)) * -1
+    torch._foreach_addcdiv_([theta], [g], denom, [step_grad])
+    torch._foreach_addcdiv_([theta], [m], denom, [step_avg])
 
 
 def _textbook_step(theta, g, st, hp, t) -> None:

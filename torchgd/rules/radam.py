@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import adam, nadam
-from ._base import Base, begin, help_, like, zeros
+from ._base import Base, begin, foreach, help_, like, zeros
 
 NAME = "radam"
 TORCH_CLASS = "RAdam"
@@ -82,9 +82,10 @@ def switch_over(beta2: float, limit: int = 10**6) -> int | None:
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
     """One RAdam step on ``params`` in place."""
-    step = _torch_step if spelling == "torch-exact" else _textbook_step
+    exact = spelling == "torch-exact"
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, float(st["step"]))
 
 
@@ -109,6 +110,36 @@ def _torch_step(theta, g, st, hp, t) -> None:
         theta.add_(bias_corrected_exp_avg * hp.lr * adaptive_lr * rect, alpha=-1.0)
     else:
         theta.add_(bias_corrected_exp_avg * hp.lr, alpha=-1.0)
+
+
+def _foreach_step(theta, g, st, hp, t) -> None:
+    """``torch.optim.radam._multi_tensor_radam``'s operations (torch's default on CUDA): one
+    buffer, sqrt(1 - beta2^t) lr r / (1 - beta1^t) / (sqrt(v) + eps) plus the unrectified
+    step size, times m."""
+    import torch
+
+    beta1, beta2 = hp.betas
+    rho_inf, rho_t = rho(beta2, t)
+    if hp.weight_decay != 0:
+        if hp.decoupled_weight_decay:
+            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
+        else:
+            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    m, v = st["exp_avg"], st["exp_avg_sq"]
+    torch._foreach_lerp_([m], [g], 1 - beta1)
+    torch._foreach_mul_([v], beta2)
+    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
+    rect = rectifier(rho_inf, rho_t) if rho_t > 5 else 0
+    unrectified = 0 if rect > 0 else 1.0
+    bc1 = 1 - beta1**t
+    unrect_step_size = (hp.lr * unrectified / bc1) * -1
+    bc2 = ((1 - beta2**t) ** 0.5) * (hp.lr * rect / bc1) * -1
+    buffer = torch._foreach_sqrt([v])
+    torch._foreach_add_(buffer, hp.eps)
+    torch._foreach_div_(buffer, [bc2])
+    torch._foreach_reciprocal_(buffer)
+    torch._foreach_add_(buffer, [unrect_step_size])
+    torch._foreach_addcmul_([theta], [m], buffer)
 
 
 def _textbook_step(theta, g, st, hp, t) -> None:
