@@ -16,7 +16,12 @@ from torchgd.compare import ulp_distance_floats
 from torchgd.plan import plan, plan_from_config
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
-CASES = [(name, options) for name, m in schedulers.ALL.items() for options in m.TRY]
+CASES = [  # the schedulers whose lr is a function of the step (plateau's follows the costs)
+    (name, options)
+    for name, m in schedulers.ALL.items()
+    if not hasattr(m, "Schedule")
+    for options in m.TRY
+]
 
 
 def torch_lrs(module, o, base: float, steps: int) -> list:
@@ -132,6 +137,8 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
         ("multiplicative", "MultiplicativeLR needs lr_lambda"),
         ("polynomial:total_iters=0", "total_iters must be a whole number >= 1"),
         ("warmrestarts:T_0=5,T_mult=0", "Expected integer T_mult >= 1, but got 0"),
+        ("plateau:factor=1.5", "Factor should be < 1.0."),
+        ("plateau:mode=lowest", "mode lowest is unknown!"),
     ],
 )
 def test_bad_schedulers_are_one_line_exit_2(main_cli, tmp_path, spec, message):
@@ -236,3 +243,45 @@ def test_a_cycling_scheduler_on_a_rule_without_momentum_is_refused_in_torchs_wor
     proc = main_cli("train", "--optimizer", "adagrad", "--epochs", "5", "--no-plots",
                     "--no-tensorboard", "--scheduler", spec)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+COSTS = [5.0, 4.0, 4.0, 3.9999, 4.1, 3.0, 3.0, 3.0, 3.0, 2.9, 2.9, 2.9, 2.9, 2.9, 1.0, 1.0] * 3
+
+
+@pytest.mark.parametrize("options", schedulers.get("plateau").TRY)
+def test_plateau_follows_the_costs_as_torchs_reduce_lr_on_plateau(options):
+    module = schedulers.get("plateau")
+    for spelling in ("torch-exact", "textbook"):
+        mine = schedulers.make(module, module.Options(**options), 0.1, spelling)
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, **options)
+        for t, cost in enumerate(COSTS, 1):
+            mine.observe(cost)
+            theirs.step(cost)
+            assert mine.lr_at(t) == opt.param_groups[0]["lr"], (spelling, t)
+        assert len(set(mine.lrs)) > 2  # it did lower the lr, more than once
+
+
+def test_a_plateau_run_is_in_lockstep_with_torch_and_resumes_bit_for_bit():
+    kw = dict(**NOISY, schedule="minibatch:8", epochs=40, lr=0.05, optimizer="adam",
+              rule="torch-exact", scheduler="plateau:patience=2,factor=0.5")  # fmt: skip
+    whole = train.execute(plan(**kw))
+    a, h = whole.agreement, whole.to_json()["paths"]
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
+    lrs = h["optim"]["history"]["lr"]
+    assert lrs == h["manual"]["history"]["lr"] and len(set(lrs)) >= 4 and lrs[0] == 0.05
+    assert all(b in (a_, a_ / 2) for a_, b in zip(lrs, lrs[1:]))  # only ever halved
+    state = stopped_at(plan(**kw), 25, 3)
+    assert state["schedule"]["lrs"][:25] == lrs[:25]
+    rebuilt = plan_from_config(json.loads(json.dumps(state["config"])))
+    resumed = train.execute(rebuilt, resume=state)
+    assert resumed.to_json()["paths"] == h and resumed.agreement == a
+
+
+def test_plateau_refuses_to_be_stepped_every_step(main_cli, tmp_path):
+    proc = main_cli("train", "--scheduler", "plateau", "--scheduler-every", "step",
+                    "--logdir", tmp_path / "runs")  # fmt: skip
+    assert (
+        proc.returncode == 2
+        and "steps on the epoch's cost: use --scheduler-every epoch" in proc.stderr
+    )

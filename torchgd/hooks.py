@@ -42,7 +42,12 @@ def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Schedul
         raise TorchgdError(f"--scheduler-every must be epoch or step, got '{every}'")
     module, options = schedulers.parse(spec)
     spelling = "torch-exact" if rule == "torch-exact" else "textbook"
-    schedule = schedulers.Schedule(module, options, hp.lr, spelling)
+    if every not in getattr(module, "EVERY", schedulers.EVERY):
+        raise TorchgdError(
+            f"--scheduler {spec}: {module.TORCH_CLASS} steps on the epoch's cost: use "
+            "--scheduler-every epoch"
+        )
+    schedule = schedulers.make(module, options, hp.lr, spelling)
     if schedule.cycles_momentum and not (hasattr(hp, "momentum") or hasattr(hp, "betas")):
         raise TorchgdError(
             f"--scheduler {spec}: optimizer must support momentum or beta1 with `cycle_momentum` "
@@ -132,7 +137,7 @@ def _lower(hook, units: int, limit: float) -> str:
 
     s = hook.schedule
     spelling = "torch-exact" if s.exact else "textbook"
-    half = schedulers.Schedule(s.module, s.options, s.base / 2, spelling)  # halving is exact
+    half = schedulers.make(s.module, s.options, s.base / 2, spelling)  # halving is exact
     peak = max(s.lr_at(k) for k in range(units))
     if max(half.lr_at(k) for k in range(units)) == peak / 2:  # the lr scales with the base
         return f"--lr below {s.base * limit / peak:.4g} keeps this {s.module.TORCH_CLASS} below it"

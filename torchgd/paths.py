@@ -44,8 +44,9 @@ class Path:
         """The learning rate this path steps with now."""
         return self.hp.lr
 
-    def end_epoch(self) -> None:
-        """After the epoch's last step (the optim path steps torch's lr scheduler here)."""
+    def end_epoch(self, cost=None) -> None:
+        """After the epoch's last step (the optim path steps torch's lr scheduler here; ``cost``:
+        the epoch's cost over all data, where the scheduler watches it)."""
 
     def values(self) -> dict:
         """The current parameters, detached from any graph."""
@@ -267,9 +268,9 @@ class OptimPath(AutogradPath):
         self.lr_scheduler = schedule.torch_scheduler(self.optimizer)
         self.scheduler_every = every
 
-    def end_epoch(self) -> None:
+    def end_epoch(self, cost=None) -> None:
         if self.lr_scheduler is not None and self.scheduler_every == "epoch":
-            self.lr_scheduler.step()
+            self.lr_scheduler.step(*(() if cost is None else (cost,)))
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]

@@ -75,6 +75,7 @@ class Run:
         self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
         # plan's hyper_at: the hyperparameters of each step, its lr recorded (None: plan.hp)
         self.hyper_at, self.hp_now = plan.hyper_at, plan.hp
+        self._epoch_costs: tuple = (None, {})  # (epoch, every path's cost over all data)
         self._lrs: list = []  # the lr of each step of the block, not yet flushed
         self.epoch_lrs: list | None = [] if plan.hyper_at is not None else None
         self.lr_report = LrAgreement(self.names)
@@ -262,8 +263,9 @@ class Run:
         self._epoch_rows.append(self.last_row)
         if self.epoch_lrs is not None:  # the lr of the epoch's last step, per path
             self.epoch_lrs.append([self.paths[p].lr() for p in self.names])
-        for path in self.paths.values():  # torch's lr scheduler steps after the epoch
-            path.end_epoch()
+        costs = self._watched_costs(epoch, losses, values)
+        for name, path in self.paths.items():  # torch's lr scheduler steps after the epoch
+            path.end_epoch(costs.get(name))
         if len(self._epoch_rows) >= HISTORY_BLOCK:
             self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
@@ -327,13 +329,8 @@ class Run:
         the epoch's loss (the cost before its update), else one more pass over the data per
         path. Reading the verdict waits for the device: the one read per epoch, so that a
         diverged run stops at the epoch it diverged."""
-        names, params, p = self.names, info.params, self.plan
-        if p.dataset is None or p.schedule.kind == "batch":
-            costs = [info.losses[q] for q in names]
-        else:
-            costs = [
-                batch_loss(p.problem, params[q], self.x, self.y, self.n, self.group) for q in names
-            ]
+        names, p = self.names, self.plan
+        costs = [self._costs(info.epoch, info.losses, info.params)[q] for q in names]
         P = len(names)
         with sync_allowed(p.device):  # the costs and the epoch's row, read in one copy
             read = torch.cat([torch.stack(costs).to(self.last_row), self.last_row])
@@ -348,6 +345,36 @@ class Run:
         last = self.guard.last_finite[i].item()
         at = {"epoch": info.epoch, "path": names[i], "reason": reason, "last_finite_loss": last}
         return advice(p, at)
+
+    def _schedule_state(self) -> dict | None:
+        """The state of a schedule that follows the run (ReduceLROnPlateau), else None."""
+        schedule = getattr(self.hyper_at, "schedule", None)
+        return schedule.state_dict() if hasattr(schedule, "state_dict") else None
+
+    def _costs(self, epoch: int, losses: dict, params: dict) -> dict:
+        """Every path's cost over all data after ``epoch`` (for ``batch``: the epoch's loss, the
+        cost before its update), computed once per epoch for the guard and the scheduler."""
+        p = self.plan
+        if self._epoch_costs[0] != epoch:
+            if p.dataset is None or p.schedule.kind == "batch":
+                costs = {q: losses[q] for q in self.names}
+            else:
+                x, y, n, group = self.x, self.y, self.n, self.group
+                costs = {q: batch_loss(p.problem, params[q], x, y, n, group) for q in self.names}
+            self._epoch_costs = (epoch, costs)
+        return self._epoch_costs[1]
+
+    def _watched_costs(self, epoch: int, losses: dict, params: dict) -> dict:
+        """The costs a scheduler that watches them (ReduceLROnPlateau) is given after the
+        epoch: torchgd's follows the manual path's (the first path's where there is none), the
+        optim path's torch class its own; none where the schedule does not watch them."""
+        observe = getattr(getattr(self.hyper_at, "schedule", None), "observe", None)
+        if observe is None:
+            return {}
+        costs = self._costs(epoch, losses, params)
+        with sync_allowed(self.plan.device):  # the one read per epoch, as the guard's
+            observe(float(costs["manual" if "manual" in costs else self.names[0]]))
+        return costs
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -368,6 +395,7 @@ class Run:
             "epoch_lrs": self.epoch_lrs,
             "lr_agreement": self.lr_report.state_dict(),
             "guard": self.guard.state_dict(),
+            "schedule": self._schedule_state(),
             "callbacks": {
                 type(cb).__name__: cb.state_dict()
                 for cb in self.callbacks
@@ -392,6 +420,8 @@ class Run:
         if self.hyper_at is not None:  # the optimizer's param_groups came back as they were
             self.hp_now = None  # saved: the next step sets every path's anew
         self.guard.load_state_dict(state["guard"])
+        if state.get("schedule") is not None:  # a schedule that follows the run (plateau)
+            self.hyper_at.schedule.load_state_dict(state["schedule"])
 
     # -- the end ----------------------------------------------------------------------------
 

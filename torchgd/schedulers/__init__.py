@@ -11,7 +11,9 @@
   after ``t`` steps from the one after ``t - 1`` (``prev``), operation for operation;
   ``initial(base, o)``: the lr before any step (torch's ``last_epoch = 0``), default ``base``;
 * ``WHY``: where the two forms round differently, for the report;
-* optional: ``momentum(t, o)`` where the scheduler also cycles momentum (``cycle_momentum``:
+* optional: ``Schedule``, a class of its own where the lr is not a function of the step
+  alone (ReduceLROnPlateau: ``observe(cost)`` after every epoch), ``EVERY``: the ways it may be
+  stepped; ``momentum(t, o)`` where the scheduler also cycles momentum (``cycle_momentum``:
   SGD's and RMSprop's ``momentum``, Adam's ``beta1``), ``fits(o, units)`` where it can step only
   so often (OneCycleLR's ``total_steps``), ``torch_kwargs(o)`` where torch takes other objects
   than the options (a user's function for ``lr_lambda``), ``PEAK``: the option that sets the
@@ -152,6 +154,12 @@ def check(schedule, units: int, spec: str) -> None:
                 f"--scheduler {spec} gives lr {lr} after {t} of its steps: a learning rate "
                 "must be a finite number >= 0"
             )
+
+
+def make(module, options, base: float, spelling: str):
+    """The schedule of ``module`` from the base lr, in one spelling: ``Schedule``, or the
+    module's own class where its lr follows the run (ReduceLROnPlateau: the costs)."""
+    return getattr(module, "Schedule", Schedule)(module, options, base, spelling)
 
 
 class Schedule:
