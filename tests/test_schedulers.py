@@ -285,3 +285,42 @@ def test_plateau_refuses_to_be_stepped_every_step(main_cli, tmp_path):
         proc.returncode == 2
         and "steps on the epoch's cost: use --scheduler-every epoch" in proc.stderr
     )
+
+
+def test_plot_schedule_draws_every_paths_lr_against_the_critical_lr_and_the_loss_beneath():
+    from torchgd import plots, theory
+
+    spec = "linear:start_factor=0.1,total_iters=40"
+    r = torchgd.fit(lr=0.2, scheduler=spec, history="steps", epochs=60)
+    assert r.status == "diverged"  # the warm-up passes the limit: the guard stops the run
+    p = plan(lr=0.2, scheduler=spec, epochs=60)
+    critical = theory.analyse(p.config, p.dataset, p.schedule).critical_lr
+    assert plots.limit(r.to_json()) == critical == pytest.approx(1 / 7.5)
+    fig = plots.schedule(r, critical_lr=critical)
+    top, bottom = fig.axes[:2]
+    title = top.get_title()
+    assert "scheduled by linear:start_factor=0.1,total_iters=40 every epoch" in title
+    assert "diverged after" in title and top.get_ylabel() == "learning rate"
+    steps = r.history["manual"]["steps"]
+    lines = {line.get_label(): line for line in top.get_lines()}
+    (limit,) = [v for k, v in lines.items() if k.startswith("critical lr 0.1333")]
+    assert list(limit.get_ydata()) == [critical, critical]
+    drawn = [list(v.get_ydata()) for k, v in lines.items() if not k.startswith("critical")]
+    assert steps["lr"] in drawn and r.history["optim"]["steps"]["lr"] in drawn
+    assert bottom.get_xlabel() == "step" and bottom.get_yscale() == "log"
+    (loss,) = bottom.get_lines()  # smooth, falling then rising: no smoothed curve
+    assert (
+        list(loss.get_xdata()) == steps["step"] and loss.get_label() == "manual = autograd = optim"
+    )
+
+
+def test_plot_schedule_through_the_command_line(main_cli, tmp_path):
+    proc = main_cli("plot", "schedule", "--data", "synthetic:40,d=2,noise=0.3,seed=2",
+                    "--schedule", "sgd", "--lr", "0.05", "--epochs", "5", "--scheduler",
+                    "cosine:T_max=5", "--out", tmp_path / "s.svg")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(tmp_path / "s.svg") and (tmp_path / "s.svg").stat().st_size
+    proc = main_cli("plot", "schedule", "--lr", "0.05")
+    assert proc.returncode == 2 and "give --scheduler NAME:key=value" in proc.stderr
+    proc = main_cli("plot", "loss", "--scheduler", "step:step_size=2")
+    assert proc.returncode == 2 and "plot loss does not take --scheduler" in proc.stderr

@@ -20,6 +20,18 @@ RUN_KINDS = {
     "loss": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
     "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
     "sweep": ("problem", "data", "schedule", "lr", "epochs", "init", "seed"),
+    "schedule": (
+        "problem",
+        "data",
+        "schedule",
+        "lr",
+        "epochs",
+        "init",
+        "noise",
+        "seed",
+        "scheduler",
+        "scheduler_every",
+    ),
 }
 TAKES = {
     "field": ("problem",),
@@ -27,7 +39,8 @@ TAKES = {
     "race": ("problem", "lr", "epochs", "steps", "init"),
     **RUN_KINDS,
 }
-FRESH = ("problem", "data", "schedule", "lr", "epochs", "steps", "init", "noise", "seed")
+FRESH = ("problem", "data", "schedule", "lr", "epochs", "steps", "init", "noise", "seed",
+         "scheduler", "scheduler_every")  # fmt: skip
 RACE_PROBLEMS = "elliptic,rosenbrock"
 
 
@@ -35,28 +48,32 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
         parents=[rule_options(lr="one-or-range", rule=False, sgd=False)],
-        help="draw a figure: field, cost, loss, schedules, trajectory, sweep, race",
+        help="draw a figure: field, cost, loss, schedules, trajectory, sweep, race, schedule",
         description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
         "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "
         "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
         "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself; race "
         "runs every update rule on 2-D functions, each at the lr of one shared grid (--lr "
         "START:STOP:K, log-spaced, default 1e-3:10:13) that first reaches the minimum and "
-        "stays (else ends lowest), 300 steps.",
+        "stays (else ends lowest), 300 steps. schedule draws a run with an lr scheduler "
+        "(--scheduler, as for train) step by step: the lr of every path against the critical "
+        "lr, and the loss beneath.",
         epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
         "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
         "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
         "--problem --data --schedule --lr START:STOP:K --epochs --init --seed; race --problem "
-        "P1,P2,... --lr START:STOP:K --epochs or --steps --init",
+        "P1,P2,... --lr START:STOP:K --epochs or --steps --init; schedule --run or --scheduler "
+        "--scheduler-every and loss's options",
     )
     p.add_argument(
         "kind",
-        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep", "race"],
+        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep", "race", "schedule"],
         help="field (a 2-D function and its gradient), cost (the linear model's cost(w) with "
         "each path's iterates), loss (per epoch), schedules (batch GD vs SGD vs mini-batch), "
         "trajectory (a function problem's iterates), sweep (final loss against lr), race "
         "(every update rule's iterates and loss from the same start, each at its best lr of "
-        "the same grid)",
+        "the same grid), schedule (a scheduled run's lr per step against the critical lr, and "
+        "its loss)",
     )
     p.add_argument(
         "--run",
@@ -121,6 +138,18 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--seed", type=int, default=None, help="seed of every shuffle and noise (default 0)"
     )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="NAME:key=value,...",
+        help="schedule: the lr scheduler, as for train (e.g. cosine:T_max=100)",
+    )
+    p.add_argument(
+        "--scheduler-every",
+        default=None,
+        choices=["epoch", "step"],
+        help="schedule: step the scheduler every epoch (default) or every step",
+    )
 
 
 def run(args) -> int:
@@ -138,6 +167,11 @@ def run(args) -> int:
         )
     elif kind == "race":
         plots.race(fresh.problem, lrs=fresh.lrs, steps=fresh.epochs, init=fresh.init, path=out)
+    elif kind == "schedule":
+        summary = _saved(args) if args.run is not None else _made(kind, fresh)
+        if not summary["config"].get("scheduler"):
+            raise error(f"'{args.run}' has no lr scheduler: plot loss draws it")
+        plots.schedule(summary, critical_lr=plots.limit(summary), path=out)
     else:
         summary = _saved(args) if args.run is not None else _made(kind, fresh)
         getattr(plots, kind)(summary, path=out)
@@ -208,6 +242,9 @@ def _fresh(args) -> argparse.Namespace:
     problem = args.problem or {"field": "paraboloid", "trajectory": "elliptic"}.get(kind, "linear")
     if kind == "cost" and problem != "linear":
         raise error("plot cost needs a run of the linear model with one weight w")
+    if kind == "schedule" and args.run is None and args.scheduler is None:
+        raise error("plot schedule draws a run with an lr scheduler: give --scheduler "
+                    "NAME:key=value,... (e.g. cosine:T_max=100) or --run RUN_DIR")  # fmt: skip
     return argparse.Namespace(
         problem=problem,
         data=data,
@@ -218,6 +255,8 @@ def _fresh(args) -> argparse.Namespace:
         init=args.init,
         noise=noise,
         seed=seed,
+        scheduler=args.scheduler,
+        scheduler_every=args.scheduler_every,
     )
 
 
@@ -299,6 +338,7 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
         )
     from ..train import fit
 
+    scheduled = dict(scheduler=f.scheduler, scheduler_every=f.scheduler_every, history="steps")
     return fit(
         f.problem,
         f.data,
@@ -308,4 +348,5 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
         epochs=f.epochs,
         noise=f.noise,
         seed=f.seed,
+        **(scheduled if kind == "schedule" else {}),
     ).to_json()

@@ -22,12 +22,14 @@ the object its ``summary.json`` holds (``Result.to_json()``)::
 * ``trajectory``: contour lines of a 2-D problem (or the curve of a 1-D one, its local minima
   marked) with each path's iterates.
 * ``sweep``: final loss against the learning rate, and the loss curves of a few telling ones.
+* ``schedule``: a scheduled run's lr per step (per path), the critical lr as a line where the
+  theory gives one, and the loss per step beneath.
 * ``race``: every update rule from the same start on 2-D functions, each at the learning rate
   of one shared grid that reaches the minimum first: its iterates on the contour lines, and its
   loss.
 
 One module each: ``common`` (what every figure shares), ``lecture`` (field, cost, loss,
-schedules), ``functions`` (trajectory), ``sweep``, ``race``.
+schedules), ``functions`` (trajectory), ``sweep``, ``race``, ``schedule``.
 """
 
 from __future__ import annotations
@@ -51,4 +53,5 @@ from .common import (  # noqa: F401
 from .functions import trajectory  # noqa: F401
 from .lecture import cost, cost_curve, field, loss, schedules  # noqa: F401
 from .race import RACE_DIGITS, RACE_LRS, RACE_STEPS, race, race_problem, settled_at  # noqa: F401
+from .schedule import limit, schedule  # noqa: F401
 from .sweep import sweep  # noqa: F401

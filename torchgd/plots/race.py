@@ -26,6 +26,8 @@ from .common import (
 )
 from .functions import _contour_lines
 
+# one colour per rule: matplotlib's ten, then five more as far from them (13 rules in torch.optim)
+COLORS = [f"C{i}" for i in range(10)] + ["black", "gold", "navy", "lime", "magenta"]
 RACE_LRS = "1e-3:10:13"  # the shared grid: 13 lrs, three a decade, from 0.001 to 10
 
 
@@ -99,7 +101,7 @@ def race(
                     name, None, lr=rates[best], paths=("manual",), rule="torch-exact", **kw
                 )
                 run = execute(one).to_json()
-            entries.append((rule, f"C{i % 10}", best, run))
+            entries.append((rule, COLORS[i % len(COLORS)], best, run))
         _race_contours(ax1, p, start, entries, rates)
         _race_losses(ax2, entries, rates, _race_floor(p, start))
         _title(ax1, f"{p.name}: {p.description}\nfrom {point(start)}, {steps} steps")

@@ -142,7 +142,7 @@ def _textbook_step(theta, g, st, hp, t) -> None:
     """ASGD as written above, ``eta`` and ``mu`` in float64."""
     if hp.weight_decay != 0:
         g = g + hp.weight_decay * theta
-    eta, mu = float(st["eta"]), float(st["mu"])
+    eta, mu = st["eta"], st["mu"]  # floats (a sweep's or race's lanes: a tensor of them)
     theta -= eta * (g + hp.lambd * theta)
     st["ax"] = st["ax"] + mu * (theta - st["ax"])
     st["eta"] = hp.lr / (1 + hp.lambd * hp.lr * t) ** hp.alpha

@@ -139,6 +139,18 @@ def spec_of(module, options) -> str:
     return f"{module.NAME}:{','.join(parts)}"
 
 
+def short_spec(spec: str) -> str:
+    """A spec with only the options away from their defaults (for a title):
+    ``onecycle:max_lr=0.3,total_steps=400``."""
+    module, options = parse(spec)
+    parts = [
+        f"{f.name}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+        for f in dataclasses.fields(options)
+        if (v := getattr(options, f.name)) != f.default
+    ]
+    return f"{module.NAME}:{','.join(parts)}" if parts else module.NAME
+
+
 def check(schedule, units: int, spec: str) -> None:
     """Every lr ``schedule`` gives over ``units`` scheduler steps: a finite number >= 0, as
     torch.optim requires of an lr (said before anything runs, not by torch mid-run)."""
