@@ -695,3 +695,22 @@ def test_a_new_rule_file_is_tested_by_the_generated_grids_with_no_other_edit(tmp
     a = json.loads(proc.stdout)["agreement"]
     assert a["steps"] == 120 and a["params"]["autograd~optim"]["max_ulp"] == 0
     assert a["buffers"]["autograd~optim"]["max_ulp"] == 0  # its state is torch's, bit for bit
+
+
+@pytest.mark.parametrize(
+    "name,why",
+    [
+        ("SparseAdam", "takes sparse gradients only"),
+        ("muon", "orthogonalises the update of a 2-D weight matrix"),
+        ("LBFGS", "evaluates the loss several times a step"),
+    ],
+)
+def test_torch_optims_rules_that_do_not_fit_are_refused_saying_why(main_cli, tmp_path, name, why):
+    proc = main_cli("train", "--optimizer", name, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and why in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+def test_torchs_class_names_name_the_rules_too():
+    for name, module in rules.ALL.items():
+        assert rules.get(module.TORCH_CLASS) is module and rules.get(name) is module

@@ -97,7 +97,26 @@ def get(name: str):
         return ALL[name]
     if isinstance(name, str) and ":" in name:
         return load(name)
+    by_class = {m.TORCH_CLASS.lower(): m for m in ALL.values()}
+    if str(name).lower() in by_class:  # torch's class name: Adam, NAdam, ...
+        return by_class[str(name).lower()]
+    if str(name).lower() in NOT_HERE:
+        raise TorchgdError(f"--optimizer {name}: {NOT_HERE[str(name).lower()]}")
     raise TorchgdError(f"unknown optimizer '{name}': use one of {', '.join(ALL)} or FILE.py:NAME")
+
+
+# torch.optim's rules torchgd does not run, and why (said in one line, not "unknown")
+NOT_HERE = {
+    "sparseadam": "torch.optim.SparseAdam takes sparse gradients only (it refuses dense ones) "
+    "and every problem here has dense gradients; its step is Adam's on the rows a sparse "
+    "gradient touches: use adam",
+    "muon": "torch.optim.Muon orthogonalises the update of a 2-D weight matrix (Newton-Schulz); "
+    "the problems here have vectors of weights, where it has nothing to orthogonalise",
+    "lbfgs": "torch.optim.LBFGS evaluates the loss several times a step (a closure and a line "
+    "search); torchgd's paths step once a batch, so it is not here yet",
+    "adafactor": "torch.optim.Adafactor (factored second moments for matrices) is not in "
+    "torchgd yet",
+}
 
 
 def hyper(optimizer: str, lr, given: dict, words=()):
