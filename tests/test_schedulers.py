@@ -14,6 +14,7 @@ from conftest import stopped_at
 from torchgd import schedulers, train
 from torchgd.compare import ulp_distance_floats
 from torchgd.plan import plan, plan_from_config
+from torchgd.schedulers import _compose
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
 CASES = [  # the schedulers whose lr is a function of the step (plateau's follows the costs)
@@ -26,11 +27,15 @@ CASES = [  # the schedulers whose lr is a function of the step (plateau's follow
 
 def torch_lrs(module, o, base: float, steps: int) -> list:
     """torch's class on a one-parameter SGD, as a training loop steps it, given ``o`` (the
-    options) as torch takes them (a user's function where it takes one)."""
+    options) as torch takes them (a user's function where it takes one); ``module`` None:
+    ``o`` is a schedule, whose own ``torch_scheduler`` builds torch's (a composition)."""
     p = torch.zeros(1, requires_grad=True)
     opt = torch.optim.SGD([p], lr=base)
-    options = getattr(module, "torch_kwargs", dataclasses.asdict)(o)
-    scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
+    if module is None:
+        scheduler = o.torch_scheduler(opt)
+    else:
+        options = getattr(module, "torch_kwargs", dataclasses.asdict)(o)
+        scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
     out = [opt.param_groups[0]["lr"]]
     for _ in range(steps):
         opt.step()
@@ -324,3 +329,63 @@ def test_plot_schedule_through_the_command_line(main_cli, tmp_path):
     assert proc.returncode == 2 and "give --scheduler NAME:key=value" in proc.stderr
     proc = main_cli("plot", "loss", "--scheduler", "step:step_size=2")
     assert proc.returncode == 2 and "plot loss does not take --scheduler" in proc.stderr
+
+
+def _member(name):
+    m = schedulers.get(name)
+    return schedulers.spec_of(m, m.Options(**m.TRY[-1]))
+
+
+PAIRS = [  # every pair of members a sequence or a chain takes, each with options it tries
+    spec
+    for joiner, allowed in (("@4@", _compose.IN_SEQUENCE), ("+", _compose.IN_CHAIN))
+    for a in allowed
+    for b in allowed
+    if a != b
+    for spec in [_member(a) + joiner + _member(b)]
+    if "eta_min=0.003" not in spec or joiner == "@4@"
+]
+
+
+def test_sequences_and_chains_are_torchs_sequential_lr_and_chained_scheduler_bit_for_bit():
+    tried = 0
+    for spec in PAIRS:
+        module, options = schedulers.parse(spec)
+        assert schedulers.parse(schedulers.spec_of(module, options)) == (module, options)
+        for base in (0.1, 0.03):
+            mine = schedulers.make(module, options, base, "torch-exact")
+            assert [mine.lr_at(t) for t in range(31)] == torch_lrs(None, mine, base, 30), spec
+            tried += 1
+    assert tried >= 150
+
+
+def test_a_warm_up_then_cosine_runs_in_lockstep_and_resumes_bit_for_bit():
+    spec = "linear:start_factor=0.1,total_iters=3@3@cosine:T_max=5@8@exponential:gamma=0.8"
+    kw = dict(**NOISY, schedule="minibatch:8", epochs=12, lr=0.05, optimizer="adam",
+              rule="torch-exact", scheduler=spec)  # fmt: skip
+    whole = train.execute(plan(**kw))
+    a, h = whole.agreement, whole.to_json()["paths"]
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
+    lrs = h["optim"]["history"]["lr"]
+    assert lrs[:3] == pytest.approx([0.05 * (0.1 + 0.3 * t) for t in range(3)], rel=1e-15)
+    assert lrs[3] == 0.05  # cosine restarts at its base lr, in closed form
+    state = stopped_at(plan(**kw), 9, 2)
+    rebuilt = plan_from_config(json.loads(json.dumps(state["config"])))
+    resumed = train.execute(rebuilt, resume=state)
+    assert resumed.to_json()["paths"] == h and resumed.agreement == a
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("step:step_size=2@3@plateau", "ReduceLROnPlateau cannot be part of a SequentialLR"),
+        ("exponential:gamma=0.9+cosine:T_max=5,eta_min=0.01", "cosine with eta_min=0"),
+        ("step:step_size=2@3@exponential:gamma=0.9+step:step_size=3", "not both"),
+        ("step:step_size=2@5@exponential:gamma=0.9@3@cosine:T_max=4", "milestones must rise"),
+        ("step:step_size=2@3@cosine", "CosineAnnealingLR needs T_max"),
+    ],
+)
+def test_bad_compositions_are_one_line_exit_2(main_cli, tmp_path, spec, message):
+    proc = main_cli("train", "--scheduler", spec, "--logdir", tmp_path / "runs")
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()

@@ -100,7 +100,16 @@ def _value(field, text: str):
 
 
 def parse(spec: str):
-    """``"step:step_size=10,gamma=0.5"`` as ``(module, Options)``; milestones as ``10/20``."""
+    """``"step:step_size=10,gamma=0.5"`` as ``(module, Options)``; milestones as ``10/20``;
+    a sequence ``A@5@B`` or a chain ``A+B`` as a composition (``_compose``)."""
+    from . import _compose
+
+    if _compose.is_composed(str(spec)):
+        return _compose.parse(str(spec), _one)
+    return _one(spec)
+
+
+def _one(spec: str):
     name, _, body = str(spec).partition(":")
     module = get(name.strip())
     fields = {f.name: f for f in dataclasses.fields(module.Options)}
@@ -132,6 +141,10 @@ def parse(spec: str):
 
 def spec_of(module, options) -> str:
     """The canonical spec of a scheduler, as ``config.json`` keeps it."""
+    from . import _compose
+
+    if module in (_compose.SEQUENTIAL, _compose.CHAINED):
+        return _compose.spec(options, spec_of)
     parts = []
     for f in dataclasses.fields(options):
         v = getattr(options, f.name)
@@ -142,6 +155,10 @@ def spec_of(module, options) -> str:
 def short_spec(spec: str) -> str:
     """A spec with only the options away from their defaults (for a title):
     ``onecycle:max_lr=0.3,total_steps=400``."""
+    from . import _compose
+
+    if _compose.is_composed(str(spec)):
+        return str(spec)
     module, options = parse(spec)
     parts = [
         f"{f.name}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}"

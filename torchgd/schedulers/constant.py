@@ -41,6 +41,6 @@ def textbook(t: int, base: float, o: Options) -> float:
 
 
 def torch_exact(t: int, prev: float, base: float, o: Options) -> float:
-    if t == 0:
-        return base * o.factor
+    if t == 0:  # torch's first step scales the lr it finds (in a chain: the last one's)
+        return prev * o.factor
     return prev * (1.0 / o.factor) if t == o.total_iters else prev

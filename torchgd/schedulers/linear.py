@@ -53,8 +53,8 @@ def textbook(t: int, base: float, o: Options) -> float:
 
 
 def torch_exact(t: int, prev: float, base: float, o: Options) -> float:
-    if t == 0:
-        return base * o.start_factor
+    if t == 0:  # torch's first step scales the lr it finds (in a chain: the last one's)
+        return prev * o.start_factor
     if t > o.total_iters:
         return prev
     d = o.end_factor - o.start_factor
