@@ -389,3 +389,32 @@ def test_bad_compositions_are_one_line_exit_2(main_cli, tmp_path, spec, message)
     proc = main_cli("train", "--scheduler", spec, "--logdir", tmp_path / "runs")
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("every", ["epoch", "step"])
+def test_a_sweeps_lanes_follow_each_lanes_schedule_bit_identical_to_single_runs(every):
+    from torchgd import sweep
+
+    spec = "linear:start_factor=0.2,total_iters=3@3@exponential:gamma=0.8"
+    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", schedule="minibatch:6", epochs=5,
+                  optimizer="adam", scheduler=spec, scheduler_every=every)  # fmt: skip
+    lrs = [0.01, 0.05, 0.2]
+    for dtype in ("float64", "float32"):
+        report = sweep.sweep(lrs=lrs, dtype=dtype, **common)
+        assert "the lr is scheduled" in report["no_theory"]
+        for i, lr in enumerate(lrs):
+            one = torchgd.fit(lr=lr, dtype=dtype, paths=("manual",), **common)
+            assert report["params"]["w"][i] == one.paths["manual"]["params"]["w"], (dtype, lr)
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("plateau", "ReduceLROnPlateau follows each run's cost and has no lanes here"),
+        ("cyclic:base_lr=0.01,max_lr=0.1,cycle_momentum=False", "sets the lr from its max_lr"),
+    ],
+)
+def test_a_sweep_refuses_schedules_without_lanes(main_cli, tmp_path, spec, message):
+    proc = main_cli("sweep", "--lr", "0.01:0.3:4", "--scheduler", spec, "--logdir", tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+    assert not list(tmp_path.iterdir())

@@ -53,6 +53,7 @@ def check(p, lrs) -> None:
     """Can ``lrs`` be swept on plan ``p``? Raises TorchgdError if not."""
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
+    _lane_schedules(p, lrs)  # and every lane's schedule, all its lrs
     batch = p.schedule.size(len(p.dataset)) if p.dataset is not None else 1
     if len(lrs) * batch > MAX_LANE_VALUES:
         raise TorchgdError(
@@ -83,9 +84,9 @@ def sweep(
     """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; ``hyper``:
     the rule's other hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
     maximize), the same for every lane."""
-    if "hyper_at" in hyper or "scheduler" in hyper:  # each lane keeps its lr: it would be ignored
+    if "hyper_at" in hyper:  # a function of one hp: the lanes' lrs are not one
         raise TorchgdError(
-            "sweep runs each lane at its own constant lr; hyper_at and scheduler are for fit"
+            "sweep runs each lane at its own lr; hyper_at is for fit (a scheduler= works here)"
         )
     p = make_plan(
         problem,
@@ -109,12 +110,13 @@ def sweep(
 
 
 def run(p, lrs) -> dict:
-    """The sweep of ``lrs`` on a validated plan (its lr is replaced by each of them)."""
+    """The sweep of ``lrs`` on a validated plan (its lr is replaced by each of them; with a
+    scheduler, each lane's schedule starts from its lr)."""
     check(p, lrs)
     k = len(lrs)
     theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
     lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
-    hp = _Lanes(p.hp, lr)
+    hp = _Lanes(p.hp, lr, _lane_schedules(p, lrs))
     state: dict = rules.of(p.hp).init(theta, hp)  # every lane's state, as lanes
     x = y = None
     n = 1
@@ -163,13 +165,54 @@ def run(p, lrs) -> dict:
 
 
 class _Lanes:
-    """The rule's hyperparameters with ``lr`` a tensor of K lanes (the rest as they are)."""
+    """The rule's hyperparameters with ``lr`` a tensor of K lanes (the rest as they are); with
+    lane schedules, ``at(step, epoch)`` sets every lane's lr of that step."""
 
-    def __init__(self, hp, lr):
-        self._hp, self.lr = hp, lr
+    def __init__(self, hp, lr, schedules=None):
+        self._hp, self.lr, self._schedules = hp, lr, schedules
 
     def __getattr__(self, name):
         return getattr(self._hp, name)
+
+    def at(self, step: int, epoch: int) -> None:
+        if self._schedules is not None:
+            every, lanes = self._schedules
+            t = epoch - 1 if every == "epoch" else step - 1
+            lrs = [s.lr_at(t) for s in lanes]
+            self.lr = torch.tensor(lrs, dtype=self.lr.dtype, device=self.lr.device).reshape(
+                self.lr.shape
+            )
+
+
+def _lane_schedules(p, lrs):
+    """Each lane's lr schedule (the textbook spelling, as every lane), from its own lr; None
+    without a scheduler. A schedule that follows the costs or cycles the momentum has no lanes
+    here."""
+    from . import schedulers
+
+    hook = p.hyper_at
+    if hook is None:
+        return None
+    s = hook.schedule
+    if hasattr(s, "observe") or s.cycles_momentum:
+        raise TorchgdError(
+            f"sweep: {s.module.TORCH_CLASS} "
+            + ("follows each run's cost" if hasattr(s, "observe") else "cycles the momentum")
+            + " and has no lanes here; train runs it"
+            + ("" if hasattr(s, "observe") else " (or add cycle_momentum=False)")
+        )
+    peak = getattr(s.module, "PEAK", None)
+    if peak is not None:
+        raise TorchgdError(
+            f"sweep: {s.module.TORCH_CLASS} sets the lr from its {peak}, not --lr: every lane "
+            f"would be the same run (train one per {peak} instead)"
+        )
+    lanes = [schedulers.make(s.module, s.options, lr, "textbook") for lr in lrs]
+    units = p.epochs * (p.schedule.steps_per_epoch(len(p.dataset)) if p.dataset is not None
+                        and hook.every == "step" else 1)  # fmt: skip
+    for lane in lanes:
+        schedulers.check(lane, units, hook.spec)
+    return hook.every, lanes
 
 
 def _epoch(p, theta, state, hp, active, all_active, data, epoch):
@@ -181,7 +224,9 @@ def _epoch(p, theta, state, hp, active, all_active, data, epoch):
     xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
     before = xb = yb = None
     k = len(active)
-    for sl in data.slices:
+    per_epoch = len(data.slices)
+    for j, sl in enumerate(data.slices):
+        hp.at((epoch - 1) * per_epoch + j + 1, epoch)  # a scheduler's lr of this step, per lane
         xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
         if p.schedule.kind == "batch" or x is None:  # the loss before the update
             before = p.problem.loss(theta, xb, yb).reshape(k)
@@ -258,7 +303,8 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     L = torch.stack(losses).T.tolist()  # [K][epochs]
     C = torch.stack(costs).T.double().tolist()
     stops = stopped_at
-    t = theory.analyse(p.config, p.dataset, p.schedule)
+    scheduled = p.config.get("scheduler") is not None  # the theory's rates are a constant lr's
+    t = None if scheduled else theory.analyse(p.config, p.dataset, p.schedule)
     predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
     ls = t.ls if t is not None else _least_squares(p)  # the data's optimum, whatever the rule
     opt = lanes.optimum(p, ls)
@@ -290,7 +336,12 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
         "predicted_rate": predicted,
         "critical_lr": {"predicted": t.critical_lr if t else None, "measured": crit_meas},
         "theory": t.describe() if t is not None else None,
-        "no_theory": theory.why_not(p.config, p.dataset),
+        "no_theory": (
+            f"the lr is scheduled ({p.config['scheduler']}): the theory's rates are for a "
+            "constant lr"
+            if scheduled
+            else theory.why_not(p.config, p.dataset)
+        ),
         "rate_measured": (
             "not applicable: noise in the data sets a floor for stochastic schedules"
             if stochastic and noisy

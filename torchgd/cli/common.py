@@ -369,6 +369,27 @@ def epochs(args) -> int:
     return 100 if epochs is None else epochs
 
 
+def add_scheduler(p, where: str) -> None:
+    """``--scheduler`` and ``--scheduler-every`` (train, sweep); ``where``: who runs which."""
+    from .. import schedulers  # imports no torch
+
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="NAME:key=value,...",
+        help="an lr scheduler with torch's keyword names, e.g. step:step_size=10,gamma=0.5 "
+        f"or cosine:T_max=100,eta_min=0.001 ({', '.join(sorted(schedulers.ALL))}; torch's "
+        "class names too; milestones as 10/20; A@5@B one after another, A+B both at once); "
+        + where,
+    )
+    p.add_argument(
+        "--scheduler-every",
+        choices=["epoch", "step"],
+        default=None,
+        help="step the scheduler after every epoch (default) or every step",
+    )
+
+
 def run_kwargs(args, epochs: int) -> dict:
     """The options train and sweep share: schedule, seed, start, SGD options, the guard."""
     return dict(
@@ -383,4 +404,6 @@ def run_kwargs(args, epochs: int) -> dict:
         patience=args.patience,
         bias=args.bias,
         history=args.history,
+        scheduler=args.scheduler,
+        scheduler_every=args.scheduler_every,
     )

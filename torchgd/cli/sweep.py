@@ -8,6 +8,7 @@ from .common import (
     FORMATS,
     add_device,
     add_json_or_quiet,
+    add_scheduler,
     epochs,
     problem_options,
     rule_options,
@@ -31,6 +32,7 @@ def add_parser(subparsers) -> None:
         "by the guard)",
     )
     p.add_argument("--log", action="store_true", help="log-spaced learning rates")
+    add_scheduler(p, "each lane's schedule starts from its own lr")
     add_device(p)
     p.add_argument("--dtype", default="float64", help="float64 or float32")
     p.add_argument("--logdir", default="runs", help="parent of the run directory")

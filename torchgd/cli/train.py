@@ -7,6 +7,7 @@ import argparse
 
 from .app import error, parent, stderr
 from .common import (
+    add_scheduler,
     check_logging,
     check_rule,
     epochs,
@@ -53,21 +54,8 @@ def _train_options() -> argparse.ArgumentParser:
         metavar="SIGMA",
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="NAME:key=value,...",
-        help=f"an lr scheduler with torch's keyword names, e.g. step:step_size=10,gamma=0.5 "
-        f"or cosine:T_max=100,eta_min=0.001 ({', '.join(_scheduler_names())}; torch's class "
-        "names too; milestones as 10/20); the optim path runs torch.optim.lr_scheduler's "
-        "class, the others torchgd's in the --rule spelling",
-    )
-    p.add_argument(
-        "--scheduler-every",
-        choices=["epoch", "step"],
-        default=None,
-        help="step the scheduler after every epoch (default) or every step",
-    )
+    add_scheduler(p, "the optim path runs torch.optim.lr_scheduler's class, the others "
+                  "torchgd's in the --rule spelling")  # fmt: skip
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -89,13 +77,6 @@ def _train_options() -> argparse.ArgumentParser:
         "fewer once inductor has cached it)",
     )
     return p
-
-
-def _scheduler_names() -> list:
-    """The schedulers' names, from their files (``torchgd.schedulers`` imports no torch)."""
-    from .. import schedulers
-
-    return sorted(schedulers.ALL)
 
 
 def run(args) -> int:
@@ -200,8 +181,6 @@ def _plan(args, n_epochs: int):
         noise=args.noise,
         shadow=args.shadow,
         compile=args.compile,
-        scheduler=args.scheduler,
-        scheduler_every=args.scheduler_every,
         rows=rows(ranks),
         **run_kwargs(args, n_epochs),
         **plan_kwargs(args),
