@@ -418,3 +418,22 @@ def test_a_sweep_refuses_schedules_without_lanes(main_cli, tmp_path, spec, messa
     proc = main_cli("sweep", "--lr", "0.01:0.3:4", "--scheduler", spec, "--logdir", tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+EVERY_SCHEDULER = [  # every scheduler file, with the last option set it tries
+    (name, schedulers.spec_of(m, m.Options(**m.TRY[-1]))) for name, m in schedulers.ALL.items()
+]
+
+
+@pytest.mark.parametrize("i,name,spec", [(i, *c) for i, c in enumerate(EVERY_SCHEDULER)])
+def test_every_scheduler_runs_in_lockstep_with_torch_for_200_steps(i, name, spec):
+    """Mini-batches of 4 on noisy data with a bias, 20 epochs of 10 steps, the scheduler
+    stepped every epoch; SGD with momentum or Adam, float64 or float32, by turns."""
+    optimizer, extra = [("sgd", dict(momentum=0.9)), ("adam", {})][i % 2]
+    dtype = ["float64", "float32"][i // 2 % 2]
+    r = torchgd.fit(**NOISY, schedule="minibatch:4", epochs=20, lr=0.02, optimizer=optimizer,
+                    rule="torch-exact", scheduler=spec, dtype=dtype, **extra)  # fmt: skip
+    a = r.agreement
+    assert r.to_json()["steps"] == 200
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0, name
+    assert a["buffers"]["manual~optim"]["max_ulp"] == 0, name
