@@ -121,16 +121,39 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
         step(theta, g, st, hp, st["step"], beta1, beta2)
 
 
-def _torch_step(theta, g, st, hp, t, beta1, beta2) -> None:
-    """``torch.optim.adam._single_tensor_adam``'s operations, in its order."""
+def moments(theta, g, st, hp, decoupled: bool, each: bool = False):
+    """What torch's Adam, AdamW, NAdam and RAdam do first: the weight decay (on w where it is
+    ``decoupled``, else into the gradient), then ``m.lerp_(g, 1 - beta1)`` and
+    ``v.mul_(beta2).addcmul_(g, g, value=1 - beta2)``; ``each``: with the ``torch._foreach_*``
+    operations (torch's multi-tensor code). Returns the gradient used."""
+    import torch
+
+    beta1, beta2 = hp.betas
+    m, v = st["exp_avg"], st["exp_avg_sq"]
     if hp.weight_decay != 0:
-        if hp.decoupled:
-            theta.mul_(1 - hp.lr * hp.weight_decay)
+        if decoupled:
+            if each:
+                torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
+            else:
+                theta.mul_(1 - hp.lr * hp.weight_decay)
+        elif each:
+            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
         else:
             g = g.add(theta, alpha=hp.weight_decay)
+    if each:
+        torch._foreach_lerp_([m], [g], 1 - beta1)
+        torch._foreach_mul_([v], beta2)
+        torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
+    else:
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    return g
+
+
+def _torch_step(theta, g, st, hp, t, beta1, beta2) -> None:
+    """``torch.optim.adam._single_tensor_adam``'s operations, in its order."""
+    moments(theta, g, st, hp, hp.decoupled)
     m, v = st["exp_avg"], st["exp_avg_sq"]
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     bias_correction1 = 1 - beta1**t
     bias_correction2 = 1 - beta2**t
     step_size = hp.lr / bias_correction1
@@ -148,15 +171,8 @@ def _foreach_step(theta, g, st, hp, t, beta1, beta2) -> None:
     """``torch.optim.adam._multi_tensor_adam``'s operations (torch's default on CUDA)."""
     import torch
 
-    if hp.weight_decay != 0:
-        if hp.decoupled:
-            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
-        else:
-            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    moments(theta, g, st, hp, hp.decoupled, each=True)
     m, v = st["exp_avg"], st["exp_avg_sq"]
-    torch._foreach_lerp_([m], [g], 1 - beta1)
-    torch._foreach_mul_([v], beta2)
-    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
     step_size = (hp.lr / (1 - beta1**t)) * -1
     bias_correction2_sqrt = (1 - beta2**t) ** 0.5
     if hp.amsgrad:

@@ -102,18 +102,12 @@ def _mu_product(st) -> None:
 
 def _torch_step(theta, g, st, hp, t) -> None:
     """``torch.optim.nadam._single_tensor_nadam``'s operations, in its order."""
-    beta1, beta2 = hp.betas
+    beta2 = hp.betas[1]
     _mu_product(st)
     bias_correction2 = 1 - beta2**t
-    if hp.weight_decay != 0:
-        if hp.decoupled_weight_decay:
-            theta.mul_(1 - hp.lr * hp.weight_decay)
-        else:
-            g = g.add(theta, alpha=hp.weight_decay)
+    g = adam.moments(theta, g, st, hp, hp.decoupled_weight_decay)
     mu, mu_next = _momenta(hp, t)
     st["mu_product"] *= mu
-    st["exp_avg"].lerp_(g, 1 - beta1)
-    st["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1 - beta2)
     denom = st["exp_avg_sq"].div(bias_correction2).sqrt()
     mu_product = st["mu_product"].item()
     mu_product_next = mu_product * mu_next
@@ -127,17 +121,10 @@ def _foreach_step(theta, g, st, hp, t) -> None:
     root divided by sqrt(1 - beta2^t), not the average by 1 - beta2^t."""
     import torch
 
-    beta1, beta2 = hp.betas
+    beta2 = hp.betas[1]
     _mu_product(st)
     m, v = st["exp_avg"], st["exp_avg_sq"]
-    if hp.weight_decay != 0:
-        if hp.decoupled_weight_decay:
-            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
-        else:
-            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
-    torch._foreach_lerp_([m], [g], 1 - beta1)
-    torch._foreach_mul_([v], beta2)
-    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
+    g = adam.moments(theta, g, st, hp, hp.decoupled_weight_decay, each=True)
     denom = torch._foreach_sqrt([v])
     mu, mu_next = _momenta(hp, t)
     torch._foreach_mul_([st["mu_product"]], [mu])

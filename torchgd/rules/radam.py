@@ -92,14 +92,8 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
 def _torch_step(theta, g, st, hp, t) -> None:
     """``torch.optim.radam._single_tensor_radam``'s operations, in its order."""
     beta1, beta2 = hp.betas
-    if hp.weight_decay != 0:
-        if hp.decoupled_weight_decay:
-            theta.mul_(1 - hp.lr * hp.weight_decay)
-        else:
-            g = g.add(theta, alpha=hp.weight_decay)
+    adam.moments(theta, g, st, hp, hp.decoupled_weight_decay)
     m, v = st["exp_avg"], st["exp_avg_sq"]
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
     bias_correction1 = 1 - beta1**t
     bias_correction2 = 1 - beta2**t
     bias_corrected_exp_avg = m / bias_correction1
@@ -120,15 +114,8 @@ def _foreach_step(theta, g, st, hp, t) -> None:
 
     beta1, beta2 = hp.betas
     rho_inf, rho_t = rho(beta2, t)
-    if hp.weight_decay != 0:
-        if hp.decoupled_weight_decay:
-            torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
-        else:
-            g = torch._foreach_add([g], [theta], alpha=hp.weight_decay)[0]
+    adam.moments(theta, g, st, hp, hp.decoupled_weight_decay, each=True)
     m, v = st["exp_avg"], st["exp_avg_sq"]
-    torch._foreach_lerp_([m], [g], 1 - beta1)
-    torch._foreach_mul_([v], beta2)
-    torch._foreach_addcmul_([v], [g], [g], 1 - beta2)
     rect = rectifier(rho_inf, rho_t) if rho_t > 5 else 0
     unrectified = 0 if rect > 0 else 1.0
     bc1 = 1 - beta1**t

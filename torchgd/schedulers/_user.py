@@ -5,6 +5,7 @@ failure one line. Not a scheduler itself (a leading underscore)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import TorchgdError
@@ -44,3 +45,19 @@ def factor(spec: str, t: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise TorchgdError(f"lr_lambda {spec} gave {value!r} at step {t}: it must give a number")
     return value
+
+
+@dataclass(frozen=True)
+class Options:
+    """LambdaLR's and MultiplicativeLR's one option: the user's function, ``FILE.py:NAME``."""
+
+    lr_lambda: str
+
+    def __post_init__(self):
+        object.__setattr__(self, "lr_lambda", absolute(self.lr_lambda))
+        function(self.lr_lambda)
+
+
+def torch_kwargs(o: Options) -> dict:
+    """torch takes the function itself."""
+    return {"lr_lambda": function(o.lr_lambda)}

@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import _user
 
 NAME = "lambda"
@@ -19,17 +17,7 @@ WHY = "torch multiplies the base lr by the factor, as the closed form does"
 TRY = [dict(lr_lambda="torchgd.schedulers._examples:warmup")]
 
 
-@dataclass(frozen=True)
-class Options:
-    lr_lambda: str
-
-    def __post_init__(self):
-        object.__setattr__(self, "lr_lambda", _user.absolute(self.lr_lambda))
-        _user.function(self.lr_lambda)
-
-
-def torch_kwargs(o: Options) -> dict:
-    return {"lr_lambda": _user.function(o.lr_lambda)}
+Options, torch_kwargs = _user.Options, _user.torch_kwargs  # lr_lambda=FILE.py:NAME
 
 
 def textbook(t: int, base: float, o: Options) -> float:

@@ -9,8 +9,6 @@ for the step count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from . import _user
 
 NAME = "multiplicative"
@@ -24,17 +22,7 @@ WHY = (
 TRY = [dict(lr_lambda="torchgd.schedulers._examples:decay")]
 
 
-@dataclass(frozen=True)
-class Options:
-    lr_lambda: str
-
-    def __post_init__(self):
-        object.__setattr__(self, "lr_lambda", _user.absolute(self.lr_lambda))
-        _user.function(self.lr_lambda)
-
-
-def torch_kwargs(o: Options) -> dict:
-    return {"lr_lambda": _user.function(o.lr_lambda)}
+Options, torch_kwargs = _user.Options, _user.torch_kwargs  # lr_lambda=FILE.py:NAME
 
 
 _PRODUCTS: dict = {}  # lr_lambda -> [1, f(1), f(1) f(2), ...]: each product computed once
