@@ -714,3 +714,11 @@ def test_torch_optims_rules_that_do_not_fit_are_refused_saying_why(main_cli, tmp
 def test_torchs_class_names_name_the_rules_too():
     for name, module in rules.ALL.items():
         assert rules.get(module.TORCH_CLASS) is module and rules.get(name) is module
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_rprops_textbook_spelling_is_torchs_to_the_bit_as_the_rules_table_says(dtype):
+    # the same products, signs and clips: the factors eta+/eta- must be in the gradient's
+    # dtype (a where() on Python numbers would round 1.2 to float32 first)
+    for options in combos("rprop"):
+        assert step_both("rprop", options, dtype, "textbook") == {"params": 0, "state": 0}

@@ -122,7 +122,13 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
     "spec,message",
     [
         ("nope", "unknown scheduler 'nope': use one of"),
-        ("step", "StepLR needs step_size, e.g. step:step_size=10"),
+        ("step", "StepLR needs step_size, e.g. step:step_size=3"),
+        ("onecycle", "OneCycleLR needs max_lr, e.g. onecycle:max_lr=0.1"),
+        ("cosine:T_max=50@5", "is not a whole number (A@5@B runs A, then B from step 5)"),
+        ("polynomial:power=-1", "gives no lr after 5 of its steps (ZeroDivisionError"),
+        ("exponential:gamma=1e308", "gives no lr after 2 of its steps (OverflowError"),
+        ("linear:total_iters=0", "total_iters must be a whole number >= 1, got 0"),
+        ("onecycle:max_lr=0.1,total_steps=100,div_factor=0", "div_factor must be > 0, got 0.0"),
         ("step:step_size=0", "step_size must be a whole number >= 1"),
         ("cosine:T_max=10,eta=1", "'eta=1' is not an option of CosineAnnealingLR"),
         ("constant:factor=2", "Constant multiplicative factor expected to be between 0 and 1."),
@@ -138,7 +144,7 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
         ("onecycle:max_lr=0.1,total_steps=100,anneal_strategy=cosine", "must be one of 'cos'"),
         ("cyclic:base_lr=0.01,max_lr=0.1,mode=sine", "mode is invalid and scale_fn is None"),
         ("lambda:lr_lambda=nofile.py:f", "nofile.py' does not exist"),
-        ("lambda:lr_lambda=torchgd.schedulers._examples:nope", "is nothing, not a function"),
+        ("lambda:lr_lambda=torchgd.schedulers._examples:nope", "_examples has no 'nope' (a fu"),
         ("multiplicative", "MultiplicativeLR needs lr_lambda"),
         ("polynomial:total_iters=0", "total_iters must be a whole number >= 1"),
         ("warmrestarts:T_0=5,T_mult=0", "Expected integer T_mult >= 1, but got 0"),
@@ -437,3 +443,21 @@ def test_every_scheduler_runs_in_lockstep_with_torch_for_200_steps(i, name, spec
     assert r.to_json()["steps"] == 200
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0, name
     assert a["buffers"]["manual~optim"]["max_ulp"] == 0, name
+
+
+def test_a_cycled_momentum_is_said_and_not_mistaken_for_divergence(main_cli):
+    """OneCycleLR on plain SGD cycles a momentum of 0.85-0.95: the first line says so and that
+    --lr plays no part, the theory (plain SGD's) is not applied, and the heavy-ball overshoot
+    is not called divergence (the cost stays below the start)."""
+    proc = main_cli("train", "--scheduler", "onecycle:max_lr=0.1,total_steps=100", "--json",
+                    "--no-plots", "--no-tensorboard")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["status"] == "completed" and out["paths"]["manual"]["loss"] < 1e-3
+    proc = main_cli("train", "--scheduler", "onecycle:max_lr=0.1,total_steps=100", "--no-plots",
+                    "--no-tensorboard")  # fmt: skip
+    first = proc.stdout.splitlines()[0]
+    assert "lr set by onecycle:max_lr=0.1,total_steps=100 every epoch, momentum cycled" in first
+    assert "(its max_lr, not --lr 0.01)" in first and "peaks at" not in proc.stdout
+    r = torchgd.fit(momentum=0.95, lr=0.005)  # heavy-ball: up and down on the way to the minimum
+    assert r.status == "completed"

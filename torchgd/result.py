@@ -57,7 +57,8 @@ class Result:
         where = f", {c['data']} data, {c['schedule']}" if has_data else ""
         rule = c.get("optimizer", "sgd")
         rule = f", optimizer={rule.rpartition(':')[2] or rule}" if rule != "sgd" else ""
-        text = f"{self.status}: {c['problem']}{where}{rule}, lr={g(c['lr'])}, {self.epochs} "
+        lr = f"lr={g(c['lr'])}" + (f" scheduled by {c['scheduler']}" if c.get("scheduler") else "")
+        text = f"{self.status}: {c['problem']}{where}{rule}, {lr}, {self.epochs} "
         text += "epochs" if has_data else "steps"
         if self.paths:
             first = next(iter(self.paths))
@@ -68,7 +69,11 @@ class Result:
                 values = ", ".join(f"{k}={g(v)}" for k, v in params.items())
             text += f"; {first}: {values}"
         ulp = self.agreement.get("max_ulp")
-        if len(self.paths) > 1 and ulp is not None:
+        lr_ulp = self.agreement.get("lr", {}).get("max_ulp")
+        if len(self.paths) > 1 and ulp is not None and lr_ulp:  # a schedule in two spellings
+            apart = "bit for bit" if ulp == 0 else f"at most {ulp} ulp apart"
+            text += f"; {len(self.paths)} paths: parameters {apart}, lrs up to {lr_ulp} ulp apart"
+        elif len(self.paths) > 1 and ulp is not None:
             text += f"; {len(self.paths)} paths " + (
                 "agree bit for bit" if ulp == 0 else f"at most {ulp} ulp apart"
             )

@@ -88,7 +88,7 @@ class Run:
             self.config["patience"],
             len(self.names),
             stochastic or bool(self.config["noise"]),
-            adaptive=rules.adaptive(plan.hp),
+            adaptive=rules.hovers(plan.hp),
         )
 
     def _setup_paths(self, plan) -> None:

@@ -125,7 +125,7 @@ def run(p, lrs) -> dict:
         x, y, n = ds.x, ds.y, len(ds)
     data = SimpleNamespace(x=x, y=y, n=n, slices=p.schedule.slices(n) if x is not None else [None])
     stochastic = x is not None and p.schedule.kind != "batch"
-    watch = guards.Guard(p.config["patience"], k, stochastic, adaptive=rules.adaptive(p.hp))
+    watch = guards.Guard(p.config["patience"], k, stochastic, adaptive=rules.hovers(p.hp))
     active = torch.ones(k, dtype=torch.bool, device=p.device)
     stopped_at = [0] * k
     losses, costs, params_hist = [], [], []
@@ -186,26 +186,24 @@ class _Lanes:
 
 def _lane_schedules(p, lrs):
     """Each lane's lr schedule (the textbook spelling, as every lane), from its own lr; None
-    without a scheduler. A schedule that follows the costs or cycles the momentum has no lanes
-    here."""
+    without a scheduler. A schedule that sets the lr from its own options (and cycles the
+    momentum) or follows the costs has no lanes here."""
     from . import schedulers
 
     hook = p.hyper_at
     if hook is None:
         return None
     s = hook.schedule
-    if hasattr(s, "observe") or s.cycles_momentum:
-        raise TorchgdError(
-            f"sweep: {s.module.TORCH_CLASS} "
-            + ("follows each run's cost" if hasattr(s, "observe") else "cycles the momentum")
-            + " and has no lanes here; train runs it"
-            + ("" if hasattr(s, "observe") else " (or add cycle_momentum=False)")
-        )
     peak = getattr(s.module, "PEAK", None)
     if peak is not None:
         raise TorchgdError(
             f"sweep: {s.module.TORCH_CLASS} sets the lr from its {peak}, not --lr: every lane "
             f"would be the same run (train one per {peak} instead)"
+        )
+    if hasattr(s, "observe"):
+        raise TorchgdError(
+            f"sweep: {s.module.TORCH_CLASS} follows each run's cost and has no lanes here; "
+            "train runs it"
         )
     lanes = [schedulers.make(s.module, s.options, lr, "textbook") for lr in lrs]
     units = p.epochs * (p.schedule.steps_per_epoch(len(p.dataset)) if p.dataset is not None

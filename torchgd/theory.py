@@ -42,6 +42,19 @@ MAX_BATCHES = 1 << 24  # fixed-order schedules: an epoch of more batches is not 
 GRID = [2.0 ** (j / 8) for j in range(-48, 49)]  # lr / batch limit: 1/64 .. 64, 97 points
 
 
+def _cycled_momentum(spec) -> bool:
+    """Whether the run's lr scheduler also cycles SGD's momentum (OneCycleLR, CyclicLR)."""
+    if not spec:
+        return False
+    from . import schedulers
+
+    try:
+        schedule = schedulers.make(*schedulers.parse(spec), 1.0, "textbook")
+    except Exception:  # a spec that no longer parses: the run's own check said so
+        return False
+    return schedule.cycles_momentum
+
+
 def why_not(config: dict, dataset=None) -> str | None:
     """None when the theory covers this run, else the reason (a phrase) why it does not."""
     if config.get("problem") != "linear" or (dataset is None and config.get("data") is None):
@@ -51,10 +64,10 @@ def why_not(config: dict, dataset=None) -> str | None:
         return "it covers a fixed step; asgd shrinks its step as it goes and averages the iterates"
     if optimizer != "sgd":
         return (
-            f"it covers gradient descent with a fixed step; {optimizer} scales each step by "
-            "the gradients it has seen, so its limit is not this one"
+            f"it covers plain gradient descent, w -= lr * grad; {optimizer} steps otherwise, so "
+            "its limit is not this one"
         )
-    if config.get("momentum"):
+    if config.get("momentum") or _cycled_momentum(config.get("scheduler")):
         return "it covers plain SGD; with momentum the limit is another one"
     if config.get("maximize"):
         return "--maximize climbs the cost, which has no top: it never converges"

@@ -68,7 +68,9 @@ def describe(config: dict, dataset=None) -> str:
         extras.append(f"gradient noise {c['noise']}")
     lr = f"lr {c['lr']}"
     if c.get("scheduler"):
-        lr += f" scheduled by {c['scheduler']} every {c.get('scheduler_every', 'epoch')}"
+        from ..schedulers import lr_words
+
+        lr = lr_words(c["scheduler"], c["lr"], c.get("scheduler_every", "epoch"))
     elif c.get("hyper_at"):
         lr += f" changed by {c['hyper_at']}"
     parts = [what, how, lr, length] + extras

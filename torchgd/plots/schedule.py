@@ -3,6 +3,7 @@ beneath, both against the same steps."""
 
 from __future__ import annotations
 
+from ..errors import TorchgdError
 from .common import (
     STYLES,
     WIDE,
@@ -30,6 +31,8 @@ def schedule(run, *, critical_lr: float | None = None, path=None) -> Figure:
         check_path(path)
     summary = _summary(run)
     cfg = summary["config"]
+    if not cfg.get("scheduler"):
+        raise TorchgdError("plots.schedule draws a run with an lr scheduler; this one has none")
     unit, series = _series(summary)
     fig = _figure((WIDE[0] * 0.75, WIDE[1] * 1.25))
     top, bottom = fig.subplots(2, 1, sharex=True)
@@ -45,10 +48,9 @@ def schedule(run, *, critical_lr: float | None = None, path=None) -> Figure:
     bottom.set_xlabel(unit)
     legend_below(bottom)
     top.legend(fontsize="small", loc="best")
-    from ..schedulers import short_spec
+    from ..schedulers import lr_words
 
-    every = cfg.get("scheduler_every", "epoch")
-    lr = f"lr {num(cfg['lr'])} scheduled by {short_spec(cfg.get('scheduler'))} every {every}"
+    lr = lr_words(cfg["scheduler"], num(cfg["lr"]), cfg.get("scheduler_every", "epoch"))
     _title(top, f"learning-rate schedule: {describe(summary, lr=lr)}", width=90)
     return _done(fig, path)
 
@@ -95,13 +97,13 @@ def _series(summary: dict) -> tuple[str, dict]:
     return unit, out
 
 
-def limit(summary: dict) -> float | None:
+def limit(summary) -> float | None:
     """The critical lr of the run ``summary`` describes, from its configuration (the data
     read again), or None where the theory gives none (another rule, a function problem)."""
     from .. import theory
-    from ..errors import TorchgdError
     from ..plan import plan_from_config
 
+    summary = _summary(summary)  # a Result or its to_json()
     try:
         p = plan_from_config(summary["config"])
     except TorchgdError:

@@ -172,6 +172,13 @@ def adaptive(hp) -> bool:
     return getattr(rule, "ADAPTIVE", rule.TORCH_CLASS != "SGD")
 
 
+def hovers(hp) -> bool:
+    """Whether the cost may rise for a while on the way down, so that the divergence guard
+    counts only a rise above the start: an adaptive rule, or one with momentum (heavy-ball
+    overshoots and comes back)."""
+    return adaptive(hp) or bool(getattr(hp, "momentum", 0))
+
+
 def torch_kwargs(hp) -> dict:
     """The keyword arguments of the rule's ``torch.optim`` class."""
     return hp.torch_kwargs() if hasattr(hp, "torch_kwargs") else dataclasses.asdict(hp)

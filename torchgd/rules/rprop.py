@@ -114,7 +114,8 @@ def _textbook_step(theta, g, st, hp) -> None:
 
     etaminus, etaplus = hp.etas
     s = g * st["prev"]
-    factor = torch.where(s > 0, etaplus, torch.where(s < 0, etaminus, 1.0)).to(g.dtype)
+    up, down, one = (torch.full_like(s, v) for v in (etaplus, etaminus, 1.0))  # in g's dtype
+    factor = torch.where(s > 0, up, torch.where(s < 0, down, one))
     st["step_size"] = torch.clamp(st["step_size"] * factor, *hp.step_sizes)
     g = torch.where(s < 0, torch.zeros_like(g), g)
     theta -= torch.sign(g) * st["step_size"]

@@ -93,8 +93,9 @@ def _value(field, text: str):
         if kind in ("tuple", "list"):
             return tuple(int(v) for v in text.split("/") if v)
     except ValueError:
+        hint = " (A@5@B runs A, then B from step 5)" if "@" in text else ""
         raise TorchgdError(
-            f"--scheduler: {field.name}={text} is not {_KINDS.get(kind, kind)}"
+            f"--scheduler: {field.name}={text} is not {_KINDS.get(kind, kind)}{hint}"
         ) from None
     return text
 
@@ -132,9 +133,11 @@ def _one(spec: str):
         missing = [
             k for k, f in fields.items() if f.default is dataclasses.MISSING and k not in given
         ]
+        example = next((t for t in getattr(module, "TRY", ()) if set(missing) <= set(t)), None)
+        example = ",".join(f"{k}={example[k]}" for k in missing) if example else f"{missing[0]}=..."
         raise TorchgdError(
             f"--scheduler {spec}: {module.TORCH_CLASS} needs {', '.join(missing)}, e.g. "
-            f"{module.NAME}:{missing[0]}=10"
+            f"{module.NAME}:{example}"
         ) from None
     return module, options
 
@@ -168,6 +171,24 @@ def short_spec(spec: str) -> str:
     return f"{module.NAME}:{','.join(parts)}" if parts else module.NAME
 
 
+def lr_words(spec: str, lr, every: str) -> str:
+    """A scheduled run's lr in words, for its first line and a figure's title: ``lr 0.1
+    scheduled by cosine:T_max=50 every epoch``; where the scheduler sets the lr from its own
+    options (OneCycleLR's max_lr), that ``--lr`` plays no part; a cycled momentum is said."""
+    from . import _compose
+
+    short = short_spec(spec)
+    if _compose.is_composed(str(spec)):
+        return f"lr {lr} scheduled by {short} every {every}"
+    module, options = parse(spec)
+    cycles = getattr(options, "cycle_momentum", False) and hasattr(module, "momentum")
+    momentum = ", momentum cycled with it" if cycles else ""
+    peak = getattr(module, "PEAK", None)
+    if peak is not None:
+        return f"lr set by {short} every {every}{momentum} (its {peak}, not --lr {lr})"
+    return f"lr {lr} scheduled by {short} every {every}{momentum}"
+
+
 def check(schedule, units: int, spec: str) -> None:
     """Every lr ``schedule`` gives over ``units`` scheduler steps: a finite number >= 0, as
     torch.optim requires of an lr (said before anything runs, not by torch mid-run)."""
@@ -177,7 +198,13 @@ def check(schedule, units: int, spec: str) -> None:
     if fits is not None:
         fits(schedule.options, units)  # OneCycleLR: total_steps >= the steps the run takes
     for t in range(units):
-        lr = schedule.lr_at(t)
+        try:
+            lr = schedule.lr_at(t)
+        except ArithmeticError as exc:  # 0 ** -1, gamma ** t beyond a float: no lr at all
+            raise TorchgdError(
+                f"--scheduler {spec} gives no lr after {t} of its steps ({type(exc).__name__}: "
+                f"{exc}): a learning rate must be a finite number >= 0"
+            ) from None
         if not (math.isfinite(lr) and lr >= 0):
             raise TorchgdError(
                 f"--scheduler {spec} gives lr {lr} after {t} of its steps: a learning rate "

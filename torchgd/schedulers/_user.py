@@ -25,9 +25,13 @@ def function(spec: str):
     from ..loading import attribute
 
     fn = attribute(spec, "lr_lambda")
+    if fn is None:
+        where, _, name = spec.rpartition(":")
+        raise TorchgdError(f"lr_lambda '{spec}': {where} has no '{name}' (a function of the step)")
     if not callable(fn):
-        what = "nothing" if fn is None else type(fn).__name__
-        raise TorchgdError(f"lr_lambda '{spec}' is {what}, not a function of the step")
+        raise TorchgdError(
+            f"lr_lambda '{spec}' is a {type(fn).__name__}, not a function of the step"
+        )
     return fn
 
 

@@ -34,6 +34,10 @@ class Options:
     total_iters: int = 5
 
     def __post_init__(self):
+        if not isinstance(self.total_iters, int) or self.total_iters < 1:
+            raise TorchgdError(
+                f"LinearLR: total_iters must be a whole number >= 1, got {self.total_iters}"
+            )
         if not 0 < self.start_factor <= 1:
             raise TorchgdError(
                 "Starting multiplicative factor expected to be greater than 0 and less or "

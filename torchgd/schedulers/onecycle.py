@@ -66,6 +66,9 @@ class Options:
             raise TorchgdError(
                 f"Expected float between 0 and 1 pct_start, but got {self.pct_start}"
             )
+        for name in ("max_lr", "div_factor", "final_div_factor"):
+            if not getattr(self, name) > 0:
+                raise TorchgdError(f"OneCycleLR: {name} must be > 0, got {getattr(self, name)}")
         if self.anneal_strategy not in ("cos", "linear"):
             raise TorchgdError(
                 "anneal_strategy must be one of 'cos' or 'linear', instead got "
