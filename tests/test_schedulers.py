@@ -461,3 +461,13 @@ def test_a_cycled_momentum_is_said_and_not_mistaken_for_divergence(main_cli):
     assert "(its max_lr, not --lr 0.01)" in first and "peaks at" not in proc.stdout
     r = torchgd.fit(momentum=0.95, lr=0.005)  # heavy-ball: up and down on the way to the minimum
     assert r.status == "completed"
+
+
+@pytest.mark.parametrize("optimizer", ["rprop", "asgd"])
+def test_rules_that_take_the_lr_once_take_the_first_steps_scheduled_lr_as_torch(optimizer):
+    """Rprop's first step size and ASGD's first eta are the lr of the first step, which a
+    ConstantLR has already lowered (torch makes that state at the first step, not before)."""
+    r = torchgd.fit(**NOISY, schedule="minibatch:8", epochs=3, lr=0.05, optimizer=optimizer,
+                    rule="torch-exact", scheduler="constant:factor=0.5,total_iters=2")  # fmt: skip
+    assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
+    assert r.agreement["buffers"]["manual~optim"]["max_ulp"] == 0

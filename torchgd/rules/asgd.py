@@ -80,6 +80,8 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     exact = spelling == "torch-exact"
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        if st["step"] == 1:  # torch makes eta at the first step: from that step's lr
+            st["eta"] = hp.lr
         step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, st["step"])
 

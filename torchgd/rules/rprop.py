@@ -91,6 +91,8 @@ def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "t
     step = _torch_step if spelling == "torch-exact" else _textbook_step
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        if st["step"] == 1:  # torch makes the step sizes at the first step: from that step's lr
+            st["step_size"] = init({name: theta}, hp)[name]["step_size"]
         step(theta, g, st, hp)
 
 
