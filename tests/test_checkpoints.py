@@ -73,12 +73,23 @@ def tb_steps(run_dir, path="manual"):
     return [e.step for e in acc.Scalars(f"loss/raw/{path}")]
 
 
+def run_here(tmp_path, name, *extra, base=RUN) -> dict:
+    """The same command through ``main()`` in this process, uninterrupted: its summary (what
+    an interrupted real process must come back to; only the interrupted one needs a process)."""
+    import contextlib
+    import io
+
+    from torchgd.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = main([*base, *extra, "--logdir", str(tmp_path), "--name", name, "--quiet"])
+    assert code == 0
+    return json.loads((tmp_path / name / "summary.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("full")
-    proc = start(tmp, "full")
-    assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    return json.loads((tmp / "full" / "summary.json").read_text())
+    return run_here(tmp_path_factory.mktemp("full"), "full")
 
 
 def same_run(a, b):
@@ -255,10 +266,8 @@ ADAM = ["--optimizer", "adam", "--amsgrad", "--betas", "0.8,0.99", "--lr", "0.05
 WITHOUT_MOMENTUM = [a for i, a in enumerate(RUN) if "--momentum" not in RUN[max(0, i - 1) : i + 1]]
 
 
-def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(cli, tmp_path):
-    full = start(tmp_path, "full", *ADAM, base=WITHOUT_MOMENTUM)
-    assert full.wait(timeout=300) == 0, full.stderr.read()
-    whole = json.loads((tmp_path / "full" / "summary.json").read_text())
+def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(main_cli, tmp_path):
+    whole = run_here(tmp_path, "full", *ADAM, base=WITHOUT_MOMENTUM)
     proc = start(tmp_path, "r", *ADAM, "--checkpoint-every", "5", base=WITHOUT_MOMENTUM)
     run = tmp_path / "r"
     wait_for(run, lambda r: (r / "checkpoint.pt").exists())
@@ -268,7 +277,7 @@ def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(
     state = saved["paths"]["manual"]["buffers"]["w"]
     assert {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"} <= set(state) and state["step"] > 0
     assert saved["paths"]["optim"]["optimizer"]["state"]  # torch.optim.Adam's own state
-    resumed = resume(cli, run)
+    resumed = resume(main_cli, run)  # (test_ctrl_c_then_resume resumes in a real process)
     same_run(resumed, whole)
     assert resumed["agreement"]["buffers"] == whole["agreement"]["buffers"]
     assert resumed["config"]["optimizer"] == "adam" and resumed["config"]["betas"] == [0.8, 0.99]
