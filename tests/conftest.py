@@ -47,7 +47,9 @@ def main_cli(tmp_path, capsys, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
 
-    def _run(*args):
+    def _run(*args, cwd=None):
+        if cwd is not None:  # another directory than tmp_path, as a user's shell has
+            monkeypatch.chdir(cwd)
         try:
             code = main([str(a) for a in args])
         except SystemExit as exc:  # argparse's own errors

@@ -154,7 +154,9 @@ def test_a_loss_within_two_decades_keeps_a_linear_axis_and_the_grids_edge_is_nam
 def test_the_command_writes_a_png_from_another_directory(cli, tmp_path):
     where = tmp_path / "elsewhere"
     (where / "figs").mkdir(parents=True)
-    proc = cli("plot", "race", "--out", "figs/race.png", cwd=where)
+    proc = cli(
+        "plot", "race", "--out", "figs/race.png", "--steps", "60", "--lr", "0.01:1:3", cwd=where
+    )  # fmt: skip  (the default grid and steps: test_the_default_figure...)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "figs/race.png" and proc.stderr == ""
     with Image.open(where / "figs" / "race.png") as im:

@@ -197,7 +197,9 @@ def test_a_users_problem_that_breaks_mid_run_is_one_line_exit_2_and_a_failed_sum
     assert json.loads((tmp_path / "runs" / "r" / "config.json").read_text())["problem"] == "late"
 
 
-def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_outputs(tmp_path):
+def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_outputs(
+    main_cli, tmp_path
+):
     home = tmp_path / "home"
     home.mkdir()
     (home / "bowl.py").write_text(BOWL)
@@ -207,17 +209,18 @@ def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_ou
     _interrupt_after_checkpoint(common, home, run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     # a changed option of what the run writes is refused like any other
-    proc = run_cli("train", "--resume", run, "--no-tensorboard", cwd=home)
+    # the refusals through main() in this process (the resume at the end in a real one)
+    proc = main_cli("train", "--resume", run, "--no-tensorboard", cwd=home)
     assert proc.returncode == 2 and "--no-tensorboard would change it" in proc.stderr
     # the problem file moved its minimum: resuming would not continue the same run
     (home / "bowl.py").write_text(BOWL.replace("x**2 + 3", "(x - 1)**2 + 3"))
-    proc = run_cli("train", "--resume", run, cwd=home)
+    proc = main_cli("train", "--resume", run, cwd=home)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert f"'{home / 'bowl.py'}' changed since the run started" in proc.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
     # the file as it was: the run resumes, still without figures (it was started with --no-plots)
     (home / "bowl.py").write_text(BOWL)
-    proc = run_cli("train", "--resume", run, "--epochs", "3000", cwd=home)
+    proc = main_cli("train", "--resume", run, "--epochs", "3000", cwd=home)
     assert proc.returncode == 2  # (an option, even the run's own value, is refused)
     proc = run_cli("train", "--resume", run, "--quiet", cwd=home, timeout=300)
     assert proc.returncode == 0, proc.stderr
