@@ -100,14 +100,34 @@ def _value(field, text: str):
     return text
 
 
-def parse(spec: str):
+def parse(spec):
     """``"step:step_size=10,gamma=0.5"`` as ``(module, Options)``; milestones as ``10/20``;
-    a sequence ``A@5@B`` or a chain ``A+B`` as a composition (``_compose``)."""
+    a sequence ``A@5@B`` or a chain ``A+B`` as a composition (``_compose``). Python may give
+    the object instead: a scheduler's ``Options`` (``schedulers.get("cosine").Options(T_max=
+    100)``) or a ``(module, Options)`` pair (what this returns)."""
     from . import _compose
 
+    if not isinstance(spec, str):
+        return _of_object(spec)
     if _compose.is_composed(str(spec)):
         return _compose.parse(str(spec), _one)
     return _one(spec)
+
+
+def _of_object(obj):
+    """A scheduler given as an object: its ``Options`` or ``(module, Options)``."""
+    from . import _compose
+
+    composed = (_compose.SEQUENTIAL, _compose.CHAINED)
+    if isinstance(obj, tuple) and len(obj) == 2 and (obj[0] in ALL.values() or obj[0] in composed):
+        return obj
+    for module in ALL.values():
+        if type(obj) is module.Options:
+            return module, obj
+    raise TorchgdError(
+        f"scheduler must be a spec like 'cosine:T_max=100', a scheduler's Options (e.g. "
+        f"torchgd.schedulers.get('cosine').Options(T_max=100)) or (module, Options); got {obj!r}"
+    )
 
 
 def _one(spec: str):
