@@ -13,6 +13,7 @@ import torchgd
 from conftest import stopped_at
 from torchgd import schedulers, train
 from torchgd.compare import ulp_distance_floats
+from torchgd.errors import TorchgdError
 from torchgd.plan import plan, plan_from_config
 from torchgd.schedulers import _compose
 
@@ -318,7 +319,10 @@ def test_plot_schedule_draws_every_paths_lr_against_the_critical_lr_and_the_loss
     assert list(limit.get_ydata()) == [critical, critical]
     drawn = [list(v.get_ydata()) for k, v in lines.items() if not k.startswith("critical")]
     assert steps["lr"] in drawn and r.history["optim"]["steps"]["lr"] in drawn
+    assert top.get_yscale() == "linear"  # 0.02 to 0.2 and the limit: one decade
     assert bottom.get_xlabel() == "step" and bottom.get_yscale() == "log"
+    decay = torchgd.fit(lr=0.1, scheduler="exponential:gamma=0.7", history="steps", epochs=30)
+    assert plots.schedule(decay, critical_lr=critical).axes[0].get_yscale() == "log"  # decades
     (loss,) = bottom.get_lines()  # smooth, falling then rising: no smoothed curve
     assert (
         list(loss.get_xdata()) == steps["step"] and loss.get_label() == "manual = autograd = optim"
@@ -417,7 +421,7 @@ def test_a_sweeps_lanes_follow_each_lanes_schedule_bit_identical_to_single_runs(
     "spec,message",
     [
         ("plateau", "ReduceLROnPlateau follows each run's cost and has no lanes here"),
-        ("cyclic:base_lr=0.01,max_lr=0.1,cycle_momentum=False", "sets the lr from its max_lr"),
+        ("cyclic:base_lr=0.01,max_lr=0.1,cycle_momentum=False", "sets the lr from its own opt"),
     ],
 )
 def test_a_sweep_refuses_schedules_without_lanes(main_cli, tmp_path, spec, message):
@@ -457,8 +461,10 @@ def test_a_cycled_momentum_is_said_and_not_mistaken_for_divergence(main_cli):
     proc = main_cli("train", "--scheduler", "onecycle:max_lr=0.1,total_steps=100", "--no-plots",
                     "--no-tensorboard")  # fmt: skip
     first = proc.stdout.splitlines()[0]
-    assert "lr set by onecycle:max_lr=0.1,total_steps=100 every epoch, momentum cycled" in first
-    assert "(its max_lr, not --lr 0.01)" in first and "peaks at" not in proc.stdout
+    said = "lr set by onecycle:max_lr=0.1,total_steps=100 every epoch from its own options, "
+    assert said in first
+    assert "not --lr 0.01; momentum cycled 0.85-0.95 by it (in place of the rule's own)" in first
+    assert "peaks at" not in proc.stdout
     r = torchgd.fit(momentum=0.95, lr=0.005)  # heavy-ball: up and down on the way to the minimum
     assert r.status == "completed"
 
@@ -471,3 +477,15 @@ def test_rules_that_take_the_lr_once_take_the_first_steps_scheduled_lr_as_torch(
                     rule="torch-exact", scheduler="constant:factor=0.5,total_iters=2")  # fmt: skip
     assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
     assert r.agreement["buffers"]["manual~optim"]["max_ulp"] == 0
+
+
+def test_a_scheduler_object_that_is_not_one_is_one_clear_error():
+    cosine, step = schedulers.get("cosine"), schedulers.get("StepLR")
+    with pytest.raises(TorchgdError, match="are not CosineAnnealingLR's options"):
+        torchgd.fit(scheduler=(cosine, step.Options(step_size=10)))
+    with pytest.raises(
+        TorchgdError, match=r"give StepLR's Options with its values, e.g. Options\("
+    ):
+        torchgd.fit(scheduler=step.Options)
+    with pytest.raises(TorchgdError, match="scheduler must be a spec like 'cosine:T_max=100'"):
+        torchgd.fit(scheduler=3)

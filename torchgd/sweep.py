@@ -197,8 +197,8 @@ def _lane_schedules(p, lrs):
     peak = getattr(s.module, "PEAK", None)
     if peak is not None:
         raise TorchgdError(
-            f"sweep: {s.module.TORCH_CLASS} sets the lr from its {peak}, not --lr: every lane "
-            f"would be the same run (train one per {peak} instead)"
+            f"sweep: {s.module.TORCH_CLASS} sets the lr from its own options ({peak} and the "
+            f"rest), not --lr: every lane would be the same run (train one per {peak} instead)"
         )
     if hasattr(s, "observe"):
         raise TorchgdError(

@@ -71,6 +71,8 @@ def describe(config: dict, dataset=None) -> str:
         from ..schedulers import lr_words
 
         lr = lr_words(c["scheduler"], c["lr"], c.get("scheduler_every", "epoch"))
+        if "momentum cycled" in lr:  # the scheduler's momentum replaces the rule's own
+            extras = [e for e in extras if not e.startswith(("momentum ", "betas "))]
     elif c.get("hyper_at"):
         lr += f" changed by {c['hyper_at']}"
     parts = [what, how, lr, length] + extras

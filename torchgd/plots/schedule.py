@@ -40,8 +40,13 @@ def schedule(run, *, critical_lr: float | None = None, path=None) -> Figure:
         s, (ls, lw) = series[names[0]], STYLES[i % len(STYLES)]
         top.plot(s["x"], s["lr"], ls, lw=lw, label=" = ".join(names))
     if critical_lr is not None:
-        said = f"critical lr {num(critical_lr, '.4g')}: above it the error grows"
+        said = (
+            f"critical lr {num(critical_lr, '.4g')}, the theory's limit for this data and batching"
+        )
         top.axhline(critical_lr, color="tab:red", ls="--", lw=1, label=said)
+    lrs = [v for s in series.values() for v in s["lr"] if v > 0] + [critical_lr or 0]
+    if _spans_decades([v for v in lrs if v > 0]):  # a limit far above, or a decaying lr
+        top.set_yscale("log")
     top.set_ylabel("learning rate")
     _losses(bottom, summary, series)
     bottom.set_ylabel("loss" if unit == "epoch" else "loss of the step's batch, before it")

@@ -120,10 +120,22 @@ def _of_object(obj):
 
     composed = (_compose.SEQUENTIAL, _compose.CHAINED)
     if isinstance(obj, tuple) and len(obj) == 2 and (obj[0] in ALL.values() or obj[0] in composed):
+        module, options = obj
+        own = _compose.Options if module in composed else module.Options
+        if type(options) is not own:
+            raise TorchgdError(
+                f"scheduler: {options!r} are not {module.TORCH_CLASS}'s options (give "
+                f"{module.TORCH_CLASS}'s Options, or the Options alone)"
+            )
         return obj
     for module in ALL.values():
         if type(obj) is module.Options:
             return module, obj
+        if obj is module.Options:
+            raise TorchgdError(
+                f"scheduler: give {module.TORCH_CLASS}'s Options with its values, e.g. "
+                f"Options({', '.join(f'{k}={v!r}' for k, v in module.TRY[0].items())})"
+            )
     raise TorchgdError(
         f"scheduler must be a spec like 'cosine:T_max=100', a scheduler's Options (e.g. "
         f"torchgd.schedulers.get('cosine').Options(T_max=100)) or (module, Options); got {obj!r}"
@@ -202,10 +214,15 @@ def lr_words(spec: str, lr, every: str) -> str:
         return f"lr {lr} scheduled by {short} every {every}"
     module, options = parse(spec)
     cycles = getattr(options, "cycle_momentum", False) and hasattr(module, "momentum")
-    momentum = ", momentum cycled with it" if cycles else ""
+    momentum = (
+        f"; momentum cycled {options.base_momentum}-{options.max_momentum} by it (in place of "
+        "the rule's own)"
+        if cycles
+        else ""
+    )
     peak = getattr(module, "PEAK", None)
     if peak is not None:
-        return f"lr set by {short} every {every}{momentum} (its {peak}, not --lr {lr})"
+        return f"lr set by {short} every {every} from its own options, not --lr {lr}{momentum}"
     return f"lr {lr} scheduled by {short} every {every}{momentum}"
 
 
