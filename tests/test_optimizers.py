@@ -317,7 +317,19 @@ def test_a_resumed_adam_run_equals_one_run_state_included():
     assert resumed.agreement == whole.agreement
 
 
-@pytest.mark.parametrize("name", ADAPTIVE)
+LANED = [n for n in ADAPTIVE if getattr(rules.get(n), "LANES", True)]
+
+
+def test_a_sweep_refuses_a_rule_whose_step_reads_the_whole_parameter():
+    from torchgd import sweep
+
+    unlaned = [n for n, m in rules.ALL.items() if not getattr(m, "LANES", True)]
+    assert unlaned == ["adafactor"]
+    with pytest.raises(TorchgdError, match="adafactor reads the whole parameter at every step"):
+        sweep.sweep(lrs=[0.01, 0.02], optimizer="adafactor", epochs=2)
+
+
+@pytest.mark.parametrize("name", LANED)
 def test_a_sweep_of_any_rule_has_lanes_bit_identical_to_single_runs(name):
     from torchgd import sweep
 
@@ -722,3 +734,27 @@ def test_rprops_textbook_spelling_is_torchs_to_the_bit_as_the_rules_table_says(d
     # dtype (a where() on Python numbers would round 1.2 to float32 first)
     for options in combos("rprop"):
         assert step_both("rprop", options, dtype, "textbook") == {"params": 0, "state": 0}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_adafactors_factored_second_moment_of_a_matrix_is_torchs_bit_for_bit(dtype):
+    """No problem here has a weight matrix, a user's may: Adafactor's row and column averages
+    (not compared by the report, not shaped like the parameter) held to torch's directly."""
+    module = rules.get("adafactor")
+    for options in combos("adafactor"):
+        g = torch.Generator().manual_seed(1)
+        w0 = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
+        hp = module.Hyper(**{"lr": 0.05, **options})
+        mine = {"w": w0.clone()}
+        state = module.init(mine, hp)
+        theirs = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adafactor([theirs], **hp.torch_kwargs())
+        for _ in range(30):
+            grad = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
+            with torch.no_grad():
+                module.update(mine, {"w": grad}, state, hp, "torch-exact")
+            theirs.grad = grad.clone()
+            opt.step()
+            assert torch.equal(mine["w"], theirs.detach()), options
+            for s in ("row_var", "col_var"):
+                assert torch.equal(state["w"][s], opt.state[theirs][s]), (options, s)

@@ -33,21 +33,27 @@ def default():
     return plots.race()
 
 
+RACED = [n for n, m in rules.ALL.items() if getattr(m, "LANES", True)]  # a sweep runs them
+
+
 def test_the_default_figure_has_a_row_per_problem_and_a_line_per_rule_in_each_panel(default):
     assert tuple(default.get_size_inches()) == (12, 10)
+    assert "(adafactor: no sweep lanes, not raced)" in " ".join(
+        default._suptitle.get_text().split()
+    )
     assert len(default.axes) == 4
     for row, (problem, start) in enumerate((("elliptic", (-5, -2)), ("rosenbrock", (-1.2, 1)))):
         contours, losses = default.axes[2 * row : 2 * row + 2]
         assert contours.get_title().startswith(problem)
-        for name in rules.ALL:
+        for name in RACED:
             (path,) = labelled(contours, f"{name} (lr ")
             (curve,) = labelled(losses, f"{name} (lr ")
             assert path.get_color() == curve.get_color()  # one colour per rule
             assert len(path.get_xdata()) == plots.RACE_STEPS + 1  # the start, then every step
             assert len(curve.get_xdata()) == plots.RACE_STEPS
             assert (path.get_xdata()[0], path.get_ydata()[0]) == start
-        colors = {labelled(contours, f"{n} (lr ")[0].get_color() for n in rules.ALL}
-        assert len(colors) == len(rules.ALL)
+        colors = {labelled(contours, f"{n} (lr ")[0].get_color() for n in RACED}
+        assert len(colors) == len(RACED)
         (mark,) = labelled(contours, "start (")
         assert (mark.get_xdata()[0], mark.get_ydata()[0]) == start
         (minimum,) = labelled(contours, "minimum (")

@@ -51,6 +51,13 @@ def _measured_rate(errors: list[float]) -> float | None:
 
 def check(p, lrs) -> None:
     """Can ``lrs`` be swept on plan ``p``? Raises TorchgdError if not."""
+    rule = rules.of(p.hp)
+    if not getattr(rule, "LANES", True):
+        raise TorchgdError(
+            f"sweep: {getattr(rule, 'NAME', rule.TORCH_CLASS)} reads the whole parameter at every "
+            "step (its RMS), so K lanes stacked into one tensor cannot run it: train one run "
+            "per lr"
+        )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
     _lane_schedules(p, lrs)  # and every lane's schedule, all its lrs

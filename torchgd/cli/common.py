@@ -119,11 +119,34 @@ def add_rule_options(
             default = _num(defaults.pop())
         p.add_argument(
             flag,
-            type=_parsed(f.metadata["parse"]) if "parse" in f.metadata else float,
+            type=_option_type(name, takers),
             default=None,
             metavar=f.metadata.get("metavar"),
             help=f"{text} [{who}; default {default}]",
         )
+
+
+def _option_type(name: str, takers: list):
+    """How the command line reads a rule option: the field's own parser, else a float; where
+    the rules that take it read it differently (``--eps``: a number, Adafactor's a pair), a
+    number, or what the other parser makes of anything else (the rule then checks its own)."""
+    parsers = []
+    for rule in takers:
+        parse = rules.ALL[rule].Hyper.__dataclass_fields__[name].metadata.get("parse", float)
+        if parse not in parsers:
+            parsers.append(parse)
+    if len(parsers) == 1:
+        return float if parsers[0] is float else _parsed(parsers[0])
+    others = [q for q in parsers if q is not float]
+
+    def number_or(text):
+        try:
+            return float(text)
+        except ValueError:
+            return others[0](text)
+
+    number_or.__name__ = f"{name} value"
+    return _parsed(number_or)
 
 
 def _parsed(parse):
@@ -185,6 +208,8 @@ def _default(rule: str, name: str):
 
 
 def _num(value) -> str:
+    if value is None:
+        return "None"
     return ",".join(map(_num, value)) if isinstance(value, tuple) else f"{value:g}"
 
 

@@ -59,7 +59,8 @@ def race(
     path in the ``torch-exact`` spelling (``torch.optim``'s operations) at the lr chosen: the
     same formula, rounded at other places. The divergence guard is off: a run counts as diverged
     when it stops being finite, not when its loss rises for a while (Rosenbrock's valley makes
-    it do so). ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL``);
+    it do so). ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL`` that a
+    sweep can run in lanes: Adafactor, whose step reads the whole parameter, is left out and said);
     ``init``: the start (default each problem's own); the figure is 12 inches wide, 5 a
     problem."""
     from .. import rules
@@ -76,11 +77,17 @@ def race(
         raise TorchgdError(f"plot race takes each problem once, got {', '.join(names)}")
     found = [race_problem(name) for name in names]
     rates = _race_grid(lrs)
-    optimizers = list(rules.ALL) if optimizers is None else list(optimizers)
+    laned = [n for n, m in rules.ALL.items() if getattr(m, "LANES", True)]
+    optimizers = laned if optimizers is None else list(optimizers)
     if not optimizers:
         raise TorchgdError("plot race needs at least one optimizer")
     for rule in optimizers:  # an unknown rule or start is refused before anything runs
-        rules.get(rule)
+        module = rules.get(rule)
+        if not getattr(module, "LANES", True):
+            raise TorchgdError(
+                f"plot race tries each lr as a sweep's lane; {module.NAME} reads the whole "
+                "parameter at every step and has no lanes"
+            )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise TorchgdError(f"plot race takes a whole number of steps >= 1, got {steps}")
     starts = [
@@ -111,6 +118,11 @@ def race(
         "log-spaced) that reaches the minimum first and stays (else ends lowest); the manual "
         "path, computed with torch.optim's own operations"
     )
+    left = [
+        n for n, m in rules.ALL.items() if n not in optimizers and not getattr(m, "LANES", True)
+    ]
+    if left:
+        text += f" ({', '.join(left)}: no sweep lanes, not raced)"
     fig.suptitle("\n".join(textwrap.wrap(text, 110)))
     return _done(fig, path)
 

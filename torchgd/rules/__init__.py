@@ -114,8 +114,6 @@ NOT_HERE = {
     "the problems here have vectors of weights, where it has nothing to orthogonalise",
     "lbfgs": "torch.optim.LBFGS evaluates the loss several times a step (a closure and a line "
     "search); torchgd's paths step once a batch, so it is not here yet",
-    "adafactor": "torch.optim.Adafactor (factored second moments for matrices) is not in "
-    "torchgd yet",
 }
 
 

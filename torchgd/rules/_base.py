@@ -69,7 +69,15 @@ class Base:
         return self.asdict()
 
     def numbers(self, *names) -> None:
-        """torchgd's own check, before torch's: each option a number (or a tuple of them)."""
+        """torchgd's own check, before torch's: each option a number (or a tuple of them, where
+        the field is one: ``--eps 1e-3,1`` is Adafactor's pair, not Adam's number)."""
+        for name in names:
+            value, kind = getattr(self, name), str(self.__dataclass_fields__[name].type)
+            if isinstance(value, tuple) and "tuple" not in kind:
+                raise TorchgdError(
+                    f"--{name.replace('_', '-')} takes one number here, got "
+                    f"{','.join(map(str, value))}"
+                )
         self._each(names, lambda v: not isinstance(v, bool) and isinstance(v, (int, float)))
 
     def finite(self, *names) -> None:
