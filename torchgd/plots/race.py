@@ -77,17 +77,7 @@ def race(
         raise TorchgdError(f"plot race takes each problem once, got {', '.join(names)}")
     found = [race_problem(name) for name in names]
     rates = _race_grid(lrs)
-    laned = [n for n, m in rules.ALL.items() if getattr(m, "LANES", True)]
-    optimizers = laned if optimizers is None else list(optimizers)
-    if not optimizers:
-        raise TorchgdError("plot race needs at least one optimizer")
-    for rule in optimizers:  # an unknown rule or start is refused before anything runs
-        module = rules.get(rule)
-        if not getattr(module, "LANES", True):
-            raise TorchgdError(
-                f"plot race tries each lr as a sweep's lane; {module.NAME} reads the whole "
-                "parameter at every step and has no lanes"
-            )
+    optimizers = _racers(optimizers)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise TorchgdError(f"plot race takes a whole number of steps >= 1, got {steps}")
     starts = [
@@ -118,13 +108,35 @@ def race(
         "log-spaced) that reaches the minimum first and stays (else ends lowest); the manual "
         "path, computed with torch.optim's own operations"
     )
-    left = [
-        n for n, m in rules.ALL.items() if n not in optimizers and not getattr(m, "LANES", True)
-    ]
+    left = [n for n, m in rules.ALL.items() if n not in optimizers and not _laned(m)]
     if left:
         text += f" ({', '.join(left)}: no sweep lanes, not raced)"
     fig.suptitle("\n".join(textwrap.wrap(text, 110)))
     return _done(fig, path)
+
+
+def _laned(module) -> bool:
+    """Whether a sweep can run the rule as lanes (Adafactor's step reads the whole parameter)."""
+    return getattr(module, "LANES", True)
+
+
+def _racers(optimizers) -> list:
+    """The rules to race (default: every one a sweep can run as lanes), each checked before
+    anything runs."""
+    from .. import rules
+
+    names = [n for n, m in rules.ALL.items() if _laned(m)] if optimizers is None else optimizers
+    names = list(names)
+    if not names:
+        raise TorchgdError("plot race needs at least one optimizer")
+    for rule in names:  # an unknown rule is refused before anything runs
+        module = rules.get(rule)
+        if not _laned(module):
+            raise TorchgdError(
+                f"plot race tries each lr as a sweep's lane; {module.NAME} reads the whole "
+                "parameter at every step and has no lanes"
+            )
+    return names
 
 
 def race_problem(name: str):
