@@ -68,13 +68,16 @@ def test_a_problem_file_trains_draws_and_replots_from_another_directory(tmp_path
         assert (other / f"{kind}.png").stat().st_size > 1000
 
 
-def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_path):
+def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(main_cli, tmp_path):
     home, other = tmp_path / "home", tmp_path / "other"
     home.mkdir(), other.mkdir()
     (home / "bowl.py").write_text(BOWL)
     common = ["--lr", "0.01", "--epochs", "3000", "--paths", "manual,optim", "--no-plots"]
     common += ["--no-tensorboard"]  # the user's files are what is tested here
-    full = run_cli("train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home)
+    # the uninterrupted run in this process; the interrupted one and its resume in real ones
+    full = main_cli(
+        "train", "--problem", "bowl.py:bowl", *common, "--json", "--name", "f", cwd=home
+    )
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
     _interrupt_after_checkpoint(
@@ -89,14 +92,14 @@ def test_a_run_on_users_files_resumes_from_another_directory_bit_for_bit(tmp_pat
     assert resumed["paths"] == uninterrupted["paths"]  # bit for bit, history included
 
 
-def test_a_run_on_a_data_file_resumes_from_another_directory(tmp_path):
+def test_a_run_on_a_data_file_resumes_from_another_directory(main_cli, tmp_path):
     home, other = tmp_path / "home", tmp_path / "other"
     home.mkdir(), other.mkdir()
     rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
     (home / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
     common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "300"]
     common += ["--paths", "manual", "--no-plots", "--no-tensorboard"]
-    full = run_cli("train", *common, "--json", "--name", "f", cwd=home)
+    full = main_cli("train", *common, "--json", "--name", "f", cwd=home)  # (in this process)
     assert full.returncode == 0, full.stderr
     run = home / "runs" / "i"
     _interrupt_after_checkpoint([*common, "--checkpoint-every", "20", "--name", "i"], home, run)
