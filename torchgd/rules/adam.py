@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, begin, foreach, help_, invalid, zeros
+from ._base import Base, begin, foreach, help_, invalid, pair, zeros
 
 NAME = "adam"
 TORCH_CLASS = "Adam"
@@ -37,15 +37,7 @@ FORMULAS = {
 }
 
 
-def betas(text) -> tuple:
-    """``--betas 0.9,0.999`` as a pair of floats."""
-    parts = str(text).split(",")
-    try:
-        if len(parts) != 2:
-            raise ValueError
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        raise invalid(f"--betas takes two numbers, e.g. 0.9,0.999; got '{text}'") from None
+betas = pair("betas", "0.9,0.999")  # ``--betas 0.9,0.999`` as a pair of floats
 
 
 @dataclass(frozen=True)
