@@ -8,8 +8,9 @@
   as torch checks them (in torch's words);
 * ``textbook(t, base, o)``: the closed form a book writes, the lr after ``t`` scheduler steps;
 * ``torch_exact(t, prev, base, o)``: torch's own recursive (chainable) ``get_lr``, the lr
-  after ``t`` steps from the one after ``t - 1`` (``prev``), operation for operation;
-  ``initial(base, o)``: the lr before any step (torch's ``last_epoch = 0``), default ``base``;
+  after ``t`` steps from the one after ``t - 1`` (``prev``), operation for operation; at
+  ``t = 0`` torch's first step on the lr it finds (``prev``: the base lr, or in a chain the lr
+  the member before left), the lr before any of the run's steps;
 * ``WHY``: where the two forms round differently, for the report;
 * optional: ``Schedule``, a class of its own where the lr is not a function of the step
   alone (ReduceLROnPlateau: ``observe(cost)`` after every epoch), ``EVERY``: the ways it may be
@@ -262,9 +263,8 @@ class Schedule:
     def __init__(self, module, options, base: float, spelling: str):
         self.module, self.options, self.base = module, options, base
         self.exact = spelling == "torch-exact"
-        initial = getattr(module, "initial", None)
-        first = initial(base, options) if initial else base
-        self.lrs = [first if self.exact else module.textbook(0, base, options)]
+        first = module.torch_exact if self.exact else lambda t, _, b, o: module.textbook(t, b, o)
+        self.lrs = [first(0, base, base, options)]  # torch's first step, at construction
 
     def lr_at(self, t: int) -> float:
         m, o, lrs = self.module, self.options, self.lrs

@@ -109,8 +109,10 @@ class Composed:
         i = bisect_right(self.options.milestones, t)
         start = self.options.milestones[i - 1] if i else 0
         m, o = members[i]
-        if not self.exact or t == start:  # a member starts in closed form (torch: at 0)
-            return m.textbook(t - start, base, o) if i or not self.exact else _first(m, o, base)
+        if not self.exact:
+            return m.textbook(t - start, base, o)
+        if t == start:  # torch: the first member's first step; a later one restarts in closed form
+            return m.textbook(0, base, o) if i else m.torch_exact(0, base, base, o)
         return m.torch_exact(t - start, prev, base, o)
 
     def torch_scheduler(self, optimizer):
@@ -123,11 +125,6 @@ class Composed:
         if self.module is SEQUENTIAL:
             return cls(optimizer, made, milestones=list(self.options.milestones))
         return cls(made, optimizer)
-
-
-def _first(m, o, base: float) -> float:
-    """The first member's lr before any step, as torch's first step gives it."""
-    return m.torch_exact(0, base, base, o)
 
 
 def _Schedule(m, o, base):  # noqa: N802  (one member, as the optim path builds it)

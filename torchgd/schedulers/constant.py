@@ -32,10 +32,6 @@ class Options:
             raise TorchgdError("Constant multiplicative factor expected to be between 0 and 1.")
 
 
-def initial(base: float, o: Options) -> float:
-    return base * o.factor
-
-
 def textbook(t: int, base: float, o: Options) -> float:
     return base * o.factor if t < o.total_iters else base
 

@@ -91,10 +91,6 @@ def _torch(t: int, o: Options) -> tuple:
     return factor, _scale(t, cycle, o)
 
 
-def initial(base: float, o: Options) -> float:
-    return torch_exact(0, base, base, o)
-
-
 def textbook(t: int, base: float, o: Options) -> float:
     frac, scale = _book(t, o)
     return o.base_lr + (o.max_lr - o.base_lr) * frac * scale

@@ -26,7 +26,3 @@ def textbook(t: int, base: float, o: Options) -> float:
 
 def torch_exact(t: int, prev: float, base: float, o: Options) -> float:
     return base * _user.factor(o.lr_lambda, t)
-
-
-def initial(base: float, o: Options) -> float:
-    return base * _user.factor(o.lr_lambda, 0)

@@ -47,10 +47,6 @@ class Options:
             raise TorchgdError("Ending multiplicative factor expected to be between 0 and 1.")
 
 
-def initial(base: float, o: Options) -> float:
-    return base * o.start_factor
-
-
 def textbook(t: int, base: float, o: Options) -> float:
     k = min(t, o.total_iters)
     return base * (o.start_factor + (o.end_factor - o.start_factor) * k / o.total_iters)

@@ -122,10 +122,6 @@ def _torch_anneal(a: float, b: float, pct: float, o: Options) -> float:
     return (b - a) * pct + a
 
 
-def initial(base: float, o: Options) -> float:
-    return torch_exact(0, base, base, o)
-
-
 def textbook(t: int, base: float, o: Options) -> float:
     (_, a, b, _, _), pct = _where(t, o)
     if o.anneal_strategy == "cos":
