@@ -286,6 +286,7 @@ class Agreement(Reasons):
 
         if self._ref64 is not None:
             self._float32_reason(report)
+        self._evaluations(report)
         report["nonfinite"] = not all(
             math.isfinite(r["max_abs"])
             for r in [*report["params"].values(), *report.get("buffers", {}).values()]

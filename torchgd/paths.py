@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from . import problems, rules
+from .errors import TorchgdError
 
 
 class Path:
@@ -107,13 +108,45 @@ class Path:
         gradient) if given. Returns the loss before the update and the gradient before noise."""
         raise NotImplementedError
 
+    _batch = None  # the whole batch of this step, for a rule that evaluates again (L-BFGS)
+
+    def evaluate(self):
+        """The loss and the gradient at the current parameters on this step's batch, again (a
+        rule with ``EVALUATES``, such as L-BFGS, calls it several times a step)."""
+        raise NotImplementedError
+
+    def evaluations(self) -> int | None:
+        """How many times the rule evaluated the loss so far (None: once a step)."""
+        if not getattr(self.algorithm, "EVALUATES", False):
+            return None
+        first = self._first_state()
+        return first.get("func_evals", 0) if first else 0
+
+    def _first_state(self) -> dict:
+        return self.state.get(next(iter(self.params)), {})
+
+    def _evaluating(self) -> dict:
+        """``update``'s ``evaluate=`` for a rule that evaluates again (none for the others)."""
+        if not getattr(self.algorithm, "EVALUATES", False):
+            return {}
+        if self._batch is None:
+            raise TorchgdError(
+                f"{self.algorithm.NAME} evaluates the loss again within a step: it needs each "
+                "batch whole (no chunks, no torchrun)"
+            )
+        return {"evaluate": self.evaluate}
+
 
 def _copy(state: dict, device=None) -> dict:
-    """A copy of one parameter's state (tensors cloned, to ``device``; counts as they are)."""
-    return {
-        k: (v.to(device) if device is not None else v).clone() if torch.is_tensor(v) else v
-        for k, v in state.items()
-    }
+    """A copy of one parameter's state (tensors cloned, to ``device``; counts as they are;
+    lists of them, L-BFGS's history, copied too)."""
+    return {k: _copy_value(v, device) for k, v in state.items()}
+
+
+def _copy_value(v, device):
+    if isinstance(v, list):
+        return [_copy_value(x, device) for x in v]
+    return (v.to(device) if device is not None else v).clone() if torch.is_tensor(v) else v
 
 
 def _with_noise(grads: dict, noise) -> dict:
@@ -149,6 +182,7 @@ class ManualPath(Path):
         self._whole, self._sum, self._grad_sum, self._n, self._buffer = None, None, None, 1, None
 
     def accumulate(self, x, y, n=None):  # nothing here requires grad: no graph is recorded
+        self._batch = (x, y) if n is None else None
         if n is None:
             self._whole = self.problem.loss(self.params, x, y), self.problem.grad(self.params, x, y)
             return
@@ -179,9 +213,14 @@ class ManualPath(Path):
     def update(self, noise=None):
         loss, grads = self.gradients()
         self.algorithm.update(
-            self.params, _with_noise(grads, noise), self.state, self.hp, self.rule
-        )
+            self.params, _with_noise(grads, noise), self.state, self.hp, self.rule,
+            **self._evaluating(),
+        )  # fmt: skip
         return loss, grads
+
+    def evaluate(self):
+        x, y = self._batch
+        return self.problem.loss(self.params, x, y), self.problem.grad(self.params, x, y)
 
 
 class AutogradPath(Path):
@@ -207,6 +246,7 @@ class AutogradPath(Path):
             for t in self.params.values():
                 t.grad = None
             self._formula, self._sums = None, None
+        self._batch = (x, y) if n is None else None
         if n is None:
             with torch.no_grad():
                 self._formula = self.problem.grad(self.values(), x, y)
@@ -234,8 +274,23 @@ class AutogradPath(Path):
         loss, grads = self.gradients()
         with torch.no_grad():
             grads_used = _with_noise(grads, noise)
-            self.algorithm.update(self.params, grads_used, self.state, self.hp, self.rule)
+            more = self._evaluating()
+            self.algorithm.update(self.params, grads_used, self.state, self.hp, self.rule, **more)
         return loss, grads
+
+    def _loss_backward(self):
+        """The batch's loss at the current parameters, its gradient in ``.grad`` (afresh)."""
+        x, y = self._batch
+        with torch.enable_grad():
+            for t in self.params.values():
+                t.grad = None
+            loss = self.problem.loss(self.params, x, y)
+            loss.backward()
+        return loss
+
+    def evaluate(self):
+        loss = self._loss_backward()
+        return loss.detach(), {n: t.grad for n, t in self.params.items()}
 
 
 class OptimPath(AutogradPath):
@@ -275,6 +330,9 @@ class OptimPath(AutogradPath):
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    def _first_state(self) -> dict:
+        return self.optimizer.state.get(next(iter(self.params.values())), {})
+
     def buffers(self) -> list:
         """The optimizer's state, as ``Path.buffers`` orders it (``optimizer.state[p]``)."""
         return [
@@ -300,7 +358,10 @@ class OptimPath(AutogradPath):
         if noise is not None:
             for name, t in self.params.items():
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
-        self.optimizer.step()
+        if self._evaluating():  # torch's step(closure): L-BFGS evaluates the loss again
+            self.optimizer.step(self._loss_backward)
+        else:
+            self.optimizer.step()
         if self.lr_scheduler is not None and self.scheduler_every == "step":
             self.lr_scheduler.step()
         return loss, grads

@@ -152,6 +152,7 @@ def plan(
     names = parse_paths(paths)
     options.check_run(rule, epochs, noise, patience, history)
     hp = hyperparameters(optimizer, lr, hyper)
+    rules.check_noise(hp, noise)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
     _try_user_code(problem, params0, dataset, hp, rule)

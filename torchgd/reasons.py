@@ -25,6 +25,13 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
     )
     if {ra, rb} == {"textbook", "torch"} or {ra, rb} == {"textbook", "torch-exact"}:
         return f"{head}. {rules.of(hp).explain_update(hp, w, g)}"
+    if getattr(rules.of(hp), "EVALUATES", False) and "manual" in (a, b):
+        return (
+            f"at step {step} both paths had the same parameters and the same gradient, yet "
+            f"different parameters came out: {rules.of(hp).TORCH_CLASS} evaluates the gradient "
+            "again at other points within a step, and there the analytic formula (manual) "
+            "and autograd round differently (see the gradient check)"
+        )
     return (
         f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "
         f"differ, so this is unexplained: please report it"
@@ -141,6 +148,24 @@ class Reasons:
             f"further apart"
         )
         report["reasons"].append({"between": "float32~float64", "kind": "dtype", "reason": reason})
+
+    def _evaluations(self, report: dict) -> None:
+        """How many times a rule that evaluates again within a step (L-BFGS) did, per path."""
+        counts = {n: p.evaluations() for n, p in self.paths.items()}
+        if any(c is None for c in counts.values()):
+            return
+        report["evaluations"] = counts
+        hp, steps = self.hp, report["steps"]
+        each = ", ".join(f"{n} {c}" for n, c in counts.items())
+        same = len(set(counts.values())) == 1
+        reason = (
+            f"{rules.of(hp).TORCH_CLASS} evaluated the loss and gradient "
+            f"{next(iter(counts.values())) if same else '(' + each + ')'} times in {steps} "
+            f"steps{' on every path' if same else ''} (at most {hp.evaluations} a step)"
+        )
+        if not same:
+            reason += ": their steps took different turns (the search depends on every bit)"
+        report["reasons"].append({"between": "evaluations", "kind": "count", "reason": reason})
 
     def _param_reasons(self, key: str, rep: dict, ev: dict) -> list:
         a, b = key.split("~")

@@ -124,7 +124,9 @@ class Run:
         biggest = max((b - a for a, b in self.slices), default=0) if self.x is not None else 0
         rows = getattr(plan.problem, "chunk_rows", None)
         # every batch is taken whole (the lecture's expressions), unless it is big or sharded
-        self.whole = group is None and (self.x is None or rows is None or biggest <= rows)
+        self.whole = group is None and (
+            self.x is None or rows is None or biggest <= rows or rules.evaluates(plan.hp)
+        )
         self.shard = self.group.shard(self.n) if self.group is not None else None
         if dataset is not None and dataset.total is not None:  # this process holds part of it
             held = (dataset.offset, dataset.offset + len(dataset))

@@ -55,8 +55,8 @@ def check(p, lrs) -> None:
     if not getattr(rule, "LANES", True):
         raise TorchgdError(
             f"sweep: {getattr(rule, 'NAME', rule.TORCH_CLASS)} reads the whole parameter at every "
-            "step (its RMS), so K lanes stacked into one tensor cannot run it: train one run "
-            "per lr"
+            f"step ({getattr(rule, 'WHOLE', 'its own way')}), so K lanes stacked into one tensor "
+            "cannot run it: train one run per lr"
         )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)

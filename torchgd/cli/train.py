@@ -164,7 +164,7 @@ def _check(args) -> int:
 
 def _plan(args, n_epochs: int):
     """The plan (every argument checked and resolved) and this process's group, or None."""
-    from .. import problems, train
+    from .. import problems, rules, train
 
     if args.distributed and not getattr(problems.get(args.problem), "needs_data", False):
         raise error(
@@ -185,4 +185,6 @@ def _plan(args, n_epochs: int):
         **run_kwargs(args, n_epochs),
         **plan_kwargs(args),
     )
+    if ranks is not None and rules.evaluates(plan.hp):
+        raise error(f"--distributed: {rules.of(plan.hp).NAME} {rules.AGAIN}")
     return plan, ranks

@@ -112,8 +112,6 @@ NOT_HERE = {
     "gradient touches: use adam",
     "muon": "torch.optim.Muon orthogonalises the update of a 2-D weight matrix (Newton-Schulz); "
     "the problems here have vectors of weights, where it has nothing to orthogonalise",
-    "lbfgs": "torch.optim.LBFGS evaluates the loss several times a step (a closure and a line "
-    "search); torchgd's paths step once a batch, so it is not here yet",
 }
 
 
@@ -170,6 +168,24 @@ def adaptive(hp) -> bool:
     return getattr(rule, "ADAPTIVE", rule.TORCH_CLASS != "SGD")
 
 
+AGAIN = (
+    "evaluates the loss again within a step, on the same whole batch: no gradient noise "
+    "(--noise) and no torchrun, whose sums cover one evaluation"
+)
+
+
+def evaluates(hp) -> bool:
+    """Whether the rule evaluates the loss and gradient again within a step (L-BFGS: its
+    ``update`` takes ``evaluate``)."""
+    return bool(getattr(of(hp), "EVALUATES", False))
+
+
+def check_noise(hp, noise) -> None:
+    """Gradient noise is one draw a step: a rule that evaluates again cannot take it."""
+    if noise and evaluates(hp):
+        raise TorchgdError(f"--noise: {of(hp).NAME} {AGAIN}")
+
+
 def hovers(hp) -> bool:
     """Whether the cost may rise for a while on the way down, so that the divergence guard
     counts only a rise above the start: an adaptive rule, or one with momentum (heavy-ball
@@ -199,6 +215,8 @@ def words(config: dict, num=str, sep=" ") -> list[str]:
             continue
         if isinstance(value, bool):
             out.append(f.name)
+        elif isinstance(value, str):  # L-BFGS's line search: a name
+            out.append(f"{f.name.replace('_', ' ')}{sep}{value}")
         else:
             shown = ",".join(map(num, value)) if isinstance(value, tuple) else num(value)
             out.append(f"{f.name.replace('_', ' ')}{sep}{shown}")

@@ -41,6 +41,7 @@ TORCH_CLASS = "Adafactor"
 STATE = ("variance",)
 FORMULAS = {"variance": "v = beta2_t * v + (1 - beta2_t) * g^2, beta2_t = 1 - t^beta2_decay"}
 LANES = False  # a step reads the whole parameter's RMS: no lanes of a sweep
+WHOLE = "its RMS"  # what it reads, in the sweep's refusal
 
 
 def eps_pair(text) -> tuple:
