@@ -108,8 +108,9 @@ def _state_ulps(mine: dict, theirs: dict) -> int:
             v, u = [x for x in v if x is not None], [y for y in u if y is not None]
             if not v:
                 continue
-            v, u = torch.stack([torch.as_tensor(x).reshape(-1) for x in v]), torch.stack(
-                [torch.as_tensor(y).reshape(-1) for y in u]
+            v, u = (
+                torch.stack([torch.as_tensor(x).reshape(-1) for x in v]),
+                torch.stack([torch.as_tensor(y).reshape(-1) for y in u]),
             )
         if torch.is_tensor(v) or torch.is_tensor(u):
             worst = max(worst, int(ulp_distance(torch.as_tensor(v), torch.as_tensor(u)).max()))

@@ -81,9 +81,7 @@ def search(text):
 class Hyper(Base):
     """Hyperparameters with ``torch.optim.LBFGS``'s defaults and checks (same words)."""
 
-    lr: float = field(
-        default=1.0, metadata=help_("learning rate: L-BFGS's step length", other=0.5)
-    )
+    lr: float = field(default=1.0, metadata=help_("learning rate: L-BFGS's step length", other=0.5))
     max_iter: int = field(
         default=20,
         metadata=help_("L-BFGS: iterations per step", metavar="N", parse=count, other=4),
