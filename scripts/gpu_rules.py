@@ -10,10 +10,12 @@ import torch
 from torchgd import rules
 from torchgd.compare import ulp_distance
 
-# every rule of the registry (a new rule file is measured too): defaults, and every option on
+# every rule of the registry (a new rule file is measured too): defaults, and every option on;
+# L-BFGS has one implementation (no foreach) and steps by closure: tests/test_cuda.py runs it
 OPTIONS = {
     name: [dict(), {k: v for k, v in rules.all_on(module).items() if k != "lr"}]
     for name, module in rules.ALL.items()
+    if not getattr(module, "EVALUATES", False)
 }
 
 

@@ -68,7 +68,8 @@ def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
         **NOISY, **ALL_ON[name],
     )  # fmt: skip
     assert r.agreement["params"]["autograd~optim"]["max_ulp"] == 0
-    assert r.agreement["buffers"]["autograd~optim"]["max_ulp"] == 0
+    if "buffers" in r.agreement or rules.state_names(rules.get(name).Hyper()):  # L-BFGS: none
+        assert r.agreement["buffers"]["autograd~optim"]["max_ulp"] == 0
 
 
 @needs_cuda

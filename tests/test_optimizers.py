@@ -674,7 +674,7 @@ def test_torch_exact_follows_torch_optims_foreach_implementation_where_torch_tak
     (no GPU) the spelling is switched on by hand and held to torch.optim(foreach=True)."""
     module = rules.get(name)
     monkeypatch.setattr(steps_in(module), "foreach", lambda t: True)
-    assert len(FOREACH) >= 6  # adagrad, adam, adamw, nadam, radam, asgd
+    assert len(FOREACH) >= 7  # adagrad, adam, adamw, nadam, radam, asgd, adafactor
     for options in combos(name):
         g = torch.Generator().manual_seed(0)
         w0 = torch.randn(5, generator=g, dtype=torch.float64).to(dtype)
@@ -797,11 +797,16 @@ def test_rprops_textbook_spelling_is_torchs_to_the_bit_as_the_rules_table_says(d
         assert step_both("rprop", options, dtype, "textbook") == {"params": 0, "state": 0}
 
 
+@pytest.mark.parametrize("multi", [False, True], ids=["single", "foreach"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-def test_adafactors_factored_second_moment_of_a_matrix_is_torchs_bit_for_bit(dtype):
+def test_adafactors_factored_second_moment_of_a_matrix_is_torchs_bit_for_bit(
+    dtype, multi, monkeypatch
+):
     """No problem here has a weight matrix, a user's may: Adafactor's row and column averages
-    (not compared by the report, not shaped like the parameter) held to torch's directly."""
+    (not compared by the report, not shaped like the parameter) held to torch's directly, in
+    its single-tensor code and its foreach code (CUDA's), switched on by hand."""
     module = rules.get("adafactor")
+    monkeypatch.setattr(module, "foreach", lambda t: multi)
     for options in combos("adafactor"):
         g = torch.Generator().manual_seed(1)
         w0 = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
@@ -809,7 +814,7 @@ def test_adafactors_factored_second_moment_of_a_matrix_is_torchs_bit_for_bit(dty
         mine = {"w": w0.clone()}
         state = module.init(mine, hp)
         theirs = w0.clone().requires_grad_(True)
-        opt = torch.optim.Adafactor([theirs], **hp.torch_kwargs())
+        opt = torch.optim.Adafactor([theirs], foreach=multi, **hp.torch_kwargs())
         for _ in range(30):
             grad = torch.randn(4, 3, generator=g, dtype=torch.float64).to(dtype)
             with torch.no_grad():

@@ -208,7 +208,8 @@ def test_cycled_momentum_is_torchs_for_sgd_momentum_and_adams_beta1(name, option
     for cls, read in [(torch.optim.SGD, lambda g: g["momentum"]),
                       (torch.optim.Adam, lambda g: g["betas"][0])]:  # fmt: skip
         opt = cls([torch.zeros(1, requires_grad=True)], lr=0.1)
-        scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **options)
+        kwargs = getattr(module, "torch_kwargs", dataclasses.asdict)(o)  # a user's scale_fn
+        scheduler = getattr(torch.optim.lr_scheduler, module.TORCH_CLASS)(opt, **kwargs)
         for t in range(60):
             assert read(opt.param_groups[0]) == mine.momentum_at(t), (cls, t)
             opt.step()
@@ -229,6 +230,40 @@ def test_one_cycle_runs_in_lockstep_with_torch_momentum_cycled_too(optimizer):
     assert still.params("optim") != r.params("optim")  # the momentum did change the run
 
 
+def test_a_cycled_momentum_is_in_the_history_and_tensorboard_as_each_step_took_it(tmp_path):
+    """OneCycleLR stepped every step cycles Adam's beta1: each path's momentum per step
+    (history="steps") is torch's, the epoch's row holds its last step's lr and momentum (the
+    optim path's scheduler has already stepped past them when the epoch ends), and TensorBoard
+    logs update/momentum/<path> beside the lr, as its own reader reads it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    spec = "onecycle:max_lr=0.05,total_steps=24"
+    r = torchgd.fit(schedule="sgd", epochs=6, optimizer="adam", scheduler=spec,
+                    scheduler_every="step", history="steps", logdir=tmp_path, name="m",
+                    plots=False)  # fmt: skip
+    torch_momenta = []
+    opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=0.01)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.05, total_steps=24)
+    for _ in range(24):
+        torch_momenta.append(opt.param_groups[0]["betas"][0])
+        opt.step()
+        theirs.step()
+    acc = EventAccumulator(str(tmp_path / "m"), size_guidance={"scalars": 0})
+    acc.Reload()
+    for p in ("manual", "autograd", "optim"):
+        h = r.history[p]
+        assert h["steps"]["momentum"] == torch_momenta
+        assert h["momentum"] == torch_momenta[3::4] and h["lr"] == h["steps"]["lr"][3::4]
+        logged = [e.value for e in acc.Scalars(f"update/momentum/{p}")]
+        assert logged == [float(torch.tensor(m, dtype=torch.float32)) for m in torch_momenta]
+    assert len(set(torch_momenta)) > 10  # it did cycle
+    plain = torchgd.fit(epochs=2, logdir=tmp_path, name="plain", plots=False)
+    acc = EventAccumulator(str(tmp_path / "plain"))
+    acc.Reload()
+    assert not any("momentum" in t for t in acc.Tags()["scalars"])
+    assert "momentum" not in plain.history["manual"]
+
+
 def test_a_users_lambda_file_runs_and_the_config_names_it_absolutely(main_cli, tmp_path):
     (tmp_path / "warm.py").write_text("def factor(t):\n    return min(1.0, (t + 1) / 4)\n")
     proc = main_cli("train", "--scheduler", "lambda:lr_lambda=warm.py:factor", "--epochs", "6",
@@ -244,6 +279,30 @@ def test_a_users_lambda_file_runs_and_the_config_names_it_absolutely(main_cli, t
                     "--logdir", tmp_path / "bad")  # fmt: skip
     assert proc.returncode == 2 and "failed at step 3: ZeroDivisionError" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_a_users_cyclic_scale_fn_is_called_with_the_cycle_as_torch_calls_it(main_cli, tmp_path):
+    (tmp_path / "fade.py").write_text("def half(c):\n    return 0.5 ** (c - 1)\n")
+    spec = "cyclic:base_lr=0.01,max_lr=0.1,step_size_up=2,scale_fn=fade.py:half"
+    common = ("--epochs", "12", "--momentum", "0.9", "--rule", "torch-exact", "--json",
+              "--no-plots", "--no-tensorboard")  # fmt: skip
+    proc = main_cli("train", "--scheduler", spec, *common)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert f"scale_fn={tmp_path / 'fade.py'}:half" in out["config"]["scheduler"]
+    lrs = out["paths"]["optim"]["history"]["lr"]
+    assert lrs == out["paths"]["manual"]["history"]["lr"]  # torch's class and torchgd's, alike
+    assert max(lrs[:4]) == 0.1 and max(lrs[4:8]) < 0.1  # the second cycle peaks at half height
+    # the same as triangular2, which is this scale written by torch
+    torchs = spec.replace("scale_fn=fade.py:half", "mode=triangular2")
+    same = main_cli("train", "--scheduler", torchs, *common)
+    assert json.loads(same.stdout)["paths"]["optim"]["history"]["lr"] == lrs
+    bad = [("scale_fn=fade.py:nothing", "has no 'nothing'"),
+           ("scale_fn=fade.py:half,scale_mode=epochs", "cycle or iterations")]  # fmt: skip
+    for option, words in bad:
+        proc = main_cli("train", "--scheduler", spec.replace("scale_fn=fade.py:half", option),
+                        "--momentum", "0.9", "--logdir", tmp_path / "bad")  # fmt: skip
+        assert proc.returncode == 2 and words in proc.stderr and not (tmp_path / "bad").exists()
 
 
 def test_a_cycling_scheduler_on_a_rule_without_momentum_is_refused_in_torchs_words(main_cli):

@@ -26,6 +26,11 @@ class Scheduled:
         return self.schedule.cycles_momentum
 
 
+def momentum_of(hp) -> float:
+    """The momentum a cycling scheduler sets: SGD's and RMSprop's ``momentum``, Adam's beta1."""
+    return hp.betas[0] if hasattr(hp, "betas") else hp.momentum
+
+
 def with_momentum(hp, momentum: float):
     """``hp`` with its momentum (Adam's: beta1) set as torch's cycling schedulers set it."""
     if hasattr(hp, "betas"):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from . import problems, rules
+from . import hooks, problems, rules
 from .errors import TorchgdError
 
 
@@ -44,6 +44,10 @@ class Path:
     def lr(self) -> float:
         """The learning rate this path steps with now."""
         return self.hp.lr
+
+    def momentum(self) -> float:
+        """The momentum (Adam's beta1) this path steps with now (a cycling scheduler's)."""
+        return hooks.momentum_of(self.hp)
 
     def end_epoch(self, cost=None) -> None:
         """After the epoch's last step (the optim path steps torch's lr scheduler here; ``cost``:
@@ -329,6 +333,10 @@ class OptimPath(AutogradPath):
 
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
+
+    def momentum(self) -> float:
+        group = self.optimizer.param_groups[0]  # as torch's cycling schedulers set it
+        return group["betas"][0] if "betas" in group else group["momentum"]
 
     def _first_state(self) -> dict:
         return self.optimizer.state.get(next(iter(self.params.values())), {})

@@ -187,6 +187,7 @@ class HostBlock:
     bufs: torch.Tensor | None = None
     ref64: torch.Tensor | None = None
     lrs: list | None = None  # the lr of each step, where plan's hyper_at changes it
+    momenta: list | None = None  # the momentum (Adam's beta1) of each step, where it is cycled
 
     def __len__(self) -> int:
         return len(self.steps)

@@ -78,6 +78,10 @@ class Run:
         self._epoch_costs: tuple = (None, {})  # (epoch, every path's cost over all data)
         self._lrs: list = []  # the lr of each step of the block, not yet flushed
         self.epoch_lrs: list | None = [] if plan.hyper_at is not None else None
+        self.cycles = bool(getattr(plan.hyper_at, "cycles", False))  # the momentum too
+        self._momenta: list = []  # as _lrs, where a scheduler cycles the momentum
+        self._taken = None  # the last step's (lrs, momenta)
+        self.epoch_momenta: list | None = [] if self.cycles else None
         self.lr_report = LrAgreement(self.names)
         self.steps = None  # history="steps": every step's loss, parameters and gradient
         if self.config.get("history") == "steps":
@@ -237,7 +241,15 @@ class Run:
             for path in self.every:
                 path.set_hyper(hp)
             self.hp_now = hp
-        self._lrs.append([self.paths[p].lr() for p in self.names])  # torch's own, on optim
+        lrs, momenta = self._taken = self._now()  # for the epoch's row: torch's may step after
+        self._lrs.append(lrs)
+        if self.cycles:
+            self._momenta.append(momenta)
+
+    def _now(self) -> tuple:
+        """Every path's lr (torch's own on optim) and, where it is cycled, momentum."""
+        lrs = [self.paths[p].lr() for p in self.names]
+        return lrs, [self.paths[p].momentum() for p in self.names] if self.cycles else None
 
     def _record(self, step, epoch, j, nb, out, refs) -> None:
         names, paths, reference = self.names, self.paths, self.reference
@@ -263,8 +275,12 @@ class Run:
         row = [*(losses[p] for p in self.names), *self._params]
         self.last_row = torch.stack(row) if self._scalar else torch.cat(flat(row))
         self._epoch_rows.append(self.last_row)
-        if self.epoch_lrs is not None:  # the lr of the epoch's last step, per path
-            self.epoch_lrs.append([self.paths[p].lr() for p in self.names])
+        if self.epoch_lrs is not None:  # the lr of the epoch's last step as it was taken
+            if self._taken is None:  # (a resumed run whose epoch had no step left)
+                self._taken = self._now()
+            self.epoch_lrs.append(self._taken[0])
+            if self.epoch_momenta is not None:
+                self.epoch_momenta.append(self._taken[1])
         costs = self._watched_costs(epoch, losses, values)
         for name, path in self.paths.items():  # torch's lr scheduler steps after the epoch
             path.end_epoch(costs.get(name))
@@ -295,6 +311,9 @@ class Run:
             host = self.block.host()
             if self.hyper_at is not None:
                 host.lrs, self._lrs = self._lrs[: len(host)], self._lrs[len(host) :]
+                if self.cycles:
+                    host.momenta = self._momenta[: len(host)]
+                    self._momenta = self._momenta[len(host) :]
                 self.lr_report.fold(host)
             self.tracker.fold(host, self._bound_at if self.bounded else None)
         if self.steps is not None:
@@ -310,8 +329,9 @@ class Run:
             kept = self.steps[p]
             kept["step"] += host.steps
             kept["epoch"] += host.epochs
-            if host.lrs is not None:
-                kept.setdefault("lr", []).extend(row[i] for row in host.lrs)
+            for key, rows in (("lr", host.lrs), ("momentum", host.momenta)):
+                if rows is not None:
+                    kept.setdefault(key, []).extend(row[i] for row in rows)
             kept["loss"] += host.losses[:, i].tolist()
             for k, values in by_param(host.params[:, i], params0).items():
                 kept[k] += values
@@ -395,6 +415,7 @@ class Run:
             "history": self.history,
             "steps": self.steps,
             "epoch_lrs": self.epoch_lrs,
+            "epoch_momenta": self.epoch_momenta,
             "lr_agreement": self.lr_report.state_dict(),
             "guard": self.guard.state_dict(),
             "schedule": self._schedule_state(),
@@ -418,6 +439,7 @@ class Run:
         self.history = state["history"]
         self.steps = state.get("steps", self.steps)
         self.epoch_lrs = state.get("epoch_lrs", self.epoch_lrs)
+        self.epoch_momenta = state.get("epoch_momenta", self.epoch_momenta)
         self.lr_report.load_state_dict(state.get("lr_agreement"))
         if self.hyper_at is not None:  # the optimizer's param_groups came back as they were
             self.hp_now = None  # saved: the next step sets every path's anew
@@ -437,8 +459,9 @@ class Run:
         out = {}
         for p in names:
             hist = {k: list(v) for k, v in history[p].items()}
-            if self.epoch_lrs is not None:
-                hist["lr"] = [row[names.index(p)] for row in self.epoch_lrs]
+            for key, rows in (("lr", self.epoch_lrs), ("momentum", self.epoch_momenta)):
+                if rows is not None:  # the lr (and a cycled momentum) of each epoch's last step
+                    hist[key] = [row[names.index(p)] for row in rows]
             if kept is not None:
                 hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
                 hist["epoch"] = kept

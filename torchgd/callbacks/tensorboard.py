@@ -11,6 +11,7 @@
                                       largest ulp difference of the run (HParams' metrics)
         ulp/params between paths, ulp/grad vs formula     the agreement, per step
         update/grad/<p>/<path>, update/lr/<path>          what the step was made of
+        update/momentum/<path>                            (where a scheduler cycles it)
       the config (Text), the run's figures (Images: plots/<kind>), the config as hparams
       (HParams: one trial per training, named by where it is, ``batch (lecture-...)``), and a
       Custom Scalars layout: the paths' loss, parameters and lr on shared charts, ulp beside.
@@ -44,7 +45,7 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from tensorboard.plugins.hparams import summary_v2 as hparams_summary
 from tensorboard.plugins.text import metadata as text_metadata
 
-from .. import compare
+from .. import compare, schedulers
 from ..events import EventFile, ScalarEncoder
 from ..records import Record
 from . import Callback
@@ -155,21 +156,24 @@ def _log10(loss: float) -> float:
     return -math.inf if loss == 0 else math.nan
 
 
-def tags_for(names: list, labels: list) -> tuple[tuple, tuple]:
-    """The tags of a step's event and of an epoch's event (see the module docstring)."""
+def tags_for(names: list, labels: list, cycles: bool = False) -> tuple[tuple, tuple]:
+    """The tags of a step's event and of an epoch's event (see the module docstring);
+    ``cycles``: a scheduler cycles the momentum, logged after the lr."""
     step = tuple(f"loss/raw/{p}" for p in names)
     step += tuple(f"loss/log10/{p}" for p in names)
     step += tuple(f"loss/smoothed/{p}" for p in names)
     step += tuple(f"params/{k}/{p}" for p in names for k in labels)
     step += tuple(f"update/grad/{k}/{p}" for p in names for k in labels)
     step += tuple(f"update/lr/{p}" for p in names)
+    step += tuple(f"update/momentum/{p}" for p in names) * cycles
     epoch = tuple(f"per epoch/loss/{p}" for p in names)
     epoch += tuple(f"per epoch/{k}/{p}" for p in names for k in labels)
     return step, epoch
 
 
-def layout() -> layout_pb2.Layout:
-    """The Custom Scalars tab: the paths on shared charts, the agreement beside them."""
+def layout(cycles: bool = False) -> layout_pb2.Layout:
+    """The Custom Scalars tab: the paths on shared charts, the agreement beside them (and the
+    momentum where a scheduler cycles it)."""
 
     def chart(title, regex):
         return layout_pb2.Chart(
@@ -183,6 +187,7 @@ def layout() -> layout_pb2.Layout:
             chart("parameters of every path", r"^params/"),
             chart("ulp: parameters between paths, gradient vs the formula", r"^ulp/"),
             chart("lr of every path", r"^update/lr/"),
+            *[chart("momentum (Adam's beta1) of every path", r"^update/momentum/")] * cycles,
         ],
     )
     more = layout_pb2.Category(
@@ -247,13 +252,14 @@ class TensorBoard(Callback):
         self.dtype = config["dtype"]
         self.lr = config["lr"] if self.lr is None else self.lr
         self.labels = compare.labels_for(next(iter(paths.values())).values())
-        self.step_tags, self.epoch_tags = tags_for(self.names, self.labels)
+        cycles = schedulers.cycles(config.get("scheduler"))  # the momentum, logged beside the lr
+        self.step_tags, self.epoch_tags = tags_for(self.names, self.labels, cycles)
         self.ulp_tags = ("ulp/params between paths",) * (len(self.names) > 1)
         self.ulp_tags += ("ulp/grad vs formula",) * bool(self.checked)
         w = self.writer = _Writer(self.run_dir)
         w.text("config", "```json\n" + json.dumps(config, indent=2) + "\n```")
         w.event(0, hparams_summary.hparams_pb(_hparams(config), trial_id=self.trial))
-        w.layout(layout())
+        w.layout(layout(cycles))
 
     def on_block(self, block):
         """A block of steps (``records.HostBlock``): the logged ones join the events held
@@ -263,7 +269,10 @@ class TensorBoard(Callback):
         keep = [t for t, s in enumerate(block.steps) if s % self.every == 0 or s == self.total]
         last = len(block.steps) - 1
         if block.lrs is not None:  # the lr each logged step (and the last) was taken with
-            self.lr_at.update({block.steps[t]: block.lrs[t] for t in {*keep, last}})
+            rows = block.lrs
+            if block.momenta is not None:  # and the momentum a scheduler cycles
+                rows = [[*a, *b] for a, b in zip(block.lrs, block.momenta)]
+            self.lr_at.update({block.steps[t]: rows[t] for t in {*keep, last}})
         if keep[-1:] != [last]:  # the last step, kept aside until the run ends
             self.last = self._record(block, [last])[0]
         else:
@@ -316,7 +325,7 @@ class TensorBoard(Callback):
                 w.values(s, self.epoch_tags, r, now)
                 continue
             values = self._smoothed(r.losses)
-            lrs = self.lr_at.pop(s, None) or [self.lr] * len(self.names)  # per path
+            lrs = self.lr_at.pop(s, None) or [self.lr] * len(self.names)  # per path (momenta)
             values += [*r.params, *r.grads, *lrs]
             ulps = self._ulps(r)
             self.worst = max(self.worst, *ulps) if ulps else self.worst

@@ -60,7 +60,8 @@ def race(
     same formula, rounded at other places. The divergence guard is off: a run counts as diverged
     when it stops being finite, not when its loss rises for a while (Rosenbrock's valley makes
     it do so). ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL`` that a
-    sweep can run in lanes: Adafactor, whose step reads the whole parameter, is left out and said);
+    sweep can run in lanes: Adafactor and L-BFGS, whose steps read the whole parameter, are left
+    out and said);
     ``init``: the start (default each problem's own); the figure is 12 inches wide, 5 a
     problem."""
     from .. import rules
@@ -116,7 +117,8 @@ def race(
 
 
 def _laned(module) -> bool:
-    """Whether a sweep can run the rule as lanes (Adafactor's step reads the whole parameter)."""
+    """Whether a sweep can run the rule as lanes (Adafactor's and L-BFGS's steps read the whole
+    parameter)."""
     return getattr(module, "LANES", True)
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._base import Base, begin, help_, invalid
+from ._base import Base, begin, foreach, help_, invalid
 
 NAME = "adafactor"
 TORCH_CLASS = "Adafactor"
@@ -126,9 +126,10 @@ def init(params: dict, hp: Hyper) -> dict:
 
 def update(params: dict, grads: dict, state: dict, hp: Hyper, spelling: str = "textbook") -> None:
     """One Adafactor step on ``params`` in place."""
-    step = _torch_step if spelling == "torch-exact" else _textbook_step
+    exact = spelling == "torch-exact"
     for name, theta in params.items():
         st, g = begin(state, name, theta, grads[name], hp, init)
+        step = (_foreach_step if foreach(theta) else _torch_step) if exact else _textbook_step
         step(theta, g, st, hp, float(st["step"]))
 
 
@@ -157,6 +158,40 @@ def _torch_step(theta, g, st, hp, t) -> None:
     u.mul_(g)
     denom = max(1.0, u.norm(2).item() / ((u.numel() ** 0.5) * hp.d))
     theta.add_(u, alpha=-alpha / denom)
+
+
+def _foreach_step(theta, g, st, hp, t) -> None:
+    """``torch.optim._adafactor._multi_tensor_adafactor``'s operations (torch's choice on CUDA),
+    for one parameter: the squares by ``_foreach_mul_``, and the update scaled by
+    ``_foreach_mul_(u, -alpha / denom)`` then added (two roundings, where the single-tensor code
+    adds with ``alpha`` in one kernel)."""
+    import torch
+
+    eps1, eps2 = hp.eps
+    eps1 = torch.finfo(theta.dtype).eps if eps1 is None else eps1
+    one_minus_beta2_t = t**hp.beta2_decay
+    alpha = max(eps2, theta.norm(2).item() / (theta.numel() ** 0.5)) * min(hp.lr, 1 / (t**0.5))
+    if hp.weight_decay != 0:
+        torch._foreach_mul_([theta], 1 - hp.lr * hp.weight_decay)
+    if g.dim() > 1:
+        for k, name in ((-1, "row_var"), (-2, "col_var")):
+            means = [torch.norm(g, dim=k, keepdim=True)]
+            torch._foreach_mul_(means, means)
+            torch._foreach_div_(means, [g.size(k)])
+            torch._foreach_lerp_([st[name]], means, [one_minus_beta2_t])
+        u = [st["row_var"] @ st["col_var"]]
+        mean = [st["row_var"].mean(dim=-2, keepdim=True)]
+        torch._foreach_clamp_min_(mean, eps1)
+        torch._foreach_div_(u, mean)
+    else:
+        torch._foreach_lerp_([st["variance"]], torch._foreach_mul([g], [g]), [one_minus_beta2_t])
+        u = [st["variance"].clone()]
+    torch._foreach_clamp_min_(u, eps1 * eps1)
+    torch._foreach_rsqrt_(u)
+    torch._foreach_mul_(u, [g])
+    denom = max(1.0, u[0].norm(2).item() / ((u[0].numel() ** 0.5) * hp.d))
+    torch._foreach_mul_(u, [-alpha / denom])
+    torch._foreach_add_([theta], u)
 
 
 def _rms(x) -> float:

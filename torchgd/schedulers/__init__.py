@@ -115,6 +115,14 @@ def parse(spec):
     return _one(spec)
 
 
+def cycles(spec) -> bool:
+    """Whether the scheduler ``spec`` (None: none) cycles the momentum too."""
+    if not spec:
+        return False
+    module, options = parse(spec)
+    return hasattr(module, "momentum") and bool(getattr(options, "cycle_momentum", False))
+
+
 def _of_object(obj):
     """A scheduler given as an object: its ``Options`` or ``(module, Options)``."""
     from . import _compose

@@ -1,6 +1,7 @@
-"""A user's factor function for LambdaLR and MultiplicativeLR: ``lr_lambda=FILE.py:NAME``
-(or ``package.module:NAME``), loaded once, called with the scheduler's step count, every
-failure one line. Not a scheduler itself (a leading underscore)."""
+"""A user's function for LambdaLR and MultiplicativeLR (``lr_lambda=FILE.py:NAME``, or
+``package.module:NAME``) and CyclicLR (``scale_fn=FILE.py:NAME``): loaded once, called with the
+scheduler's step count (or cycle), every failure one line. Not a scheduler itself (a leading
+underscore)."""
 
 from __future__ import annotations
 
@@ -11,43 +12,41 @@ from pathlib import Path
 from ..errors import TorchgdError
 
 
-def absolute(spec: str) -> str:
+def absolute(spec: str, what: str = "lr_lambda") -> str:
     """``FILE.py:NAME`` with the file's absolute path (the run's config rebuilds it from any
     directory); a module's spec as it is."""
     where, colon, name = str(spec).rpartition(":")
     if not colon or not name or not where:
-        raise TorchgdError(f"lr_lambda must be FILE.py:NAME (a function of the step), got '{spec}'")
+        raise TorchgdError(f"{what} must be FILE.py:NAME (a function of the step), got '{spec}'")
     return f"{Path(where).resolve()}:{name}" if where.endswith(".py") else spec
 
 
-def function(spec: str):
+def function(spec: str, what: str = "lr_lambda"):
     """The function ``spec`` names (a one-line error if it is not one)."""
     from ..loading import attribute
 
-    fn = attribute(spec, "lr_lambda")
+    fn = attribute(spec, what)
     if fn is None:
         where, _, name = spec.rpartition(":")
-        raise TorchgdError(f"lr_lambda '{spec}': {where} has no '{name}' (a function of the step)")
+        raise TorchgdError(f"{what} '{spec}': {where} has no '{name}' (a function of the step)")
     if not callable(fn):
-        raise TorchgdError(
-            f"lr_lambda '{spec}' is a {type(fn).__name__}, not a function of the step"
-        )
+        raise TorchgdError(f"{what} '{spec}' is a {type(fn).__name__}, not a function of the step")
     return fn
 
 
-def factor(spec: str, t: int) -> float:
-    """The user's factor at step ``t``: a finite number, or a one-line error naming it."""
-    fn = function(spec)
+def factor(spec: str, t: int, what: str = "lr_lambda", at: str = "step") -> float:
+    """The user's factor at step (or cycle) ``t``: a finite number, or a one-line error."""
+    fn = function(spec, what)
     try:
         value = fn(t)
     except TorchgdError:
         raise
     except Exception as exc:  # the user's code: one line, whatever it raised
         raise TorchgdError(
-            f"lr_lambda {spec} failed at step {t}: {type(exc).__name__}: {exc}"
+            f"{what} {spec} failed at {at} {t}: {type(exc).__name__}: {exc}"
         ) from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TorchgdError(f"lr_lambda {spec} gave {value!r} at step {t}: it must give a number")
+        raise TorchgdError(f"{what} {spec} gave {value!r} at {at} {t}: it must give a number")
     return value
 
 

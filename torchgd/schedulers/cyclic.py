@@ -10,16 +10,19 @@ goes the other way, between ``max_momentum`` and ``base_momentum``.
     torch-exact  torch's own: x = 1 + t/(up + down) - c, frac = x / ratio or (x - 1)/(ratio - 1)
                  with ratio = up / (up + down), in floats
 
-``--lr`` plays no part: torch sets the lr to ``base_lr``. A ``scale_fn`` of one's own is not
-taken (``mode`` chooses torch's, and with it ``scale_mode``).
+``--lr`` plays no part: torch sets the lr to ``base_lr``. ``scale_fn=FILE.py:NAME`` is a scale
+of one's own, called with the cycle c (``scale_mode=cycle``) or the step t (``iterations``) in
+place of ``mode``'s, as torch calls it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 from ..errors import TorchgdError
+from . import _user
 
 NAME = "cyclic"
 TORCH_CLASS = "CyclicLR"
@@ -37,6 +40,14 @@ TRY = [
     dict(
         base_lr=0.01, max_lr=0.2, step_size_up=5, mode="exp_range", gamma=0.97, cycle_momentum=False
     ),  # fmt: skip
+    dict(base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn="torchgd.schedulers._examples:decay"),
+    dict(
+        base_lr=0.01,
+        max_lr=0.1,
+        step_size_up=2,
+        scale_fn="torchgd.schedulers._examples:warmup",
+        scale_mode="iterations",
+    ),  # fmt: skip
 ]
 
 
@@ -51,9 +62,18 @@ class Options:
     cycle_momentum: bool = True
     base_momentum: float = 0.8
     max_momentum: float = 0.9
+    scale_fn: str | None = None
+    scale_mode: str = "cycle"
 
     def __post_init__(self):
-        if self.mode not in MODES:
+        if self.scale_fn is not None:
+            object.__setattr__(self, "scale_fn", _user.absolute(self.scale_fn, "scale_fn"))
+            _user.function(self.scale_fn, "scale_fn")
+            if self.scale_mode not in ("cycle", "iterations"):
+                raise TorchgdError(
+                    f"CyclicLR: scale_mode must be cycle or iterations, got {self.scale_mode}"
+                )
+        elif self.mode not in MODES:
             raise TorchgdError("mode is invalid and scale_fn is None")
         for name in ("step_size_up", "step_size_down"):
             value = getattr(self, name)
@@ -65,7 +85,18 @@ class Options:
         return self.step_size_up if self.step_size_down is None else self.step_size_down
 
 
+def torch_kwargs(o: Options) -> dict:
+    """torch takes the scale function itself."""
+    kwargs = dataclasses.asdict(o)
+    if o.scale_fn is not None:
+        kwargs["scale_fn"] = _user.function(o.scale_fn, "scale_fn")
+    return kwargs
+
+
 def _scale(t: int, cycle: int, o: Options) -> float:
+    if o.scale_fn is not None:  # torch's scale_mode: of the cycle or of the step
+        at = "cycle" if o.scale_mode == "cycle" else "step"
+        return _user.factor(o.scale_fn, cycle if at == "cycle" else t, "scale_fn", at)
     if o.mode == "triangular":
         return 1.0
     if o.mode == "triangular2":
