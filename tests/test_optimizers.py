@@ -290,6 +290,11 @@ def test_defaults_are_torch_optims():
         (["--optimizer", "adam", "--momentum", "0.9"], "(--momentum) is an option of sgd, rmsprop"),
         (["--optimizer", "lion"], "unknown optimizer 'lion'"),
         (["--optimizer", "nowhere.py:Rule"], "optimizer file 'nowhere.py' does not exist"),
+        # a value that starts with a minus is the option's value, not another option
+        (["--optimizer", "adam", "--eps", "-1,1e-3"], "--eps takes one number here, got -1.0"),
+        (["--optimizer", "adafactor", "--eps", "-1,1e-3"], "epsilon1 should be >= 0 but is: -1.0"),
+        (["--optimizer", "adam", "--eps", "-1e-3"], "Invalid epsilon value: -0.001"),
+        (["--optimizer", "adam", "--eps", "x"], "--eps takes a number (E1,E2 for adafactor)"),
     ],
 )
 def test_bad_rule_options_are_one_line_and_exit_2_and_write_nothing(
@@ -824,3 +829,9 @@ def test_adafactors_factored_second_moment_of_a_matrix_is_torchs_bit_for_bit(
             assert torch.equal(mine["w"], theirs.detach()), options
             for s in ("row_var", "col_var"):
                 assert torch.equal(state["w"][s], opt.state[theirs][s]), (options, s)
+
+
+def test_an_option_several_rules_take_says_each_rules_help_once(main_cli):
+    out = " ".join(main_cli("train", "--help").stdout.split())
+    assert "adafactor: eps1,eps2 (eps1 None: the dtype's epsilon)" in out
+    assert "adafactor: Adafactor:" not in out

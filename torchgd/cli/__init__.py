@@ -58,6 +58,21 @@ def _unrecognized(parser, command, extra) -> None:
     (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
+def negatives_glued(argv: list) -> list:
+    """``--eps -1,1e-3`` as ``--eps=-1,1e-3``: argparse takes a value that starts with a minus
+    for an option unless it is a plain negative number (so a pair, ``-1,1e-3``, or ``-1e-3``
+    was "expected one argument"); a torch check then says what is wrong with it."""
+    import re
+
+    out = []
+    for a in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"-[\d.]", a):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     from ..errors import TorchgdError
     from .common import user_rule_fields
@@ -70,7 +85,7 @@ def main(argv=None) -> int:
         print(f"torchgd {command}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(negatives_glued(given))
     if extra:  # the command's name in the error, and the option a typo may have meant
         _unrecognized(parser, args.command, extra)
     args.argv = sys.argv[1:] if argv is None else list(argv)

@@ -138,12 +138,23 @@ def _option_type(name: str, takers: list):
     if len(parsers) == 1:
         return float if parsers[0] is float else _parsed(parsers[0])
     others = [q for q in parsers if q is not float]
+    pairs = [
+        r for r in takers if rules.ALL[r].Hyper.__dataclass_fields__[name].metadata.get("parse")
+    ]
 
     def number_or(text):
         try:
             return float(text)
         except ValueError:
+            pass
+        try:
             return others[0](text)
+        except ValueError:
+            metavar = rules.ALL[pairs[0]].Hyper.__dataclass_fields__[name].metadata.get("metavar")
+            raise ValueError(
+                f"--{name.replace('_', '-')} takes a number ({metavar} for {', '.join(pairs)}); "
+                f"got '{text}'"
+            ) from None
 
     number_or.__name__ = f"{name} value"
     return _parsed(number_or)
@@ -200,7 +211,13 @@ def _helps(name: str, takers: list) -> str:
         groups.setdefault(text, []).append(rule)
     if len(groups) == 1:
         return next(iter(groups)).replace("%", "%%")
-    return "; ".join(f"{', '.join(rs)}: {t}" for t, rs in groups.items()).replace("%", "%%")
+    parts = []
+    for text, rs in groups.items():  # "adafactor: Adafactor: eps1,eps2": its name said once
+        head = f"{rs[0]}: "
+        parts.append(
+            f"{', '.join(rs)}: {text[len(head) :] if text.lower().startswith(head) else text}"
+        )
+    return "; ".join(parts).replace("%", "%%")
 
 
 def _default(rule: str, name: str):
