@@ -157,6 +157,35 @@ def test_a_loss_within_two_decades_keeps_a_linear_axis_and_the_grids_edge_is_nam
     assert curve.get_ydata()[0] == 33.0  # f(-5, -2) = 25 + 2 * 4
 
 
+def test_a_scheduled_race_runs_each_lane_on_its_own_schedule_and_says_so():
+    """With a scheduler every lane of the grid starts it from its own lr; the curve drawn is
+    the single run at the lr chosen, with that scheduler (here cosine decay to 0)."""
+    spec = "cosine:T_max=40"
+    fig = plots.race(["elliptic"], lrs=[0.01, 0.1, 0.3], steps=40, optimizers=["sgd", "adam"],
+                     scheduler=spec)  # fmt: skip
+    title = " ".join(fig._suptitle.get_text().split())
+    assert "the lr scheduled by cosine:T_max=40,eta_min=0.0" in title
+    (curve,) = labelled(fig.axes[1], "adam (lr 0.3")
+    run = torchgd.fit("elliptic", optimizer="adam", lr=0.3, epochs=40, scheduler=spec,
+                      guard=False, paths=("manual",), rule="torch-exact")  # fmt: skip
+    unscheduled = torchgd.fit("elliptic", optimizer="adam", lr=0.3, epochs=40, guard=False,
+                              paths=("manual",), rule="torch-exact")  # fmt: skip
+    assert list(curve.get_ydata()) == run.history["manual"]["loss"]
+    assert run.history["manual"]["loss"] != unscheduled.history["manual"]["loss"]
+
+
+def test_a_lane_that_ends_above_its_start_is_not_a_racer():
+    """1e70 is finite, but a run that ends there has not raced: a rule whose every lane ends
+    above its start is drawn as diverged."""
+    from torchgd.plots.race import _best_lane
+
+    report = {"final_loss": [1e70, 3.0], "params": {"x": [1.0, 1.0]},
+              "history": {"loss": [[24.2, 1e70], [24.2, 3.0]]}}  # fmt: skip
+    assert _best_lane(report) == 1
+    report["history"]["loss"][1][-1] = report["final_loss"][1] = 30.0
+    assert _best_lane(report) is None
+
+
 def test_the_command_writes_a_png_from_another_directory(cli, tmp_path):
     where = tmp_path / "elsewhere"
     (where / "figs").mkdir(parents=True)
@@ -202,6 +231,8 @@ def test_a_data_problem_is_one_line_and_exit_2_in_a_real_process(cli, tmp_path):
         (["--schedule", "sgd"], "plot race does not take --schedule"),
         (["--run", "."], "plot race draws no saved run: --run does not apply"),
         (["--out", "missing/race.png"], "directory 'missing' does not exist"),
+        (["--scheduler", "onecycle:max_lr=0.1,total_steps=300"], "sets the lr from its own"),
+        (["--scheduler", "cosine:T_max=x"], "T_max"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(main_cli, tmp_path, args, message):

@@ -36,7 +36,7 @@ RUN_KINDS = {
 TAKES = {
     "field": ("problem",),
     "schedules": ("data", "lr", "epochs", "seed"),
-    "race": ("problem", "lr", "epochs", "steps", "init"),
+    "race": ("problem", "lr", "epochs", "steps", "init", "scheduler"),
     **RUN_KINDS,
 }
 FRESH = ("problem", "data", "schedule", "lr", "epochs", "steps", "init", "noise", "seed",
@@ -62,8 +62,8 @@ def add_parser(subparsers) -> None:
         "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
         "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
         "--problem --data --schedule --lr START:STOP:K --epochs --init --seed; race --problem "
-        "P1,P2,... --lr START:STOP:K --epochs or --steps --init; schedule --run or --scheduler "
-        "--scheduler-every and loss's options",
+        "P1,P2,... --lr START:STOP:K --epochs or --steps --init --scheduler; schedule --run or "
+        "--scheduler --scheduler-every and loss's options",
     )
     p.add_argument(
         "kind",
@@ -142,7 +142,8 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         "--scheduler",
         default=None,
         metavar="NAME:key=value,...",
-        help="schedule: the lr scheduler, as for train (e.g. cosine:T_max=100)",
+        help="schedule and race: the lr scheduler, as for train (e.g. cosine:T_max=100; race: "
+        "each rule's lanes from their own lr)",
     )
     p.add_argument(
         "--scheduler-every",
@@ -166,7 +167,8 @@ def run(args) -> int:
             fresh.data or "lecture", lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out
         )
     elif kind == "race":
-        plots.race(fresh.problem, lrs=fresh.lrs, steps=fresh.epochs, init=fresh.init, path=out)
+        plots.race(fresh.problem, lrs=fresh.lrs, steps=fresh.epochs, init=fresh.init,
+                   scheduler=fresh.scheduler, path=out)  # fmt: skip
     elif kind == "schedule":
         summary = _saved(args) if args.run is not None else _made(kind, fresh)
         if not summary["config"].get("scheduler"):
@@ -287,7 +289,9 @@ def _race(args) -> argparse.Namespace:
     steps = plots.RACE_STEPS if steps is None else steps
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise error(f"{flag} must be a whole number >= 1, got {steps}")
-    return argparse.Namespace(problem=names, lrs=lrs, epochs=steps, init=args.init)
+    return argparse.Namespace(
+        problem=names, lrs=lrs, epochs=steps, init=args.init, scheduler=args.scheduler
+    )
 
 
 def _lr(text: str | None) -> float:

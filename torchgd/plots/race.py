@@ -44,6 +44,7 @@ def race(
     steps: int = RACE_STEPS,
     init: dict | None = None,
     optimizers=None,
+    scheduler=None,
     path=None,
 ) -> Figure:
     """Every update rule from the same start, one row per 2-D function problem: its iterates on
@@ -62,8 +63,9 @@ def race(
     it do so). ``optimizers``: the rules to race (default all of ``torchgd.rules.ALL`` that a
     sweep can run in lanes: Adafactor and L-BFGS, whose steps read the whole parameter, are left
     out and said);
-    ``init``: the start (default each problem's own); the figure is 12 inches wide, 5 a
-    problem."""
+    ``init``: the start (default each problem's own); ``scheduler``: an lr scheduler (as for
+    ``fit``; one step an epoch here) that each lane runs from its own lr; the figure is 12
+    inches wide, 5 a problem."""
     from .. import rules
     from ..sweep import sweep as run_sweep
     from ..train import execute
@@ -90,7 +92,7 @@ def race(
     for (ax1, ax2), name, p, start in zip(axes, names, found, starts):
         entries = []
         for i, rule in enumerate(optimizers):
-            kw = dict(optimizer=rule, epochs=steps, init=init, guard=False)
+            kw = dict(optimizer=rule, epochs=steps, init=init, guard=False, scheduler=scheduler)
             grid = run_sweep(name, None, lrs=rates, **kw)
             best = _best_lane(grid, _race_floor(p, start))
             run = None
@@ -109,11 +111,19 @@ def race(
         "log-spaced) that reaches the minimum first and stays (else ends lowest); the manual "
         "path, computed with torch.optim's own operations"
     )
+    if scheduler is not None:
+        text += f", the lr scheduled by {_scheduled(scheduler)}"
     left = [n for n, m in rules.ALL.items() if n not in optimizers and not _laned(m)]
     if left:
         text += f" ({', '.join(left)}: no sweep lanes, not raced)"
     fig.suptitle("\n".join(textwrap.wrap(text, 110)))
     return _done(fig, path)
+
+
+def _scheduled(scheduler) -> str:
+    from ..schedulers import parse, spec_of
+
+    return spec_of(*parse(scheduler))
 
 
 def _laned(module) -> bool:
@@ -178,9 +188,10 @@ def _race_grid(lrs) -> list[float]:
 
 
 def _best_lane(report: dict, floor: float = -math.inf) -> int | None:
-    """Among the lanes of a sweep whose loss and parameters stayed finite: the first to reach
+    """Among the lanes of a sweep whose loss and parameters stayed finite and that did not end
+    above where they started (1e70 is finite, but no race was run): the first to reach
     ``floor`` (the minimum, see ``_race_floor``), else the one whose final loss is lowest
-    (ties: the smaller lr); None when none stayed finite."""
+    (ties: the smaller lr); None when there is none (drawn as diverged)."""
     finite = [
         i
         for i, f in enumerate(report["final_loss"])
@@ -190,6 +201,7 @@ def _best_lane(report: dict, floor: float = -math.inf) -> int | None:
     ]
     losses = report.get("history", {}).get("loss")
     if losses:
+        finite = [i for i in finite if not losses[i] or losses[i][-1] <= losses[i][0]]
         first = {i: settled_at(losses[i], floor) for i in finite}
         there = [i for i in finite if first[i] is not None]
         if there:
