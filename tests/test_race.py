@@ -177,7 +177,7 @@ def test_a_scheduled_race_runs_each_lane_on_its_own_schedule_and_says_so():
 def test_a_lane_that_ends_above_its_start_is_not_a_racer():
     """1e70 is finite, but a run that ends there has not raced: a rule whose every lane ends
     above its start is drawn as diverged."""
-    from torchgd.plots.race import _best_lane
+    from torchgd.racing import best_lane as _best_lane
 
     report = {"final_loss": [1e70, 3.0], "params": {"x": [1.0, 1.0]},
               "history": {"loss": [[24.2, 1e70], [24.2, 3.0]]}}  # fmt: skip

@@ -34,6 +34,7 @@ schedules), ``functions`` (trajectory), ``sweep``, ``race``, ``schedule``.
 
 from __future__ import annotations
 
+from ..racing import RACE_DIGITS, RACE_LRS, RACE_STEPS, race_problem, settled_at  # noqa: F401
 from .common import (  # noqa: F401
     DPI,
     FORMATS,
@@ -52,6 +53,6 @@ from .common import (  # noqa: F401
 )
 from .functions import trajectory  # noqa: F401
 from .lecture import cost, cost_curve, field, loss, schedules  # noqa: F401
-from .race import RACE_DIGITS, RACE_LRS, RACE_STEPS, race, race_problem, settled_at  # noqa: F401
+from .race import race  # noqa: F401
 from .schedule import limit, schedule  # noqa: F401
 from .sweep import sweep  # noqa: F401
