@@ -835,3 +835,25 @@ def test_an_option_several_rules_take_says_each_rules_help_once(main_cli):
     out = " ".join(main_cli("train", "--help").stdout.split())
     assert "adafactor: eps1,eps2 (eps1 None: the dtype's epsilon)" in out
     assert "adafactor: Adafactor:" not in out
+
+
+@pytest.mark.parametrize("name,scalars", [("nadam", ["mu_product"]), ("asgd", ["eta", "mu"])])
+def test_a_rules_scalar_state_is_compared_like_the_rest_and_its_reason_named(name, scalars):
+    """NAdam's mu_product and ASGD's eta and mu are numbers, not tensors shaped like w: torch
+    keeps them in float32 scalars even in a float64 run, the very place it differs from the
+    textbook. The report compares them (repeated over w's entries) and names why."""
+    from types import SimpleNamespace
+
+    from torchgd.reasons import _buffer_rule_reason
+
+    kw = dict(**NOISY, schedule="sgd", epochs=1, optimizer=name, paths=("autograd", "optim"))
+    exact = torchgd.fit(rule="torch-exact", **kw).agreement
+    assert exact["buffers"]["autograd~optim"]["max_ulp"] == 0
+    book = torchgd.fit(**kw).agreement["buffers"]["autograd~optim"]
+    assert book["max_ulp"] > 0 and book["first_difference"]["step"] == 1
+    hp = rules.get(name).Hyper()
+    assert set(scalars) <= set(rules.state_names(hp))
+    paths = {"autograd": SimpleNamespace(rule="textbook"), "optim": SimpleNamespace(rule="torch")}
+    for s in scalars:
+        why = _buffer_rule_reason(paths, "autograd", "optim", hp, s)
+        assert f"keeps {s if name == 'asgd' else 'the product of the momenta'} in a float32" in why

@@ -60,7 +60,8 @@ class Path:
     def buffers(self) -> list:
         """The rule's state after the last step, state by state, parameter by parameter
         (``exp_avg`` of every parameter, then ``exp_avg_sq``, ...); zeros where there is none
-        yet (SGD's momentum buffer starts as the first gradient)."""
+        yet (SGD's momentum buffer starts as the first gradient); a scalar state repeated
+        over the parameter's entries."""
         return [
             _state_or_zeros(self.state.get(n, {}).get(s), t)
             for s in self.state_names
@@ -386,7 +387,15 @@ def make_optimizer(algorithm, params: list, hp):
 
 
 def _state_or_zeros(value, like):
-    return value.detach() if value is not None else torch.zeros_like(like.detach())
+    """One state of one parameter as the report compares it: shaped like the parameter. A
+    scalar state (NAdam's ``mu_product``, ASGD's ``eta``: a number, or torch's 0-d float32
+    tensor) is repeated over the parameter's entries, in its dtype (float32 exactly)."""
+    if value is None:
+        return torch.zeros_like(like.detach())
+    if not torch.is_tensor(value) or value.dim() < like.dim():
+        exact = torch.float64 if isinstance(value, float) else None  # not the default float32
+        value = torch.as_tensor(value, dtype=exact).to(like.device, like.dtype).expand_as(like)
+    return value.detach()
 
 
 def feed(paths, problem, x, y, n: int, whole: bool, double=None) -> None:

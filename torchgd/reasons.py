@@ -38,10 +38,10 @@ def _update_reason(paths, a, b, hp, w, g, step) -> str:
     )
 
 
-def _buffer_rule_reason(paths, a, b, hp) -> str:
+def _buffer_rule_reason(paths, a, b, hp, state=None) -> str:
     ra, rb = _rule(paths, a), _rule(paths, b)
-    if "textbook" in (ra, rb) and ra != rb:
-        return rules.of(hp).explain_state(hp)
+    if "textbook" in (ra, rb) and ra != rb:  # a scalar state's own reason, else the rule's
+        return getattr(rules.of(hp), "STATE_WHY", {}).get(state) or rules.of(hp).explain_state(hp)
     return (
         f"the same operations ({ra} vs {rb}) on the same inputs should not differ, so this "
         f"is unexplained: please report it"
@@ -219,7 +219,7 @@ class Reasons:
         how = (
             f"the gradients differed at step {buf['step']} ({gulp} ulp: see the gradient check)"
             if gulp
-            else _buffer_rule_reason(self.paths, a, b, self.hp)
+            else _buffer_rule_reason(self.paths, a, b, self.hp, buf.get("state"))
         )
         reason = (
             f"the rule's state first differs at step {buf['step']} ({buf.get('state')}, "
@@ -253,7 +253,7 @@ class Reasons:
             how = (
                 f"at step {buf['step']} both paths had the same parameters, gradient and "
                 f"state, yet their states came out different: "
-                + _buffer_rule_reason(self.paths, a, b, self.hp)
+                + _buffer_rule_reason(self.paths, a, b, self.hp, buf.get("state"))
             )
         state = buf.get("state", "momentum_buffer")
         formula = getattr(rules.of(self.hp), "FORMULAS", {}).get(state)

@@ -28,8 +28,17 @@ from ._base import Base, begin, foreach, help_, invalid
 
 NAME = "asgd"
 TORCH_CLASS = "ASGD"
-STATE = ("ax",)
-FORMULAS = {"ax": "ax = ax + mu * (w - ax)"}
+STATE = ("ax", "eta", "mu")  # eta and mu: scalars, compared too
+FORMULAS = {
+    "ax": "ax = ax + mu * (w - ax)",
+    "eta": "eta = lr / (1 + lambd * lr * t)^alpha",
+    "mu": "mu = 1 / max(1, t - t0)",
+}
+STATE_WHY = {  # where a scalar state differs first, why (``explain_state`` is the average's)
+    s: f"torch.optim.ASGD keeps {s} in a float32 scalar tensor (the default dtype, even in a "
+    f"float64 run), so {s} is rounded to float32, where the textbook keeps it in float64"
+    for s in ("eta", "mu")
+}
 ADAPTIVE = False  # a step of about eta * grad, as SGD's: the guard treats it as SGD
 
 

@@ -36,8 +36,13 @@ from ._base import Base, begin, foreach, help_, invalid, like, zeros
 
 NAME = "nadam"
 TORCH_CLASS = "NAdam"
-STATE = ("exp_avg", "exp_avg_sq")
-FORMULAS = adam.FORMULAS
+STATE = ("exp_avg", "exp_avg_sq", "mu_product")  # mu_product: a scalar, compared too
+FORMULAS = {**adam.FORMULAS, "mu_product": "prod mu_i = mu_1 * mu_2 * ... * mu_t"}
+STATE_WHY = {  # where a scalar state differs first, why (``explain_state`` is the moments')
+    "mu_product": "torch.optim.NAdam keeps the product of the momenta in a float32 scalar "
+    "tensor (the default dtype, even in a float64 run), rounding each product to float32, "
+    "where the textbook multiplies them in float64"
+}
 
 
 @dataclass(frozen=True)
