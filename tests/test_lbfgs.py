@@ -108,3 +108,26 @@ def test_what_cannot_evaluate_again_is_refused_in_one_line(main_cli, tmp_path):
     for bad, words in [("--max-iter=2.5", "whole number"), ("--line-search-fn=wolfe", "only")]:
         proc = main_cli("train", "--optimizer", "lbfgs", bad, "--logdir", tmp_path / "r")
         assert proc.returncode == 2 and words in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_the_evaluation_count_is_said_truly_for_one_path_and_a_small_max_eval(main_cli):
+    """max_eval is torch's stopping test after each iteration, not a cap: with max_eval 1 each
+    step still evaluates twice (its first evaluation, then one iteration's); the count is said
+    for one path too."""
+    r = torchgd.fit(optimizer="lbfgs", max_eval=1, paths=("optim",), schedule="minibatch:50",
+                    epochs=2, **NOISY)  # fmt: skip
+    assert r.agreement["evaluations"] == {"optim": 2 * r.agreement["steps"]}
+    why = next(x["reason"] for x in r.agreement["reasons"] if x["between"] == "evaluations")
+    assert "on the optim path" in why and "a stopping test after each iteration" in why
+    proc = main_cli("train", "--optimizer", "lbfgs", "--paths", "manual", "--epochs", "2",
+                    "--no-plots", "--no-tensorboard")  # fmt: skip
+    assert "nothing to compare" in proc.stdout and "why (evaluations): LBFGS" in proc.stdout
+
+
+def test_parameters_of_opposite_signs_are_not_given_a_saturated_ulp_count(main_cli):
+    proc = main_cli("train", "--optimizer", "lbfgs", "--data", "synthetic:200,d=3,noise=0.5,seed=3",
+                    "--bias", "--schedule", "sgd", "--epochs", "1", "--no-plots",
+                    "--no-tensorboard")  # fmt: skip
+    head = next(line for line in proc.stdout.splitlines() if line.startswith("Agreement"))
+    assert "opposite signs: more ulps than int64 counts" in head, head
+    assert str(2**63 - 1) not in head

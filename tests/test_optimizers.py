@@ -291,7 +291,10 @@ def test_defaults_are_torch_optims():
         (["--optimizer", "lion"], "unknown optimizer 'lion'"),
         (["--optimizer", "nowhere.py:Rule"], "optimizer file 'nowhere.py' does not exist"),
         # a value that starts with a minus is the option's value, not another option
-        (["--optimizer", "adam", "--eps", "-1,1e-3"], "--eps takes one number here, got -1.0"),
+        (
+            ["--optimizer", "adam", "--eps", "-1,1e-3"],
+            "--eps takes one number for adam",
+        ),
         (["--optimizer", "adafactor", "--eps", "-1,1e-3"], "epsilon1 should be >= 0 but is: -1.0"),
         (["--optimizer", "adam", "--eps", "-1e-3"], "Invalid epsilon value: -0.001"),
         (["--optimizer", "adam", "--eps", "x"], "--eps takes a number (E1,E2 for adafactor)"),

@@ -85,7 +85,13 @@ def run(problems_=("elliptic", "rosenbrock"), *, lrs=None, steps=RACE_STEPS, ini
         heat = Heat(p, start, floor(p, start))
         for rule in racing:
             kw = dict(optimizer=rule, epochs=steps, init=init, guard=False, scheduler=scheduler)
-            best = best_lane(run_sweep(name, None, lrs=rates, **kw), heat.floor)
+            try:
+                best = best_lane(run_sweep(name, None, lrs=rates, **kw), heat.floor)
+            except TorchgdError as exc:  # the sweep's refusal, in the race's words
+                text = str(exc).replace("sweep: ", "", 1)
+                raise TorchgdError(
+                    f"plot race runs each lr of the grid as a sweep does: {text}"
+                ) from None
             one = None
             if best is not None:
                 drawn = make_plan(name, None, lr=rates[best], paths=("manual",),

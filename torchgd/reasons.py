@@ -156,15 +156,23 @@ class Reasons:
             return
         report["evaluations"] = counts
         hp, steps = self.hp, report["steps"]
-        each = ", ".join(f"{n} {c}" for n, c in counts.items())
-        same = len(set(counts.values())) == 1
-        reason = (
-            f"{rules.of(hp).TORCH_CLASS} evaluated the loss and gradient "
-            f"{next(iter(counts.values())) if same else '(' + each + ')'} times in {steps} "
-            f"steps{' on every path' if same else ''} (at most {hp.evaluations} a step)"
+        steps = f"{steps} step{'s' * (steps != 1)}"
+        check = (
+            f"torch's max_eval = {hp.evaluations} is a stopping test after each iteration, so "
+            "a step's first evaluation or its line search may go past it"
         )
-        if not same:
-            reason += ": their steps took different turns (the search depends on every bit)"
+        if len(set(counts.values())) == 1:
+            where = "on every path" if len(counts) > 1 else f"on the {next(iter(counts))} path"
+            n = next(iter(counts.values()))
+            reason = f"{rules.of(hp).TORCH_CLASS} evaluated the loss and gradient {n} times "
+            reason += f"in {steps} {where} ({check})"
+        else:
+            each = ", ".join(f"{n} {c}" for n, c in counts.items())
+            reason = (
+                f"the paths evaluated the loss and gradient different numbers of times in "
+                f"{steps} ({each}): their steps took different turns (the search depends on "
+                f"every bit; {check})"
+            )
         report["reasons"].append({"between": "evaluations", "kind": "count", "reason": reason})
 
     def _param_reasons(self, key: str, rep: dict, ev: dict) -> list:

@@ -181,8 +181,14 @@ def _differences(result) -> str:
     """The headline's differences: parameters (abs, relative, ulp), the rule's state,
     gradients (and where their ulps were counted near zero, the rounding bound)."""
     a = result.agreement
-    text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
-    text += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
+    if a["max_ulp"] == 0:
+        text = "parameters bit for bit"
+    elif a["max_ulp"] == 2**63 - 1:  # ulp_distance saturates: opposite signs (or a nan)
+        text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
+        text += "relative, opposite signs: more ulps than int64 counts)"
+    else:
+        text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
+        text += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
     if a.get("state_max_ulp"):
         text += f", {a['state_max_ulp']} ulp in the rule's state"
     if a["grad"]:
@@ -197,7 +203,7 @@ def _differences(result) -> str:
             text += f", gradients by {_num(g['max_abs'])} ({g['max_ulp']} ulp"
             text += ", near zero)" if near else ")"
         else:
-            text += ", gradients bit for bit"
+            text += ", the gradient check bit for bit"
         if r and g["max_ulp"]:
             text += (
                 f", within the rounding bound (at most {r:.3g} of it)"
@@ -216,12 +222,13 @@ def agreement_table(result) -> str:
     if a["grad"]:
         rows += [("grad " + k, r) for k, r in a["grad"]["pairs"].items()]
     rows += [("lr " + k, r) for k, r in (a.get("lr") or {}).get("pairs", {}).items()]
-    head = f"Agreement over {a['steps']} steps ({cfg['dtype']} on {cfg['device']}): "
-    if not rows:  # one path, no autograd: nothing was compared
-        return head + (
+    steps = f"{a['steps']} step{'s' * (a['steps'] != 1)}"
+    head = f"Agreement over {steps} ({cfg['dtype']} on {cfg['device']}): "
+    if not rows:  # one path, no autograd: nothing was compared (what was counted, said)
+        return "\n".join([head + (
             f"nothing to compare: one path ({', '.join(cfg['paths'])}) and no gradient check "
             "(add autograd or optim to --paths)"
-        )
+        ), *(f"  why ({r['between']}): {r['reason']}" for r in a["reasons"])])  # fmt: skip
     if a.get("nonfinite"):
         head += (
             "values left the finite numbers (nan or inf): where they did, abs and rel say inf "

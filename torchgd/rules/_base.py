@@ -74,9 +74,12 @@ class Base:
         for name in names:
             value, kind = getattr(self, name), str(self.__dataclass_fields__[name].type)
             if isinstance(value, tuple) and "tuple" not in kind:
+                import sys
+
+                rule = getattr(sys.modules.get(type(self).__module__), "NAME", "this rule")
                 raise TorchgdError(
-                    f"--{name.replace('_', '-')} takes one number here, got "
-                    f"{','.join(map(str, value))}"
+                    f"--{name.replace('_', '-')} takes one number for {rule} (a pair only for "
+                    f"another rule), got {','.join(map(str, value))}"
                 )
         self._each(names, lambda v: not isinstance(v, bool) and isinstance(v, (int, float)))
 

@@ -1,8 +1,9 @@
 r"""L-BFGS (Liu & Nocedal, 1989), as ``torch.optim.LBFGS`` runs it: a quasi-Newton method that
 keeps the last ``history_size`` pairs of steps and gradient changes and from them builds a
 direction that approximates the inverse Hessian times the gradient. One step of a path is up to
-``max_iter`` iterations on the same batch, each evaluating the loss and the gradient again (up
-to ``max_eval`` evaluations a step; the report counts them).
+``max_iter`` iterations on the same batch, each evaluating the loss and the gradient again
+(stopping once ``max_eval`` evaluations are done: a test after each iteration, as torch's, so a
+step may go past it; the report counts them).
 
 All parameters are taken as one flat vector :math:`\theta` (torch's order). With gradient
 :math:`g`, the pairs :math:`s_i = t_i d_i` (steps) and :math:`y_i = g_{i+1} - g_i` (gradient
@@ -58,7 +59,7 @@ def count(text) -> int:
         if value != int(value):
             raise ValueError
     except (ValueError, OverflowError):
-        raise invalid(f"expected a whole number, got '{text}'") from None
+        raise invalid(f"takes a whole number >= 1, got '{text}'") from None
     return int(value)
 
 
@@ -89,7 +90,8 @@ class Hyper(Base):
     max_eval: int | None = field(
         default=None,
         metadata=help_(
-            "L-BFGS: loss evaluations per step (None: max_iter * 5 // 4)", metavar="N",
+            "L-BFGS: a step's iterations stop once this many evaluations are done (checked "
+            "after each; None: max_iter * 5 // 4)", metavar="N",
             parse=count_or_none, other=3,
         ),
     )  # fmt: skip

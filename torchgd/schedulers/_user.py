@@ -11,13 +11,16 @@ from pathlib import Path
 
 from ..errors import TorchgdError
 
+OF = {"lr_lambda": "a function of the step", "scale_fn": "a function of the cycle, or of the "
+      "step with scale_mode=iterations"}  # fmt: skip
+
 
 def absolute(spec: str, what: str = "lr_lambda") -> str:
     """``FILE.py:NAME`` with the file's absolute path (the run's config rebuilds it from any
     directory); a module's spec as it is."""
     where, colon, name = str(spec).rpartition(":")
     if not colon or not name or not where:
-        raise TorchgdError(f"{what} must be FILE.py:NAME (a function of the step), got '{spec}'")
+        raise TorchgdError(f"{what} must be FILE.py:NAME ({OF[what]}), got '{spec}'")
     return f"{Path(where).resolve()}:{name}" if where.endswith(".py") else spec
 
 
@@ -28,9 +31,9 @@ def function(spec: str, what: str = "lr_lambda"):
     fn = attribute(spec, what)
     if fn is None:
         where, _, name = spec.rpartition(":")
-        raise TorchgdError(f"{what} '{spec}': {where} has no '{name}' (a function of the step)")
+        raise TorchgdError(f"{what} '{spec}': {where} has no '{name}' ({OF[what]})")
     if not callable(fn):
-        raise TorchgdError(f"{what} '{spec}' is a {type(fn).__name__}, not a function of the step")
+        raise TorchgdError(f"{what} '{spec}' is a {type(fn).__name__}, not {OF[what]}")
     return fn
 
 
