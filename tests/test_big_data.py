@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+import torchgd
 from torchgd import bench, check, memory, problems, schedules, theory, train
 from torchgd import data as datasets
 from torchgd.cli import main
@@ -62,7 +63,7 @@ def test_a_chunks_loss_share_and_formula_sums_match_autograd_over_the_whole_batc
 
 
 def _run(data, **kw):
-    return train.fit(data=data, lr=0.05, epochs=6, **kw)
+    return torchgd.fit(data=data, lr=0.05, epochs=6, **kw)
 
 
 @pytest.mark.parametrize("schedule", ["batch", "minibatch:1500"])
@@ -165,7 +166,7 @@ def test_the_float64_shadow_runs_for_small_float32_data_only(monkeypatch):
     p = train.plan(data="synthetic:100", dtype="float32")
     assert p.config["shadow"] is False
     assert "float64_reference" not in train.execute(p).agreement
-    forced = train.fit(data="synthetic:100", dtype="float32", epochs=3, shadow=True)
+    forced = torchgd.fit(data="synthetic:100", dtype="float32", epochs=3, shadow=True)
     assert forced.agreement["float64_reference"]["manual"]["max_abs"] > 0
 
 
@@ -210,7 +211,7 @@ def test_a_gradient_that_is_the_parameter_itself_is_recorded_before_the_update()
         start={"x": 10.0},
         description="x^2/2",
     )
-    r = train.fit(half_square, epochs=1, lr=0.5, paths=("manual",))
+    r = torchgd.fit(half_square, epochs=1, lr=0.5, paths=("manual",))
     assert r.params()["x"] == 5.0
     assert r.agreement["steps"] == 1
 

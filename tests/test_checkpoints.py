@@ -11,6 +11,7 @@ import time
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import torchgd
 from conftest import ROOT
 from torchgd import checkpoints
 
@@ -244,8 +245,6 @@ def test_resume_refuses_options_that_would_change_the_run(main_cli, tmp_path, ex
 def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
     import os
 
-    from torchgd import train
-
     class TermAtStep2:
         def on_start(self, config, paths): ...
         def on_step(self, info):
@@ -257,7 +256,7 @@ def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
         def close(self): ...
 
     before = signal.getsignal(signal.SIGTERM)
-    r = train.fit(schedule="sgd", epochs=3, callbacks=[TermAtStep2()])
+    r = torchgd.fit(schedule="sgd", epochs=3, callbacks=[TermAtStep2()])
     assert r.status == "interrupted" and r.steps == 2
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import torchgd
 from conftest import run_cli
 from torchgd import bench, check, checkpoints, problems, train
 from torchgd import data as datasets
@@ -49,8 +50,8 @@ def test_the_fused_sums_are_the_formula_summed_in_float64(small_chunks, d, bias)
 
 def test_a_compiled_run_keeps_the_paths_in_lockstep_and_says_why_they_differ(small_chunks):
     ds = datasets.synthetic(N, noise=0.3, seed=1, dtype=torch.float32)
-    r = train.fit(data=ds, dtype="float32", lr=0.1, epochs=30, compile=True)
-    plain = train.fit(data=ds, dtype="float32", lr=0.1, epochs=30)
+    r = torchgd.fit(data=ds, dtype="float32", lr=0.1, epochs=30, compile=True)
+    plain = torchgd.fit(data=ds, dtype="float32", lr=0.1, epochs=30)
     assert r.config["compile"] is True and r.status == "completed"
     for path in train.PATH_NAMES:  # the compiled manual path ends where the eager one ends
         np.testing.assert_allclose(r.params(path)["w"], plain.params(path)["w"], rtol=1e-6)

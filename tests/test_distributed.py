@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+import torchgd
 from conftest import ROOT
 from torchgd import data as datasets
 from torchgd import distributed, train
@@ -48,7 +49,7 @@ def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_p
     assert two["agreement"]["ranks"]["identical_parameters"] is True
     assert two["agreement"]["ranks"]["rows_held"] == [5000, 2500]  # rank 1: its shard only
 
-    one = train.fit(
+    one = torchgd.fit(
         data="synthetic:5000,d=2,noise=0.1,bias=0.5", bias=True, schedule="minibatch:1000",
         epochs=5, lr=0.05,
     )  # fmt: skip
@@ -128,7 +129,7 @@ def test_two_processes_with_compile_match_the_compiled_single_process(tmp_path):
     assert two["config"]["compile"] is True
     assert two["agreement"]["ranks"]["identical_parameters"] is True
     assert two["agreement"]["ranks"]["rows_held"] == [600000, 300000]
-    one = train.fit(data=spec, dtype="float32", lr=0.1, epochs=3, compile=True)
+    one = torchgd.fit(data=spec, dtype="float32", lr=0.1, epochs=3, compile=True)
     got, want = two["paths"]["manual"]["params"]["w"], one.params("manual")["w"]
     assert abs(got - want) <= 2**-23 * abs(want)  # at most one float32 rounding apart
 

@@ -175,6 +175,56 @@ def test_every_function_in_the_package_fits_a_screen():
     assert len(inspect.getsource(loop).splitlines()) <= 50
 
 
+def imports_of_every_module() -> dict:
+    """``{module: {torchgd modules it imports}}``, from the source: imports at the top and
+    inside functions alike (a function-level import is a cycle put off, not avoided)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(torchgd.__file__).parent
+    files = {}
+    for f in root.rglob("*.py"):
+        parts = ("torchgd", *f.relative_to(root).with_suffix("").parts)
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    graph = {}
+    for name, f in files.items():
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                module = (
+                    node.module if not node.level else ".".join(filter(None, [base, node.module]))
+                )
+                found |= {f"{module}.{a.name}" if f"{module}.{a.name}" in files else module
+                          for a in node.names}  # fmt: skip
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_no_module_imports_itself_back_even_through_a_function():
+    """The modules form layers: no import cycle, at the top of a file or inside a function
+    (the loop imports nothing that draws; a figure that needs a run asks the loop for one)."""
+    graph = imports_of_every_module()
+    assert len(graph) > 60 and "torchgd.train" in graph["torchgd.fitting"]
+    cycles = []
+    for start in graph:  # a path from a module back to itself, found depth first
+        stack, seen = [(start, [start])], set()
+        while stack:
+            at, path = stack.pop()
+            for nxt in graph[at]:
+                if nxt == start:
+                    cycles.append(" -> ".join([*path, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*path, nxt]))
+    assert cycles == []
+
+
 # -- interfaces ---------------------------------------------------------------------------------
 
 MINIMAL = '''

@@ -146,30 +146,33 @@ def test_a_long_run_holds_one_block_of_records_not_every_step(monkeypatch):
     assert folded == [16] * 12 + [8]  # a full block is folded at once, the rest at the end
 
 
-def test_a_checkpoint_from_before_the_running_summary_still_resumes(tmp_path):
-    # older checkpoints kept every step's record; they are replayed into the summary
+def test_a_checkpoint_of_an_older_format_is_refused_in_one_line(main_cli, tmp_path):
+    """A 0.1 package keeps no shims for older checkpoints: one written in format 1 (before
+    L-BFGS's history and a cycled momentum were kept) is refused, saying what to do."""
+    import hashlib
+    import io
+
     from torchgd import checkpoints, train
 
-    kept = []
-
-    class Keep(Callback):
-        def on_step(self, step):
-            kept.append(list(step.record))
-
-    kw = dict(problem="rosenbrock", lr=0.001, epochs=60)
-    p = train.plan(**{**kw, "epochs": 30})
-    train.execute(p, [Keep()], checkpoint=train.Checkpointer(tmp_path, every=30))
-    state = checkpoints.load(tmp_path / "checkpoint.pt")
-    assert "records" not in state and state["agreement"]["steps"] == 30
-    del state["agreement"]
-    state["records"] = kept
-    resumed = train.execute(train.plan(**kw), resume=state)
-    whole = torchgd.fit(**kw).agreement
-    # such checkpoints predate the rounding bound: their steps carry none, so the bound of the
-    # resumed report covers the steps after the checkpoint; everything else is the same
-    got = resumed.agreement
-    assert got["grad"].pop("bound")["step"] > 30
-    whole["grad"].pop("bound")
-    for report in (got, whole):  # the gradient's reason quotes the bound
-        report["reasons"] = [r for r in report["reasons"] if r["kind"] != "gradient"]
-    assert got == whole
+    p = train.plan(problem="rosenbrock", lr=0.001, epochs=30)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    train.execute(p, [], checkpoint=train.Checkpointer(run_dir, every=30))
+    outer = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    raw = outer["payload"].numpy().tobytes()
+    assert outer["sha256"] == hashlib.sha256(raw).hexdigest()
+    outer["format"] = "torchgd-checkpoint-1"
+    buf = io.BytesIO()
+    torch.save(outer, buf)
+    (run_dir / "checkpoint.pt").write_bytes(buf.getvalue())
+    before = sorted((p.name, p.stat().st_size) for p in run_dir.iterdir())
+    with pytest.raises(torchgd.TorchgdError, match="checkpoint-1, written by an older torchgd"):
+        checkpoints.load(run_dir / "checkpoint.pt")
+    (run_dir / "config.json").write_text(json.dumps(p.config))  # as train writes it
+    proc = main_cli("train", "--resume", run_dir)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "written by an older torchgd" in proc.stderr, proc.stderr
+    assert (
+        sorted((p.name, p.stat().st_size) for p in run_dir.iterdir() if p.name != "config.json")
+        == before
+    )

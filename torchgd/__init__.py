@@ -33,7 +33,7 @@ Names are loaded lazily, so ``import torchgd`` and ``torchgd --help`` do not imp
 __version__ = "0.1.0"
 
 _LAZY = {
-    "fit": ("train", "fit"),
+    "fit": ("fitting", "fit"),
     "plan": ("train", "plan"),
     "execute": ("train", "execute"),
     "Result": ("train", "Result"),

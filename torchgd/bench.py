@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import gradients
-from .train import fit
+from .fitting import fit
 
 
 def _best(fn, repeat: int, device=None) -> float:
@@ -289,13 +289,13 @@ def bench_big_n(
 
 MEMORY_CHILD = """
 import json, sys, torch
-from torchgd import data, memory, train
-train.fit(epochs=1)                        # import and warm up everything a run uses first
+from torchgd import data, fit, memory
+fit(epochs=1)                        # import and warm up everything a run uses first
 base = memory.rss()
 ds = data.synthetic({n}, noise=0.1, dtype=torch.float32)
 size = (ds.x.numel() + ds.y.numel()) * 4
 memory.reset_peak()  # the run's peak, not the data generation's float64 scratch
-r = train.fit(data=ds, dtype="float32", epochs={epochs}, lr=0.1)
+r = fit(data=ds, dtype="float32", epochs={epochs}, lr=0.1)
 print(json.dumps({{"base": base, "peak": memory.peak_rss(), "data": size, "status": r.status}}))
 """
 

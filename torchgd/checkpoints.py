@@ -26,7 +26,7 @@ import torch
 from .errors import TorchgdError
 from .runs import write_atomic
 
-FORMAT = "torchgd-checkpoint-1"
+FORMAT = "torchgd-checkpoint-2"  # 2: L-BFGS's history, a cycled momentum; no older one read
 NAME = "checkpoint.pt"
 
 
@@ -62,8 +62,13 @@ def load(path: str | os.PathLike) -> dict:
             "stop a run with Ctrl-C, to write one)"
         )
     outer = _load(path, f"'{path}'")
-    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+    if not isinstance(outer, dict) or not str(outer.get("format")).startswith("torchgd-checkp"):
         raise TorchgdError(f"'{path}' is not a torchgd checkpoint")
+    if outer["format"] != FORMAT:
+        raise TorchgdError(
+            f"'{path}' is a {outer['format']}, written by an older torchgd; this one resumes "
+            f"{FORMAT} only: train the run again"
+        )
     payload = outer.get("payload")
     if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
         raise TorchgdError(f"checkpoint '{path}' is truncated or corrupt")

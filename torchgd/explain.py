@@ -70,30 +70,6 @@ class Agreement(Reasons):
         # the state's entries: "exp_avg:w[0]", ... ("momentum_buffer:w" for SGD's)
         self.buffer_labels = [f"{s}:{label}" for s in rules.state_names(hp) for label in labels]
 
-    def add_records(self, records) -> None:
-        """Fold a list of ``records.Record`` (what checkpoints from before the running summary
-        kept) as one block."""
-        if not records:
-            return
-        T, D = len(records), len(self.labels)
-
-        def rows(key, *shape, dtype=self.dtype):
-            return torch.tensor([getattr(r, key) for r in records], dtype=dtype).reshape(T, *shape)
-
-        bounds = rows("bounds", -1, D) if all(r.bounds is not None for r in records) else None
-        P = rows("params", -1, D)
-        self._fold(
-            [r.step for r in records],
-            [r.epoch for r in records],
-            P,
-            rows("grads", -1, D),
-            rows("refs", -1, D),
-            bounds,
-            rows("bufs", len(self.names), -1) if records[0].bufs is not None else None,
-            rows("ref64", D, dtype=torch.float64) if records[0].ref64 is not None else None,
-            self._before(P),
-        )
-
     def fold(self, block, bound_at=None) -> None:
         """Fold a block of steps (a ``records.HostBlock``) into the running report.
         ``bound_at(q, before, epoch, batch)``: the rounding bound of autograd path ``q`` whose

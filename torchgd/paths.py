@@ -80,8 +80,7 @@ class Path:
         for n, t in self.params.items():
             t.copy_(state["params"][n])
         self.state = {
-            # older checkpoints kept SGD's momentum buffer itself
-            n: _copy({"momentum_buffer": st} if torch.is_tensor(st) else st, self.params[n].device)
+            n: _copy(st, self.params[n].device)
             for n, st in state["buffers"].items()
             if st is not None
         }

@@ -414,7 +414,7 @@ OPTIONAL_KEYS = {
     "shadow": None,
     "compile": False,
     "history": "auto",
-}  # absent from older runs' configs
+}  # absent from a run's config where not given: their defaults
 
 
 def plan_from_config(config: dict, rows=None) -> Plan:

@@ -63,9 +63,9 @@ def run(problems_=("elliptic", "rosenbrock"), *, lrs=None, steps=RACE_STEPS, ini
     each input checked before anything runs; ``scheduler``: an lr scheduler each lane runs
     from its own lr (one step an epoch)."""
     from . import rules
+    from .plan import plan as make_plan
     from .sweep import sweep as run_sweep
     from .train import execute
-    from .train import plan as make_plan
 
     names = [problems_] if isinstance(problems_, str) else list(problems_)
     if not names or not all(names):

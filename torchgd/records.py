@@ -21,8 +21,7 @@ ROWS_MAX_VALUES = 2_000_000  # a block holds at most this many numbers per serie
 
 
 class Record(NamedTuple):
-    """One step as Python floats, paths in order (``Step.record``; older checkpoints kept a
-    list of these)."""
+    """One step as Python floats, paths in order (``Step.record``)."""
 
     step: int
     epoch: int

@@ -1,7 +1,7 @@
 """A run's result: what ``torchgd.fit`` returns and ``summary.json`` holds (``to_json``).
 
 Its own module, so that what makes one (``run.Run.result``) and what returns one
-(``train.fit``) both import it, and neither imports the other for it.
+(``torchgd.fit``) both import it, and neither imports the other for it.
 """
 
 from __future__ import annotations

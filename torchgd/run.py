@@ -22,7 +22,7 @@ from .errors import TorchgdError
 from .feeding import batch_loss, batch_of, noise_for, to_device, unflatten
 from .lr_report import LrAgreement
 from .paths import PATHS, ManualPath, feed
-from .records import Block, Epoch, Record, Step, flat, sync_allowed
+from .records import Block, Epoch, Step, flat, sync_allowed
 from .result import Result
 
 HISTORY_MAX = 10_000
@@ -263,7 +263,7 @@ class Run:
         self.block.put(step, epoch, j, nb, values, shadow)
 
     def end_epoch(self, epoch: int, batch) -> Epoch:
-        """The epoch's losses (the lecture's: see ``train.fit``) and parameters, per path; one
+        """The epoch's losses (the lecture's: see ``torchgd.fit``) and parameters, per path; one
         row on the device holds them all (losses, then every path's parameters)."""
         xb, yb, nb = batch
         losses, values = {}, {p: self.paths[p].values() for p in self.names}
@@ -435,7 +435,6 @@ class Run:
             self.reference.load_state_dict(state["reference"])
         if "agreement" in state:
             self.tracker.load_state_dict(state["agreement"])
-        self.tracker.add_records([Record(*r) for r in state.get("records", ())])  # older files
         self.history = state["history"]
         self.steps = state.get("steps", self.steps)
         self.epoch_lrs = state.get("epoch_lrs", self.epoch_lrs)

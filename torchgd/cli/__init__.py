@@ -89,6 +89,7 @@ def main(argv=None) -> int:
     if extra:  # the command's name in the error, and the option a typo may have meant
         _unrecognized(parser, args.command, extra)
     args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.build_parser = build_parser  # --resume parses the command line again
     if args.command is None:  # plain `torchgd`: what it can do
         parser.print_help()
         return 0

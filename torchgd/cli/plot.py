@@ -340,7 +340,7 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
             init=f.init,
             seed=f.seed,
         )
-    from ..train import fit
+    from ..fitting import fit
 
     scheduled = dict(scheduler=f.scheduler, scheduler_every=f.scheduler_every, history="steps")
     return fit(

@@ -58,9 +58,7 @@ def refuse_changes(args) -> None:
     """--resume continues a run as its config.json says: an option that would change it is
     refused (found by parsing the command line again with every default suppressed, so that
     only the options actually given appear)."""
-    from . import build_parser
-
-    parser = build_parser()
+    parser = args.build_parser()  # the command line's own (given by main: no import cycle)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]
     for action in command_parser._actions:
         action.default = argparse.SUPPRESS

@@ -229,7 +229,8 @@ def schedules(
     """Batch GD, per-sample SGD and mini-batch (manual path, divergence guard on) on the same
     data: the cost over all data after each epoch, against epochs and against the updates made
     (an epoch is one update for batch GD, N for SGD, N/B for mini-batches)."""
-    from ..train import fit
+    from ..plan import plan
+    from ..train import execute
 
     if path is not None:
         check_path(path)
@@ -241,7 +242,8 @@ def schedules(
     fig = _figure(WIDE)
     ax1, ax2 = fig.subplots(1, 2)
     for schedule in ("batch", "sgd", f"minibatch:{batch_size}"):
-        r = fit("linear", ds, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",), seed=seed)
+        r = execute(plan("linear", ds, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",),
+                         seed=seed))  # fmt: skip
         w = torch.tensor(_floats(r.paths["manual"]["history"]["w"]), dtype=torch.float64)
         full = _cost_over_all_data(ds, w)
         pts = [(e, c) for e, c in enumerate(full, start=1) if _drawable(c) and c > 0]

@@ -296,8 +296,6 @@ class Schedule:
 
     def torch_scheduler(self, optimizer):
         """torch's own class on ``optimizer`` (the optim path's)."""
-        import torch
+        from ._torch import torch_scheduler
 
-        cls = getattr(torch.optim.lr_scheduler, self.module.TORCH_CLASS)
-        kwargs = getattr(self.module, "torch_kwargs", dataclasses.asdict)(self.options)
-        return cls(optimizer, **kwargs)
+        return torch_scheduler(self.module, self.options, optimizer)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 from ..errors import TorchgdError
+from ._torch import torch_scheduler
 
 CLOSED = ("step", "multistep", "constant", "linear", "exponential", "polynomial", "cosine")
 IN_SEQUENCE = (*CLOSED, "lambda")
@@ -118,19 +119,11 @@ class Composed:
     def torch_scheduler(self, optimizer):
         import torch
 
-        made = [
-            _Schedule(m, o, self.base).torch_scheduler(optimizer) for m, o in self.options.members
-        ]
+        made = [torch_scheduler(m, o, optimizer) for m, o in self.options.members]
         cls = getattr(torch.optim.lr_scheduler, self.module.TORCH_CLASS)
         if self.module is SEQUENTIAL:
             return cls(optimizer, made, milestones=list(self.options.milestones))
         return cls(made, optimizer)
-
-
-def _Schedule(m, o, base):  # noqa: N802  (one member, as the optim path builds it)
-    from . import Schedule
-
-    return Schedule(m, o, base, "torch-exact")
 
 
 SEQUENTIAL = SimpleNamespace(
