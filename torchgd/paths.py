@@ -35,6 +35,7 @@ class Path:
         self.state_names = rules.state_names(hp)  # the state the report compares
         self.params = {n: t.detach().clone() for n, t in params0.items()}
         self.state: dict = self.algorithm.init(self.params, hp)
+        self.evaluates = bool(getattr(self.algorithm, "EVALUATES", False))  # L-BFGS's closure
 
     def set_hyper(self, hp) -> None:
         """The hyperparameters from this step on (``plan``'s ``hyper_at``: the same rule,
@@ -121,7 +122,7 @@ class Path:
 
     def evaluations(self) -> int | None:
         """How many times the rule evaluated the loss so far (None: once a step)."""
-        if not getattr(self.algorithm, "EVALUATES", False):
+        if not self.evaluates:
             return None
         first = self._first_state()
         return first.get("func_evals", 0) if first else 0
@@ -131,7 +132,7 @@ class Path:
 
     def _evaluating(self) -> dict:
         """``update``'s ``evaluate=`` for a rule that evaluates again (none for the others)."""
-        if not getattr(self.algorithm, "EVALUATES", False):
+        if not self.evaluates:
             return {}
         if self._batch is None:
             raise TorchgdError(
@@ -216,10 +217,9 @@ class ManualPath(Path):
 
     def update(self, noise=None):
         loss, grads = self.gradients()
-        self.algorithm.update(
-            self.params, _with_noise(grads, noise), self.state, self.hp, self.rule,
-            **self._evaluating(),
-        )  # fmt: skip
+        more = self._evaluating() if self.evaluates else {}
+        used = _with_noise(grads, noise)
+        self.algorithm.update(self.params, used, self.state, self.hp, self.rule, **more)
         return loss, grads
 
     def evaluate(self):
@@ -278,7 +278,7 @@ class AutogradPath(Path):
         loss, grads = self.gradients()
         with torch.no_grad():
             grads_used = _with_noise(grads, noise)
-            more = self._evaluating()
+            more = self._evaluating() if self.evaluates else {}
             self.algorithm.update(self.params, grads_used, self.state, self.hp, self.rule, **more)
         return loss, grads
 
@@ -366,7 +366,7 @@ class OptimPath(AutogradPath):
         if noise is not None:
             for name, t in self.params.items():
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
-        if self._evaluating():  # torch's step(closure): L-BFGS evaluates the loss again
+        if self.evaluates and self._evaluating():  # torch's step(closure): L-BFGS's
             self.optimizer.step(self._loss_backward)
         else:
             self.optimizer.step()
