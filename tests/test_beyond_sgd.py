@@ -34,7 +34,7 @@ def test_every_option_in_lockstep_with_torch_optim_sgd(options, schedule, dtype)
         schedule=schedule,
         epochs=15,
         dtype=dtype,
-        rule="torch-exact",
+        spelling="torch-exact",
         guard=False,
         **options,
     )
@@ -159,7 +159,7 @@ def test_noise_escapes_the_saddle_and_every_path_sees_the_same_noise(sigma, seed
             epochs=150,
             noise=sigma,
             seed=seed,
-            rule="torch-exact",
+            spelling="torch-exact",
         )
 
     r = run()

@@ -340,3 +340,34 @@ def test_verbose_sgd_prints_the_lectures_per_sample_lines_bit_for_bit(main_cli):
     assert out.returncode == 0, out.stderr
     lines = [s for s in out.stdout.splitlines() if s.startswith(("\t x:", "Progress:"))]
     assert lines == expected
+
+
+def test_the_renamed_rule_option_still_works_and_says_what_replaced_it(main_cli):
+    """--rule (the hand-written rule's spelling) is --spelling now: "rule" is the update rule
+    (--optimizer). The old name works in this version, and says so on stderr; in Python,
+    rule= warns and works; a config.json that says "rule" is still read."""
+    import warnings
+
+    import torchgd
+    from torchgd.plan import plan_from_config
+
+    old = main_cli("train", "--rule", "torch-exact", "--epochs", "3", "--json", "--no-plots",
+                   "--no-tensorboard")  # fmt: skip
+    new = main_cli("train", "--spelling", "torch-exact", "--epochs", "3", "--json", "--no-plots",
+                   "--no-tensorboard")  # fmt: skip
+    assert old.returncode == new.returncode == 0 and new.stderr == ""
+    assert old.stderr.strip() == (
+        "torchgd: --rule is now --spelling (the rule itself is --optimizer); --rule still works "
+        "in this version"
+    )
+    assert json.loads(old.stdout)["config"]["spelling"] == "torch-exact"
+    assert json.loads(old.stdout)["paths"] == json.loads(new.stdout)["paths"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        r = torchgd.fit(epochs=3, rule="torch-exact")
+    assert r.config["spelling"] == "torch-exact"
+    assert any("rule= is now spelling=" in str(w.message) for w in seen)
+    config = {k: v for k, v in r.config.items() if k != "spelling"}
+    assert plan_from_config({**config, "rule": "torch-exact"}).spelling == "torch-exact"
+    bad = main_cli("train", "--spelling", "exact")
+    assert bad.returncode == 2 and "--spelling" in bad.stderr

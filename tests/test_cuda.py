@@ -64,8 +64,8 @@ def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
     from test_optimizers import ALL_ON, NOISY
 
     r = torchgd.fit(
-        device="cuda", optimizer=name, rule="torch-exact", dtype=dtype, schedule="sgd", epochs=1,
-        **NOISY, **ALL_ON[name],
+        device="cuda", optimizer=name, spelling="torch-exact", dtype=dtype, schedule="sgd",
+        epochs=1, **NOISY, **ALL_ON[name],
     )  # fmt: skip
     assert r.agreement["params"]["autograd~optim"]["max_ulp"] == 0
     if "buffers" in r.agreement or rules.state_names(rules.get(name).Hyper()):  # L-BFGS: none

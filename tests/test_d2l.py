@@ -114,7 +114,7 @@ EXAMPLES = [
 
 def torchgd_run(rule, options):
     r = torchgd.fit(
-        "ravine", epochs=STEPS, rule=rule, paths=("manual", "optim"), guard=False, **options
+        "ravine", epochs=STEPS, spelling=rule, paths=("manual", "optim"), guard=False, **options
     )
     h = r.paths["manual"]["history"]
     return torch.tensor(list(zip(h["x"], h["y"])), dtype=torch.float64), r

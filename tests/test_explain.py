@@ -34,7 +34,7 @@ def test_update_rounding_reason_quotes_both_recomputed_results_and_they_really_d
 
 
 def test_torch_exact_rule_removes_the_update_rounding_difference():
-    r = torchgd.fit("linear", "course", schedule="batch", epochs=100, rule="torch-exact")
+    r = torchgd.fit("linear", "course", schedule="batch", epochs=100, spelling="torch-exact")
     assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
     assert reasons(r, "update rule") == []
 

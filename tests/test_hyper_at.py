@@ -48,7 +48,7 @@ def test_the_optim_path_is_torch_optim_with_its_own_step_lr_scheduler():
         return dataclasses.replace(hp, lr=hp.lr * 0.5 ** ((epoch - 1) // 2))
 
     r = torchgd.fit(**NOISY, schedule="sgd", epochs=6, optimizer="adam", lr=0.05,
-                    rule="torch-exact", hyper_at=halve)  # fmt: skip
+                    spelling="torch-exact", hyper_at=halve)  # fmt: skip
     ds = torchgd.data.get("synthetic:40,d=2,noise=0.3,seed=2")
     w = torch.tensor([1.0, 1.0], dtype=torch.float64, requires_grad=True)
     b = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)

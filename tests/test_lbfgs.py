@@ -37,7 +37,7 @@ def test_each_path_evaluates_on_its_steps_batch_as_torchs_closure_does(dtype, se
     """Mini-batches on noisy data with a bias: the hand-written torch-exact spelling follows
     torch.optim.LBFGS evaluation for evaluation (autograd~optim 0 ulp, the same count)."""
     r = torchgd.fit(
-        optimizer="lbfgs", rule="torch-exact", dtype=dtype, schedule="minibatch:16",
+        optimizer="lbfgs", spelling="torch-exact", dtype=dtype, schedule="minibatch:16",
         shuffle=True, epochs=3, lr=0.5, line_search_fn=search, history_size=5, **NOISY,
     )  # fmt: skip
     a = r.agreement

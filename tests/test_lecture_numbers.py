@@ -98,12 +98,14 @@ def test_minibatch_of_two_differs_only_by_update_rounding_which_torch_exact_remo
     assert a["grad"]["max_ulp"] == 0 and a["params"]["manual~autograd"]["max_ulp"] == 0
     assert a["params"]["manual~optim"]["max_ulp"] > 0
     assert {r["kind"] for r in a["reasons"]} == {"update rule"}
-    exact = torchgd.fit("linear", "lecture", schedule="minibatch:2", epochs=100, rule="torch-exact")
+    exact = torchgd.fit(
+        "linear", "lecture", schedule="minibatch:2", epochs=100, spelling="torch-exact"
+    )
     assert exact.agreement["max_ulp"] == 0 and exact.agreement["bit_identical"]
 
 
 def test_minibatch_of_three_gradients_differ_by_the_rounded_one_third():
-    r = torchgd.fit("linear", "lecture", schedule="minibatch:3", epochs=100, rule="torch-exact")
+    r = torchgd.fit("linear", "lecture", schedule="minibatch:3", epochs=100, spelling="torch-exact")
     grad_reasons = [x for x in r.agreement["reasons"] if x["kind"] == "gradient"]
     assert r.agreement["grad"]["max_ulp"] > 0
     assert "1/N is not exact in binary for N = 3" in grad_reasons[0]["reason"]

@@ -152,7 +152,12 @@ def test_torch_exact_runs_in_lockstep_with_torch_optim_with_every_option_on(name
     if "maximize" in GRID[name]:  # ascending too, where steps stay bounded
         options["maximize"] = name != "sgd" and schedule == "sgd"
     r = torchgd.fit(
-        optimizer=name, rule="torch-exact", dtype=dtype, **NOISY, **options, **SCHEDULES[schedule]
+        optimizer=name,
+        spelling="torch-exact",
+        dtype=dtype,
+        **NOISY,
+        **options,
+        **SCHEDULES[schedule],
     )
     a = r.agreement
     assert r.status == "completed" and a["steps"] >= 40
@@ -332,7 +337,7 @@ def test_the_cli_runs_adam_and_records_the_rule_everywhere(cli, tmp_path):
         "sgd",
         "--epochs",
         "5",
-        "--rule",
+        "--spelling",
         "torch-exact",
         "--no-plots",
         "--logdir",
@@ -639,12 +644,12 @@ SCHEDULERS = [schedulers.spec_of(m, m.Options(**m.TRY[-1])) for m in schedulers.
     schedule=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
     shuffle=st.booleans(),
     dtype=st.sampled_from(["float64", "float32"]),
-    rule=st.sampled_from(["textbook", "torch-exact"]),
+    spelling=st.sampled_from(["textbook", "torch-exact"]),
     seed=st.integers(0, 50),
     scheduler=st.sampled_from([None, *SCHEDULERS]),
 )
 def test_no_difference_is_unexplained_for_any_rule(
-    name, on, schedule, shuffle, dtype, rule, seed, scheduler
+    name, on, schedule, shuffle, dtype, spelling, seed, scheduler
 ):
     """Every rule, its options all on or all at their defaults, any schedule, dtype, spelling,
     lr scheduler (or none): every difference the report finds, in the parameters, the state or
@@ -653,7 +658,7 @@ def test_no_difference_is_unexplained_for_any_rule(
     try:
         r = torchgd.fit(
             data=f"synthetic:23,d=2,noise=0.3,seed={seed}", bias=True, epochs=4,
-            schedule=schedule, shuffle=shuffle, optimizer=name, dtype=dtype, rule=rule,
+            schedule=schedule, shuffle=shuffle, optimizer=name, dtype=dtype, spelling=spelling,
             guard=False, scheduler=scheduler, **options,
         )  # fmt: skip
     except TorchgdError as exc:  # a cycled momentum on a rule without one: refused, as torch does
@@ -857,13 +862,13 @@ def test_a_rules_scalar_state_is_compared_like_the_rest_and_its_reason_named(nam
     from torchgd.reasons import _buffer_rule_reason
 
     kw = dict(**NOISY, schedule="sgd", epochs=1, optimizer=name, paths=("autograd", "optim"))
-    exact = torchgd.fit(rule="torch-exact", **kw).agreement
+    exact = torchgd.fit(spelling="torch-exact", **kw).agreement
     assert exact["buffers"]["autograd~optim"]["max_ulp"] == 0
     book = torchgd.fit(**kw).agreement["buffers"]["autograd~optim"]
     assert book["max_ulp"] > 0 and book["first_difference"]["step"] == 1
     hp = rules.get(name).Hyper()
     assert set(scalars) <= set(rules.state_names(hp))
-    paths = {"autograd": SimpleNamespace(rule="textbook"), "optim": SimpleNamespace(rule="torch")}
+    paths = {"autograd": SimpleNamespace(spelling="textbook"), "optim": SimpleNamespace()}
     for s in scalars:
         why = _buffer_rule_reason(paths, "autograd", "optim", hp, s)
         assert f"keeps {s if name == 'asgd' else 'the product of the momenta'} in a float32" in why

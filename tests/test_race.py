@@ -24,7 +24,7 @@ def labelled(ax, start: str):
 
 def final_loss(lr, *, rule, problem="rosenbrock", optimizer="adam", steps=plots.RACE_STEPS):
     r = torchgd.fit(problem, None, optimizer=optimizer, lr=lr, epochs=steps, paths=("manual",),
-                    rule=rule, guard=False)  # fmt: skip
+                    spelling=rule, guard=False)  # fmt: skip
     return r
 
 
@@ -66,7 +66,9 @@ def test_the_chosen_lr_is_the_grids_best_by_final_loss(default):
     """Adam on Rosenbrock: its lr in the legend is the grid's lowest final loss, found again
     with one fit per lr; the curve drawn is the torch-exact run at that lr, bit for bit."""
     lrs = grid()
-    finals = [final_loss(lr, rule="textbook").paths["manual"]["history"]["loss"][-1] for lr in lrs]
+    finals = [
+        final_loss(lr, spelling="textbook").paths["manual"]["history"]["loss"][-1] for lr in lrs
+    ]
     finite = [i for i, f in enumerate(finals) if math.isfinite(f)]
     best = min(finite, key=lambda i: (finals[i], i))
     assert 0 < best < len(lrs) - 1  # inside the grid: the neighbours lost
@@ -75,7 +77,7 @@ def test_the_chosen_lr_is_the_grids_best_by_final_loss(default):
     assert curve.get_label().startswith(f"adam (lr {plots.num(lrs[best], '.3g')}): ")
     (path,) = labelled(contours, "adam (lr ")
     assert path.get_label() == f"adam (lr {plots.num(lrs[best], '.3g')})"
-    drawn = final_loss(lrs[best], rule="torch-exact").paths["manual"]["history"]
+    drawn = final_loss(lrs[best], spelling="torch-exact").paths["manual"]["history"]
     assert list(curve.get_ydata()) == drawn["loss"]
     assert list(path.get_xdata()[1:]) == drawn["x"] and list(path.get_ydata()[1:]) == drawn["y"]
 
@@ -136,7 +138,7 @@ def test_a_rule_diverging_at_every_lr_is_named_so_and_nothing_drawn():
     """SGD at lr 10 and 100 on Rosenbrock overflows (checked with fit); Adam's steps stay about
     lr long: it stays finite and is drawn at the grid's bottom."""
     for lr in (10, 100):
-        r = final_loss(lr, rule="torch-exact", optimizer="sgd", steps=50)
+        r = final_loss(lr, spelling="torch-exact", optimizer="sgd", steps=50)
         assert not math.isfinite(r.paths["manual"]["history"]["loss"][-1])
     fig = plots.race("rosenbrock", lrs=[10, 100], steps=50, optimizers=["sgd", "adam"])
     contours, losses = fig.axes
@@ -167,9 +169,9 @@ def test_a_scheduled_race_runs_each_lane_on_its_own_schedule_and_says_so():
     assert "the lr scheduled by cosine:T_max=40,eta_min=0.0" in title
     (curve,) = labelled(fig.axes[1], "adam (lr 0.3")
     run = torchgd.fit("elliptic", optimizer="adam", lr=0.3, epochs=40, scheduler=spec,
-                      guard=False, paths=("manual",), rule="torch-exact")  # fmt: skip
+                      guard=False, paths=("manual",), spelling="torch-exact")  # fmt: skip
     unscheduled = torchgd.fit("elliptic", optimizer="adam", lr=0.3, epochs=40, guard=False,
-                              paths=("manual",), rule="torch-exact")  # fmt: skip
+                              paths=("manual",), spelling="torch-exact")  # fmt: skip
     assert list(curve.get_ydata()) == run.history["manual"]["loss"]
     assert run.history["manual"]["loss"] != unscheduled.history["manual"]["loss"]
 

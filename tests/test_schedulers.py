@@ -80,7 +80,7 @@ def test_the_textbook_forms_are_the_closed_forms_and_differ_only_in_the_last_bit
 @pytest.mark.parametrize("every", ["epoch", "step"])
 def test_torch_exact_runs_in_lockstep_with_torch_optims_own_scheduler(optimizer, every):
     r = torchgd.fit(**NOISY, schedule="sgd", epochs=8, lr=0.02, optimizer=optimizer,
-                    rule="torch-exact", scheduler="cosine:T_max=5,eta_min=0.001",
+                    spelling="torch-exact", scheduler="cosine:T_max=5,eta_min=0.001",
                     scheduler_every=every, history="steps")  # fmt: skip
     a = r.agreement
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
@@ -219,8 +219,8 @@ def test_cycled_momentum_is_torchs_for_sgd_momentum_and_adams_beta1(name, option
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_one_cycle_runs_in_lockstep_with_torch_momentum_cycled_too(optimizer):
     spec = "onecycle:max_lr=0.05,total_steps=240"
-    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer=optimizer, rule="torch-exact",
-              scheduler_every="step", history="steps")  # fmt: skip
+    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer=optimizer,
+              spelling="torch-exact", scheduler_every="step", history="steps")  # fmt: skip
     r = torchgd.fit(**kw, scheduler=spec)
     a = r.agreement
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
@@ -284,7 +284,7 @@ def test_a_users_lambda_file_runs_and_the_config_names_it_absolutely(main_cli, t
 def test_a_users_cyclic_scale_fn_is_called_with_the_cycle_as_torch_calls_it(main_cli, tmp_path):
     (tmp_path / "fade.py").write_text("def half(c):\n    return 0.5 ** (c - 1)\n")
     spec = "cyclic:base_lr=0.01,max_lr=0.1,step_size_up=2,scale_fn=fade.py:half"
-    common = ("--epochs", "12", "--momentum", "0.9", "--rule", "torch-exact", "--json",
+    common = ("--epochs", "12", "--momentum", "0.9", "--spelling", "torch-exact", "--json",
               "--no-plots", "--no-tensorboard")  # fmt: skip
     proc = main_cli("train", "--scheduler", spec, *common)
     assert proc.returncode == 0, proc.stderr
@@ -335,7 +335,7 @@ def test_plateau_follows_the_costs_as_torchs_reduce_lr_on_plateau(options):
 
 def test_a_plateau_run_is_in_lockstep_with_torch_and_resumes_bit_for_bit():
     kw = dict(**NOISY, schedule="minibatch:8", epochs=40, lr=0.05, optimizer="adam",
-              rule="torch-exact", scheduler="plateau:patience=2,factor=0.5")  # fmt: skip
+              spelling="torch-exact", scheduler="plateau:patience=2,factor=0.5")  # fmt: skip
     whole = train.execute(plan(**kw))
     a, h = whole.agreement, whole.to_json()["paths"]
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
@@ -431,7 +431,7 @@ def test_sequences_and_chains_are_torchs_sequential_lr_and_chained_scheduler_bit
 def test_a_warm_up_then_cosine_runs_in_lockstep_and_resumes_bit_for_bit():
     spec = "linear:start_factor=0.1,total_iters=3@3@cosine:T_max=5@8@exponential:gamma=0.8"
     kw = dict(**NOISY, schedule="minibatch:8", epochs=12, lr=0.05, optimizer="adam",
-              rule="torch-exact", scheduler=spec)  # fmt: skip
+              spelling="torch-exact", scheduler=spec)  # fmt: skip
     whole = train.execute(plan(**kw))
     a, h = whole.agreement, whole.to_json()["paths"]
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0
@@ -501,7 +501,7 @@ def test_every_scheduler_runs_in_lockstep_with_torch_for_200_steps(i, name, spec
     optimizer, extra = [("sgd", dict(momentum=0.9)), ("adam", {})][i % 2]
     dtype = ["float64", "float32"][i // 2 % 2]
     r = torchgd.fit(**NOISY, schedule="minibatch:4", epochs=20, lr=0.02, optimizer=optimizer,
-                    rule="torch-exact", scheduler=spec, dtype=dtype, **extra)  # fmt: skip
+                    spelling="torch-exact", scheduler=spec, dtype=dtype, **extra)  # fmt: skip
     a = r.agreement
     assert r.to_json()["steps"] == 200
     assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0, name
@@ -533,7 +533,8 @@ def test_rules_that_take_the_lr_once_take_the_first_steps_scheduled_lr_as_torch(
     """Rprop's first step size and ASGD's first eta are the lr of the first step, which a
     ConstantLR has already lowered (torch makes that state at the first step, not before)."""
     r = torchgd.fit(**NOISY, schedule="minibatch:8", epochs=3, lr=0.05, optimizer=optimizer,
-                    rule="torch-exact", scheduler="constant:factor=0.5,total_iters=2")  # fmt: skip
+                    spelling="torch-exact",
+                    scheduler="constant:factor=0.5,total_iters=2")  # fmt: skip
     assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
     assert r.agreement["buffers"]["manual~optim"]["max_ulp"] == 0
 

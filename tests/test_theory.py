@@ -244,7 +244,7 @@ def test_a_wrong_formula_is_caught_near_the_optimum(wrong):
 
 
 def test_momentum_differences_carried_by_the_buffer_are_explained(main_cli, tmp_path):
-    r = torchgd.fit(data="course", momentum=0.9, nesterov=True, rule="torch-exact", epochs=15)
+    r = torchgd.fit(data="course", momentum=0.9, nesterov=True, spelling="torch-exact", epochs=15)
     reasons = r.agreement["reasons"]
     assert reasons and not any("unexplained" in x["reason"] for x in reasons)
     via = [x for x in reasons if x.get("via") == "momentum buffer"]
@@ -264,11 +264,11 @@ def test_momentum_differences_carried_by_the_buffer_are_explained(main_cli, tmp_
     schedule=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
     shuffle=st.booleans(),
     dtype=st.sampled_from(["float64", "float32"]),
-    rule=st.sampled_from(["textbook", "torch-exact"]),
+    spelling=st.sampled_from(["textbook", "torch-exact"]),
     seed=st.integers(0, 50),
 )
 def test_no_difference_is_unexplained_for_any_sgd_option(
-    momentum, dampening, nesterov, weight_decay, maximize, schedule, shuffle, dtype, rule, seed
+    momentum, dampening, nesterov, weight_decay, maximize, schedule, shuffle, dtype, spelling, seed
 ):
     if nesterov and (momentum == 0 or dampening != 0):
         nesterov = False  # torch refuses it; that error has its own test
@@ -285,7 +285,7 @@ def test_no_difference_is_unexplained_for_any_sgd_option(
         weight_decay=weight_decay,
         maximize=maximize,
         dtype=dtype,
-        rule=rule,
+        spelling=spelling,
         guard=False,
     )
     for reason in r.agreement["reasons"]:

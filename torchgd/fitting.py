@@ -31,7 +31,7 @@ def fit(
     "synthetic:1000,d=3,noise=0.1", "points.csv"), ``(x, y)`` (tensors, arrays or lists) or
     ``{"x": x, "y": y}``. ``options`` are those of ``plan``: schedule, shuffle, seed, optimizer
     (a name of ``torchgd.rules.ALL`` or FILE.py:NAME), lr, epochs, init
-    (``{"w": 1.0}`` or ``"w=1.0"``), paths, device, dtype, rule and the rule's options (SGD:
+    (``{"w": 1.0}`` or ``"w=1.0"``), paths, device, dtype, spelling and the rule's options (SGD:
     momentum, ...; Adam: betas, eps, amsgrad, ...). The epoch's ``loss`` is what the lecture
     prints: for ``batch`` (and data-free problems) the cost over the batch before the update;
     for ``sgd`` and ``minibatch`` the loss of the epoch's last batch after its update, as the

@@ -38,7 +38,7 @@ def with_momentum(hp, momentum: float):
     return replace(hp, momentum=momentum)
 
 
-def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Scheduled:
+def _scheduled(spec, every: str, hp, spelling: str, hyper_at, units: int) -> Scheduled:
     from . import schedulers
 
     if hyper_at is not None:
@@ -46,7 +46,7 @@ def _scheduled(spec, every: str, hp, rule: str, hyper_at, units: int) -> Schedul
     if every not in schedulers.EVERY:
         raise TorchgdError(f"--scheduler-every must be epoch or step, got '{every}'")
     module, options = schedulers.parse(spec)
-    spelling = "torch-exact" if rule == "torch-exact" else "textbook"
+    spelling = "torch-exact" if spelling == "torch-exact" else "textbook"
     if every not in getattr(module, "EVERY", schedulers.EVERY):
         raise TorchgdError(
             f"--scheduler {spec}: {module.TORCH_CLASS} steps on the epoch's cost: use "
@@ -82,7 +82,7 @@ def _check_hook(hyper_at, hp) -> str | None:
     return getattr(hyper_at, "__qualname__", type(hyper_at).__name__)
 
 
-def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, batching=(None, None)):
+def of_plan(hyper_at, scheduler, every, hp, spelling: str, config: dict, batching=(None, None)):
     """The run's hook: the user's ``hyper_at`` (tried once), or one made from ``scheduler``;
     ``config`` records which (a function's name; a scheduler's spec, which rebuilds it). With
     the hook, the ``hp`` the paths start from: a scheduler that cycles momentum sets it before
@@ -95,7 +95,7 @@ def of_plan(hyper_at, scheduler, every, hp, rule: str, config: dict, batching=(N
         sched, dataset = batching  # the run's batches: the scheduler steps of an epoch
         per_epoch = sched.steps_per_epoch(len(dataset)) if dataset is not None else 1
         units = config["epochs"] * (per_epoch if every == "step" else 1)
-        hyper_at = _scheduled(scheduler, every, hp, rule, hyper_at, units)
+        hyper_at = _scheduled(scheduler, every, hp, spelling, hyper_at, units)
         config.update(scheduler=hyper_at.spec, scheduler_every=every)
         if hyper_at.cycles:
             hp = with_momentum(hp, hyper_at.schedule.momentum_at(0))

@@ -84,6 +84,6 @@ def _why(schedule, key: str) -> str:
     form = "the closed form" if not schedule.exact else "torch's recursion by hand"
     return (
         f"the manual and autograd paths take the {m.TORCH_CLASS} lr in {form}, the optim "
-        f"path torch.optim.lr_scheduler.{m.TORCH_CLASS} itself: {m.WHY}; --rule torch-exact "
+        f"path torch.optim.lr_scheduler.{m.TORCH_CLASS} itself: {m.WHY}; --spelling torch-exact "
         "computes torch's recursion by hand and matches it bit for bit"
     )

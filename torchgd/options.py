@@ -10,7 +10,7 @@ import math
 from .errors import TorchgdError
 from .rules.sgd import Hyper as SGD  # noqa: F401  (the CLI checks SGD's options here)
 
-RULES = ("textbook", "torch-exact")  # the spellings of a rule (torchgd.rules)
+SPELLINGS = ("textbook", "torch-exact")  # the spellings of a rule (torchgd.rules)
 DTYPE_NAMES = ("float64", "float32")
 
 
@@ -26,15 +26,31 @@ def check_dtype_name(name: str) -> str:
     return name
 
 
-def check_rule(rule: str) -> str:
-    if rule not in RULES:
-        raise TorchgdError(f"unknown rule '{rule}': use one of {', '.join(RULES)}")
-    return rule
+def renamed(given: dict, old: str, new: str, value):
+    """``old=`` in ``given`` (a keyword renamed in this version): its value, with a warning
+    that says what replaced it; else ``value``."""
+    if old not in given:
+        return value
+    import warnings
+
+    what = " (the rule itself is optimizer=)" if old == "rule" else ""
+    warnings.warn(f"{old}= is now {new}={what}; {old}= still works in this version",
+                  FutureWarning, stacklevel=3)  # fmt: skip
+    return given.pop(old)
 
 
-def check_run(rule, epochs, noise, patience, history) -> None:
+def check_spelling(spelling: str) -> str:
+    if spelling not in SPELLINGS:
+        raise TorchgdError(
+            f"unknown spelling '{spelling}': use one of {', '.join(SPELLINGS)} (the rule itself "
+            "is --optimizer)"
+        )
+    return spelling
+
+
+def check_run(spelling, epochs, noise, patience, history) -> None:
     """The run's own options, each as its flag words it (``plan`` checks them first)."""
-    check_rule(rule)
+    check_spelling(spelling)
     check_epochs(epochs)
     check_guard(noise, patience)
     check_history(history)

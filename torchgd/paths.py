@@ -27,10 +27,10 @@ class Path:
     uses_autograd = False
     fused = None  # a compiled kernel that takes a big batch whole (``--compile``), or None
 
-    def __init__(self, problem, params0: dict, hp, rule: str = "textbook"):
+    def __init__(self, problem, params0: dict, hp, spelling: str = "textbook"):
         """``hp``: the rule's hyperparameters (its ``Hyper``: they name the rule, see
-        ``torchgd.rules``); ``rule``: its spelling, textbook or torch-exact."""
-        self.problem, self.hp, self.rule = problem, hp, rule
+        ``torchgd.rules``); ``spelling``: of its hand-written form, textbook or torch-exact."""
+        self.problem, self.hp, self.spelling = problem, hp, spelling
         self.algorithm = rules.of(hp)  # the rule's module: init, update, TORCH_CLASS, STATE
         self.state_names = rules.state_names(hp)  # the state the report compares
         self.params = {n: t.detach().clone() for n, t in params0.items()}
@@ -182,8 +182,8 @@ class ManualPath(Path):
 
     name = "manual"
 
-    def __init__(self, problem, params0, hp, rule="textbook"):
-        super().__init__(problem, params0, hp, rule)
+    def __init__(self, problem, params0, hp, spelling="textbook"):
+        super().__init__(problem, params0, hp, spelling)
         self._whole, self._sum, self._grad_sum, self._n, self._buffer = None, None, None, 1, None
 
     def accumulate(self, x, y, n=None):  # nothing here requires grad: no graph is recorded
@@ -219,7 +219,7 @@ class ManualPath(Path):
         loss, grads = self.gradients()
         more = self._evaluating() if self.evaluates else {}
         used = _with_noise(grads, noise)
-        self.algorithm.update(self.params, used, self.state, self.hp, self.rule, **more)
+        self.algorithm.update(self.params, used, self.state, self.hp, self.spelling, **more)
         return loss, grads
 
     def evaluate(self):
@@ -239,8 +239,8 @@ class AutogradPath(Path):
     name = "autograd"
     uses_autograd = True
 
-    def __init__(self, problem, params0, hp, rule="textbook"):
-        super().__init__(problem, params0, hp, rule)
+    def __init__(self, problem, params0, hp, spelling="textbook"):
+        super().__init__(problem, params0, hp, spelling)
         for t in self.params.values():
             t.requires_grad_(True)
         self._loss, self._formula, self._sums, self._n = None, None, None, 1
@@ -279,7 +279,9 @@ class AutogradPath(Path):
         with torch.no_grad():
             grads_used = _with_noise(grads, noise)
             more = self._evaluating() if self.evaluates else {}
-            self.algorithm.update(self.params, grads_used, self.state, self.hp, self.rule, **more)
+            self.algorithm.update(
+                self.params, grads_used, self.state, self.hp, self.spelling, **more
+            )
         return loss, grads
 
     def _loss_backward(self):
@@ -302,8 +304,8 @@ class OptimPath(AutogradPath):
 
     name = "optim"
 
-    def __init__(self, problem, params0, hp, rule="torch"):
-        super().__init__(problem, params0, hp, rule="torch")
+    def __init__(self, problem, params0, hp, spelling="torch"):
+        super().__init__(problem, params0, hp, spelling="torch")
         self.optimizer = make_optimizer(self.algorithm, list(self.params.values()), hp)
 
     lr_scheduler = None  # torch's own lr scheduler class, where the run has a scheduler

@@ -74,7 +74,7 @@ class Plan:
     schedule: schedules.Schedule
     names: tuple
     hp: object  # the rule's hyperparameters (its ``Hyper``, e.g. ``rules.sgd.Hyper``)
-    rule: str
+    spelling: str  # of the hand-written rule: textbook or torch-exact
     epochs: int
     params0: dict
     device: torch.device
@@ -98,7 +98,7 @@ def plan(
     paths=PATH_NAMES,
     device="cpu",
     dtype="float64",
-    rule="textbook",
+    spelling="textbook",
     noise=0.0,
     guard=True,
     patience=5,
@@ -116,7 +116,8 @@ def plan(
 
     ``optimizer``: the update rule, ``sgd`` (the lecture's), any other name of
     ``torchgd.rules.ALL`` (one per file in torchgd/rules/) or a user's ``FILE.py:NAME``;
-    ``rule``: the spelling of its hand-written form (``textbook`` or ``torch-exact``);
+    ``spelling``: of its hand-written form, ``textbook`` or ``torch-exact`` (``rule=``, its
+    old name, still works in this version and warns);
     ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
     and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
     nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``:
@@ -150,13 +151,14 @@ def plan(
         else schedules.parse(schedule, shuffle=shuffle, seed=seed)
     )
     names = parse_paths(paths)
-    options.check_run(rule, epochs, noise, patience, history)
+    spelling = options.renamed(hyper, "rule", "spelling", spelling)
+    options.check_run(spelling, epochs, noise, patience, history)
     hp = hyperparameters(optimizer, lr, hyper)
     rules.check_noise(hp, noise)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
-    _try_user_code(problem, params0, dataset, hp, rule)
-    config = _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype)
+    _try_user_code(problem, params0, dataset, hp, spelling)
+    config = _config(problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype)
     config["optimizer"] = _rule_spec(hp)
     shadow = _shadow(dataset, dtype) if shadow is None else shadow
     config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
@@ -165,11 +167,11 @@ def plan(
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     config["files"] = file_hashes(config)  # what --resume checks has not changed
     hyper_at, hp = hooks.of_plan(
-        hyper_at, scheduler, scheduler_every, hp, rule, config, (sched, dataset)
+        hyper_at, scheduler, scheduler_every, hp, spelling, config, (sched, dataset)
     )
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
-        problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype, config, fused,
+        problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype, config, fused,
         hyper_at,
     )  # fmt: skip
 
@@ -199,7 +201,7 @@ def user_code(problem, hp) -> bool:
     return not builtin_problem(problem) or rules.of(hp) not in rules.ALL.values()
 
 
-def _try_user_code(problem, params0, dataset, hp, rule) -> None:
+def _try_user_code(problem, params0, dataset, hp, spelling) -> None:
     """A user's problem or rule, tried once at the start on a few rows before anything is
     written: a missing start, a gradient with other names or shapes than the parameters, or
     code that raises is one line here, not a traceback in the middle of a run."""
@@ -223,7 +225,7 @@ def _try_user_code(problem, params0, dataset, hp, rule) -> None:
             dict(grads),
             state,
             hp,
-            rule,
+            spelling,
         )
 
 
@@ -305,7 +307,7 @@ def _rule_spec(hp) -> str:
     return getattr(rule, "spec", None) or rule.NAME
 
 
-def _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, dtype) -> dict:
+def _config(problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype) -> dict:
     """What ``config.json`` records of the run (``plan_from_config`` rebuilds it from there)."""
     config = {
         "problem": problem.name,
@@ -317,7 +319,7 @@ def _config(problem, dataset, sched, names, hp, rule, epochs, params0, device, d
         "epochs": epochs,
         "init": {n: _values(t) for n, t in params0.items()},
         "paths": list(names),
-        "rule": rule,
+        "spelling": spelling,
         "device": str(device),
         "dtype": dtype_name(dtype),
         **{k: v for k, v in asdict(hp).items() if k != "lr"},
@@ -401,7 +403,7 @@ PLAN_KEYS = (
     "paths",
     "device",
     "dtype",
-    "rule",
+    "spelling",
     "noise",
     "guard",
     "patience",
@@ -419,6 +421,8 @@ OPTIONAL_KEYS = {
 
 def plan_from_config(config: dict, rows=None) -> Plan:
     """Rebuild the plan a run was made from, from its ``config.json`` (``rows``: see ``plan``)."""
+    if "rule" in config and "spelling" not in config:  # a run of the version before the rename
+        config = {**config, "spelling": config["rule"]}
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})

@@ -95,7 +95,7 @@ def run(problems_=("elliptic", "rosenbrock"), *, lrs=None, steps=RACE_STEPS, ini
             one = None
             if best is not None:
                 drawn = make_plan(name, None, lr=rates[best], paths=("manual",),
-                                  rule="torch-exact", **kw)  # fmt: skip
+                                  spelling="torch-exact", **kw)  # fmt: skip
                 one = execute(drawn).to_json()
             heat.lanes.append(Lane(rule, best, one))
         heats.append(heat)

@@ -14,7 +14,7 @@ FORMULA_SUSPECT_EPS = 1e6
 
 
 def _rule(paths, name) -> str:
-    return "torch" if name == "optim" else paths[name].rule
+    return "torch" if name == "optim" else paths[name].spelling
 
 
 def _update_reason(paths, a, b, hp, w, g, step) -> str:

@@ -97,7 +97,7 @@ class Run:
 
     def _setup_paths(self, plan) -> None:
         self.paths = {
-            n: PATHS[n](plan.problem, plan.params0, plan.hp, plan.rule) for n in plan.names
+            n: PATHS[n](plan.problem, plan.params0, plan.hp, plan.spelling) for n in plan.names
         }
         if plan.fused is not None:
             self.paths["manual"].fused = plan.fused
@@ -106,7 +106,7 @@ class Run:
         self.reference = None
         if plan.dtype != torch.float64 and self.config.get("shadow"):
             double = {n: t.double() for n, t in plan.params0.items()}
-            self.reference = ManualPath(plan.problem, double, plan.hp, plan.rule)
+            self.reference = ManualPath(plan.problem, double, plan.hp, plan.spelling)
         self.every = [*self.paths.values(), *([self.reference] if self.reference else [])]
         self.grad_checked = [p for p in plan.names if self.paths[p].uses_autograd]
         scheduled = getattr(plan.hyper_at, "schedule", None)  # an lr scheduler (plan.Scheduled)

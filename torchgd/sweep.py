@@ -299,9 +299,9 @@ def _distances(params_hist, theta0, target, bias) -> torch.Tensor:
 
 
 def config_of(p) -> dict:
-    """What a sweep's config.json records: the plan's configuration, one path, its rule."""
+    """What a sweep's config.json records: the plan's configuration, one path, its spelling."""
     config = {k: v for k, v in p.config.items() if k not in ("lr", "paths")}
-    return {**config, "paths": ["manual"], "rule": "textbook"}
+    return {**config, "paths": ["manual"], "spelling": "textbook"}
 
 
 def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:

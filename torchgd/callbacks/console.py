@@ -78,7 +78,7 @@ def describe(config: dict, dataset=None) -> str:
     parts = [what, how, lr, length] + extras
     if start:
         parts.append(f"from {start}")
-    parts.append(f"paths {'/'.join(c['paths'])} ({c['rule']} rule)")
+    parts.append(f"paths {'/'.join(c['paths'])} ({c['spelling']} spelling)")
     parts.append(f"{c['device']} {c['dtype']}")
     return "Training " + ", ".join(parts)
 

@@ -58,6 +58,17 @@ def _unrecognized(parser, command, extra) -> None:
     (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
+RENAMED = {"--rule": ("--spelling", "the rule itself is --optimizer")}  # old flag: new, why
+
+
+def said_renamed(argv: list) -> None:
+    """An option renamed in this version still works; stderr says what replaced it."""
+    for old, (new, why) in RENAMED.items():
+        if any(a == old or a.startswith(old + "=") for a in argv):
+            print(f"torchgd: {old} is now {new} ({why}); {old} still works in this version",
+                  file=sys.stderr)  # fmt: skip
+
+
 def negatives_glued(argv: list) -> list:
     """``--eps -1,1e-3`` as ``--eps=-1,1e-3``: argparse takes a value that starts with a minus
     for an option unless it is a plain negative number (so a pair, ``-1,1e-3``, or ``-1e-3``
@@ -90,6 +101,7 @@ def main(argv=None) -> int:
         _unrecognized(parser, args.command, extra)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.build_parser = build_parser  # --resume parses the command line again
+    said_renamed(given)
     if args.command is None:  # plain `torchgd`: what it can do
         parser.print_help()
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from .. import rules
-from ..options import RULES
+from ..options import SPELLINGS
 from .app import error, parent
 
 PATHS = "manual,autograd,optim"
@@ -72,21 +72,23 @@ LR = {
 
 
 def add_rule_options(
-    p: argparse.ArgumentParser, *, lr: str | None, rule: bool = True, sgd: bool = True
+    p: argparse.ArgumentParser, *, lr: str | None, spelling: bool = True, sgd: bool = True
 ) -> None:
     """The update rule and its hyperparameters, declared here only: ``--lr`` as ``LR[lr]``
-    (None: no --lr), ``--rule`` (the hand-written rule's spelling), and with ``sgd``
+    (None: no --lr), ``--spelling`` (how the hand-written rule is written), and with ``sgd``
     ``--optimizer`` and every rule's options, generated from the fields of the rules'
     ``Hyper`` classes (``torchgd.rules``) with their help; an option not given is None (the
     rule's default)."""
     if lr is not None:
         p.add_argument("--lr", **LR[lr])
-    if rule:
+    if spelling:
         p.add_argument(
-            "--rule",
+            "--spelling",
+            "--rule",  # its name before this version: still taken, and said (cli.said_renamed)
+            dest="spelling",
             default="textbook",
-            choices=list(RULES),
-            help="spelling of the hand-written rule of the manual and autograd paths: "
+            choices=list(SPELLINGS),
+            help="how the manual and autograd paths write the rule (--optimizer) by hand: "
             "textbook (the formula as a textbook writes it: SGD's w -= lr * grad, d2l.ai's "
             "Adagrad/RMSprop/Adam) or torch-exact (the torch.optim class's own operations, "
             "bit for bit)",
@@ -327,7 +329,7 @@ def check_logging(args) -> None:
 
 def plan_kwargs(args) -> dict:
     """The run options ``train.plan`` takes."""
-    return dict(paths=args.paths, device=args.device, dtype=args.dtype, rule=args.rule)
+    return dict(paths=args.paths, device=args.device, dtype=args.dtype, spelling=args.spelling)
 
 
 def problem_options() -> argparse.ArgumentParser:

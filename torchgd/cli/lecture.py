@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _plans(data, paths, device, dtype, rule) -> dict:
+def _plans(data, paths, device, dtype, spelling) -> dict:
     """The lecture's two parts: lr 0.01, 100 epochs from w = 1.0, batch GD and per-sample SGD."""
     from .. import train
 
@@ -54,7 +54,7 @@ def _plans(data, paths, device, dtype, rule) -> dict:
             paths=paths,
             device=device,
             dtype=dtype,
-            rule=rule,
+            spelling=spelling,
         )  # fmt: skip
         for s in PARTS
     }
@@ -145,7 +145,8 @@ def resume(args) -> int:
         say_finished(run_dir, {"status": "completed", "epochs": 100}, args)
         return 0
     data = (saved.get("data_meta") or {}).get("file") or saved["data"]
-    plans = _plans(data, saved["paths"], saved["device"], saved["dtype"], saved["rule"])
+    plans = _plans(data, saved["paths"], saved["device"], saved["dtype"],
+                   saved.get("spelling", saved.get("rule")))  # fmt: skip
     resumed: dict = {}
     for part in PARTS:
         if done[part] is not None:

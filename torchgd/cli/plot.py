@@ -47,7 +47,7 @@ RACE_PROBLEMS = "elliptic,rosenbrock"
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
-        parents=[rule_options(lr="one-or-range", rule=False, sgd=False)],
+        parents=[rule_options(lr="one-or-range", spelling=False, sgd=False)],
         help="draw a figure: field, cost, loss, schedules, trajectory, sweep, race, schedule",
         description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
         "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "

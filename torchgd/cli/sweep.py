@@ -19,7 +19,7 @@ from .common import (
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sweep",
-        parents=[problem_options(), rule_options(lr="range", rule=False)],
+        parents=[problem_options(), rule_options(lr="range", spelling=False)],
         help="K learning rates at once, against the theory",
         description="Run K learning rates as one vectorized run of the manual "
         "path; print final loss, status, measured and predicted "

@@ -55,7 +55,7 @@ def _train_options() -> argparse.ArgumentParser:
         help="add Gaussian noise (std SIGMA, seeded) to every path's gradient",
     )
     add_scheduler(p, "the optim path runs torch.optim.lr_scheduler's class, the others "
-                  "torchgd's in the --rule spelling")  # fmt: skip
+                  "torchgd's in the run's --spelling")  # fmt: skip
     p.add_argument(
         "--distributed",
         action="store_true",

@@ -35,7 +35,7 @@ from ._base import Base
 from .sgd import Hyper as SGD
 from .sgd import update as sgd_
 
-RULES = ("textbook", "torch-exact")  # the two spellings of every rule (``--rule``)
+RULES = ("textbook", "torch-exact")  # the two spellings of every rule (``--spelling``)
 REQUIRED = (
     "NAME",
     "TORCH_CLASS",

@@ -103,7 +103,7 @@ def explain_update(hp: Hyper, w, g) -> str:
     return (
         "torch.optim.Adadelta steps with w.add_(delta, alpha=-lr), one fused multiply-add "
         "rounded once, where the textbook rule w -= lr * delta rounds lr * delta first; the "
-        "formula is the same (eps inside both roots in both). --rule torch-exact uses torch's "
+        "formula is the same (eps inside both roots in both). --spelling torch-exact uses torch's "
         "operations and matches it bit for bit"
     )
 

@@ -226,7 +226,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "torch.optim.Adafactor takes the RMS of w and of the update as norm(x) / sqrt(n), read "
         "as Python floats, and the update as rsqrt(max(v, eps1^2)) * g, where the textbook "
         "takes sqrt(mean(x^2)) and g / sqrt(max(v, eps1^2)): the same formula, rounded at other "
-        "places. --rule torch-exact uses torch's operations and matches it bit for bit"
+        "places. --spelling torch-exact uses torch's operations and matches it bit for bit"
     )
 
 

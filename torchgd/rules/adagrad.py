@@ -126,7 +126,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "sqrt(s + eps), where torch.optim.Adagrad adds it outside, sqrt(s) + eps "
         f"(eps={hp.eps:g}): a different formula, not another rounding (the denominators "
         "differ by about eps * (1 - 1/(2 sqrt(s)))); its step, w.addcdiv_(g, std, "
-        "value=-lr), rounds as w - lr * g / std does. --rule torch-exact uses torch's "
+        "value=-lr), rounds as w - lr * g / std does. --spelling torch-exact uses torch's "
         "operations and matches it bit for bit"
     )
 

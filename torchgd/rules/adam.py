@@ -207,7 +207,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         f"the textbook rule (d2l.ai) divides the moments by the bias corrections, m / (1 - "
         f"beta1^t) and sqrt(v / (1 - beta2^t)) + eps, where torch.optim.{_torch_name(hp)} "
         f"folds the first into the step size, lr / (1 - beta1^t), and divides sqrt(v) by "
-        f"sqrt(1 - beta2^t): the same formula, rounded at other places.{decay} --rule "
+        f"sqrt(1 - beta2^t): the same formula, rounded at other places.{decay} --spelling "
         f"torch-exact uses torch's operations and matches it bit for bit"
     )
 

@@ -84,7 +84,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "the textbook rule divides by the bias correction and the norm together, lr * m / ((1 "
         "- beta1^t) * u), where torch.optim.Adamax folds the correction into the step size, "
         "w.addcdiv_(m, u, value=-lr / (1 - beta1^t)): the same formula, rounded at other "
-        "places. --rule torch-exact uses torch's operations and matches it bit for bit"
+        "places. --spelling torch-exact uses torch's operations and matches it bit for bit"
     )
 
 

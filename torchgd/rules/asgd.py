@@ -165,7 +165,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "torch.optim.ASGD keeps its step size eta in a float32 scalar tensor (the default "
         "dtype, even in a float64 run), so it steps with eta rounded to float32, and it shrinks "
         "w by (1 - lambd * eta) before it subtracts eta * g, where the textbook keeps eta in "
-        "float64 and subtracts eta * (g + lambd * w) at once. --rule torch-exact does as torch "
+        "float64 and subtracts eta * (g + lambd * w) at once. --spelling torch-exact does as torch "
         "does and matches it bit for bit"
     )
 

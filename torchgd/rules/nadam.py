@@ -169,7 +169,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "scalar tensor (the default dtype, even in a float64 run), so its bias corrections 1 - "
         "prod mu carry float32's rounding, where the textbook multiplies them in float64; it also "
         "steps in two addcdiv_ (the gradient's part, then the moment's) where the textbook adds "
-        "them first. --rule torch-exact does as torch does and matches it bit for bit"
+        "them first. --spelling torch-exact does as torch does and matches it bit for bit"
     )
 
 

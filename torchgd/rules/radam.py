@@ -160,7 +160,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         f"{hp.betas[1]}); torch.optim.RAdam computes (m / (1 - beta1^t)) * lr * (sqrt(1 - "
         "beta2^t) / (sqrt(v) + eps)) * r, the quotient as a reciprocal and a product, where the "
         "textbook multiplies lr * r * m^ * l in another order: the same formula, rounded at "
-        "other places. --rule torch-exact uses torch's operations and matches it bit for bit"
+        "other places. --spelling torch-exact uses torch's operations and matches it bit for bit"
     )
 
 

@@ -132,7 +132,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "the textbook rule (d2l.ai) puts eps inside the square root, g / sqrt(v + eps), where "
         f"torch.optim.RMSprop adds it outside, g / (sqrt(v) + eps) (eps={hp.eps:g}): a "
         "different formula, not another rounding; its step, w.addcdiv_(g, avg, value=-lr), "
-        "rounds as w - lr * g / avg does. --rule torch-exact uses torch's operations and "
+        "rounds as w - lr * g / avg does. --spelling torch-exact uses torch's operations and "
         "matches it bit for bit"
     )
 

@@ -122,7 +122,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         f"torch.optim.SGD updates with param.add_(grad, alpha=-lr){buffer}, which "
         f"this machine computes as one fused multiply-add, rounding once; the textbook "
         f"rule w -= lr * grad rounds lr * grad and then the difference, twice{measured}. "
-        f"--rule torch-exact uses torch's operations and matches torch.optim.SGD bit for bit"
+        f"--spelling torch-exact uses torch's operations and matches torch.optim.SGD bit for bit"
     )
 
 

@@ -21,7 +21,7 @@
   peak lr where ``--lr`` does not (OneCycleLR's ``max_lr``).
 
 ``--scheduler NAME:key=value,...`` (torch's names and values); ``--scheduler-every epoch|step``.
-The manual and autograd paths take ``Schedule.lr_at`` in the run's spelling (``--rule``:
+The manual and autograd paths take ``Schedule.lr_at`` in the run's spelling (``--spelling``:
 textbook = closed form, torch-exact = torch's recursion); the optim path runs torch's class.
 """
 
