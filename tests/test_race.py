@@ -22,9 +22,9 @@ def labelled(ax, start: str):
     return [line for line in ax.get_lines() if line.get_label().startswith(start)]
 
 
-def final_loss(lr, *, rule, problem="rosenbrock", optimizer="adam", steps=plots.RACE_STEPS):
+def final_loss(lr, *, spelling, problem="rosenbrock", optimizer="adam", steps=plots.RACE_STEPS):
     r = torchgd.fit(problem, None, optimizer=optimizer, lr=lr, epochs=steps, paths=("manual",),
-                    spelling=rule, guard=False)  # fmt: skip
+                    spelling=spelling, guard=False)  # fmt: skip
     return r
 
 

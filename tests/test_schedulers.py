@@ -549,3 +549,21 @@ def test_a_scheduler_object_that_is_not_one_is_one_clear_error():
         torchgd.fit(scheduler=step.Options)
     with pytest.raises(TorchgdError, match="scheduler must be a spec like 'cosine:T_max=100'"):
         torchgd.fit(scheduler=3)
+
+
+def test_a_users_scheduler_file_is_recorded_and_an_edit_is_caught_before_a_resume(tmp_path):
+    """--resume refuses a run whose own files changed: a scheduler's lr_lambda or scale_fn
+    file is one of them, as a problem or rule file is."""
+    from torchgd.plan import changed_files
+
+    (tmp_path / "warm.py").write_text("def factor(t):\n    return min(1.0, (t + 1) / 4)\n")
+    (tmp_path / "fade.py").write_text("def half(c):\n    return 0.5 ** (c - 1)\n")
+    config = {"files": {}}
+    for spec in (f"lambda:lr_lambda={tmp_path / 'warm.py'}:factor",
+                 f"cyclic:base_lr=0.01,max_lr=0.1,step_size_up=2,"
+                 f"scale_fn={tmp_path / 'fade.py'}:half,cycle_momentum=False"):  # fmt: skip
+        config["files"].update(plan(epochs=4, scheduler=spec).config["files"])
+    assert set(config["files"]) == {str(tmp_path / "warm.py"), str(tmp_path / "fade.py")}
+    assert changed_files(config) == []
+    (tmp_path / "fade.py").write_text("def half(c):\n    return 0.25 ** (c - 1)\n")
+    assert changed_files(config) == [str(tmp_path / "fade.py")]

@@ -18,6 +18,7 @@ from . import hooks, interfaces, options, problems, rules, schedules
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS
+from .userfiles import changed_files, file_hashes  # noqa: F401  (plan.changed_files, as before)
 
 PATH_NAMES = tuple(PATHS)
 SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
@@ -153,8 +154,7 @@ def plan(
     names = parse_paths(paths)
     spelling = options.renamed(hyper, "rule", "spelling", spelling)
     options.check_run(spelling, epochs, noise, patience, history)
-    hp = hyperparameters(optimizer, lr, hyper)
-    rules.check_noise(hp, noise)
+    hp = hyperparameters(optimizer, lr, hyper, noise)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
     params0 = initial_params(problem, init, device, dtype, dataset)
     _try_user_code(problem, params0, dataset, hp, spelling)
@@ -165,10 +165,10 @@ def plan(
     config.update(compile=bool(compile), history=history)
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
-    config["files"] = file_hashes(config)  # what --resume checks has not changed
     hyper_at, hp = hooks.of_plan(
         hyper_at, scheduler, scheduler_every, hp, spelling, config, (sched, dataset)
     )
+    config["files"] = file_hashes(config)  # what --resume checks has not changed
     fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
     return Plan(
         problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype, config, fused,
@@ -176,9 +176,10 @@ def plan(
     )  # fmt: skip
 
 
-def hyperparameters(optimizer: str, lr, hyper: dict):
+def hyperparameters(optimizer: str, lr, hyper: dict, noise=0.0):
     """The rule's ``Hyper`` from ``lr`` (None: its default) and the other options, checked as
-    torch checks them (``rules.hyper``); its ``TORCH_CLASS`` must be in ``torch.optim``."""
+    torch checks them (``rules.hyper``); its ``TORCH_CLASS`` must be in ``torch.optim``; a
+    rule that evaluates again within a step takes no gradient ``noise``."""
     import inspect
 
     hp = rules.hyper(optimizer, lr, hyper, words=inspect.signature(plan).parameters)
@@ -188,6 +189,7 @@ def hyperparameters(optimizer: str, lr, hyper: dict):
             f"optimizer '{rule.NAME}' names TORCH_CLASS '{rule.TORCH_CLASS}', which torch.optim "
             "does not have (it should name the class the rule mirrors, e.g. 'Adam')"
         )
+    rules.check_noise(hp, noise)
     return hp
 
 
@@ -447,42 +449,6 @@ def plan_from_config(config: dict, rows=None) -> Plan:
     rebuilt = plan(problem, file or data, rows=rows, **kwargs)
     rebuilt.config["data"] = data  # as the user gave it
     return rebuilt
-
-
-def _files(config: dict) -> list[str]:
-    """The user's files a run depends on: its problem and rule files, its data file."""
-    out = []
-    for spec in (config.get("problem_spec"), config.get("optimizer")):
-        where = (spec or "").rpartition(":")[0]
-        if where.endswith(".py"):
-            out.append(where)
-    data = (config.get("data_meta") or {}).get("file")
-    if data:
-        out.append(data)
-    return out
-
-
-def _sha256(path: str) -> str | None:
-    import hashlib
-
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-def file_hashes(config: dict) -> dict:
-    """``{path: SHA-256}`` of every file of ``_files``."""
-    return {path: _sha256(path) for path in _files(config)}
-
-
-def changed_files(config: dict) -> list[str]:
-    """The files a run's ``config.json`` recorded that are missing or differ now."""
-    return [path for path, h in (config.get("files") or {}).items() if _sha256(path) != h]
 
 
 def _tuple(value):
