@@ -131,9 +131,7 @@ class Path:
         return self.state.get(next(iter(self.params)), {})
 
     def _evaluating(self) -> dict:
-        """``update``'s ``evaluate=`` for a rule that evaluates again (none for the others)."""
-        if not self.evaluates:
-            return {}
+        """``update``'s ``evaluate=``, for a rule that evaluates again (``self.evaluates``)."""
         if self._batch is None:
             raise TorchgdError(
                 f"{self.algorithm.NAME} evaluates the loss again within a step: it needs each "

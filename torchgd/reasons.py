@@ -19,18 +19,18 @@ def _rule(paths, name) -> str:
 
 def _update_reason(paths, a, b, hp, w, g, step) -> str:
     ra, rb = _rule(paths, a), _rule(paths, b)
-    head = (
+    same = (
         f"at step {step} both paths had the same parameters and the same gradient, yet "
-        f"different parameters came out: the update rules compute the step differently"
+        f"different parameters came out"
     )
+    head = f"{same}: the update rules compute the step differently"
     if {ra, rb} == {"textbook", "torch"} or {ra, rb} == {"textbook", "torch-exact"}:
         return f"{head}. {rules.of(hp).explain_update(hp, w, g)}"
-    if getattr(rules.of(hp), "EVALUATES", False) and "manual" in (a, b):
+    if rules.evaluates(hp) and "manual" in (a, b):
         return (
-            f"at step {step} both paths had the same parameters and the same gradient, yet "
-            f"different parameters came out: {rules.of(hp).TORCH_CLASS} evaluates the gradient "
-            "again at other points within a step, and there the analytic formula (manual) "
-            "and autograd round differently (see the gradient check)"
+            f"{same}: {rules.of(hp).TORCH_CLASS} evaluates the gradient again at other points "
+            "within a step, and there the analytic formula (manual) and autograd round "
+            "differently (see the gradient check)"
         )
     return (
         f"{head} ({ra} vs {rb}); the same inputs through the same operations should not "

@@ -181,14 +181,13 @@ def _differences(result) -> str:
     """The headline's differences: parameters (abs, relative, ulp), the rule's state,
     gradients (and where their ulps were counted near zero, the rounding bound)."""
     a = result.agreement
+    ulps = f"{a['max_ulp']} ulp{_near_zero(result)}"
+    if a["max_ulp"] == 2**63 - 1:  # ulp_distance saturates: opposite signs (or a nan)
+        ulps = "opposite signs: more ulps than int64 counts"
+    text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
+    text += f"relative, {ulps})"
     if a["max_ulp"] == 0:
         text = "parameters bit for bit"
-    elif a["max_ulp"] == 2**63 - 1:  # ulp_distance saturates: opposite signs (or a nan)
-        text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
-        text += "relative, opposite signs: more ulps than int64 counts)"
-    else:
-        text = f"parameters differ by at most {_num(a['max_abs'])} ({_num(a['max_rel'])} "
-        text += f"relative, {a['max_ulp']} ulp{_near_zero(result)})"
     if a.get("state_max_ulp"):
         text += f", {a['state_max_ulp']} ulp in the rule's state"
     if a["grad"]:

@@ -16,7 +16,7 @@ import sys
 
 from ..control import quick_exit
 from . import bench, check, lecture, plot, sweep, tb, train
-from .app import EXIT_IO, Formatter, Parser, dispatch
+from .app import EXIT_IO, Formatter, Parser, dispatch, negatives_glued
 from .common import PATHS
 
 __all__ = ["EXIT_IO", "PATHS", "Formatter", "Parser", "build_parser", "entry", "main"]
@@ -67,21 +67,6 @@ def said_renamed(argv: list) -> None:
         if any(a == old or a.startswith(old + "=") for a in argv):
             print(f"torchgd: {old} is now {new} ({why}); {old} still works in this version",
                   file=sys.stderr)  # fmt: skip
-
-
-def negatives_glued(argv: list) -> list:
-    """``--eps -1,1e-3`` as ``--eps=-1,1e-3``: argparse takes a value that starts with a minus
-    for an option unless it is a plain negative number (so a pair, ``-1,1e-3``, or ``-1e-3``
-    was "expected one argument"); a torch check then says what is wrong with it."""
-    import re
-
-    out = []
-    for a in argv:
-        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"-[\d.]", a):
-            out[-1] = f"{out[-1]}={a}"
-        else:
-            out.append(a)
-    return out
 
 
 def main(argv=None) -> int:

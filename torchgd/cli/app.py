@@ -77,3 +77,18 @@ def dispatch(args) -> int:
             stderr(f"torchgd {args.command}: error: {exc}")
             return 2
         raise
+
+
+def negatives_glued(argv: list) -> list:
+    """``--eps -1,1e-3`` as ``--eps=-1,1e-3``: argparse takes a value that starts with a minus
+    for an option unless it is a plain negative number (so a pair, ``-1,1e-3``, or ``-1e-3``
+    was "expected one argument"); a torch check then says what is wrong with it."""
+    import re
+
+    out = []
+    for a in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"-[\d.]", a):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out

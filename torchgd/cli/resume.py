@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .app import error
+from .app import error, negatives_glued
 from .running import compile_note, compiling, figures_done, finish, group, rank_status, rows
 from .running import run as run_plan
 
@@ -62,7 +62,7 @@ def refuse_changes(args) -> None:
     command_parser = parser._subparsers._group_actions[0].choices[args.command]
     for action in command_parser._actions:
         action.default = argparse.SUPPRESS
-    given = vars(parser.parse_args(args.argv))
+    given = vars(parser.parse_args(negatives_glued(args.argv)))
     args.outputs_given = {k: v for k, v in given.items() if k in OUTPUTS}
     changed = sorted(set(given) - RESUME_OPTIONS - set(OUTPUTS))
     if changed:
