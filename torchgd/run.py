@@ -20,44 +20,11 @@ from . import compare, explain, interfaces, memory, problems, rules
 from . import guard as guards
 from .errors import TorchgdError
 from .feeding import batch_loss, batch_of, noise_for, to_device, unflatten
+from .history import History
 from .lr_report import LrAgreement
 from .paths import PATHS, ManualPath, feed
 from .records import Block, Epoch, Step, flat, sync_allowed
 from .result import Result
-
-HISTORY_MAX = 10_000
-HISTORY_BLOCK = 4096  # epochs of history held on the device before they are copied to the host
-
-
-def history_epochs(done: int, mode: str = "auto") -> list[int] | None:
-    """The epochs a history keeps: all (None) up to ``HISTORY_MAX`` + 1 epochs or with
-    ``mode`` "all"; beyond, ``HISTORY_MAX`` + 1 evenly spaced epochs from the first to the
-    last (a 700,000-epoch run's summary stays a few hundred kilobytes per series)."""
-    if mode in ("all", "steps") or done <= HISTORY_MAX + 1:
-        return None
-    return [1 + round(i * (done - 1) / HISTORY_MAX) for i in range(HISTORY_MAX + 1)]
-
-
-def _no_steps(params0: dict) -> dict:
-    """A path's per-step history before its first step (history="steps")."""
-    keys = list(params0)
-    return {
-        "step": [],
-        "epoch": [],
-        "loss": [],
-        **{k: [] for k in keys},
-        "grad": {k: [] for k in keys},
-    }
-
-
-def by_param(rows: torch.Tensor, params0: dict) -> dict:
-    """``[T, D]`` rows of flattened parameter entries (host) as each parameter's T values,
-    shaped like it: ``{"w": [...], "b": [...]}`` (Python floats, or nested lists)."""
-    out, at, T = {}, 0, len(rows)
-    for k, t in params0.items():
-        out[k] = rows[:, at : at + t.numel()].reshape(T, *t.shape).tolist()
-        at += t.numel()
-    return out
 
 
 class Run:
@@ -71,21 +38,16 @@ class Run:
         self._setup_paths(plan)
         self._setup_data(plan, group)
         self._setup_records(plan)
-        self.history = {p: {"loss": [], **{k: [] for k in plan.params0}} for p in self.names}
-        self._epoch_rows: list = []  # per epoch [P, 1 + D] on the device, not yet in history
         # plan's hyper_at: the hyperparameters of each step, its lr recorded (None: plan.hp)
         self.hyper_at, self.hp_now = plan.hyper_at, plan.hp
         self._epoch_costs: tuple = (None, {})  # (epoch, every path's cost over all data)
         self._lrs: list = []  # the lr of each step of the block, not yet flushed
-        self.epoch_lrs: list | None = [] if plan.hyper_at is not None else None
         self.cycles = bool(getattr(plan.hyper_at, "cycles", False))  # the momentum too
         self._momenta: list = []  # as _lrs, where a scheduler cycles the momentum
-        self._taken = None  # the last step's (lrs, momenta)
-        self.epoch_momenta: list | None = [] if self.cycles else None
+        self._taken = (None, None)  # the last step's (lrs, momenta), where they change
         self.lr_report = LrAgreement(self.names)
-        self.steps = None  # history="steps": every step's loss, parameters and gradient
-        if self.config.get("history") == "steps":
-            self.steps = {p: _no_steps(plan.params0) for p in self.names}
+        self.history = History(self.names, plan.params0, self.config.get("history", "auto"),
+                               plan.device, plan.hyper_at is not None, self.cycles)  # fmt: skip
         stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
         self.stochastic = stochastic
         self.guard = guards.Guard(
@@ -274,34 +236,14 @@ class Run:
                 losses[p] = batch_loss(self.problem, values[p], xb, yb, nb, self.group)
         row = [*(losses[p] for p in self.names), *self._params]
         self.last_row = torch.stack(row) if self._scalar else torch.cat(flat(row))
-        self._epoch_rows.append(self.last_row)
-        if self.epoch_lrs is not None:  # the lr of the epoch's last step as it was taken
-            if self._taken is None:  # (a resumed run whose epoch had no step left)
-                self._taken = self._now()
-            self.epoch_lrs.append(self._taken[0])
-            if self.epoch_momenta is not None:
-                self.epoch_momenta.append(self._taken[1])
+        if self.hyper_at is not None and self._taken[0] is None:  # a resumed epoch, no step left
+            self._taken = self._now()
+        self.history.add_epoch(self.last_row, self._taken)  # the lr as its last step took it
         costs = self._watched_costs(epoch, losses, values)
         for name, path in self.paths.items():  # torch's lr scheduler steps after the epoch
             path.end_epoch(costs.get(name))
-        if len(self._epoch_rows) >= HISTORY_BLOCK:
-            self._drain_history()
         self.position = (self.position[0], epoch + 1, 0)
         return Epoch(epoch, self.position[0], losses, values)
-
-    def _drain_history(self) -> None:
-        """Copy the epochs held on the device into the Python history (one copy)."""
-        if not self._epoch_rows:
-            return
-        with sync_allowed(self.plan.device):
-            rows = torch.stack(self._epoch_rows).cpu()
-        self._epoch_rows = []
-        P, E = len(self.names), len(rows)
-        params = rows[:, P:].reshape(E, P, -1)
-        for i, p in enumerate(self.names):
-            self.history[p]["loss"].extend(rows[:, i].tolist())
-            for k, values in by_param(params[:, i], self.plan.params0).items():
-                self.history[p][k].extend(values)
 
     def flush(self) -> None:
         """Fold the block into the agreement report and give it to the callbacks."""
@@ -316,27 +258,9 @@ class Run:
                     self._momenta = self._momenta[len(host) :]
                 self.lr_report.fold(host)
             self.tracker.fold(host, self._bound_at if self.bounded else None)
-        if self.steps is not None:
-            self._keep_steps(host)
+        self.history.add_steps(host)
         interfaces.call(self.callbacks, "on_block", host)
         self.block.clear()
-
-    def _keep_steps(self, host) -> None:
-        """history="steps": the block's steps into ``self.steps`` (Python floats): the loss of
-        the step's batch (before its update), the parameters after it, the gradient used."""
-        params0 = self.plan.params0
-        for i, p in enumerate(self.names):
-            kept = self.steps[p]
-            kept["step"] += host.steps
-            kept["epoch"] += host.epochs
-            for key, rows in (("lr", host.lrs), ("momentum", host.momenta)):
-                if rows is not None:
-                    kept.setdefault(key, []).extend(row[i] for row in rows)
-            kept["loss"] += host.losses[:, i].tolist()
-            for k, values in by_param(host.params[:, i], params0).items():
-                kept[k] += values
-            for k, values in by_param(host.grads[:, i], params0).items():
-                kept["grad"][k] += values
 
     def _bound_at(self, q: int, before, epoch: int, j: int):
         """Autograd path q's rounding bound at the step of epoch ``epoch``, batch ``j``, whose
@@ -405,17 +329,13 @@ class Run:
         block and copies the history first (callbacks get the block, then are asked for their
         own state)."""
         self.flush()
-        self._drain_history()
         return {
             "position": {"step": self.position[0], "epoch": epoch, "batch": batch},
             "config": self.config,
             "paths": {name: path.state_dict() for name, path in self.paths.items()},
             "reference": self.reference.state_dict() if self.reference is not None else None,
             "agreement": self.tracker.state_dict(),
-            "history": self.history,
-            "steps": self.steps,
-            "epoch_lrs": self.epoch_lrs,
-            "epoch_momenta": self.epoch_momenta,
+            **self.history.state_dict(),
             "lr_agreement": self.lr_report.state_dict(),
             "guard": self.guard.state_dict(),
             "schedule": self._schedule_state(),
@@ -435,10 +355,7 @@ class Run:
             self.reference.load_state_dict(state["reference"])
         if "agreement" in state:
             self.tracker.load_state_dict(state["agreement"])
-        self.history = state["history"]
-        self.steps = state.get("steps", self.steps)
-        self.epoch_lrs = state.get("epoch_lrs", self.epoch_lrs)
-        self.epoch_momenta = state.get("epoch_momenta", self.epoch_momenta)
+        self.history.load_state_dict(state)
         self.lr_report.load_state_dict(state.get("lr_agreement"))
         if self.hyper_at is not None:  # the optimizer's param_groups came back as they were
             self.hp_now = None  # saved: the next step sets every path's anew
@@ -451,21 +368,10 @@ class Run:
     def result(self, status: str, seconds: float, diverged: dict | None):
         """The run's ``Result``: final parameters, histories, the agreement report."""
         self.flush()
-        self._drain_history()
-        names, history = self.names, self.history
-        done = len(history[names[0]]["loss"])
-        kept = history_epochs(done, self.config.get("history", "auto"))
-        out = {}
-        for p in names:
-            hist = {k: list(v) for k, v in history[p].items()}
-            for key, rows in (("lr", self.epoch_lrs), ("momentum", self.epoch_momenta)):
-                if rows is not None:  # the lr (and a cycled momentum) of each epoch's last step
-                    hist[key] = [row[names.index(p)] for row in rows]
-            if kept is not None:
-                hist = {k: [v[e - 1] for e in kept] for k, v in hist.items()}
-                hist["epoch"] = kept
-            if self.steps is not None:
-                hist["steps"] = self.steps[p]
+        self.history.drain()
+        done, out = self.history.done, {}
+        for p in self.names:
+            hist = self.history.of(p)
             out[p] = {
                 "params": {k: t.tolist() for k, t in self.paths[p].values().items()},
                 "loss": hist["loss"][-1] if done else None,

@@ -21,11 +21,11 @@ import torch
 from . import guard as guards
 from . import lanes, rules, theory
 from .errors import TorchgdError
+from .history import history_epochs
 from .interfaces import optional
 from .lanes import CONVERGED
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .plan import plan as make_plan
-from .run import history_epochs
 
 MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
 

@@ -13,6 +13,7 @@ import time
 
 from . import interfaces
 from .control import Checkpointer, Stop, StopFlag  # noqa: F401
+from .history import HISTORY_MAX, history_epochs  # noqa: F401
 from .plan import (  # noqa: F401  (the names torchgd.train has always offered)
     OPTIONAL_KEYS,
     PATH_NAMES,
@@ -26,7 +27,7 @@ from .plan import (  # noqa: F401  (the names torchgd.train has always offered)
 )
 from .records import Epoch, Record, Step, sync_allowed  # noqa: F401
 from .result import Result  # noqa: F401  (torchgd.train.Result, as before)
-from .run import HISTORY_MAX, Run, history_epochs  # noqa: F401
+from .run import Run  # noqa: F401
 from .run import advice as _advice  # noqa: F401
 from .run import batch_of as _batch  # noqa: F401
 
