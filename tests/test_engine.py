@@ -313,9 +313,38 @@ def test_optional_problem_members_have_their_documented_defaults():
     p = interfaces.as_problem(Bare())
     assert p.needs_data is False and p.description == "bare"
     for member, default in interfaces.PROBLEM_DEFAULTS.items():
-        if member != "f":
+        if member not in ("f", "gradient_words"):  # functions made for the problem
             assert interfaces.optional(p, member) == default(p)
     assert p.f(torch.tensor([2.0, 3.0])) is None  # the loss at each point, as f(a)
+    words = p.gradient_words([4], torch.float32, 3e-8)
+    assert "through f (bare)" in words and "rounded to float32" in words
+
+
+def test_a_problem_explains_its_own_gradient_in_the_report():
+    """The agreement report asks the problem why its formula and autograd differ
+    (``gradient_words``): the lecture's model says it in its terms, a user's problem in its
+    own, any other gets the general words."""
+
+    class Plain:  # a user's problem, as a file of theirs holds it
+        name, param_names, start = "cube", ("x",), {"x": 1.3}
+
+        def loss(self, p, x, y):
+            return p["x"] ** 3 / 3 + p["x"] * p["x"].sin()
+
+        def grad(self, p, x, y):
+            return {"x": p["x"] ** 2 + p["x"].sin() + p["x"] * p["x"].cos()}
+
+    class Cube(Plain):
+        def gradient_words(self, batch_sizes, dtype, max_rel):
+            return f"my cube's derivative x^2 against autograd's, {max_rel:.1g} apart"
+
+    for problem, says in [(Cube(), "my cube's derivative"), (Plain(), "through f (cube)")]:
+        r = torchgd.fit(problem, lr=0.01, epochs=30, dtype="float32", paths=("manual", "autograd"))
+        why = [x["reason"] for x in r.agreement["reasons"] if x["kind"] == "gradient"]
+        assert r.agreement["grad"]["max_ulp"] > 0 and says in why[-1], why
+    linear = torchgd.fit(data="synthetic:120,d=3,noise=0.5,seed=3", bias=True,
+                         schedule="minibatch:7", epochs=2).agreement["reasons"]  # fmt: skip
+    assert any("the formula sums 2*x_n*(x_n.w + b - y_n)" in x["reason"] for x in linear)
 
 
 def test_a_callback_with_a_hook_that_cannot_be_called_is_refused_before_the_run():

@@ -46,7 +46,22 @@ PROBLEM_DEFAULTS: dict[str, Callable[[Any], Any]] = {
     "chunk_rows": lambda p: None,  # big batches come in chunks of this many rows (with sums)
     "bias": lambda p: False,
     "f": lambda p: _f_of(p),  # a data-free problem's cost as f(*coordinates), for contours
+    # (batch_sizes, dtype, max_rel) -> why the formula and autograd round differently, in words
+    "gradient_words": lambda p: lambda sizes, dtype, max_rel: _rounding_words(p, dtype, max_rel),
 }
+
+
+def _rounding_words(problem, dtype, max_rel: float) -> str:
+    """Why a hand-written gradient and autograd's differ, for any problem: rounding."""
+    import torch
+
+    name, eps = str(dtype).removeprefix("torch."), torch.finfo(dtype).eps
+    return (
+        f"the hand-written formula and autograd's chain rule through "
+        f"f ({getattr(problem, 'description', problem.name)}) compute the derivative with "
+        f"different operations in a different order, each rounded to {name} (max relative "
+        f"difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
+    )
 
 
 def _f_of(problem):

@@ -88,6 +88,30 @@ class Linear:
         self.param_names = ("w", "b") if bias else ("w",)
         self.start = {"w": 1.0, "b": 0.0} if bias else {"w": 1.0}
 
+    def gradient_words(self, batch_sizes, dtype, max_rel) -> str:
+        """Why the lecture's formula and autograd's backward round differently."""
+        odd = sorted({n for n in batch_sizes if n & (n - 1)})
+        r = "x_n.w + b - y_n" if self.bias else "x_n*w - y_n"
+        text = (
+            f"the formula sums 2*x_n*({r}) and divides by N; autograd's backward "
+            f"multiplies the incoming 1/N by 2*({r}) (the square's derivative) and by "
+            "x_n (the product's), then sums: the same derivative, rounded at other places"
+        )
+        if self.bias:
+            text += f" (and for b the sum of 2*({r}) without the x_n)"
+        if odd:
+            text += (
+                f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
+                f"autograd's per-term 1/N carries a rounding the single division does not"
+            )
+        if self.chunk_rows and max(batch_sizes) > self.chunk_rows:
+            text += (
+                f"; batches of more than {self.chunk_rows:,} samples are summed chunk by chunk, "
+                f"the formula's sums as dot products and autograd's by its backward's kernels, "
+                f"in a different order"
+            )
+        return text
+
     def start_for(self, dataset) -> dict:
         """w0 = 1 for every feature (the lecture starts at w = 1.0), b0 = 0."""
         start = dict(self.start)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import compare, rules
+from . import compare, interfaces, rules
 from .device import dtype_name
 
 # a gradient this many float eps apart (relative) is not rounding any more: the formula is wrong
@@ -98,36 +98,8 @@ def _grad_reason(problem, dtype, batch_sizes, max_rel, bound=None) -> str:
         )
     else:
         within = ""
-    if problem.name == "linear":
-        odd = sorted({n for n in batch_sizes if n & (n - 1)})
-        r = "x_n.w + b - y_n" if getattr(problem, "bias", False) else "x_n*w - y_n"
-        text = (
-            f"the formula sums 2*x_n*({r}) and divides by N; autograd's backward "
-            f"multiplies the incoming 1/N by 2*({r}) (the square's derivative) and by "
-            "x_n (the product's), then sums: the same derivative, rounded at other places"
-        )
-        if getattr(problem, "bias", False):
-            text += f" (and for b the sum of 2*({r}) without the x_n)"
-        if odd:
-            text += (
-                f"; 1/N is not exact in binary for N = {', '.join(map(str, odd))}, so "
-                f"autograd's per-term 1/N carries a rounding the single division does not"
-            )
-        rows = getattr(problem, "chunk_rows", None)
-        if rows and max(batch_sizes) > rows:
-            text += (
-                f"; batches of more than {rows:,} samples are summed chunk by chunk, the "
-                f"formula's sums as dot products and autograd's by its backward's kernels, "
-                f"in a different order"
-            )
-        return text + within
-    return (
-        f"the hand-written formula and autograd's chain rule through "
-        f"f ({getattr(problem, 'description', problem.name)}) compute the derivative with "
-        f"different operations in a different order, each rounded to {dtype_name(dtype)} (max "
-        f"relative difference {max_rel:.3g}, eps {eps:.3g}): rounding, not a wrong formula"
-        f"{within}"
-    )
+    # the problem explains its own gradient (``Problem.gradient_words``; a default for any)
+    return interfaces.optional(problem, "gradient_words")(batch_sizes, dtype, max_rel) + within
 
 
 class Reasons:
