@@ -366,7 +366,12 @@ def test_the_renamed_rule_option_still_works_and_says_what_replaced_it(main_cli)
         warnings.simplefilter("always")
         r = torchgd.fit(epochs=3, rule="torch-exact")
     assert r.config["spelling"] == "torch-exact"
-    assert any("rule= is now spelling=" in str(w.message) for w in seen)
+    (warned,) = [w for w in seen if "rule= is now spelling=" in str(w.message)]
+    assert warned.filename == __file__  # at the user's own line, not inside torchgd
+    with pytest.raises(torchgd.TorchgdError, match="give spelling= only"):
+        torchgd.fit(epochs=3, rule="torch-exact", spelling="textbook")
+    both = main_cli("train", "--rule", "torch-exact", "--spelling", "textbook")
+    assert both.returncode == 2 and "give --spelling only (--rule is its old name)" in both.stderr
     config = {k: v for k, v in r.config.items() if k != "spelling"}
     assert plan_from_config({**config, "rule": "torch-exact"}).spelling == "torch-exact"
     bad = main_cli("train", "--spelling", "exact")

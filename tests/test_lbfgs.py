@@ -118,7 +118,11 @@ def test_the_evaluation_count_is_said_truly_for_one_path_and_a_small_max_eval(ma
                     epochs=2, **NOISY)  # fmt: skip
     assert r.agreement["evaluations"] == {"optim": 2 * r.agreement["steps"]}
     why = next(x["reason"] for x in r.agreement["reasons"] if x["between"] == "evaluations")
-    assert "on the optim path" in why and "a stopping test after each iteration" in why
+    assert r.agreement["most_evaluations"] == {"optim": 2}
+    assert "on the optim path, at most 2 in one step" in why and "as one did here" in why
+    lecture = torchgd.fit(optimizer="lbfgs", epochs=3).agreement  # 25 allowed, 2 taken
+    why = next(x["reason"] for x in lecture["reasons"] if x["between"] == "evaluations")
+    assert why.endswith("at most 2 in one step") and "max_eval" not in why
     proc = main_cli("train", "--optimizer", "lbfgs", "--paths", "manual", "--epochs", "2",
                     "--no-plots", "--no-tensorboard")  # fmt: skip
     assert "nothing to compare" in proc.stdout and "why (evaluations): LBFGS" in proc.stdout

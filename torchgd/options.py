@@ -26,16 +26,24 @@ def check_dtype_name(name: str) -> str:
     return name
 
 
-def renamed(given: dict, old: str, new: str, value):
-    """``old=`` in ``given`` (a keyword renamed in this version): its value, with a warning
-    that says what replaced it; else ``value``."""
+def renamed(given: dict, old: str, new: str, value, default):
+    """``old=`` in ``given`` (a keyword renamed in this version): its value, with a warning at
+    the caller's own line that says what replaced it; else ``value`` (None: ``default``). Both
+    given is refused: they would disagree."""
     if old not in given:
-        return value
+        return default if value is None else value
+    if value is not None:
+        raise TorchgdError(f"give {new}= only ({old}= is its old name), not both")
+    import sys
     import warnings
+    from pathlib import Path
 
+    here, depth = str(Path(__file__).parent), 1
+    while sys._getframe(depth).f_code.co_filename.startswith(here):  # out of torchgd
+        depth += 1
     what = " (the rule itself is optimizer=)" if old == "rule" else ""
     warnings.warn(f"{old}= is now {new}={what}; {old}= still works in this version",
-                  FutureWarning, stacklevel=3)  # fmt: skip
+                  FutureWarning, stacklevel=depth + 1)  # fmt: skip
     return given.pop(old)
 
 

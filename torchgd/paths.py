@@ -36,6 +36,7 @@ class Path:
         self.params = {n: t.detach().clone() for n, t in params0.items()}
         self.state: dict = self.algorithm.init(self.params, hp)
         self.evaluates = bool(getattr(self.algorithm, "EVALUATES", False))  # L-BFGS's closure
+        self.most = 0  # where it evaluates again: the most evaluations one step took
 
     def set_hyper(self, hp) -> None:
         """The hyperparameters from this step on (``plan``'s ``hyper_at``: the same rule,
@@ -74,10 +75,12 @@ class Path:
         return {
             "params": {n: t.detach().clone() for n, t in self.params.items()},
             "buffers": {n: _copy(st) for n, st in self.state.items()},
+            "most_evaluations": self.most,
         }
 
     @torch.no_grad()
     def load_state_dict(self, state: dict) -> None:
+        self.most = state["most_evaluations"]
         for n, t in self.params.items():
             t.copy_(state["params"][n])
         self.state = {
@@ -129,6 +132,24 @@ class Path:
 
     def _first_state(self) -> dict:
         return self.state.get(next(iter(self.params)), {})
+
+    def _apply(self, grads: dict) -> None:
+        """The hand-written rule, one step on ``grads``; a rule that evaluates again gets
+        ``evaluate`` and its evaluations are counted."""
+        if not self.evaluates:
+            self.algorithm.update(self.params, grads, self.state, self.hp, self.spelling)
+            return
+        more = self._evaluating()
+        self._counted(
+            lambda: self.algorithm.update(self.params, grads, self.state, self.hp, self.spelling,
+                                          **more)
+        )  # fmt: skip
+
+    def _counted(self, update) -> None:
+        """``update()``, the most evaluations one step took kept (a rule that evaluates)."""
+        before = self.evaluations()
+        update()
+        self.most = max(self.most, self.evaluations() - before)
 
     def _evaluating(self) -> dict:
         """``update``'s ``evaluate=``, for a rule that evaluates again (``self.evaluates``)."""
@@ -215,9 +236,7 @@ class ManualPath(Path):
 
     def update(self, noise=None):
         loss, grads = self.gradients()
-        more = self._evaluating() if self.evaluates else {}
-        used = _with_noise(grads, noise)
-        self.algorithm.update(self.params, used, self.state, self.hp, self.spelling, **more)
+        self._apply(_with_noise(grads, noise))
         return loss, grads
 
     def evaluate(self):
@@ -275,11 +294,7 @@ class AutogradPath(Path):
     def update(self, noise=None):
         loss, grads = self.gradients()
         with torch.no_grad():
-            grads_used = _with_noise(grads, noise)
-            more = self._evaluating() if self.evaluates else {}
-            self.algorithm.update(
-                self.params, grads_used, self.state, self.hp, self.spelling, **more
-            )
+            self._apply(_with_noise(grads, noise))
         return loss, grads
 
     def _loss_backward(self):
@@ -367,7 +382,7 @@ class OptimPath(AutogradPath):
             for name, t in self.params.items():
                 t.grad = t.grad + noise[name]  # a new tensor: the returned gradient stays clean
         if self.evaluates and self._evaluating():  # torch's step(closure): L-BFGS's
-            self.optimizer.step(self._loss_backward)
+            self._counted(lambda: self.optimizer.step(self._loss_backward))
         else:
             self.optimizer.step()
         if self.lr_scheduler is not None and self.scheduler_every == "step":

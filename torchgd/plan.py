@@ -99,7 +99,7 @@ def plan(
     paths=PATH_NAMES,
     device="cpu",
     dtype="float64",
-    spelling="textbook",
+    spelling=None,
     noise=0.0,
     guard=True,
     patience=5,
@@ -152,7 +152,7 @@ def plan(
         else schedules.parse(schedule, shuffle=shuffle, seed=seed)
     )
     names = parse_paths(paths)
-    spelling = options.renamed(hyper, "rule", "spelling", spelling)
+    spelling = options.renamed(hyper, "rule", "spelling", spelling, "textbook")
     options.check_run(spelling, epochs, noise, patience, history)
     hp = hyperparameters(optimizer, lr, hyper, noise)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)

@@ -129,21 +129,25 @@ class Reasons:
         report["evaluations"] = counts
         hp, steps = self.hp, report["steps"]
         steps = f"{steps} step{'s' * (steps != 1)}"
-        check = (
-            f"torch's max_eval = {hp.evaluations} is a stopping test after each iteration, so "
-            "a step's first evaluation or its line search may go past it"
-        )
+        most = max(p.most for p in self.paths.values())
+        report["most_evaluations"] = {n: p.most for n, p in self.paths.items()}
+        check = f", at most {most} in one step"
+        if most > hp.evaluations:  # torch tests max_eval after an iteration, not before
+            check += (
+                f" (max_eval = {hp.evaluations} is torch's stopping test after each iteration: "
+                "a step's first evaluation and its line search may go past it, as one did here)"
+            )
         if len(set(counts.values())) == 1:
             where = "on every path" if len(counts) > 1 else f"on the {next(iter(counts))} path"
             n = next(iter(counts.values()))
             reason = f"{rules.of(hp).TORCH_CLASS} evaluated the loss and gradient {n} times "
-            reason += f"in {steps} {where} ({check})"
+            reason += f"in {steps} {where}{check}"
         else:
             each = ", ".join(f"{n} {c}" for n, c in counts.items())
             reason = (
                 f"the paths evaluated the loss and gradient different numbers of times in "
-                f"{steps} ({each}): their steps took different turns (the search depends on "
-                f"every bit; {check})"
+                f"{steps} ({each}{check}): their steps took different turns (the search "
+                "depends on every bit)"
             )
         report["reasons"].append({"between": "evaluations", "kind": "count", "reason": reason})
 

@@ -61,12 +61,17 @@ def _unrecognized(parser, command, extra) -> None:
 RENAMED = {"--rule": ("--spelling", "the rule itself is --optimizer")}  # old flag: new, why
 
 
-def said_renamed(argv: list) -> None:
-    """An option renamed in this version still works; stderr says what replaced it."""
+def said_renamed(argv: list) -> str | None:
+    """An option renamed in this version still works; stderr says what replaced it. Both
+    names given: the error (they would disagree)."""
     for old, (new, why) in RENAMED.items():
-        if any(a == old or a.startswith(old + "=") for a in argv):
+        given = lambda flag: any(a == flag or a.startswith(flag + "=") for a in argv)  # noqa: E731
+        if given(old) and given(new):
+            return f"give {new} only ({old} is its old name), not both"
+        if given(old):
             print(f"torchgd: {old} is now {new} ({why}); {old} still works in this version",
                   file=sys.stderr)  # fmt: skip
+    return None
 
 
 def main(argv=None) -> int:
@@ -86,7 +91,10 @@ def main(argv=None) -> int:
         _unrecognized(parser, args.command, extra)
     args.argv = sys.argv[1:] if argv is None else list(argv)
     args.build_parser = build_parser  # --resume parses the command line again
-    said_renamed(given)
+    both = said_renamed(given)
+    if both:  # as argparse says an error, by the command
+        sub = parser._subparsers._group_actions[0].choices.get(args.command)
+        (sub or parser).error(both)
     if args.command is None:  # plain `torchgd`: what it can do
         parser.print_help()
         return 0

@@ -38,10 +38,15 @@ NAME = "nadam"
 TORCH_CLASS = "NAdam"
 STATE = ("exp_avg", "exp_avg_sq", "mu_product")  # mu_product: a scalar, compared too
 FORMULAS = {**adam.FORMULAS, "mu_product": "prod mu_i = mu_1 * mu_2 * ... * mu_t"}
+UNDERFLOW = (
+    "; after about 130 steps (the defaults) the float32 product underflows to 0 where "
+    "float64's is still about 1e-46: the state row then counts billions of ulps (max rel 1) "
+    "for a number that no longer changes a step (1 - prod mu is 1 either way)"
+)
 STATE_WHY = {  # where a scalar state differs first, why (``explain_state`` is the moments')
     "mu_product": "torch.optim.NAdam keeps the product of the momenta in a float32 scalar "
     "tensor (the default dtype, even in a float64 run), rounding each product to float32, "
-    "where the textbook multiplies them in float64"
+    "where the textbook multiplies them in float64" + UNDERFLOW
 }
 
 
@@ -170,6 +175,7 @@ def explain_update(hp: Hyper, w, g) -> str:
         "prod mu carry float32's rounding, where the textbook multiplies them in float64; it also "
         "steps in two addcdiv_ (the gradient's part, then the moment's) where the textbook adds "
         "them first. --spelling torch-exact does as torch does and matches it bit for bit"
+        + UNDERFLOW
     )
 
 
