@@ -91,7 +91,8 @@ def _console(plan, args, header, resume, progress):
     if resume is not None:
         at = resume["position"]
         line = line.replace("Training ", "Resuming ", 1) + (
-            f"; from its checkpoint at epoch {at['epoch']}, step {at['step']}"
+            f"; from its checkpoint after step {at['step']}, resuming at epoch {at['epoch']}"
+            + (f", batch {at['batch'] + 1}" if at.get("batch") else "")
         )
     print(line)
     print(f"  (lines show the {plan.names[0]} path; the table compares {', '.join(plan.names)})")

@@ -57,7 +57,11 @@ class Options:
                     f"Expected positive integer total_steps, but got {self.total_steps}"
                 )
         elif self.epochs is None or self.steps_per_epoch is None:
-            raise TorchgdError("You must define either total_steps OR (epochs AND steps_per_epoch)")
+            raise TorchgdError(
+                "You must define either total_steps OR (epochs AND steps_per_epoch) (torch's "
+                "words: give total_steps=, the scheduler steps the run takes: its epochs, or its "
+                "steps with --scheduler-every step)"
+            )
         for name in ("epochs", "steps_per_epoch"):
             value = getattr(self, name)
             if self.total_steps is None and (not isinstance(value, int) or value <= 0):
