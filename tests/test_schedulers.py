@@ -567,3 +567,20 @@ def test_a_users_scheduler_file_is_recorded_and_an_edit_is_caught_before_a_resum
     assert changed_files(config) == []
     (tmp_path / "fade.py").write_text("def half(c):\n    return 0.25 ** (c - 1)\n")
     assert changed_files(config) == [str(tmp_path / "fade.py")]
+
+
+def test_a_users_scheduler_function_is_loaded_once_a_run_not_once_a_step(monkeypatch, tmp_path):
+    """Every lr of a run is checked before it starts: a user's lr_lambda is looked up when the
+    schedule is made, not at each of its steps (300,000 epochs spent 13 s finding the file
+    again and again before the first line)."""
+    from torchgd import loading
+
+    (tmp_path / "warm.py").write_text("def factor(t):\n    return min(1.0, (t + 1) / 4)\n")
+    seen = []
+    real = loading.attribute
+    monkeypatch.setattr(loading, "attribute", lambda *a: seen.append(a) or real(*a))
+    p = plan(epochs=5000, scheduler=f"lambda:lr_lambda={tmp_path / 'warm.py'}:factor")
+    assert p.hyper_at.schedule.lr_at(4999) == 0.01 and len(seen) <= 3
+    (tmp_path / "warm.py").write_text("def factor(t):\n    return 0.5\n")  # a new run reads it
+    again = plan(epochs=5, scheduler=f"lambda:lr_lambda={tmp_path / 'warm.py'}:factor")
+    assert again.hyper_at.schedule.lr_at(3) == 0.005
