@@ -35,7 +35,7 @@ class Path:
         self.state_names = rules.state_names(hp)  # the state the report compares
         self.params = {n: t.detach().clone() for n, t in params0.items()}
         self.state: dict = self.algorithm.init(self.params, hp)
-        self.evaluates = bool(getattr(self.algorithm, "EVALUATES", False))  # L-BFGS's closure
+        self.evaluates = rules.evaluates(hp)  # L-BFGS: its update takes evaluate=
         self.most = 0  # where it evaluates again: the most evaluations one step took
 
     def set_hyper(self, hp) -> None:

@@ -133,7 +133,8 @@ class Hyper(Base):
 
     @property
     def evaluations(self) -> int:
-        """The most evaluations of one step."""
+        """torch's ``max_eval``: a step's iterations stop once it has made this many
+        evaluations (a test after each iteration, so a step may go past it)."""
         return self.max_iter * 5 // 4 if self.max_eval is None else self.max_eval
 
 

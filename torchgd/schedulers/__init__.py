@@ -117,9 +117,11 @@ def parse(spec):
 
 def cycles(spec) -> bool:
     """Whether the scheduler ``spec`` (None: none) cycles the momentum too."""
-    if not spec:
-        return False
-    module, options = parse(spec)
+    return bool(spec) and _cycles(*parse(spec))
+
+
+def _cycles(module, options) -> bool:
+    """Whether ``module`` with ``options`` sets the momentum too (``cycle_momentum``)."""
     return hasattr(module, "momentum") and bool(getattr(options, "cycle_momentum", False))
 
 
@@ -288,7 +290,7 @@ class Schedule:
     @property
     def cycles_momentum(self) -> bool:
         """Whether the scheduler sets the momentum too (``cycle_momentum``)."""
-        return hasattr(self.module, "momentum") and bool(self.options.cycle_momentum)
+        return _cycles(self.module, self.options)
 
     def momentum_at(self, t: int) -> float:
         """The momentum (SGD's, or Adam's beta1) after ``t`` scheduler steps."""
