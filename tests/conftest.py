@@ -43,9 +43,16 @@ def main_cli(tmp_path, capsys, monkeypatch):
     computes, where a fresh interpreter would only add seconds of imports."""
     from types import SimpleNamespace
 
+    import functools
+
+    from torchgd import drawing
     from torchgd.cli import main
 
     monkeypatch.chdir(tmp_path)
+    # figures drawn here, by the drawer's own fallback (as where its process cannot start): a
+    # second interpreter importing matplotlib and torch for each command would cost more than
+    # the command; the background drawer is tested through real subprocesses (``cli``)
+    monkeypatch.setattr(drawing, "Drawer", functools.partial(drawing.Drawer, background=False))
 
     def _run(*args, cwd=None):
         if cwd is not None:  # another directory than tmp_path, as a user's shell has
