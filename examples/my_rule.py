@@ -9,7 +9,7 @@ torchgd runs it by hand on the manual and autograd paths, and ``torch.optim.SGD`
 options on the optim path (``TORCH_CLASS``), and tells you how far apart they end and why: the
 buffer is torch's to the bit; the step ``w - lr * v`` rounds twice where torch's
 ``w.add_(v, alpha=-lr)`` rounds once. On the lecture's batch run the two happen to agree bit for
-bit; with ``--schedule sgd`` they end a few units in the last place apart, and the report says
+bit; with ``--batching sgd`` they end a few units in the last place apart, and the report says
 that this is the reason.
 """
 

@@ -9,7 +9,7 @@ and the figures), as ``torchgd train`` does; look at them with ``tensorboard --l
 import torchgd
 
 # 1. The lecture: y = w*x on x = 1..4, per-sample SGD, lr 0.01, 100 epochs, three paths.
-lecture = torchgd.fit(schedule="sgd", lr=0.01, epochs=100, logdir="runs")  # runs/fit-<time>
+lecture = torchgd.fit(batching="sgd", lr=0.01, epochs=100, logdir="runs")  # runs/fit-<time>
 print(lecture)  # one line: status, w, and whether the three paths agree
 print("w =", lecture.params("manual")["w"])  # 1.9999999999999998, as the lecture prints
 print("the paths differ by at most", lecture.agreement["max_ulp"], "ulp")

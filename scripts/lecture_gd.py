@@ -14,7 +14,7 @@ x_data = [1.0, 2.0, 3.0, 4.0]
 y_data = [2.0, 4.0, 6.0, 8.0]
 data = torchgd.datasets.from_values(x_data, y_data, name="lecture")
 
-result = torchgd.fit("linear", data, schedule="batch", lr=0.01, epochs=100, init={"w": 1.0})
+result = torchgd.fit("linear", data, batching="batch", lr=0.01, epochs=100, init={"w": 1.0})
 
 history = result.paths["manual"]["history"]
 for epoch, (w, cost) in enumerate(zip(history["w"], history["loss"]), start=1):

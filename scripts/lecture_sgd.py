@@ -17,7 +17,7 @@ print("Predict (before training) input: 5, forward:", 5 * 1.0)
 result = torchgd.fit(
     "linear",
     data,
-    schedule="sgd",  # one update per sample, in data order
+    batching="sgd",  # one update per sample, in data order
     lr=0.01,
     epochs=100,
     init={"w": 1.0},

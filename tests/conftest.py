@@ -41,9 +41,8 @@ def cli(tmp_path):
 def main_cli(tmp_path, capsys, monkeypatch):
     """The same CLI in this process (torch is already imported): for tests of what a command
     computes, where a fresh interpreter would only add seconds of imports."""
-    from types import SimpleNamespace
-
     import functools
+    from types import SimpleNamespace
 
     from torchgd import drawing
     from torchgd.cli import main

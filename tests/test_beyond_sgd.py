@@ -10,8 +10,9 @@ import pytest
 
 import torchgd
 from conftest import ROOT
-from torchgd import schedules, theory
 from torchgd import sweep as S
+from torchgd import theory
+from torchgd.batching import parse_batching
 
 OPTIONS = [
     dict(momentum=m, dampening=d, nesterov=n, weight_decay=wd, maximize=mx)
@@ -23,15 +24,15 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("schedule", ["batch", "sgd", "minibatch:3"])
+@pytest.mark.parametrize("batching", ["batch", "sgd", "minibatch:3"])
 @pytest.mark.parametrize(
     "options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items() if v) or "plain"
 )
-def test_every_option_in_lockstep_with_torch_optim_sgd(options, schedule, dtype):
+def test_every_option_in_lockstep_with_torch_optim_sgd(options, batching, dtype):
     exact = torchgd.fit(
         "linear",
         "lecture",
-        schedule=schedule,
+        batching=batching,
         epochs=15,
         dtype=dtype,
         spelling="torch-exact",
@@ -41,7 +42,7 @@ def test_every_option_in_lockstep_with_torch_optim_sgd(options, schedule, dtype)
     # the same gradient through the same operations: bit for bit
     assert exact.agreement["params"]["autograd~optim"]["max_ulp"] == 0
     textbook = torchgd.fit(
-        "linear", "lecture", schedule=schedule, epochs=15, dtype=dtype, guard=False, **options
+        "linear", "lecture", batching=batching, epochs=15, dtype=dtype, guard=False, **options
     )
     # the textbook rule rounds differently; 60 steps of a few roundings each stay within
     # a small relative distance, and every difference comes with its reason
@@ -94,11 +95,11 @@ def test_theory_critical_lrs_on_the_lecture_data():
     lecture = torchgd.datasets.lecture()
     cfg = {"problem": "linear", "data": "lecture"}
 
-    def critical(schedule):
-        return theory.analyse(cfg, lecture, schedules.parse(schedule)).critical_lr
+    def critical(batching):
+        return theory.analyse(cfg, lecture, parse_batching(batching)).critical_lr
 
     assert critical("batch") == 1 / 7.5
-    t = theory.analyse(cfg, lecture, schedules.parse("sgd"))
+    t = theory.analyse(cfg, lecture, parse_batching("sgd"))
     c = t.critical_lr  # one feature: the epoch map is prod_n (1 - 2 lr x_n^2)
     xs = [1.0, 2.0, 3.0, 4.0]
     assert math.prod(1 - 2 * c * x * x for x in xs) == pytest.approx(-1, abs=1e-9)
@@ -106,12 +107,12 @@ def test_theory_critical_lrs_on_the_lecture_data():
     assert all(t.rate(c * f) < 1 for f in (0.1, 0.5, 0.9, 0.99))
 
 
-@pytest.mark.parametrize("schedule", ["batch", "sgd", "minibatch:3"])
-def test_every_sweep_lane_is_bit_identical_to_its_own_run(schedule):
+@pytest.mark.parametrize("batching", ["batch", "sgd", "minibatch:3"])
+def test_every_sweep_lane_is_bit_identical_to_its_own_run(batching):
     lrs = S.parse_lrs("0.01:0.3:15")
-    r = S.sweep(lrs=lrs, schedule=schedule, epochs=60)
+    r = S.sweep(lrs=lrs, batching=batching, epochs=60)
     for i, lr in enumerate(lrs):
-        single = torchgd.fit(lr=lr, schedule=schedule, epochs=60, paths=("manual",))
+        single = torchgd.fit(lr=lr, batching=batching, epochs=60, paths=("manual",))
         hist = single.paths["manual"]["history"]
         assert r["params"]["w"][i] == single.params()["w"]
         assert r["history"]["loss"][i][: len(hist["loss"])] == hist["loss"]

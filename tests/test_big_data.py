@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import torchgd
-from torchgd import bench, check, memory, problems, schedules, theory, train
+from torchgd import bench, check, memory, problems, theory, train
 from torchgd import data as datasets
+from torchgd.batching import Batching, parse_batching
 from torchgd.cli import main
 
 
@@ -66,12 +67,12 @@ def _run(data, **kw):
     return torchgd.fit(data=data, lr=0.05, epochs=6, **kw)
 
 
-@pytest.mark.parametrize("schedule", ["batch", "minibatch:1500"])
-def test_a_chunked_run_ends_where_the_whole_batch_run_ends(small_chunks, monkeypatch, schedule):
+@pytest.mark.parametrize("batching", ["batch", "minibatch:1500"])
+def test_a_chunked_run_ends_where_the_whole_batch_run_ends(small_chunks, monkeypatch, batching):
     ds = datasets.synthetic(4000, d=2, noise=0.2, seed=3, bias=1.0)
-    chunked = _run(ds, schedule=schedule, bias=True)
+    chunked = _run(ds, batching=batching, bias=True)
     monkeypatch.setattr(problems.Linear, "chunk_rows", 10**9)
-    whole = _run(ds, schedule=schedule, bias=True)
+    whole = _run(ds, batching=batching, bias=True)
     assert chunked.steps == whole.steps
     for path in train.PATH_NAMES:
         for k, v in whole.params(path).items():
@@ -171,12 +172,12 @@ def test_the_float64_shadow_runs_for_small_float32_data_only(monkeypatch):
 
 
 def test_slices_are_computed_on_demand():
-    s = schedules.Schedule("minibatch", 3).slices(10)
+    s = Batching("minibatch", 3).slices(10)
     assert len(s) == 4 and list(s) == [(0, 3), (3, 6), (6, 9), (9, 10)]
     assert s[-1] == (9, 10)
     with pytest.raises(IndexError):
         s[4]
-    assert len(schedules.Schedule("sgd").slices(10**12)) == 10**12  # no list of 10^12 pairs
+    assert len(Batching("sgd").slices(10**12)) == 10**12  # no list of 10^12 pairs
 
 
 def test_theory_reads_big_data_in_chunks_and_skips_epochs_of_too_many_batches(monkeypatch):
@@ -186,8 +187,8 @@ def test_theory_reads_big_data_in_chunks_and_skips_epochs_of_too_many_batches(mo
     monkeypatch.setattr(theory, "MAX_BATCHES", 3)
     big = datasets.from_values(torch.ones(4), torch.ones(4))
     cfg = {"problem": "linear", "data": "x"}
-    assert theory.analyse(cfg, big, schedules.parse("sgd")) is None  # 4 batches: not analysed
-    assert theory.analyse(cfg, big, schedules.parse("batch")).critical_lr == 1.0
+    assert theory.analyse(cfg, big, parse_batching("sgd")) is None  # 4 batches: not analysed
+    assert theory.analyse(cfg, big, parse_batching("batch")).critical_lr == 1.0
 
 
 def test_freed_chunk_buffers_are_reused_not_faulted_in_again():

@@ -20,7 +20,7 @@ RUN = [
     "--data",
     "synthetic:64,d=2,noise=0.3,seed=5",
     "--bias",
-    "--schedule",
+    "--batching",
     "minibatch:5",
     "--momentum",
     "0.9",
@@ -230,7 +230,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(main_cli, tmp_path)
         (["--lr", "0.5"], "--lr"),
         (["--epochs=7", "--momentum", "0.9"], "--epochs, --momentum"),
         (["--epo", "7"], "--epochs"),  # argparse's abbreviations are caught too
-        (["--schedule", "batch"], "--schedule"),  # even a value equal to the run's own
+        (["--batching", "batch"], "--batching"),  # even a value equal to the run's own
     ],
 )
 def test_resume_refuses_options_that_would_change_the_run(main_cli, tmp_path, extra, flags):
@@ -256,7 +256,7 @@ def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
         def close(self): ...
 
     before = signal.getsignal(signal.SIGTERM)
-    r = torchgd.fit(schedule="sgd", epochs=3, callbacks=[TermAtStep2()])
+    r = torchgd.fit(batching="sgd", epochs=3, callbacks=[TermAtStep2()])
     assert r.status == "interrupted" and r.steps == 2
     assert signal.getsignal(signal.SIGTERM) is before  # the handler is put back
 

@@ -25,18 +25,18 @@ def test_lecture_prints_the_lectures_lines_and_writes_its_run_directory(cli, tmp
     assert sum("bit for bit" in l for l in lines) == 2
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("lecture-")
-    for schedule in ("batch", "sgd"):
-        cfg = json.loads((run / schedule / "config.json").read_text())
-        assert cfg["schedule"] == schedule and cfg["lr"] == 0.01 and cfg["epochs"] == 100
+    for batching in ("batch", "sgd"):
+        cfg = json.loads((run / batching / "config.json").read_text())
+        assert cfg["batching"] == batching and cfg["lr"] == 0.01 and cfg["epochs"] == 100
     summary = json.loads((run / "summary.json").read_text())
     assert summary["sgd"]["paths"]["optim"]["params"]["w"] == 1.9999999999999998
     # the lecture's figures, and its TensorBoard runs
     check_png(run / "field.png", (1200, 500))
-    check_png(run / "schedules.png", (1200, 500))
-    for schedule in ("batch", "sgd"):
-        check_png(run / schedule / "cost.png", (800, 500))
-        check_png(run / schedule / "loss.png", (800, 500))
-        assert list((run / schedule).glob("events.out.tfevents.*"))  # one TensorBoard run
+    check_png(run / "batchings.png", (1200, 500))
+    for batching in ("batch", "sgd"):
+        check_png(run / batching / "cost.png", (800, 500))
+        check_png(run / batching / "loss.png", (800, 500))
+        assert list((run / batching).glob("events.out.tfevents.*"))  # one TensorBoard run
     assert list((run / "figures").glob("events.out.tfevents.*"))
 
 
@@ -59,7 +59,7 @@ def test_lecture_json_is_one_object_with_both_runs(cli, tmp_path):
 def test_verbose_prints_every_epoch(main_cli, tmp_path):
     proc = main_cli(
         "train",
-        "--schedule",
+        "--batching",
         "sgd",
         "--epochs",
         "12",
@@ -78,7 +78,7 @@ def test_train_json_has_config_status_paths_and_agreement(cli, tmp_path):
         "train",
         "--data",
         "course",
-        "--schedule",
+        "--batching",
         "batch",
         "--paths",
         "manual,optim",
@@ -129,8 +129,8 @@ BAD_INPUTS = [
     (["--lr", "fast"], "invalid float value"),
     (["--epochs", "0"], "--epochs must be a whole number >= 1"),
     (["--epochs", "-3"], "--epochs must be a whole number >= 1"),
-    (["--schedule", "adam"], "unknown schedule 'adam'"),
-    (["--schedule", "minibatch:0"], "minibatch:B must be >= 1"),
+    (["--batching", "adam"], "unknown batching 'adam'"),
+    (["--batching", "minibatch:0"], "minibatch:B must be >= 1"),
     (["--paths", "manual,sgd"], "unknown path 'sgd'"),
     (["--paths", ""], "paths must be a non-empty list"),
     (["--dtype", "float16"], "unknown dtype 'float16'"),
@@ -139,7 +139,7 @@ BAD_INPUTS = [
     (["--data", "nowhere"], "unknown data 'nowhere'"),
     (["--problem", "nope"], "unknown problem 'nope'"),
     (["--momentom", "0.9"], "train: error: unrecognized arguments: --momentom 0.9; did you mean"),
-    (["--schedule", "minibatch:x"], "must be >= 1 (a whole number), got 'x'"),
+    (["--batching", "minibatch:x"], "must be >= 1 (a whole number), got 'x'"),
     (["--problem", "elliptic", "--data", "course"], "problem 'elliptic' is a function of"),
     (
         ["--momentum", "0.9", "--nesterov", "--dampening", "0.1"],
@@ -336,7 +336,7 @@ def test_verbose_sgd_prints_the_lectures_per_sample_lines_bit_for_bit(main_cli):
             expected.append(f"\t x: {x}, y: {y}, grad: {grad}")
             loss = (x * w - y) ** 2
         expected.append(f"Progress: epoch={epoch + 1}, w={w}, loss={loss}")
-    out = main_cli("train", "--schedule", "sgd", "--verbose", "--no-plots", "--no-tensorboard")
+    out = main_cli("train", "--batching", "sgd", "--verbose", "--no-plots", "--no-tensorboard")
     assert out.returncode == 0, out.stderr
     lines = [s for s in out.stdout.splitlines() if s.startswith(("\t x:", "Progress:"))]
     assert lines == expected
@@ -376,3 +376,46 @@ def test_the_renamed_rule_option_still_works_and_says_what_replaced_it(main_cli)
     assert plan_from_config({**config, "rule": "torch-exact"}).spelling == "torch-exact"
     bad = main_cli("train", "--spelling", "exact")
     assert bad.returncode == 2 and "--spelling" in bad.stderr
+
+
+def test_the_renamed_schedule_option_still_works_and_says_what_replaced_it(main_cli, tmp_path):
+    """--schedule (which samples each step sees) is --batching now: an lr schedule is
+    --scheduler. The old names work in this version and say so: --schedule, schedule= (in
+    train, fit and sweep), plot schedules, and a config.json that says "schedule"."""
+    import warnings
+
+    import torchgd
+    from torchgd.plan import plan_from_config
+    from torchgd.sweep import sweep
+
+    run = ["--epochs", "3", "--json", "--no-plots", "--no-tensorboard"]
+    old = main_cli("train", "--schedule", "minibatch:3", *run)
+    new = main_cli("train", "--batching", "minibatch:3", *run)
+    assert old.returncode == new.returncode == 0 and new.stderr == ""
+    assert old.stderr.strip() == (
+        "torchgd: --schedule is now --batching (an lr schedule is --scheduler); --schedule still "
+        "works in this version"
+    )
+    assert json.loads(old.stdout)["config"]["batching"] == "minibatch:3"
+    assert json.loads(old.stdout)["paths"] == json.loads(new.stdout)["paths"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        r = torchgd.fit(epochs=3, schedule="sgd")
+        lanes = sweep(lrs=[0.01, 0.02], epochs=3, schedule="sgd")
+    assert r.config["batching"] == "sgd" and lanes["config"]["batching"] == "sgd"
+    warned = [w for w in seen if "schedule= is now batching=" in str(w.message)]
+    assert [w.filename for w in warned] == [__file__] * 2  # at the user's own lines
+    with pytest.raises(torchgd.TorchgdError, match="give batching= only"):
+        torchgd.fit(epochs=3, schedule="sgd", batching="batch")
+    both = main_cli("train", "--schedule", "sgd", "--batching", "batch")
+    assert both.returncode == 2
+    assert "give --batching only (--schedule is its old name)" in both.stderr
+    config = {k: v for k, v in r.config.items() if k != "batching"}
+    assert plan_from_config({**config, "schedule": "sgd"}).batching.spec == "sgd"
+    figure = main_cli("plot", "schedules", "--epochs", "5", "--out", tmp_path)
+    assert figure.returncode == 0, figure.stderr
+    assert figure.stderr.strip() == (
+        "torchgd: plot schedules is now plot batchings; schedules still works in this version"
+    )
+    assert figure.stdout.strip() == str(tmp_path / "batchings.png")
+    assert "schedules" not in main_cli("plot", "--help").stdout  # the help shows the new name

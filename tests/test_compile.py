@@ -130,7 +130,7 @@ def r_machine():
 
 def test_a_compiled_run_resumed_from_its_checkpoint_ends_bit_identical(small_chunks, tmp_path):
     ds = datasets.synthetic(N, noise=0.3, seed=1, dtype=torch.float32)
-    kw = dict(data=ds, dtype="float32", lr=0.1, compile=True, schedule="minibatch:1000")
+    kw = dict(data=ds, dtype="float32", lr=0.1, compile=True, batching="minibatch:1000")
     kw["shuffle"] = True  # batches of 1000 rows: two chunks each, so the fused kernel runs
     whole = train.execute(train.plan(**kw, epochs=6))
     first = train.plan(**kw, epochs=3)

@@ -29,8 +29,8 @@ def execute_without_syncs(p):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(schedule="sgd", epochs=30),
-        dict(data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32", epochs=4, momentum=0.9),
+        dict(batching="sgd", epochs=30),
+        dict(data="synthetic:300,d=3,noise=0.5", batching="minibatch:32", epochs=4, momentum=0.9),
         dict(data="synthetic:300,d=3,noise=0.5", dtype="float32", epochs=20),
     ],
     ids=["lecture sgd", "noisy minibatch momentum", "float32 batch with its shadow"],
@@ -49,7 +49,7 @@ def test_a_full_lockstep_run_on_cuda_synchronises_only_at_block_boundaries(monke
 
 @needs_cuda
 def test_the_lecture_on_cuda_reproduces_its_numbers_bit_for_bit():
-    r = torchgd.fit(schedule="sgd", device="cuda")
+    r = torchgd.fit(batching="sgd", device="cuda")
     for path in r.paths.values():
         assert path["params"]["w"] == 1.9999999999999998
         assert path["loss"] == 7.888609052210118e-31
@@ -64,7 +64,7 @@ def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
     from test_optimizers import ALL_ON, NOISY
 
     r = torchgd.fit(
-        device="cuda", optimizer=name, spelling="torch-exact", dtype=dtype, schedule="sgd",
+        device="cuda", optimizer=name, spelling="torch-exact", dtype=dtype, batching="sgd",
         epochs=1, **NOISY, **ALL_ON[name],
     )  # fmt: skip
     assert r.agreement["params"]["autograd~optim"]["max_ulp"] == 0
@@ -78,7 +78,7 @@ def test_an_adam_run_on_cuda_synchronises_only_at_block_boundaries(monkeypatch):
 
     monkeypatch.setattr(explain, "BLOCK", 16)
     p = plans.plan(
-        device="cuda", guard=False, data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32",
+        device="cuda", guard=False, data="synthetic:300,d=3,noise=0.5", batching="minibatch:32",
         epochs=3, optimizer="adam", amsgrad=True,
     )  # fmt: skip
     r = execute_without_syncs(p)

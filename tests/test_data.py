@@ -86,7 +86,7 @@ def test_the_lecture_from_a_csv_file_gives_the_lectures_numbers(main_cli, tmp_pa
         "train",
         "--data",
         CORPUS / "good_header.csv",
-        "--schedule",
+        "--batching",
         "sgd",
         "--json",
         "--logdir",
@@ -133,7 +133,7 @@ def test_csv_reader_loads_exactly_what_is_there_or_refuses_in_one_line(tmp_path_
 
 def test_synthetic_data_records_its_true_weights_and_training_finds_them():
     r = torchgd.fit(
-        "linear", "synthetic:256,d=3,seed=4", schedule="minibatch:32", lr=0.05, epochs=40, bias=True
+        "linear", "synthetic:256,d=3,seed=4", batching="minibatch:32", lr=0.05, epochs=40, bias=True
     )
     true = r.config["data_meta"]["true_w"]
     assert r.params()["w"] == pytest.approx(true, abs=1e-9)
@@ -144,7 +144,7 @@ def test_synthetic_data_records_its_true_weights_and_training_finds_them():
 def test_one_feature_synthetic_is_the_lectures_model():
     d = data.get("synthetic:10,seed=2")
     assert d.x.dim() == 1
-    r = torchgd.fit("linear", d, schedule="sgd", epochs=50, lr=0.05)
+    r = torchgd.fit("linear", d, batching="sgd", epochs=50, lr=0.05)
     assert r.params()["w"] == pytest.approx(d.meta["true_w"][0], rel=1e-9)
 
 

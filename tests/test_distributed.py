@@ -16,7 +16,7 @@ from torchgd import distributed, train
 from torchgd.cli import main
 
 ARGS = [
-    "--data", "synthetic:5000,d=2,noise=0.1,bias=0.5", "--bias", "--schedule", "minibatch:1000",
+    "--data", "synthetic:5000,d=2,noise=0.1,bias=0.5", "--bias", "--batching", "minibatch:1000",
     "--epochs", "5", "--lr", "0.05", "--checkpoint-every", "2",
 ]  # fmt: skip
 
@@ -50,7 +50,7 @@ def test_two_processes_end_where_one_does_within_the_reduction_order_bound(tmp_p
     assert two["agreement"]["ranks"]["rows_held"] == [5000, 2500]  # rank 1: its shard only
 
     one = torchgd.fit(
-        data="synthetic:5000,d=2,noise=0.1,bias=0.5", bias=True, schedule="minibatch:1000",
+        data="synthetic:5000,d=2,noise=0.1,bias=0.5", bias=True, batching="minibatch:1000",
         epochs=5, lr=0.05,
     )  # fmt: skip
     ds = datasets.synthetic(5000, d=2, noise=0.1, bias=0.5)
@@ -155,7 +155,7 @@ def test_a_batch_from_a_ranks_rows_is_the_batch_from_the_whole_data(order):
 
 
 def test_a_rank_holding_part_of_the_data_gives_no_divergence_theory_of_its_part():
-    p = train.plan(schedule="batch", lr=0.5)  # the lecture's data: the theory applies
+    p = train.plan(batching="batch", lr=0.5)  # the lecture's data: the theory applies
     whole = train._advice(p, {"reason": "grew"})
     assert whole["critical_lr"] > 0  # rank 0 (or one process): the whole data's critical lr
     for lo, hi in [(0, 0), (1, 3)]:  # an empty shard and a part

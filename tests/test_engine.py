@@ -13,7 +13,7 @@ from torchgd.errors import TorchgdError
 from torchgd.plan import PLAN_KEYS, plan, plan_from_config
 from torchgd.run import Run
 
-NOISY = dict(data="synthetic:300,d=3,noise=0.5", schedule="minibatch:32", shuffle=True, lr=0.05)
+NOISY = dict(data="synthetic:300,d=3,noise=0.5", batching="minibatch:32", shuffle=True, lr=0.05)
 
 
 # -- no step waits for the device -------------------------------------------------------------
@@ -72,7 +72,7 @@ def reads_between_boundaries(monkeypatch):
 @pytest.mark.parametrize(
     "kw",
     [
-        dict(schedule="sgd", epochs=30),  # the lecture, all three paths
+        dict(batching="sgd", epochs=30),  # the lecture, all three paths
         dict(NOISY, epochs=4, momentum=0.9, weight_decay=0.01, dtype="float32"),  # shadow, bufs
         dict(problem="rosenbrock", lr=0.001, epochs=50),  # a function: bounds at fold time
     ],
@@ -96,7 +96,7 @@ def test_no_step_reads_a_value_from_the_device_outside_block_boundaries(
 def test_the_guard_reads_the_device_once_per_epoch_inside_its_sync_point(
     reads_between_boundaries,
 ):
-    r = torchgd.fit(schedule="sgd", epochs=20)  # the guard on: its verdict is read per epoch
+    r = torchgd.fit(batching="sgd", epochs=20)  # the guard on: its verdict is read per epoch
     assert r.status == "completed" and reads_between_boundaries == []
 
 
@@ -343,7 +343,7 @@ def test_a_problem_explains_its_own_gradient_in_the_report():
         why = [x["reason"] for x in r.agreement["reasons"] if x["kind"] == "gradient"]
         assert r.agreement["grad"]["max_ulp"] > 0 and says in why[-1], why
     linear = torchgd.fit(data="synthetic:120,d=3,noise=0.5,seed=3", bias=True,
-                         schedule="minibatch:7", epochs=2).agreement["reasons"]  # fmt: skip
+                         batching="minibatch:7", epochs=2).agreement["reasons"]  # fmt: skip
     assert any("the formula sums 2*x_n*(x_n.w + b - y_n)" in x["reason"] for x in linear)
 
 
@@ -445,7 +445,7 @@ def test_bench_json_reports_per_sample_sgd_against_bare_loops():
 
 def test_the_bare_loops_compute_what_the_paths_compute():
     # each bare loop runs the lecture's SGD: its w must be the path's w, bit for bit
-    ours = torchgd.fit(schedule="sgd", epochs=7).paths
+    ours = torchgd.fit(batching="sgd", epochs=7).paths
     for name, loop in bench.BARE.items():
         assert loop(7) == ours[name]["params"]["w"]
 
@@ -459,7 +459,7 @@ def test_a_callback_with_only_some_hooks_is_called_on_those():
             self.steps += 1
 
     cb = OnlyStep()
-    r = torchgd.fit(schedule="sgd", epochs=3, callbacks=[cb])
+    r = torchgd.fit(batching="sgd", epochs=3, callbacks=[cb])
     assert cb.steps == r.steps == 12
 
 

@@ -44,7 +44,7 @@ def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_
     assert f"score = {w:.3f} * hours + {b:.3f}" in proc.stdout
     # a student runs it again within the same second: new directories, nothing overwritten
     # (its fit calls in this process, the first time's directories in place)
-    again = [torchgd.fit(schedule="sgd", epochs=2, logdir=tmp_path / "runs", plots=False)
+    again = [torchgd.fit(batching="sgd", epochs=2, logdir=tmp_path / "runs", plots=False)
              for _ in range(2)]  # fmt: skip
     assert len({r.run_dir for r in again} | set(runs)) == 4
     assert len(list((tmp_path / "runs").iterdir())) == 4
@@ -79,7 +79,7 @@ def test_my_data_file_fits_a_line_with_a_bias(tmp_path):
 
 def test_my_rule_is_momentum_sgd_to_rounding_and_the_report_says_why(tmp_path):
     rule = f"{EXAMPLES / 'my_rule.py'}:MomentumSGD"
-    proc = run_cli("train", "--optimizer", rule, "--momentum", "0.9", "--schedule", "sgd",
+    proc = run_cli("train", "--optimizer", rule, "--momentum", "0.9", "--batching", "sgd",
                    "--json", "--no-plots", cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)

@@ -16,7 +16,7 @@ def reasons(result, kind):
 
 
 def test_update_rounding_reason_quotes_both_recomputed_results_and_they_really_differ():
-    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    r = torchgd.fit("linear", "course", batching="batch", epochs=100)
     (manual_optim,) = [x for x in reasons(r, "update rule") if x["between"] == "manual~optim"]
     text = manual_optim["reason"]
     assert "param.add_(grad, alpha=-lr)" in text and "w -= lr * grad" in text
@@ -34,13 +34,13 @@ def test_update_rounding_reason_quotes_both_recomputed_results_and_they_really_d
 
 
 def test_torch_exact_rule_removes_the_update_rounding_difference():
-    r = torchgd.fit("linear", "course", schedule="batch", epochs=100, spelling="torch-exact")
+    r = torchgd.fit("linear", "course", batching="batch", epochs=100, spelling="torch-exact")
     assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0
     assert reasons(r, "update rule") == []
 
 
 def test_gradient_reason_names_the_rounded_one_over_n():
-    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    r = torchgd.fit("linear", "course", batching="batch", epochs=100)
     (grad,) = reasons(r, "gradient")
     assert r.agreement["grad"]["max_ulp"] > 0
     assert "1/N is not exact in binary for N = 3" in grad["reason"]
@@ -62,9 +62,9 @@ def test_carried_forward_reason_when_the_largest_difference_comes_after_the_firs
 
 
 def test_float32_runs_report_their_distance_to_float64():
-    r = torchgd.fit("linear", "lecture", schedule="sgd", dtype="float32", epochs=30)
+    r = torchgd.fit("linear", "lecture", batching="sgd", dtype="float32", epochs=30)
     (dtype_reason,) = reasons(r, "dtype")
-    f64 = torchgd.fit("linear", "lecture", schedule="sgd", epochs=30, paths=("manual",))
+    f64 = torchgd.fit("linear", "lecture", batching="sgd", epochs=30, paths=("manual",))
     hist32 = r.paths["manual"]["history"]["w"]
     hist64 = f64.paths["manual"]["history"]["w"]
     worst = r.agreement["float64_reference"]["manual"]["max_abs"]
@@ -88,7 +88,7 @@ def test_a_wrong_formula_in_a_run_is_called_out_beyond_rounding():
 
 
 def test_console_table_shows_each_pair_and_the_reasons():
-    r = torchgd.fit("linear", "course", schedule="batch", epochs=100)
+    r = torchgd.fit("linear", "course", batching="batch", epochs=100)
     table = agreement_table(r)
     assert "params manual~optim" in table and "grad analytic~autograd" in table
     assert table.count("why (") == len(r.agreement["reasons"])
@@ -96,11 +96,11 @@ def test_console_table_shows_each_pair_and_the_reasons():
 
 STREAMED = {
     "rule rounding, carried forward": dict(problem="rosenbrock", epochs=200, lr=0.001),
-    "float32 and its float64 shadow": dict(schedule="sgd", dtype="float32", epochs=30),
+    "float32 and its float64 shadow": dict(batching="sgd", dtype="float32", epochs=30),
     "bias, shuffled minibatches": dict(
         data="synthetic:300,d=2,noise=0.2",
         bias=True,
-        schedule="minibatch:64",
+        batching="minibatch:64",
         shuffle=True,
         epochs=8,
         lr=0.05,
@@ -140,7 +140,7 @@ def test_a_long_run_holds_one_block_of_records_not_every_step(monkeypatch):
         seen.append((len(self), self.table.shape[0]))
 
     monkeypatch.setattr(records.Block, "put", put)
-    r = torchgd.fit(schedule="sgd", epochs=50, callbacks=[Watch()])
+    r = torchgd.fit(batching="sgd", epochs=50, callbacks=[Watch()])
     assert r.steps == len(held) == 200 == r.agreement["steps"] == sum(folded)
     assert max(n for n, _ in seen) == 16 and {rows for _, rows in seen} == {16}
     assert folded == [16] * 12 + [8]  # a full block is folded at once, the rest at the end

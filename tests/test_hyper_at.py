@@ -25,7 +25,7 @@ def step_decay(step, epoch, hp):
 
 
 def test_a_step_decay_is_the_lectures_loop_with_that_lr_in_every_path():
-    r = torchgd.fit(schedule="sgd", epochs=30, hyper_at=step_decay, history="steps")
+    r = torchgd.fit(batching="sgd", epochs=30, hyper_at=step_decay, history="steps")
     w, lrs = 1.0, []
     for epoch in range(1, 31):
         lr = 0.01 * 0.5 ** ((epoch - 1) // 10)
@@ -47,7 +47,7 @@ def test_the_optim_path_is_torch_optim_with_its_own_step_lr_scheduler():
     def halve(step, epoch, hp):
         return dataclasses.replace(hp, lr=hp.lr * 0.5 ** ((epoch - 1) // 2))
 
-    r = torchgd.fit(**NOISY, schedule="sgd", epochs=6, optimizer="adam", lr=0.05,
+    r = torchgd.fit(**NOISY, batching="sgd", epochs=6, optimizer="adam", lr=0.05,
                     spelling="torch-exact", hyper_at=halve)  # fmt: skip
     ds = torchgd.data.get("synthetic:40,d=2,noise=0.3,seed=2")
     w = torch.tensor([1.0, 1.0], dtype=torch.float64, requires_grad=True)
@@ -74,20 +74,20 @@ def test_the_float64_shadow_follows_the_schedule():
     hundreds of times further than that (a shadow left at the first lr would show it)."""
 
     def shadow_distance(**kw):
-        r = torchgd.fit(**NOISY, schedule="sgd", epochs=20, lr=0.02, dtype="float32",
+        r = torchgd.fit(**NOISY, batching="sgd", epochs=20, lr=0.02, dtype="float32",
                         shadow=True, **kw)  # fmt: skip
         return max(v["max_abs"] for v in r.agreement["float64_reference"].values())
 
     far, usual = shadow_distance(hyper_at=step_decay), shadow_distance()
     assert far < 1e-5 and far < 10 * usual
-    constant = torchgd.fit(**NOISY, schedule="sgd", epochs=20, lr=0.02)
-    decayed = torchgd.fit(**NOISY, schedule="sgd", epochs=20, lr=0.02, hyper_at=step_decay)
+    constant = torchgd.fit(**NOISY, batching="sgd", epochs=20, lr=0.02)
+    decayed = torchgd.fit(**NOISY, batching="sgd", epochs=20, lr=0.02, hyper_at=step_decay)
     moved = np.abs(np.subtract(constant.params()["w"], decayed.params()["w"])).max()
     assert moved > 100 * far
 
 
 def test_tensorboard_logs_the_lr_each_step_took(tmp_path):
-    torchgd.fit(schedule="sgd", epochs=25, hyper_at=step_decay, logdir=tmp_path, name="d",
+    torchgd.fit(batching="sgd", epochs=25, hyper_at=step_decay, logdir=tmp_path, name="d",
                 plots=False)  # fmt: skip
     acc = EventAccumulator(str(tmp_path / "d"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -105,7 +105,7 @@ def test_a_resumed_run_with_changing_hyperparameters_is_the_same_run():
     def by_epoch(step, epoch, hp):
         return dataclasses.replace(hp, lr=0.01 / epoch)
 
-    kw = dict(**NOISY, schedule="sgd", epochs=3, optimizer="adam", lr=0.01, hyper_at=by_epoch)
+    kw = dict(**NOISY, batching="sgd", epochs=3, optimizer="adam", lr=0.01, hyper_at=by_epoch)
     whole = train.execute(plan(**kw))
     state = stopped_at(plan(**kw), 2, 10)
     resumed = train.execute(plan(**kw), resume=state)
@@ -138,7 +138,7 @@ def test_the_report_recomputes_a_differing_step_with_that_steps_lr():
     def shrink(step, epoch, hp):
         return dataclasses.replace(hp, lr=hp.lr * 0.99**step)
 
-    r = torchgd.fit(**NOISY, schedule="sgd", epochs=6, lr=0.02, hyper_at=shrink, history="steps")
+    r = torchgd.fit(**NOISY, batching="sgd", epochs=6, lr=0.02, hyper_at=shrink, history="steps")
     first = r.agreement["params"]["manual~optim"]["first_difference"]
     assert first is not None
     (why,) = [x["reason"] for x in r.agreement["reasons"] if x["between"] == "manual~optim"]

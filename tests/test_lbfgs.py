@@ -37,7 +37,7 @@ def test_each_path_evaluates_on_its_steps_batch_as_torchs_closure_does(dtype, se
     """Mini-batches on noisy data with a bias: the hand-written torch-exact spelling follows
     torch.optim.LBFGS evaluation for evaluation (autograd~optim 0 ulp, the same count)."""
     r = torchgd.fit(
-        optimizer="lbfgs", spelling="torch-exact", dtype=dtype, schedule="minibatch:16",
+        optimizer="lbfgs", spelling="torch-exact", dtype=dtype, batching="minibatch:16",
         shuffle=True, epochs=3, lr=0.5, line_search_fn=search, history_size=5, **NOISY,
     )  # fmt: skip
     a = r.agreement
@@ -48,7 +48,7 @@ def test_each_path_evaluates_on_its_steps_batch_as_torchs_closure_does(dtype, se
 
 
 def test_the_textbooks_two_loop_recursion_is_named_where_it_differs():
-    r = torchgd.fit(optimizer="lbfgs", schedule="minibatch:16", epochs=2, lr=0.5, **NOISY)
+    r = torchgd.fit(optimizer="lbfgs", batching="minibatch:16", epochs=2, lr=0.5, **NOISY)
     a = r.agreement
     assert a["params"]["autograd~optim"]["max_ulp"] > 0
     why = next(x for x in a["reasons"] if x["between"] == "autograd~optim")
@@ -84,7 +84,7 @@ def test_the_line_search_returns_a_step_that_meets_the_strong_wolfe_conditions(t
 
 
 def test_a_resumed_run_keeps_the_history_and_equals_one_run(tmp_path):
-    kw = dict(**NOISY, schedule="minibatch:8", epochs=2, optimizer="lbfgs", lr=0.5,
+    kw = dict(**NOISY, batching="minibatch:8", epochs=2, optimizer="lbfgs", lr=0.5,
               line_search_fn="strong_wolfe", history_size=4)  # fmt: skip
     whole = train.execute(plan(**kw))
     state = stopped_at(plan(**kw), 1, 7)
@@ -114,7 +114,7 @@ def test_the_evaluation_count_is_said_truly_for_one_path_and_a_small_max_eval(ma
     """max_eval is torch's stopping test after each iteration, not a cap: with max_eval 1 each
     step still evaluates twice (its first evaluation, then one iteration's); the count is said
     for one path too."""
-    r = torchgd.fit(optimizer="lbfgs", max_eval=1, paths=("optim",), schedule="minibatch:50",
+    r = torchgd.fit(optimizer="lbfgs", max_eval=1, paths=("optim",), batching="minibatch:50",
                     epochs=2, **NOISY)  # fmt: skip
     assert r.agreement["evaluations"] == {"optim": 2 * r.agreement["steps"]}
     why = next(x["reason"] for x in r.agreement["reasons"] if x["between"] == "evaluations")
@@ -130,7 +130,7 @@ def test_the_evaluation_count_is_said_truly_for_one_path_and_a_small_max_eval(ma
 
 def test_parameters_of_opposite_signs_are_not_given_a_saturated_ulp_count(main_cli):
     proc = main_cli("train", "--optimizer", "lbfgs", "--data", "synthetic:200,d=3,noise=0.5,seed=3",
-                    "--bias", "--schedule", "sgd", "--epochs", "1", "--no-plots",
+                    "--bias", "--batching", "sgd", "--epochs", "1", "--no-plots",
                     "--no-tensorboard")  # fmt: skip
     head = next(line for line in proc.stdout.splitlines() if line.startswith("Agreement"))
     assert "opposite signs: more ulps than int64 counts" in head, head

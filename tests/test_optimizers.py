@@ -2,7 +2,7 @@
 
 * ``torch-exact`` is torch's single-tensor code, operation for operation: bit for bit, for every
   option combination, both dtypes (unit level, state included), and in lockstep runs of every
-  schedule on noisy data with several features.
+  batching on noisy data with several features.
 * ``textbook`` is the formula as d2l.ai writes it: where it differs from torch, the report says
   which operation, and the operation named does round (or compute) differently.
 * Arguments are refused with torch.optim's own words.
@@ -137,27 +137,27 @@ def test_torch_exact_is_torch_optim_bit_for_bit_for_every_option_combination(nam
 
 NOISY = dict(data="synthetic:120,d=3,noise=0.5,seed=3", bias=True, guard=False)
 ALL_ON = {name: rules.all_on(rule) for name, rule in rules.ALL.items()}  # every option on
-SCHEDULES = {
-    "sgd": dict(schedule="sgd", epochs=3),  # 360 per-sample steps
-    "minibatch": dict(schedule="minibatch:8", shuffle=True, epochs=4),
-    "batch": dict(schedule="batch", epochs=40),
+BATCHINGS = {
+    "sgd": dict(batching="sgd", epochs=3),  # 360 per-sample steps
+    "minibatch": dict(batching="minibatch:8", shuffle=True, epochs=4),
+    "batch": dict(batching="batch", epochs=40),
 }
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("schedule", list(SCHEDULES))
+@pytest.mark.parametrize("batching", list(BATCHINGS))
 @pytest.mark.parametrize("name", list(ALL_ON))
-def test_torch_exact_runs_in_lockstep_with_torch_optim_with_every_option_on(name, schedule, dtype):
+def test_torch_exact_runs_in_lockstep_with_torch_optim_with_every_option_on(name, batching, dtype):
     options = dict(ALL_ON[name])
     if "maximize" in GRID[name]:  # ascending too, where steps stay bounded
-        options["maximize"] = name != "sgd" and schedule == "sgd"
+        options["maximize"] = name != "sgd" and batching == "sgd"
     r = torchgd.fit(
         optimizer=name,
         spelling="torch-exact",
         dtype=dtype,
         **NOISY,
         **options,
-        **SCHEDULES[schedule],
+        **BATCHINGS[batching],
     )
     a = r.agreement
     assert r.status == "completed" and a["steps"] >= 40
@@ -191,7 +191,7 @@ NAMED = {
 
 @pytest.mark.parametrize("name", list(NAMED))
 def test_textbook_differs_from_torch_optim_and_the_report_names_the_operation(name):
-    r = torchgd.fit(optimizer=name, schedule="sgd", epochs=3, **NOISY, **ALL_ON[name])
+    r = torchgd.fit(optimizer=name, batching="sgd", epochs=3, **NOISY, **ALL_ON[name])
     a = r.agreement
     assert a["params"]["autograd~optim"]["max_ulp"] > 0 or a["state_max_ulp"] > 0
     why = [x for x in a["reasons"] if x["between"] == "autograd~optim"]
@@ -333,7 +333,7 @@ def test_the_cli_runs_adam_and_records_the_rule_everywhere(cli, tmp_path):
         "--amsgrad",
         "--lr",
         "0.1",
-        "--schedule",
+        "--batching",
         "sgd",
         "--epochs",
         "5",
@@ -380,7 +380,7 @@ def test_a_resumed_adam_run_equals_one_run_state_included():
     from torchgd import train
     from torchgd.run import Run
 
-    kw = dict(**NOISY, schedule="sgd", epochs=2, optimizer="adam", amsgrad=True, lr=0.01)
+    kw = dict(**NOISY, batching="sgd", epochs=2, optimizer="adam", amsgrad=True, lr=0.01)
     whole = train.execute(plan(**kw))
     first = Run(plan(**kw))
     first.start()
@@ -416,7 +416,7 @@ def test_a_sweep_of_any_rule_has_lanes_bit_identical_to_single_runs(name):
 
     lrs = [0.01, 0.05, 0.2]
     options = {k: v for k, v in ALL_ON[name].items() if k != "lr"}
-    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", schedule="minibatch:6", epochs=5)
+    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", batching="minibatch:6", epochs=5)
     for dtype in ("float64", "float32"):
         report = sweep.sweep(lrs=lrs, optimizer=name, dtype=dtype, **common, **options)
         for i, lr in enumerate(lrs):
@@ -506,7 +506,7 @@ def test_a_users_own_rule_runs_against_its_torch_optim_class_from_another_direct
         "0.8,0.99",
         "--data",
         "../mine/data.csv",
-        "--schedule",
+        "--batching",
         "sgd",
         "--epochs",
         "3",
@@ -641,7 +641,7 @@ SCHEDULERS = [schedulers.spec_of(m, m.Options(**m.TRY[-1])) for m in schedulers.
 @given(
     name=st.sampled_from(list(rules.ALL)),
     on=st.booleans(),
-    schedule=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
+    batching=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
     shuffle=st.booleans(),
     dtype=st.sampled_from(["float64", "float32"]),
     spelling=st.sampled_from(["textbook", "torch-exact"]),
@@ -649,16 +649,16 @@ SCHEDULERS = [schedulers.spec_of(m, m.Options(**m.TRY[-1])) for m in schedulers.
     scheduler=st.sampled_from([None, *SCHEDULERS]),
 )
 def test_no_difference_is_unexplained_for_any_rule(
-    name, on, schedule, shuffle, dtype, spelling, seed, scheduler
+    name, on, batching, shuffle, dtype, spelling, seed, scheduler
 ):
-    """Every rule, its options all on or all at their defaults, any schedule, dtype, spelling,
+    """Every rule, its options all on or all at their defaults, any batching, dtype, spelling,
     lr scheduler (or none): every difference the report finds, in the parameters, the state or
     the lr, has a reason, none "unexplained"."""
     options = ALL_ON[name] if on else {"lr": ALL_ON[name]["lr"]}
     try:
         r = torchgd.fit(
             data=f"synthetic:23,d=2,noise=0.3,seed={seed}", bias=True, epochs=4,
-            schedule=schedule, shuffle=shuffle, optimizer=name, dtype=dtype, spelling=spelling,
+            batching=batching, shuffle=shuffle, optimizer=name, dtype=dtype, spelling=spelling,
             guard=False, scheduler=scheduler, **options,
         )  # fmt: skip
     except TorchgdError as exc:  # a cycled momentum on a rule without one: refused, as torch does
@@ -783,7 +783,7 @@ def test_a_new_rule_file_is_tested_by_the_generated_grids_with_no_other_edit(tmp
     args = ["--optimizer", spec, *sum(([f"--{k.replace('_', '-')}", str(v)]
             for k, v in rules.all_on(rule).items()), [])]  # fmt: skip
     proc = main_cli("train", *args, "--data", "synthetic:40,d=2,noise=0.3", "--bias",
-                    "--schedule", "sgd", "--epochs", "3", "--json", "--no-plots",
+                    "--batching", "sgd", "--epochs", "3", "--json", "--no-plots",
                     "--no-tensorboard")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     a = json.loads(proc.stdout)["agreement"]
@@ -861,7 +861,7 @@ def test_a_rules_scalar_state_is_compared_like_the_rest_and_its_reason_named(nam
 
     from torchgd.reasons import _buffer_rule_reason
 
-    kw = dict(**NOISY, schedule="sgd", epochs=1, optimizer=name, paths=("autograd", "optim"))
+    kw = dict(**NOISY, batching="sgd", epochs=1, optimizer=name, paths=("autograd", "optim"))
     exact = torchgd.fit(spelling="torch-exact", **kw).agreement
     assert exact["buffers"]["autograd~optim"]["max_ulp"] == 0
     book = torchgd.fit(**kw).agreement["buffers"]["autograd~optim"]

@@ -47,20 +47,20 @@ def raw_lines(ax):
 def summary_with(losses: dict, problem="linear") -> dict:
     """A hand-made run summary: one loss series per path, nothing else needed by ``loss``."""
     n = len(next(iter(losses.values())))
-    config = {"problem": problem, "data": "lecture", "schedule": "batch", "lr": 0.01, "epochs": n}
+    config = {"problem": problem, "data": "lecture", "batching": "batch", "lr": 0.01, "epochs": n}
     paths = {p: {"history": {"loss": list(v)}} for p, v in losses.items()}
     return {"config": config, "status": "completed", "epochs": n, "paths": paths}
 
 
 @pytest.fixture(scope="module")
 def lecture_sgd():
-    return torchgd.fit("linear", "lecture", schedule="sgd", epochs=100).to_json()
+    return torchgd.fit("linear", "lecture", batching="sgd", epochs=100).to_json()
 
 
 @pytest.fixture(scope="module")
 def noisy_minibatch():
     return torchgd.fit(
-        "linear", "synthetic:200,noise=0.5,seed=1", schedule="minibatch:8", epochs=40,
+        "linear", "synthetic:200,noise=0.5,seed=1", batching="minibatch:8", epochs=40,
         paths=("manual",),
     ).to_json()  # fmt: skip
 
@@ -137,8 +137,8 @@ def test_loss_smooths_a_noisy_loss_under_the_raw_one(noisy_minibatch, lecture_sg
     assert len(plots.loss(noisy_minibatch, beta=None).axes[0].get_lines()) == 1
 
 
-def test_schedules_compares_batch_sgd_and_minibatch(tmp_path):
-    fig = plots.schedules(epochs=60, path=tmp_path / "s.png")
+def test_batchings_compares_batch_sgd_and_minibatch(tmp_path):
+    fig = plots.batchings(epochs=60, path=tmp_path / "s.png")
     by_epoch, by_samples = fig.axes
     for ax in fig.axes:
         assert ax.get_yscale() == "log"
@@ -160,8 +160,8 @@ def test_schedules_compares_batch_sgd_and_minibatch(tmp_path):
     check_png(tmp_path / "s.png", (1200, 500))
 
 
-def test_schedules_with_a_large_lr_shows_what_ran():
-    (ax, _) = plots.schedules(lr=0.5, epochs=10).axes
+def test_batchings_with_a_large_lr_shows_what_ran():
+    (ax, _) = plots.batchings(lr=0.5, epochs=10).axes
     labels = [line.get_label() for line in ax.get_lines()]
     assert labels[0] == "batch (diverged at epoch 6)"
     # lr 0.5 on x = 1 lands on w = 2 exactly: a cost of 0, which a log axis cannot show
@@ -228,7 +228,7 @@ def test_a_figure_is_returned_and_saved_only_when_asked(tmp_path, monkeypatch, l
     assert fig._repr_png_().startswith(b"\x89PNG")  # a notebook shows it
     assert plots.loss(lecture_sgd, path="loss.png") is not None
     check_png(tmp_path / "loss.png", (800, 500))
-    result = torchgd.fit("linear", "lecture", schedule="sgd", epochs=100)  # a Result will do
+    result = torchgd.fit("linear", "lecture", batching="sgd", epochs=100)  # a Result will do
     assert plots.loss(result).axes[0].get_title() == fig.axes[0].get_title()
 
 
@@ -288,7 +288,7 @@ def test_the_public_api_is_listed_by_dir_and_help():
 
 
 def test_result_repr_is_one_short_line():
-    r = torchgd.fit("linear", "lecture", schedule="sgd", epochs=100)
+    r = torchgd.fit("linear", "lecture", batching="sgd", epochs=100)
     assert repr(r) == (
         "Result(completed: linear, lecture data, sgd, lr=0.01, 100 epochs; "
         "manual: w=1.9999999999999998; "
@@ -323,7 +323,7 @@ def figures(monkeypatch):
 
         return _draw
 
-    for kind in ("field", "cost", "loss", "schedules", "trajectory", "sweep"):
+    for kind in ("field", "cost", "loss", "batchings", "trajectory", "sweep"):
         monkeypatch.setattr(plots, kind, spy(kind, getattr(plots, kind)))
     return drawn
 
@@ -341,10 +341,10 @@ def test_plot_uses_trains_defaults_and_says_so(main_cli, tmp_path, figures):
     )
 
 
-def test_plot_schedules_with_a_large_lr_does_not_crash(main_cli, tmp_path):
-    proc = main_cli("plot", "schedules", "--lr", "0.5", "--epochs", "10", "--out", tmp_path)
+def test_plot_batchings_with_a_large_lr_does_not_crash(main_cli, tmp_path):
+    proc = main_cli("plot", "batchings", "--lr", "0.5", "--epochs", "10", "--out", tmp_path)
     assert proc.returncode == 0, proc.stderr
-    check_png(tmp_path / "schedules.png", (1200, 500))
+    check_png(tmp_path / "batchings.png", (1200, 500))
 
 
 def test_plot_of_a_noisy_saddle_run(main_cli, figures):
@@ -369,7 +369,7 @@ def test_every_plot_kind_honours_or_refuses_run(main_cli, tmp_path, figures):
         proc = main_cli("plot", kind, "--run", tmp_path / run, "--out", tmp_path / f"{kind}.png")
         assert proc.returncode == 0, (kind, proc.stderr)
     assert "lr=0.2, 5 steps" in title(figures["trajectory"].axes[0])  # the saved run's
-    for kind in ("field", "schedules"):
+    for kind in ("field", "batchings"):
         proc = main_cli("plot", kind, "--run", tmp_path / "lin")
         assert proc.returncode == 2 and f"plot {kind} draws no saved run" in proc.stderr
     proc = main_cli("plot", "loss", "--run", tmp_path / "sw")
@@ -383,14 +383,14 @@ def test_every_plot_kind_honours_or_refuses_run(main_cli, tmp_path, figures):
         (["field", "--problem", "linear"], "plot field needs a 2-D function problem"),
         (["loss", "--run", "nowhere"], "cannot read run summary"),
         (["loss", "--lr", "0"], "--lr must be a positive number, got 0"),
-        (["schedules", "--lr", "0"], "--lr must be a positive number, got 0"),
+        (["batchings", "--lr", "0"], "--lr must be a positive number, got 0"),
         (["loss", "--lr", "nan"], "--lr must be a positive number, got nan"),
         (["loss", "--epochs", "0"], "--epochs must be a whole number >= 1, got 0"),
         (["sweep", "--lr", "0.1"], "--lr for sweep is START:STOP:K"),
         (["loss", "--out", "missing/loss.png"], "directory 'missing' does not exist"),
         (["loss", "--format", "svg", "--out", "x.png"], "--format svg but --out x.png"),
         (["loss", "--out", "x.jpg"], "name the file .png, .svg or .pdf"),
-        (["loss", "--schedule", "fast"], "unknown schedule 'fast'"),
+        (["loss", "--batching", "fast"], "unknown batching 'fast'"),
         (["loss", "--noise", "-1"], "--noise must be a finite number >= 0"),
         (["field", "--lr", "0.1"], "plot field does not take --lr"),
         (["trajectory", "--data", "lecture"], "plot trajectory does not take --data"),
@@ -430,8 +430,8 @@ def test_long_titles_are_wrapped_inside_the_figure(tmp_path):
     rows = [f"{i},{2 * i + 0.1 * (-1) ** i}" for i in range(1, 21)]
     (tmp_path / name).write_text("x,y\n" + "\n".join(rows) + "\n")
     ds = str(tmp_path / name)
-    r = torchgd.fit("linear", ds, schedule="minibatch:4", lr=0.001, epochs=5, noise=0.001)
-    for fig in (plots.loss(r), plots.cost(r), plots.schedules(ds, lr=0.001, epochs=5)):
+    r = torchgd.fit("linear", ds, batching="minibatch:4", lr=0.001, epochs=5, noise=0.001)
+    for fig in (plots.loss(r), plots.cost(r), plots.batchings(ds, lr=0.001, epochs=5)):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         renderer = FigureCanvasAgg(fig).get_renderer()
@@ -459,7 +459,7 @@ def test_a_loss_spanning_decades_is_smoothed_in_log_space():
     """minibatch:2 on the lecture (shuffled) wiggles between 1e-28 and 1e-33 near the end; a
     linear average there is ruled by its largest values, decades above the rest. The curve drawn
     is 10 ** (the lecture's average of log10(loss)), inside the raw loss's own range."""
-    r = torchgd.fit("linear", "lecture", schedule="minibatch:2", epochs=100, paths=("manual",))
+    r = torchgd.fit("linear", "lecture", batching="minibatch:2", epochs=100, paths=("manual",))
     (ax,) = plots.loss(r).axes
     raw, smoothed = ax.get_lines()
     assert ax.get_yscale() == "log" and "in log space" in smoothed.get_label()
@@ -481,7 +481,7 @@ def test_titles_break_between_phrases_and_legends_sit_below_the_axes(lecture_sgd
         "loss per epoch: linear,",
         "lecture data, sgd, lr=0.01",
     ]
-    noisy = torchgd.fit("linear", "lecture", schedule="sgd", epochs=5, noise=0.01).to_json()
+    noisy = torchgd.fit("linear", "lecture", batching="sgd", epochs=5, noise=0.01).to_json()
     source = [f"loss per epoch: linear, {plots.describe(noisy)}",
               "manual, autograd, optim: the same loss at every epoch, bit for bit"]  # fmt: skip
     phrases = [re.split(r"(?<=[,:;]) ", line) for line in source]
@@ -545,5 +545,5 @@ def test_function_figures_count_steps_and_mark_the_minimum():
     (star,) = labelled(ax, "the minimum: f(0) = 0")  # not "local", and not cut off
     assert not labelled(ax, "local minima")
     assert ax.get_ylim()[0] < star.get_ydata()[0]
-    (ax,) = plots.cost(torchgd.fit(schedule="sgd", epochs=3).to_json()).axes
+    (ax,) = plots.cost(torchgd.fit(batching="sgd", epochs=3).to_json()).axes
     assert labelled(ax, "manual: w at the start and after each epoch")

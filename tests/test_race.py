@@ -230,7 +230,7 @@ def test_a_data_problem_is_one_line_and_exit_2_in_a_real_process(cli, tmp_path):
         (["--data", "lecture"], "plot race does not take --data (it takes --problem, --lr, "),
         (["--seed", "1"], "plot race does not take --seed"),
         (["--noise", "0.1"], "plot race does not take --noise"),
-        (["--schedule", "sgd"], "plot race does not take --schedule"),
+        (["--batching", "sgd"], "plot race does not take --batching"),
         (["--run", "."], "plot race draws no saved run: --run does not apply"),
         (["--out", "missing/race.png"], "directory 'missing' does not exist"),
         (["--scheduler", "onecycle:max_lr=0.1,total_steps=300"], "sets the lr from its own"),

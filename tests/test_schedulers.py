@@ -79,7 +79,7 @@ def test_the_textbook_forms_are_the_closed_forms_and_differ_only_in_the_last_bit
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("every", ["epoch", "step"])
 def test_torch_exact_runs_in_lockstep_with_torch_optims_own_scheduler(optimizer, every):
-    r = torchgd.fit(**NOISY, schedule="sgd", epochs=8, lr=0.02, optimizer=optimizer,
+    r = torchgd.fit(**NOISY, batching="sgd", epochs=8, lr=0.02, optimizer=optimizer,
                     spelling="torch-exact", scheduler="cosine:T_max=5,eta_min=0.001",
                     scheduler_every=every, history="steps")  # fmt: skip
     a = r.agreement
@@ -91,7 +91,7 @@ def test_torch_exact_runs_in_lockstep_with_torch_optims_own_scheduler(optimizer,
 
 
 def test_textbook_lr_differences_are_reported_and_explained():
-    r = torchgd.fit(**NOISY, schedule="sgd", epochs=20, lr=0.02, scheduler="exponential:gamma=0.9")
+    r = torchgd.fit(**NOISY, batching="sgd", epochs=20, lr=0.02, scheduler="exponential:gamma=0.9")
     a = r.agreement
     assert a["lr"]["pairs"]["manual~autograd"]["max_ulp"] == 0  # both take torchgd's
     optim = a["lr"]["pairs"]["manual~optim"]
@@ -101,7 +101,7 @@ def test_textbook_lr_differences_are_reported_and_explained():
 
 
 def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, tmp_path):
-    args = ["--data", "synthetic:40,d=2,noise=0.3,seed=2", "--bias", "--schedule", "sgd",
+    args = ["--data", "synthetic:40,d=2,noise=0.3,seed=2", "--bias", "--batching", "sgd",
             "--lr", "0.02", "--epochs", "6", "--optimizer", "adam", "--scheduler",
             "StepLR:step_size=2,gamma=0.5", "--no-plots", "--no-tensorboard", "--json"]  # fmt: skip
     proc = main_cli("train", *args)
@@ -110,7 +110,7 @@ def test_the_command_line_runs_a_scheduler_and_resumes_it_bit_for_bit(main_cli, 
     assert out["config"]["scheduler"] == "step:step_size=2,gamma=0.5"
     assert out["paths"]["optim"]["history"]["lr"] == [0.02, 0.02, 0.01, 0.01, 0.005, 0.005]
     # a run stopped inside epoch 4 and rebuilt from its config.json resumes bit for bit
-    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer="adam",
+    kw = dict(**NOISY, batching="sgd", epochs=6, lr=0.02, optimizer="adam",
               scheduler="step:step_size=2,gamma=0.5")  # fmt: skip
     whole = train.execute(plan(**kw))
     state = stopped_at(plan(**kw), 4, 7)
@@ -219,7 +219,7 @@ def test_cycled_momentum_is_torchs_for_sgd_momentum_and_adams_beta1(name, option
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_one_cycle_runs_in_lockstep_with_torch_momentum_cycled_too(optimizer):
     spec = "onecycle:max_lr=0.05,total_steps=240"
-    kw = dict(**NOISY, schedule="sgd", epochs=6, lr=0.02, optimizer=optimizer,
+    kw = dict(**NOISY, batching="sgd", epochs=6, lr=0.02, optimizer=optimizer,
               spelling="torch-exact", scheduler_every="step", history="steps")  # fmt: skip
     r = torchgd.fit(**kw, scheduler=spec)
     a = r.agreement
@@ -238,7 +238,7 @@ def test_a_cycled_momentum_is_in_the_history_and_tensorboard_as_each_step_took_i
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     spec = "onecycle:max_lr=0.05,total_steps=24"
-    r = torchgd.fit(schedule="sgd", epochs=6, optimizer="adam", scheduler=spec,
+    r = torchgd.fit(batching="sgd", epochs=6, optimizer="adam", scheduler=spec,
                     scheduler_every="step", history="steps", logdir=tmp_path, name="m",
                     plots=False)  # fmt: skip
     torch_momenta = []
@@ -334,7 +334,7 @@ def test_plateau_follows_the_costs_as_torchs_reduce_lr_on_plateau(options):
 
 
 def test_a_plateau_run_is_in_lockstep_with_torch_and_resumes_bit_for_bit():
-    kw = dict(**NOISY, schedule="minibatch:8", epochs=40, lr=0.05, optimizer="adam",
+    kw = dict(**NOISY, batching="minibatch:8", epochs=40, lr=0.05, optimizer="adam",
               spelling="torch-exact", scheduler="plateau:patience=2,factor=0.5")  # fmt: skip
     whole = train.execute(plan(**kw))
     a, h = whole.agreement, whole.to_json()["paths"]
@@ -365,7 +365,7 @@ def test_plot_schedule_draws_every_paths_lr_against_the_critical_lr_and_the_loss
     r = torchgd.fit(lr=0.2, scheduler=spec, history="steps", epochs=60)
     assert r.status == "diverged"  # the warm-up passes the limit: the guard stops the run
     p = plan(lr=0.2, scheduler=spec, epochs=60)
-    critical = theory.analyse(p.config, p.dataset, p.schedule).critical_lr
+    critical = theory.analyse(p.config, p.dataset, p.batching).critical_lr
     assert plots.limit(r.to_json()) == critical == pytest.approx(1 / 7.5)
     fig = plots.schedule(r, critical_lr=critical)
     top, bottom = fig.axes[:2]
@@ -390,7 +390,7 @@ def test_plot_schedule_draws_every_paths_lr_against_the_critical_lr_and_the_loss
 
 def test_plot_schedule_through_the_command_line(main_cli, tmp_path):
     proc = main_cli("plot", "schedule", "--data", "synthetic:40,d=2,noise=0.3,seed=2",
-                    "--schedule", "sgd", "--lr", "0.05", "--epochs", "5", "--scheduler",
+                    "--batching", "sgd", "--lr", "0.05", "--epochs", "5", "--scheduler",
                     "cosine:T_max=5", "--out", tmp_path / "s.svg")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == str(tmp_path / "s.svg") and (tmp_path / "s.svg").stat().st_size
@@ -430,7 +430,7 @@ def test_sequences_and_chains_are_torchs_sequential_lr_and_chained_scheduler_bit
 
 def test_a_warm_up_then_cosine_runs_in_lockstep_and_resumes_bit_for_bit():
     spec = "linear:start_factor=0.1,total_iters=3@3@cosine:T_max=5@8@exponential:gamma=0.8"
-    kw = dict(**NOISY, schedule="minibatch:8", epochs=12, lr=0.05, optimizer="adam",
+    kw = dict(**NOISY, batching="minibatch:8", epochs=12, lr=0.05, optimizer="adam",
               spelling="torch-exact", scheduler=spec)  # fmt: skip
     whole = train.execute(plan(**kw))
     a, h = whole.agreement, whole.to_json()["paths"]
@@ -465,7 +465,7 @@ def test_a_sweeps_lanes_follow_each_lanes_schedule_bit_identical_to_single_runs(
     from torchgd import sweep
 
     spec = "linear:start_factor=0.2,total_iters=3@3@exponential:gamma=0.8"
-    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", schedule="minibatch:6", epochs=5,
+    common = dict(data="synthetic:60,d=2,noise=0.3,seed=1", batching="minibatch:6", epochs=5,
                   optimizer="adam", scheduler=spec, scheduler_every=every)  # fmt: skip
     lrs = [0.01, 0.05, 0.2]
     for dtype in ("float64", "float32"):
@@ -500,7 +500,7 @@ def test_every_scheduler_runs_in_lockstep_with_torch_for_200_steps(i, name, spec
     stepped every epoch; SGD with momentum or Adam, float64 or float32, by turns."""
     optimizer, extra = [("sgd", dict(momentum=0.9)), ("adam", {})][i % 2]
     dtype = ["float64", "float32"][i // 2 % 2]
-    r = torchgd.fit(**NOISY, schedule="minibatch:4", epochs=20, lr=0.02, optimizer=optimizer,
+    r = torchgd.fit(**NOISY, batching="minibatch:4", epochs=20, lr=0.02, optimizer=optimizer,
                     spelling="torch-exact", scheduler=spec, dtype=dtype, **extra)  # fmt: skip
     a = r.agreement
     assert r.to_json()["steps"] == 200
@@ -532,7 +532,7 @@ def test_a_cycled_momentum_is_said_and_not_mistaken_for_divergence(main_cli):
 def test_rules_that_take_the_lr_once_take_the_first_steps_scheduled_lr_as_torch(optimizer):
     """Rprop's first step size and ASGD's first eta are the lr of the first step, which a
     ConstantLR has already lowered (torch makes that state at the first step, not before)."""
-    r = torchgd.fit(**NOISY, schedule="minibatch:8", epochs=3, lr=0.05, optimizer=optimizer,
+    r = torchgd.fit(**NOISY, batching="minibatch:8", epochs=3, lr=0.05, optimizer=optimizer,
                     spelling="torch-exact",
                     scheduler="constant:factor=0.5,total_iters=2")  # fmt: skip
     assert r.agreement["params"]["manual~optim"]["max_ulp"] == 0

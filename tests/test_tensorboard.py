@@ -75,7 +75,7 @@ def test_hand_encoded_scalar_events_are_the_events_summarywriter_writes(step, va
 def test_every_tag_of_every_path_equals_the_json_history(main_cli, tmp_path):
     proc = main_cli(
         "train",
-        "--schedule",
+        "--batching",
         "sgd",
         "--epochs",
         "30",
@@ -122,7 +122,7 @@ def test_the_custom_scalars_layout_draws_every_path_on_shared_charts(tmp_path):
 
     from tensorboard.plugins.custom_scalar import layout_pb2
 
-    torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, logdir=tmp_path, name="c",
+    torchgd.fit("linear", "lecture", batching="sgd", epochs=3, logdir=tmp_path, name="c",
                 plots=False)  # fmt: skip
     acc = read(tmp_path / "c")
     proto = tensor_util.make_ndarray(acc.Tensors("custom_scalars__config__")[0].tensor_proto)
@@ -147,7 +147,7 @@ def test_the_log10_loss_is_the_loss_in_decades(tmp_path):
     """log10 of the float64 loss (then rounded to float32); -inf where the loss is exactly 0."""
     from torchgd.callbacks.tensorboard import _log10
 
-    r = torchgd.fit("linear", "lecture", schedule="sgd", epochs=3, logdir=tmp_path, name="l",
+    r = torchgd.fit("linear", "lecture", batching="sgd", epochs=3, logdir=tmp_path, name="l",
                     plots=False, history="steps")  # fmt: skip
     acc = read(tmp_path / "l")
     logged = [v for _, v in series(acc, "loss/log10/manual")]
@@ -167,7 +167,7 @@ def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
 
     tb, losses = TensorBoard(tmp_path, lr=0.01, total_steps=40, smoothing=0.5), Losses()
     torchgd.fit(
-        "linear", "lecture", schedule="sgd", epochs=10, paths=("manual",), callbacks=[tb, losses]
+        "linear", "lecture", batching="sgd", epochs=10, paths=("manual",), callbacks=[tb, losses]
     )
     acc = read(tmp_path)
     assert [v for _, v in series(acc, "loss/raw/manual")] == f32(losses.raw)
@@ -179,15 +179,15 @@ def test_smoothed_loss_is_the_bias_corrected_moving_average(tmp_path):
 
 
 def test_log_every_sets_the_cadence_and_logging_changes_no_result(tmp_path):
-    plain = torchgd.fit("linear", "lecture", schedule="sgd", epochs=25).to_json()
+    plain = torchgd.fit("linear", "lecture", batching="sgd", epochs=25).to_json()
     tb = TensorBoard(tmp_path / "a", total_steps=100, log_every=7)
-    logged = torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
+    logged = torchgd.fit("linear", "lecture", batching="sgd", epochs=25, callbacks=[tb])
     assert logged.to_json() == plain
     steps = [s for s, _ in series(read(tmp_path / "a"), "loss/raw/manual")]
     assert steps == [*range(7, 100, 7), 100]  # every 7th, and the last
     # without total_steps: the cadence still ends on the last step
     tb = TensorBoard(tmp_path / "b", log_every=7)
-    torchgd.fit("linear", "lecture", schedule="sgd", epochs=25, callbacks=[tb])
+    torchgd.fit("linear", "lecture", batching="sgd", epochs=25, callbacks=[tb])
     assert [s for s, _ in series(read(tmp_path / "b"), "loss/raw/manual")] == steps
     assert default_log_every(9_999) == 1 and default_log_every(100_000) == 20
 
@@ -219,7 +219,7 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
             "-m",
             "torchgd",
             "train",
-            "--schedule",
+            "--batching",
             "sgd",
             "--epochs",
             "1000000",
@@ -305,7 +305,7 @@ def two_runs(tmp_path_factory):
     from conftest import run_cli
 
     home = tmp_path_factory.mktemp("user")
-    for name, extra in (("sgd5", ["--schedule", "sgd"]), ("lr02", ["--lr", "0.02"])):
+    for name, extra in (("sgd5", ["--batching", "sgd"]), ("lr02", ["--lr", "0.02"])):
         proc = run_cli(
             "train", *extra, "--epochs", "5", "--quiet", "--no-plots", "--name", name, cwd=home
         )
@@ -385,7 +385,7 @@ def test_hparams_tab_names_trials_by_run_and_sorts_them_by_final_loss(plain_tens
     experiment = _get(f"{base}/experiment", {"experimentName": "", "includeMetrics": True})
     metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"result/loss", "result/max ulp", "loss/raw/optim"} <= metrics
-    assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "schedule", "paths"}
+    assert {h["name"] for h in experiment["hparamInfos"]} >= {"lr", "batching", "paths"}
     request = {
         "experimentName": "",
         "allowedStatuses": ["STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"],

@@ -63,7 +63,7 @@ def test_train_starts_with_one_line_saying_what_it_runs(cli, tmp_path):
         "--data",
         "mine.csv",
         "--bias",
-        "--schedule",
+        "--batching",
         "sgd",
         "--lr",
         "0.02",
@@ -172,7 +172,7 @@ def _limit_file_size(limit):
 
 
 def test_a_full_disk_mid_run_keeps_the_result_then_is_one_line_exit_74(tmp_path):
-    args = ["--schedule", "sgd", "--epochs", "1000", "--paths", "manual", "--no-plots"]
+    args = ["--batching", "sgd", "--epochs", "1000", "--paths", "manual", "--no-plots"]
     proc = run_cli(
         "train", *args, "--log-every", "1", "--name", "full",
         cwd=tmp_path, timeout=300,
@@ -337,7 +337,7 @@ def test_figures_are_drawn_here_when_the_drawer_dies(tmp_path):
     from torchgd.callbacks.figures import draw
     from torchgd.drawing import Drawer
 
-    summary = fit("linear", "lecture", schedule="sgd", epochs=5).to_json()
+    summary = fit("linear", "lecture", batching="sgd", epochs=5).to_json()
     drawer = Drawer()
     drawer.proc.kill()  # as if the drawer crashed
     drawer.proc.wait()
@@ -389,7 +389,7 @@ def test_the_headline_leads_with_the_size_and_marks_ulps_counted_near_zero(main_
     """SGD with a bias on the lecture's data: b goes to 0, where an ulp is tiny; a difference
     of 5.6e-17 is half a billion ulp there. The headline leads with abs and rel, and says the
     ulps were counted near zero; the table's own numbers say the same."""
-    proc = main_cli("train", "--bias", "--schedule", "sgd", "--epochs", "300", "--lr", "0.05",
+    proc = main_cli("train", "--bias", "--batching", "sgd", "--epochs", "300", "--lr", "0.05",
                     "--no-plots", "--no-tensorboard", "--json")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -397,7 +397,7 @@ def test_the_headline_leads_with_the_size_and_marks_ulps_counted_near_zero(main_
     b = out["paths"]["manual"]["params"]["b"]
     assert abs(b) < 1e-10 < abs(out["paths"]["manual"]["params"]["w"])  # b near zero, w at 2
     assert a["max_ulp"] > 10**6 and a["max_abs"] < 1e-15
-    proc = main_cli("train", "--bias", "--schedule", "sgd", "--epochs", "300", "--lr", "0.05",
+    proc = main_cli("train", "--bias", "--batching", "sgd", "--epochs", "300", "--lr", "0.05",
                     "--no-plots", "--no-tensorboard")  # fmt: skip
     line = next(x for x in proc.stdout.splitlines() if x.startswith("Agreement over"))
     assert f"parameters differ by at most {a['max_abs']:.3g} (" in line

@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 
 import torchgd
 from torchgd import data as datasets
-from torchgd import problems, schedules, theory
+from torchgd import problems, theory
 from torchgd import sweep as S
+from torchgd.batching import parse_batching
 
 DIABETES = Path(__file__).parent / "data" / "diabetes.csv"
 
@@ -84,7 +85,7 @@ def standardized(tmp_path):
     return path
 
 
-CASES = [  # data, bias, schedule (in data order)
+CASES = [  # data, bias, batching (in data order)
     ("lecture", True, "batch"),
     ("lecture", True, "sgd"),
     ("synthetic:60,d=3,noise=0.1,seed=4", True, "batch"),
@@ -105,13 +106,13 @@ def _data(spec, tmp_path):
     return spec
 
 
-@pytest.mark.parametrize("spec,bias,schedule", CASES)
-def test_predicted_critical_lr_matches_numpy(spec, bias, schedule, tmp_path):
+@pytest.mark.parametrize("spec,bias,batching", CASES)
+def test_predicted_critical_lr_matches_numpy(spec, bias, batching, tmp_path):
     ds = datasets.get(_data(spec, tmp_path))
     a = design(ds, bias)
-    sched = schedules.parse(schedule, shuffle=False)
+    sched = parse_batching(batching, shuffle=False)
     t = theory.analyse({"problem": "linear", "data": spec, "bias": bias}, ds, sched)
-    if schedule == "batch":
+    if batching == "batch":
         expected = numpy_batch_critical(a)
     else:
         expected = numpy_fixed_order_critical(a, sched.size(len(a)))
@@ -125,8 +126,8 @@ def test_predicted_critical_lr_matches_numpy(spec, bias, schedule, tmp_path):
 def test_the_issue_numbers_for_the_lecture_with_a_bias():
     lecture = datasets.lecture()
     cfg = {"problem": "linear", "data": "lecture", "bias": True}
-    batch = theory.analyse(cfg, lecture, schedules.parse("batch")).critical_lr
-    sgd = theory.analyse(cfg, lecture, schedules.parse("sgd")).critical_lr
+    batch = theory.analyse(cfg, lecture, parse_batching("batch")).critical_lr
+    sgd = theory.analyse(cfg, lecture, parse_batching("sgd")).critical_lr
     assert round(batch, 4) == 0.1198 and round(sgd, 4) == 0.1348
 
 
@@ -138,7 +139,7 @@ def _train(main_cli, tmp_path, name, *args):
 
 
 @pytest.mark.parametrize(
-    "spec,bias,schedule,epochs",
+    "spec,bias,batching,epochs",
     [
         ("lecture", True, "batch", 3000),
         ("synthetic:60,d=3,noise=0.1,seed=4", True, "batch", 3000),
@@ -146,14 +147,14 @@ def _train(main_cli, tmp_path, name, *args):
     ],
 )
 def test_half_a_percent_below_converges_to_least_squares_and_above_stops(
-    main_cli, tmp_path, spec, bias, schedule, epochs
+    main_cli, tmp_path, spec, bias, batching, epochs
 ):
     data = _data(spec, tmp_path)
     ds = datasets.get(data)
     a = design(ds, bias)
     c = numpy_batch_critical(a)
     w, *_ = np.linalg.lstsq(a, ds.y.numpy(), rcond=None)
-    common = ["--data", data, "--schedule", schedule, "--epochs", str(epochs), "--init", "w=0"]
+    common = ["--data", data, "--batching", batching, "--epochs", str(epochs), "--init", "w=0"]
     common += ["--bias"] if bias else []
     proc = _train(main_cli, tmp_path, "below", "--lr", repr(0.995 * c), *common)
     assert proc.returncode == 0, proc.stderr
@@ -174,7 +175,7 @@ def test_in_order_sgd_half_a_percent_either_side_of_its_limit():
     ds = datasets.get("synthetic:12,d=2,noise=0.1,seed=5")
     c = numpy_fixed_order_critical(design(ds, True), 1)
     r = S.sweep(
-        data=ds, lrs=[0.995 * c, 1.005 * c], schedule="sgd", bias=True, epochs=2000, init={"w": 0}
+        data=ds, lrs=[0.995 * c, 1.005 * c], batching="sgd", bias=True, epochs=2000, init={"w": 0}
     )
     # it settles (on a cycle that, this close to the limit, may be far from the minimum)
     assert r["status"][0] in ("floor", "far", "converged") and r["stopped_at_epoch"][0] is None
@@ -186,7 +187,7 @@ def test_in_order_sgd_half_a_percent_either_side_of_its_limit():
 def test_the_guard_lets_a_noisy_minibatch_run_finish(main_cli, tmp_path):
     proc = _train(
         main_cli, tmp_path, "noisy", "--data", "synthetic:1000,d=3,noise=0.1,seed=0", "--bias",
-        "--schedule", "minibatch:32", "--epochs", "1000",
+        "--batching", "minibatch:32", "--epochs", "1000",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
@@ -261,14 +262,14 @@ def test_momentum_differences_carried_by_the_buffer_are_explained(main_cli, tmp_
     nesterov=st.booleans(),
     weight_decay=st.sampled_from([0.0, 0.01]),
     maximize=st.booleans(),
-    schedule=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
+    batching=st.sampled_from(["batch", "sgd", "minibatch:3", "minibatch:7"]),
     shuffle=st.booleans(),
     dtype=st.sampled_from(["float64", "float32"]),
     spelling=st.sampled_from(["textbook", "torch-exact"]),
     seed=st.integers(0, 50),
 )
 def test_no_difference_is_unexplained_for_any_sgd_option(
-    momentum, dampening, nesterov, weight_decay, maximize, schedule, shuffle, dtype, spelling, seed
+    momentum, dampening, nesterov, weight_decay, maximize, batching, shuffle, dtype, spelling, seed
 ):
     if nesterov and (momentum == 0 or dampening != 0):
         nesterov = False  # torch refuses it; that error has its own test
@@ -277,7 +278,7 @@ def test_no_difference_is_unexplained_for_any_sgd_option(
         bias=True,
         lr=0.02,
         epochs=4,
-        schedule=schedule,
+        batching=batching,
         shuffle=shuffle,
         momentum=momentum,
         dampening=dampening,
@@ -303,9 +304,9 @@ def test_minibatches_in_data_order_reproduce_a_course_loop_bit_for_bit():
             xb, yb = x[i : i + 4], y[i : i + 4]
             grad = (2 * xb * (xb * w - yb)).sum() / len(xb)
             w = w - 0.01 * grad
-    r = torchgd.fit(data=ds, schedule="minibatch:4", shuffle=False, epochs=5, paths=("manual",))
+    r = torchgd.fit(data=ds, batching="minibatch:4", shuffle=False, epochs=5, paths=("manual",))
     assert r.config["shuffle"] is False and r.params()["w"] == w.item()
-    shuffled = torchgd.fit(data=ds, schedule="minibatch:4", epochs=5, paths=("manual",))
+    shuffled = torchgd.fit(data=ds, batching="minibatch:4", epochs=5, paths=("manual",))
     assert shuffled.config["shuffle"] is True and shuffled.params()["w"] != w.item()
 
 
@@ -326,7 +327,7 @@ def test_long_histories_keep_ten_thousand_and_one_evenly_spaced_epochs(main_cli,
 def test_sweep_statuses_against_the_least_squares_minimum(main_cli, tmp_path):
     proc = main_cli(
         "sweep", "--lr", "0.05:0.3:6", "--data", "synthetic:100,d=3,noise=0.1,seed=0", "--bias",
-        "--schedule", "sgd", "--json", "--no-plots", "--logdir", tmp_path,
+        "--batching", "sgd", "--json", "--no-plots", "--logdir", tmp_path,
     )  # fmt: skip
     r = json.loads(proc.stdout)
     ds = datasets.get("synthetic:100,d=3,noise=0.1,seed=0")
@@ -346,7 +347,7 @@ def test_sweep_statuses_against_the_least_squares_minimum(main_cli, tmp_path):
 
 def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(main_cli, tmp_path):
     proc = main_cli(
-        "sweep", "--lr", "0.05:0.4:8", "--schedule", "sgd", "--bias", "--logdir", tmp_path,
+        "sweep", "--lr", "0.05:0.4:8", "--batching", "sgd", "--bias", "--logdir", tmp_path,
         "--name", "s", "--data", "synthetic:300,d=3,noise=0.1,seed=0", "--epochs", "20",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr  # losses near 1e292 overflowed matplotlib's layout
@@ -356,16 +357,16 @@ def test_a_sweep_whose_lanes_blow_up_still_draws_its_figure(main_cli, tmp_path):
     assert "final cost" in proc.stdout and "least-squares minimum of the cost" in proc.stdout
 
 
-@pytest.mark.parametrize("schedule,side", [("batch", 0.998), ("batch", 1.004), ("sgd", 0.99)])
-def test_gradient_noise_keeps_the_noise_free_limit(main_cli, tmp_path, schedule, side):
+@pytest.mark.parametrize("batching,side", [("batch", 0.998), ("batch", 1.004), ("sgd", 0.99)])
+def test_gradient_noise_keeps_the_noise_free_limit(main_cli, tmp_path, batching, side):
     """--noise adds zero-mean gradients: the mean dynamics, and so the limit, are the noise-free
     ones (numpy's eigenvalues), and runs either side of it behave as it says."""
     data = str(standardized(tmp_path))
     a = design(datasets.get(data), True)
-    c = numpy_batch_critical(a) if schedule == "batch" else numpy_fixed_order_critical(a, 1)
-    epochs = "1000" if schedule == "batch" else "20"
+    c = numpy_batch_critical(a) if batching == "batch" else numpy_fixed_order_critical(a, 1)
+    epochs = "1000" if batching == "batch" else "20"
     proc = _train(
-        main_cli, tmp_path, "n", "--data", data, "--bias", "--noise", "1", "--schedule", schedule,
+        main_cli, tmp_path, "n", "--data", data, "--bias", "--noise", "1", "--batching", batching,
         "--lr", repr(side * c), "--epochs", epochs,
     )  # fmt: skip
     if side < 1:
@@ -414,6 +415,6 @@ def test_settled_lanes_on_a_far_cycle_are_far_not_slow(tmp_path):
     expected = [numpy_cycle_status(x[:, None], y, lr) for lr in lrs]
     assert expected == ["far"] * 4  # at lr 538 the cycle ends epochs at w = 2.6e9
     for epochs in (40, 120):
-        r = S.sweep(data=str(path), schedule="sgd", lrs=lrs, epochs=epochs)
+        r = S.sweep(data=str(path), batching="sgd", lrs=lrs, epochs=epochs)
         assert r["status"] == expected, epochs
     assert "is stable only for lr < 543.72" in r["theory"] and "not on it" in r["theory"]

@@ -97,7 +97,7 @@ def test_a_run_on_a_data_file_resumes_from_another_directory(main_cli, tmp_path)
     home.mkdir(), other.mkdir()
     rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
     (home / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
-    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "300"]
+    common = ["--data", "mine.csv", "--batching", "sgd", "--lr", "0.0005", "--epochs", "300"]
     common += ["--paths", "manual", "--no-plots", "--no-tensorboard"]
     full = main_cli("train", *common, "--json", "--name", "f", cwd=home)  # (in this process)
     assert full.returncode == 0, full.stderr
@@ -234,7 +234,7 @@ def test_resume_refuses_an_edited_problem_or_data_file_and_keeps_the_runs_own_ou
 def test_resume_refuses_an_edited_data_file(tmp_path):
     rows = [f"{x},{2 * x + 0.1 * (-1) ** x}" for x in range(1, 41)]
     (tmp_path / "mine.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
-    common = ["--data", "mine.csv", "--schedule", "sgd", "--lr", "0.0005", "--epochs", "100000"]
+    common = ["--data", "mine.csv", "--batching", "sgd", "--lr", "0.0005", "--epochs", "100000"]
     common += ["--paths", "manual", "--no-plots", "--checkpoint-every", "40", "--name", "i"]
     run = tmp_path / "runs" / "i"
     _interrupt_after_checkpoint(common, tmp_path, run)

@@ -3,7 +3,7 @@
 The lecture's model fitted by three paths in lockstep, every step compared::
 
     import torchgd
-    result = torchgd.fit(data="lecture", schedule="sgd", lr=0.01, epochs=100)
+    result = torchgd.fit(data="lecture", batching="sgd", lr=0.01, epochs=100)
     result                       # Result(completed: linear, lecture data, sgd, lr=0.01, ...)
     result.params()              # {'w': 1.9999999999999998}
     result.agreement["max_ulp"]  # 0: manual, autograd and torch.optim.SGD agree bit for bit
@@ -23,7 +23,7 @@ Functions and classes:
     TorchgdError                     the one exception for bad input
     from_values(x, y)                a dataset from numbers (fit takes data=(x, y) too)
 
-Modules: problems, datasets (= data), gradients, rules, paths, schedules, compare, plots,
+Modules: problems, datasets (= data), gradients, rules, paths, batching, compare, plots,
 sweep (``torchgd.sweep.sweep(lrs=[...], ...)``: K learning rates as one vectorized run),
 check (``torchgd.check.check_gradients``).
 
@@ -51,7 +51,7 @@ _MODULES = (
     "gradients",
     "rules",
     "paths",
-    "schedules",
+    "batching",
     "compare",
     "plots",
     "sweep",

@@ -147,12 +147,12 @@ def bench_sgd(epochs: int = 2500, repeat: int = 3, device="cpu") -> dict:
     operations, timed in turns in the same run (best of ``repeat``); ``all`` is compared with
     the three bare loops run one after another."""
     steps = 4 * epochs
-    fit(schedule="sgd", epochs=1, device=device)  # warm-up: torch.optim imports torch._dynamo
+    fit(batching="sgd", epochs=1, device=device)  # warm-up: torch.optim imports torch._dynamo
     bare_s = {p: math.inf for p in BARE}
     ours_s = {p: math.inf for p in (*BARE, "all")}
 
     def ours(paths):
-        return _best(lambda: fit(schedule="sgd", epochs=epochs, paths=paths, device=device), 1)
+        return _best(lambda: fit(batching="sgd", epochs=epochs, paths=paths, device=device), 1)
 
     for _ in range(repeat):  # in turns, so drift on a busy machine hits both alike
         for path, loop in BARE.items():
@@ -182,7 +182,7 @@ def bench_logging(epochs: int = 2500, repeat: int = 3) -> dict:
     from .callbacks.tensorboard import TensorBoard
     from .train import execute, plan
 
-    p = plan(schedule="sgd", epochs=epochs)
+    p = plan(batching="sgd", epochs=epochs)
     steps = 4 * epochs
     plain, logged = float("inf"), float("inf")
     for _ in range(repeat):  # interleaved, so drift on a busy machine hits both alike
@@ -207,8 +207,8 @@ def bench_sweep(k: int = 256, epochs: int = 100, repeat: int = 3) -> dict:
     from .train import execute, plan
 
     lrs = torch.linspace(0.001, 0.2, k, dtype=torch.float64).tolist()
-    vec = _best(lambda: sweep(schedule="sgd", lrs=lrs, epochs=epochs), repeat)
-    plans = [plan(schedule="sgd", lr=lr, epochs=epochs, paths=("manual",)) for lr in lrs]
+    vec = _best(lambda: sweep(batching="sgd", lrs=lrs, epochs=epochs), repeat)
+    plans = [plan(batching="sgd", lr=lr, epochs=epochs, paths=("manual",)) for lr in lrs]
     separate = _best(lambda: [execute(p) for p in plans], 1)
     return {
         "k": k,

@@ -5,7 +5,7 @@ as long again; done one after the other they made ``torchgd lecture`` 1.7 times 
 importing torch. So a command that draws starts ``python -m torchgd.drawing`` first thing: while
 the command imports torch and trains, the drawer imports matplotlib and torch (no
 ``torch._dynamo``: it draws, it does not step an optimizer) and draws each figure as soon as it
-is asked, the run-independent ones (``field``, ``schedules``) at once, a run's figures the moment
+is asked, the run-independent ones (``field``, ``batchings``) at once, a run's figures the moment
 its summary exists. The command then waits for the last figure.
 
 The protocol is one JSON object a line each way: ``{"kind", "path", "kwargs"}`` in,
@@ -60,7 +60,7 @@ class Drawer:
 
     def scratch(self) -> Path:
         """A private directory for figures asked for before their run directory exists (the
-        lecture's ``field`` and ``schedules``, drawn while torch is still importing); ``place``
+        lecture's ``field`` and ``batchings``, drawn while torch is still importing); ``place``
         says where each goes."""
         if self._scratch is None:
             import tempfile

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import torch
 
-from . import problems, schedules
+from . import problems
+from .batching import mix_seed
 
 
 def noise_for(config: dict, step: int, params0: dict) -> dict:
     """Gaussian noise for one step, the same for every path: seeded by (seed, step)."""
-    g = torch.Generator().manual_seed(schedules.mix_seed(config["seed"], step, salt=1))
+    g = torch.Generator().manual_seed(mix_seed(config["seed"], step, salt=1))
     return {
         n: to_device(
             config["noise"] * torch.randn(t.shape, generator=g, dtype=torch.float64),

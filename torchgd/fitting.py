@@ -29,7 +29,7 @@ def fit(
 
     ``data``: a name or file as the command line takes it ("lecture", "course",
     "synthetic:1000,d=3,noise=0.1", "points.csv"), ``(x, y)`` (tensors, arrays or lists) or
-    ``{"x": x, "y": y}``. ``options`` are those of ``plan``: schedule, shuffle, seed, optimizer
+    ``{"x": x, "y": y}``. ``options`` are those of ``plan``: batching, shuffle, seed, optimizer
     (a name of ``torchgd.rules.ALL`` or FILE.py:NAME), lr, epochs, init
     (``{"w": 1.0}`` or ``"w=1.0"``), paths, device, dtype, spelling and the rule's options (SGD:
     momentum, ...; Adam: betas, eps, amsgrad, ...). The epoch's ``loss`` is what the lecture

@@ -18,7 +18,7 @@ A lane (a path of ``train``, a learning rate of ``sweep``) is stopped when
   minimum they hover in a band whose width lr sets, rising and falling, without diverging.
 
 Below the critical lr a linear least-squares run converges (to a noise floor for stochastic
-schedules): its cost settles, and a settled cost does not climb a hundredfold, however noisy.
+batchings): its cost settles, and a settled cost does not climb a hundredfold, however noisy.
 Above it the error grows geometrically, so the margin is crossed within
 ``log(MARGIN) / log(rate^2)`` epochs of the unstable direction taking over. Tested both ways, on
 the lecture's data and on noisy data with several features, against the theory.
@@ -54,7 +54,7 @@ class Guard:
         self.last_finite = np.full(lanes, math.nan)
 
     def begin(self, cost) -> None:
-        """The cost over all data before the first step (stochastic schedules)."""
+        """The cost over all data before the first step (stochastic batchings)."""
         self.update(cost, np.ones(self.lanes, dtype=bool))
         self.prev.fill(math.inf)  # the first epoch's cost is compared with nothing yet
 
@@ -101,7 +101,7 @@ class Guard:
             setattr(self, k, np.array(v, dtype=np.int64 if k == "streak" else np.float64))
 
 
-def advice(config: dict, dataset, schedule, info: dict) -> dict:
+def advice(config: dict, dataset, batching, info: dict) -> dict:
     """What the theory says of a run that diverged: adds ``critical_lr``, ``suggested_lr`` and
     ``theory`` (a phrase) to ``info``, or ``no_theory`` (why there is no number)."""
     from . import theory
@@ -110,7 +110,7 @@ def advice(config: dict, dataset, schedule, info: dict) -> dict:
     if why is not None:
         info["no_theory"] = why
         return info
-    t = theory.analyse(config, dataset, schedule)
+    t = theory.analyse(config, dataset, batching)
     if t is None:
         info["no_theory"] = "the epoch has too many batches to analyse"
     elif t.critical_lr is None:

@@ -111,10 +111,10 @@ def against_the_limit(plan) -> str | None:
     hook = plan.hyper_at
     if not isinstance(hook, Scheduled) or plan.dataset is None or hook.cycles:
         return None  # (the theory does not cover momentum)
-    t = theory.analyse(plan.config, plan.dataset, plan.schedule)
+    t = theory.analyse(plan.config, plan.dataset, plan.batching)
     if t is None or t.critical_lr is None:
         return None
-    per_epoch = plan.schedule.steps_per_epoch(len(plan.dataset))
+    per_epoch = plan.batching.steps_per_epoch(len(plan.dataset))
     units = plan.epochs if hook.every == "epoch" else plan.epochs * per_epoch
     lrs = [hook.schedule.lr_at(k) for k in range(units)]
     top = max(range(units), key=lambda k: lrs[k])

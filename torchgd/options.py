@@ -26,10 +26,10 @@ def check_dtype_name(name: str) -> str:
     return name
 
 
-def renamed(given: dict, old: str, new: str, value, default):
+def renamed(given: dict, old: str, new: str, value, default, why: str = ""):
     """``old=`` in ``given`` (a keyword renamed in this version): its value, with a warning at
-    the caller's own line that says what replaced it; else ``value`` (None: ``default``). Both
-    given is refused: they would disagree."""
+    the caller's own line that says what replaced it (and ``why``); else ``value`` (None:
+    ``default``). Both given is refused: they would disagree."""
     if old not in given:
         return default if value is None else value
     if value is not None:
@@ -41,7 +41,7 @@ def renamed(given: dict, old: str, new: str, value, default):
     here, depth = str(Path(__file__).parent), 1
     while sys._getframe(depth).f_code.co_filename.startswith(here):  # out of torchgd
         depth += 1
-    what = " (the rule itself is optimizer=)" if old == "rule" else ""
+    what = f" ({why})" if why else ""
     warnings.warn(f"{old}= is now {new}={what}; {old}= still works in this version",
                   FutureWarning, stacklevel=depth + 1)  # fmt: skip
     return given.pop(old)

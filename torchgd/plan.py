@@ -1,6 +1,6 @@
 """Plan + plan(): every argument checked and resolved before anything is written.
 
-A ``Plan`` is a run that can start: the problem and its data, the schedule, the paths, the
+A ``Plan`` is a run that can start: the problem and its data, the batching, the paths, the
 rule's hyperparameters, the starting point, device and dtype, and the ``config`` that
 ``config.json`` records (``plan_from_config`` rebuilds the plan from it, for ``--resume`` and
 ``plot --run``).
@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from . import data as datasets
-from . import hooks, interfaces, options, problems, rules, schedules
+from . import hooks, interfaces, options, problems, rules
+from .batching import Batching, parse_batching
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS
@@ -72,7 +73,7 @@ class Plan:
 
     problem: object
     dataset: object
-    schedule: schedules.Schedule
+    batching: Batching  # which samples each step sees
     names: tuple
     hp: object  # the rule's hyperparameters (its ``Hyper``, e.g. ``rules.sgd.Hyper``)
     spelling: str  # of the hand-written rule: textbook or torch-exact
@@ -89,7 +90,7 @@ def plan(
     problem="linear",
     data=None,
     *,
-    schedule="batch",
+    batching=None,
     shuffle=None,
     seed=0,
     optimizer="sgd",
@@ -115,8 +116,11 @@ def plan(
 ) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-    ``optimizer``: the update rule, ``sgd`` (the lecture's), any other name of
-    ``torchgd.rules.ALL`` (one per file in torchgd/rules/) or a user's ``FILE.py:NAME``;
+    ``batching``: which samples each step sees, ``batch`` (None: the default), ``sgd`` or
+    ``minibatch:B`` (``torchgd.batching``; ``schedule=``, its old name, still works in this
+    version and warns), ``shuffle`` and ``seed`` their order; ``optimizer``: the update
+    rule, ``sgd`` (the lecture's), any other name of ``torchgd.rules.ALL`` (one per file in
+    torchgd/rules/) or a user's ``FILE.py:NAME``;
     ``spelling``: of its hand-written form, ``textbook`` or ``torch-exact`` (``rule=``, its
     old name, still works in this version and warns);
     ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
@@ -146,13 +150,9 @@ def plan(
     problem = problems.get(problem) if isinstance(problem, str) else problem
     problem = interfaces.as_problem(problem, f"'{spec_name}'" if spec_name else "the problem")
     device, dtype = resolve_device(device), resolve_dtype(dtype)
-    sched = (
-        schedule
-        if isinstance(schedule, schedules.Schedule)
-        else schedules.parse(schedule, shuffle=shuffle, seed=seed)
-    )
+    batching, spelling = _renamed(hyper, batching=batching, spelling=spelling)
+    sched = batching if isinstance(batching, Batching) else parse_batching(batching, shuffle, seed)
     names = parse_paths(paths)
-    spelling = options.renamed(hyper, "rule", "spelling", spelling, "textbook")
     options.check_run(spelling, epochs, noise, patience, history)
     hp = hyperparameters(optimizer, lr, hyper, noise)
     problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
@@ -174,6 +174,21 @@ def plan(
         problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype, config, fused,
         hyper_at,
     )  # fmt: skip
+
+
+RENAMED = {  # keywords renamed in this version, still taken: old: (new, its default, why)
+    "schedule": ("batching", "batch", "an lr schedule is scheduler="),
+    "rule": ("spelling", "textbook", "the rule itself is optimizer="),
+}
+
+
+def _renamed(hyper: dict, **given) -> list:
+    """The values of the renamed keywords, from their new names or (with a warning) their old
+    ones in ``hyper`` (``options.renamed``), in the order of ``RENAMED``."""
+    return [
+        options.renamed(hyper, old, new, given[new], default, why)
+        for old, (new, default, why) in RENAMED.items()
+    ]
 
 
 def hyperparameters(optimizer: str, lr, hyper: dict, noise=0.0):
@@ -314,7 +329,7 @@ def _config(problem, dataset, sched, names, hp, spelling, epochs, params0, devic
     config = {
         "problem": problem.name,
         "data": dataset.name if dataset else None,
-        "schedule": sched.spec,
+        "batching": sched.spec,
         "shuffle": sched.shuffled,
         "seed": sched.seed,
         "lr": hp.lr,
@@ -396,7 +411,7 @@ def _compile(problem, names, dataset, sched, params0, device):
 
 
 PLAN_KEYS = (
-    "schedule",
+    "batching",
     "shuffle",
     "seed",
     "lr",
@@ -423,8 +438,9 @@ OPTIONAL_KEYS = {
 
 def plan_from_config(config: dict, rows=None) -> Plan:
     """Rebuild the plan a run was made from, from its ``config.json`` (``rows``: see ``plan``)."""
-    if "rule" in config and "spelling" not in config:  # a run of the version before the rename
-        config = {**config, "spelling": config["rule"]}
+    for old, (new, _, _) in RENAMED.items():  # a run of the version before the renames
+        if old in config and new not in config:  # resumes and replots
+            config = {**config, new: config[old]}
     try:
         kwargs = {k: config[k] for k in PLAN_KEYS}
         kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})

@@ -54,7 +54,7 @@ class Result:
 
         c = self.config
         has_data = c.get("data") is not None
-        where = f", {c['data']} data, {c['schedule']}" if has_data else ""
+        where = f", {c['data']} data, {c['batching']}" if has_data else ""
         rule = c.get("optimizer", "sgd")
         rule = f", optimizer={rule.rpartition(':')[2] or rule}" if rule != "sgd" else ""
         lr = f"lr={g(c['lr'])}" + (f" scheduled by {c['scheduler']}" if c.get("scheduler") else "")

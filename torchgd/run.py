@@ -48,7 +48,7 @@ class Run:
         self.lr_report = LrAgreement(self.names)
         self.history = History(self.names, plan.params0, self.config.get("history", "auto"),
                                plan.device, plan.hyper_at is not None, self.cycles)  # fmt: skip
-        stochastic = plan.dataset is not None and plan.schedule.kind != "batch"
+        stochastic = plan.dataset is not None and plan.batching.kind != "batch"
         self.stochastic = stochastic
         self.guard = guards.Guard(
             self.config["patience"],
@@ -82,7 +82,7 @@ class Run:
             data = dataset.to(plan.device, plan.dtype)
             self.x, self.y = data.x, data.y
         self.n = dataset.n if dataset is not None else 1  # the whole data's size, on every rank
-        self.slices = plan.schedule.slices(self.n) if dataset is not None else [None]
+        self.slices = plan.batching.slices(self.n) if dataset is not None else [None]
         self.offset = dataset.offset if dataset is not None else 0
         if not problems.fits(plan.problem, self.y):
             memory.keep_freed_memory()  # chunk buffers are reused, not faulted in afresh
@@ -140,7 +140,7 @@ class Run:
     # -- the loop's operations ------------------------------------------------------------
 
     def start(self) -> None:
-        """Before the first step: the guard's starting cost (stochastic schedules)."""
+        """Before the first step: the guard's starting cost (stochastic batchings)."""
         if self.config["guard"] and self.stochastic:
             c0 = batch_loss(self.problem, self.plan.params0, self.x, self.y, self.n, self.group)
             self.guard.begin(c0.expand(len(self.names)))
@@ -149,7 +149,7 @@ class Run:
         """The epoch's permutation of the rows (None: in order, or no data)."""
         if self.plan.dataset is None:
             return None
-        order = self.plan.schedule.order(self.n, epoch)
+        order = self.plan.batching.order(self.n, epoch)
         return to_device(order, self.plan.device) if order is not None else None
 
     def batches(self, epoch: int, first: int = 0):
@@ -230,7 +230,7 @@ class Run:
         xb, yb, nb = batch
         losses, values = {}, {p: self.paths[p].values() for p in self.names}
         for p in self.names:
-            if self.plan.schedule.kind == "batch" or self.plan.dataset is None:
+            if self.plan.batching.kind == "batch" or self.plan.dataset is None:
                 losses[p] = self.last_loss[p]
             else:
                 losses[p] = batch_loss(self.problem, values[p], xb, yb, nb, self.group)
@@ -302,7 +302,7 @@ class Run:
         cost before its update), computed once per epoch for the guard and the scheduler."""
         p = self.plan
         if self._epoch_costs[0] != epoch:
-            if p.dataset is None or p.schedule.kind == "batch":
+            if p.dataset is None or p.batching.kind == "batch":
                 costs = {q: losses[q] for q in self.names}
             else:
                 x, y, n, group = self.x, self.y, self.n, self.group
@@ -399,4 +399,4 @@ def advice(p, info: dict) -> dict:
     shard gives none (rank 0, which holds everything, gives it)."""
     if p.dataset is not None and p.dataset.total is not None:
         return info
-    return guards.advice(p.config, p.dataset, p.schedule, info)
+    return guards.advice(p.config, p.dataset, p.batching, info)

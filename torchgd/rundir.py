@@ -43,7 +43,7 @@ def tensorboard_writer(plan, run_dir, run_options: dict):
     from .callbacks.tensorboard import TensorBoard
 
     n = len(plan.dataset) if plan.dataset is not None else 1
-    total = plan.epochs * (plan.schedule.steps_per_epoch(n) if plan.dataset else 1)
+    total = plan.epochs * (plan.batching.steps_per_epoch(n) if plan.dataset else 1)
     return keep_going(
         TensorBoard(
             run_dir,

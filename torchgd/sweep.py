@@ -61,7 +61,7 @@ def check(p, lrs) -> None:
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
     _lane_schedules(p, lrs)  # and every lane's schedule, all its lrs
-    batch = p.schedule.size(len(p.dataset)) if p.dataset is not None else 1
+    batch = p.batching.size(len(p.dataset)) if p.dataset is not None else 1
     if len(lrs) * batch > MAX_LANE_VALUES:
         raise TorchgdError(
             f"a sweep of {len(lrs)} learning rates on batches of {batch:,} samples holds "
@@ -75,7 +75,7 @@ def sweep(
     data=None,
     *,
     lrs,
-    schedule="batch",
+    batching=None,
     shuffle=None,
     seed=0,
     epochs=100,
@@ -88,8 +88,9 @@ def sweep(
     history="auto",
     **hyper,
 ) -> dict:
-    """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; ``hyper``:
-    the rule's other hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
+    """Run ``len(lrs)`` learning rates in one vectorized run of the manual path; the other
+    options as ``plan`` takes them (``batching`` None: batch GD); ``hyper``: the rule's other
+    hyperparameters (SGD: momentum, dampening, weight_decay, nesterov,
     maximize), the same for every lane."""
     if "hyper_at" in hyper:  # a function of one hp: the lanes' lrs are not one
         raise TorchgdError(
@@ -98,7 +99,7 @@ def sweep(
     p = make_plan(
         problem,
         data,
-        schedule=schedule,
+        batching=batching,
         shuffle=shuffle,
         seed=seed,
         lr=lrs[0],
@@ -130,8 +131,8 @@ def run(p, lrs) -> dict:
     if p.dataset is not None:
         ds = p.dataset.to(p.device, p.dtype)
         x, y, n = ds.x, ds.y, len(ds)
-    data = SimpleNamespace(x=x, y=y, n=n, slices=p.schedule.slices(n) if x is not None else [None])
-    stochastic = x is not None and p.schedule.kind != "batch"
+    data = SimpleNamespace(x=x, y=y, n=n, slices=p.batching.slices(n) if x is not None else [None])
+    stochastic = x is not None and p.batching.kind != "batch"
     watch = guards.Guard(p.config["patience"], k, stochastic, adaptive=rules.hovers(p.hp))
     active = torch.ones(k, dtype=torch.bool, device=p.device)
     stopped_at = [0] * k
@@ -145,7 +146,7 @@ def run(p, lrs) -> dict:
         try:  # Ctrl-C: the report of the epochs that finished
             for epoch in range(1, p.epochs + 1):
                 new, before, xb, yb = _epoch(p, theta, state, hp, active, all_active, data, epoch)
-                if p.schedule.kind == "batch" or x is None:
+                if p.batching.kind == "batch" or x is None:
                     loss = cost = before  # the cost over all data before the epoch's update
                 else:
                     loss = p.problem.loss(new, xb, yb).reshape(k)
@@ -213,7 +214,7 @@ def _lane_schedules(p, lrs):
             "train runs it"
         )
     lanes = [schedulers.make(s.module, s.options, lr, "textbook") for lr in lrs]
-    units = p.epochs * (p.schedule.steps_per_epoch(len(p.dataset)) if p.dataset is not None
+    units = p.epochs * (p.batching.steps_per_epoch(len(p.dataset)) if p.dataset is not None
                         and hook.every == "step" else 1)  # fmt: skip
     for lane in lanes:
         schedulers.check(lane, units, hook.spec)
@@ -225,7 +226,7 @@ def _epoch(p, theta, state, hp, active, all_active, data, epoch):
     Returns the parameters, the loss before the last update (batch GD and function problems:
     the cost over all data before the epoch's update) and the last batch."""
     x, y, n = data.x, data.y, data.n
-    order = p.schedule.order(n, epoch) if x is not None else None
+    order = p.batching.order(n, epoch) if x is not None else None
     xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
     before = xb = yb = None
     k = len(active)
@@ -233,7 +234,7 @@ def _epoch(p, theta, state, hp, active, all_active, data, epoch):
     for j, sl in enumerate(data.slices):
         hp.at((epoch - 1) * per_epoch + j + 1, epoch)  # a scheduler's lr of this step, per lane
         xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
-        if p.schedule.kind == "batch" or x is None:  # the loss before the update
+        if p.batching.kind == "batch" or x is None:  # the loss before the update
             before = p.problem.loss(theta, xb, yb).reshape(k)
         grads = {m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()}
         if all_active:
@@ -309,14 +310,14 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
     C = torch.stack(costs).T.double().tolist()
     stops = stopped_at
     scheduled = p.config.get("scheduler") is not None  # the theory's rates are a constant lr's
-    t = None if scheduled else theory.analyse(p.config, p.dataset, p.schedule)
+    t = None if scheduled else theory.analyse(p.config, p.dataset, p.batching)
     predicted = t.rates(lrs) if t is not None else [None] * len(lrs)
     ls = t.ls if t is not None else _least_squares(p)  # the data's optimum, whatever the rule
     opt = lanes.optimum(p, ls)
     noisy = ls is not None and ls.optimum_loss > 1e-20 * max(
         float((p.dataset.y.double() ** 2).mean()), 1e-300
     )
-    stochastic = p.dataset is not None and p.schedule.kind != "batch"
+    stochastic = p.dataset is not None and p.batching.kind != "batch"
     judged = _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = judged.final, judged.status, judged.measured
     status = _stalled(p, t, status, measured, params_hist, stops)
@@ -348,7 +349,7 @@ def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -
             else theory.why_not(p.config, p.dataset)
         ),
         "rate_measured": (
-            "not applicable: noise in the data sets a floor for stochastic schedules"
+            "not applicable: noise in the data sets a floor for stochastic batchings"
             if stochastic and noisy
             else f"per-epoch contraction of the distance to the {opt.name}"
             if opt is not None
@@ -374,7 +375,7 @@ def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) ->
     if opt is not None and opt.theta is not None and not floor:
         dists = _distances(params_hist, lanes.theta0(p), opt.theta, bool(p.config.get("bias")))
     norms = lanes.norms2(p, params_hist, opt)
-    in_order = p.dataset is not None and p.schedule.order(len(p.dataset), 1) is None
+    in_order = p.dataset is not None and p.batching.order(len(p.dataset), 1) is None
     status, measured, final = [], [], []
     for i in range(len(stops)):
         lane_loss = L[i][: stops[i] or None]
@@ -444,7 +445,7 @@ def format_table(r: dict) -> str:
         return "-" if v is None else f"{v:.4g}"
 
     # least squares: the cost over all data, comparable with the minimum (a per-sample
-    # schedule's last loss is one sample's); diverged lanes: the last finite loss
+    # batching's last loss is one sample's); diverged lanes: the last finite loss
     cost = r.get("optimum_loss") is not None
     head = "final cost" if cost else "final loss"
     lines = [f"{'lr':>10}  {head:>11}  {'status':<9}  {'measured':>8}  {'predicted':>9}"]

@@ -19,13 +19,13 @@ Noise in y moves the fixed point (the b term); stability is the linear part alon
   radius ``rho(M) < 1``; the critical lr is the smallest lr > 0 with ``rho(M) = 1``, found by
   scanning a grid and bisecting (0.1518 for per-sample SGD on the lecture's data, 0.1348 with a
   bias);
-* **shuffled schedules**: each epoch has its own order, so each has its own M and its own limit;
+* **shuffled batchings**: each epoch has its own order, so each has its own M and its own limit;
   torchgd gives the limit of epoch 1's seeded order and says so.
 
 Without weight decay, directions that no row of A reaches (a constant-zero feature, collinear
 features) never move; stability is decided on the range of G, where every G_b acts. Everything is
 computed in float64 from the data in one chunked pass for G (and one per bisection round for the
-fixed-order schedules, which need every batch's G_b). The theory does not cover momentum,
+fixed-order batchings, which need every batch's G_b). The theory does not cover momentum,
 ``maximize`` or the function problems; ``why_not`` says which. Gradient ``--noise`` (zero
 mean) leaves the mean dynamics, and so the limit, as they are: it raises the floor a run
 settles at, and the theory says so.
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 
 CHUNK = 1 << 18  # rows per pass over the data in float64
-MAX_BATCHES = 1 << 24  # fixed-order schedules: an epoch of more batches is not analysed
+MAX_BATCHES = 1 << 24  # fixed-order batchings: an epoch of more batches is not analysed
 GRID = [2.0 ** (j / 8) for j in range(-48, 49)]  # lr / batch limit: 1/64 .. 64, 97 points
 
 
@@ -240,7 +240,7 @@ def fixed_order_critical_lr(
 class Theory:
     """What the theory says of one run: its limit, how fast it goes, where it goes."""
 
-    schedule: str
+    batching: str  # its spec: batch, sgd, minibatch:B
     critical_lr: float | None
     ls: LeastSquares
     weight_decay: float
@@ -265,7 +265,7 @@ class Theory:
         what = {
             "batch": "batch gradient descent",
             "sgd": "per-sample SGD",
-        }.get(self.schedule, f"{self.schedule} SGD")
+        }.get(self.batching, f"{self.batching} SGD")
         if self.overflow is not None:
             return (
                 f"the data's values (up to {self.overflow:.3g}) overflow float64 when squared, so "
@@ -290,8 +290,8 @@ class Theory:
         return f"{what} on this data converges only for {limit}"
 
 
-def analyse(config: dict, dataset, schedule) -> Theory | None:
-    """The theory of a run (its config, the whole data, its Schedule), or None where it does
+def analyse(config: dict, dataset, batching) -> Theory | None:
+    """The theory of a run (its config, the whole data, its Batching), or None where it does
     not apply (see ``why_not``) or the epoch has more than ``MAX_BATCHES`` batches."""
     if dataset is None or why_not(config, dataset) is not None:
         return None
@@ -302,20 +302,20 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
     noise = float(config.get("noise") or 0.0)
     if not bool(torch.isfinite(ls.gram).all() and torch.isfinite(ls.moment).all()):
         top = max(float(x.double().abs().max()), float(y.double().abs().max()))
-        return Theory(schedule.spec, None, ls, wd, overflow=top)
-    if schedule.kind == "batch" or schedule.size(n) >= n:
+        return Theory(batching.spec, None, ls, wd, overflow=top)
+    if batching.kind == "batch" or batching.size(n) >= n:
         return Theory(
-            schedule.spec,
+            batching.spec,
             batch_critical_lr(ls, wd),
             ls,
             wd,
             rate_of=lambda lrs: [batch_rate(ls, lr, wd) for lr in lrs],
             gradient_noise=noise,
         )
-    batch = schedule.size(n)
-    if schedule.steps_per_epoch(n) > MAX_BATCHES:
+    batch = batching.size(n)
+    if batching.steps_per_epoch(n) > MAX_BATCHES:
         return None
-    order = schedule.order(n, 1)
+    order = batching.order(n, 1)
     note = (
         " (for epoch 1's seeded order: the limit depends on the order, and every epoch has its own)"
         if order is not None
@@ -327,4 +327,4 @@ def analyse(config: dict, dataset, schedule) -> Theory | None:
     def rates(lrs):
         return log_radius(x, bias, order, batch, lrs, wd, basis).exp().tolist()
 
-    return Theory(schedule.spec, critical, ls, wd, note, rates, noise, stochastic=True)
+    return Theory(batching.spec, critical, ls, wd, note, rates, noise, stochastic=True)

@@ -37,7 +37,7 @@ def _fmt_param(t: torch.Tensor) -> str:
 
 
 def describe(config: dict, dataset=None) -> str:
-    """One line saying what a run runs: problem, data, schedule, lr, epochs, paths, device."""
+    """One line saying what a run runs: problem, data, batching, lr, epochs, paths, device."""
     c = config
     if c["problem"] == "linear":
         what = "linear model y = x @ w" + (" + b" if c.get("bias") else "")
@@ -47,7 +47,7 @@ def describe(config: dict, dataset=None) -> str:
         n, d = len(dataset), (dataset.x.shape[1] if dataset.x.dim() > 1 else 1)
         what += f" on {c['data']} ({n:,} samples, {d} feature{'s' * (d != 1)})"
         order = "shuffled" if c.get("shuffle") else "in order"
-        how = c["schedule"] + ("" if c["schedule"] == "batch" else f" {order}")
+        how = c["batching"] + ("" if c["batching"] == "batch" else f" {order}")
         length = f"{c['epochs']:,} epoch{'s' * (c['epochs'] != 1)}"
     else:
         how = "gradient descent"
@@ -263,7 +263,7 @@ class Samples(Callback):
 
         print('\t x: {}, y: {}, grad: {}'.format(x, y, grad))
 
-    (``--verbose`` with ``--schedule sgd`` on one feature: the gradient each sample gives,
+    (``--verbose`` with ``--batching sgd`` on one feature: the gradient each sample gives,
     before its update.)"""
 
     def __init__(self, path: str, console: Console):

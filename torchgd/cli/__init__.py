@@ -58,7 +58,10 @@ def _unrecognized(parser, command, extra) -> None:
     (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
-RENAMED = {"--rule": ("--spelling", "the rule itself is --optimizer")}  # old flag: new, why
+RENAMED = {  # old flag: new, why
+    "--rule": ("--spelling", "the rule itself is --optimizer"),
+    "--schedule": ("--batching", "an lr schedule is --scheduler"),
+}
 
 
 def said_renamed(argv: list) -> str | None:

@@ -333,7 +333,7 @@ def plan_kwargs(args) -> dict:
 
 
 def problem_options() -> argparse.ArgumentParser:
-    """What train and sweep share: problem, data, schedule, start, the guard, the history."""
+    """What train and sweep share: problem, data, batching, start, the guard, the history."""
     p = parent()
     p.add_argument(
         "--problem",
@@ -348,7 +348,7 @@ def problem_options() -> argparse.ArgumentParser:
         "CSV (last column y), .npy (2-D, last column y), .npz (x, y), .pt (dict of tensors x, y)",
     )
     p.add_argument("--bias", action="store_true", help="linear model with a bias: x @ w + b")
-    _add_schedule_options(p)
+    _add_batching_options(p)
     p.add_argument(
         "--init",
         type=init_point,
@@ -361,8 +361,21 @@ def problem_options() -> argparse.ArgumentParser:
     return p
 
 
-def _add_schedule_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--schedule", default="batch", help="batch (default) | sgd | minibatch:B")
+def add_batching(p: argparse.ArgumentParser, default) -> None:
+    """``--batching``: which samples each step sees (an lr scheduler is ``--scheduler``)."""
+    p.add_argument(
+        "--batching",
+        "--schedule",  # its name before this version: still taken, and said (cli.said_renamed)
+        dest="batching",
+        default=default,
+        metavar="BATCHING",
+        help="which samples each step sees: batch (default; full-batch gradient descent) | "
+        "sgd (one sample a step) | minibatch:B",
+    )
+
+
+def _add_batching_options(p: argparse.ArgumentParser) -> None:
+    add_batching(p, default="batch")
     p.add_argument(
         "--shuffle",
         action=argparse.BooleanOptionalAction,
@@ -435,9 +448,9 @@ def add_scheduler(p, where: str) -> None:
 
 
 def run_kwargs(args, epochs: int) -> dict:
-    """The options train and sweep share: schedule, seed, start, SGD options, the guard."""
+    """The options train and sweep share: batching, seed, start, SGD options, the guard."""
     return dict(
-        schedule=args.schedule,
+        batching=args.batching,
         shuffle=args.shuffle,
         seed=args.seed,
         epochs=epochs,

@@ -47,7 +47,7 @@ def _plans(data, paths, device, dtype, spelling) -> dict:
         s: train.plan(
             "linear",
             data,
-            schedule=s,
+            batching=s,
             lr=0.01,
             epochs=100,
             init={"w": 1.0},
@@ -91,15 +91,15 @@ def _run_parts(args, run_dir, plans, early, resumed: dict) -> int:
 
     summary, results = {"run_dir": str(run_dir)}, []
     try:  # Ctrl-C anywhere (a part, its figures, between parts): the summary of what finished
-        for schedule, plan in plans.items():
-            done = resumed.get(schedule)
+        for batching, plan in plans.items():
+            done = resumed.get(batching)
             if isinstance(done, dict) and done.get("status") == "completed":
-                summary[schedule] = done
+                summary[batching] = done
                 continue
-            sub = run_dir / schedule
+            sub = run_dir / batching
             sub.mkdir(exist_ok=done is not None)
-            result, summary[schedule] = run_plan(
-                plan, args, sub, HEADERS[schedule], resume=done, checkpoint_every=0
+            result, summary[batching] = run_plan(
+                plan, args, sub, HEADERS[batching], resume=done, checkpoint_every=0
             )
             results.append(result)
             if result.status != "completed":
@@ -161,7 +161,7 @@ def resume(args) -> int:
     early = {}
     if not args.no_plots:
         missing = [
-            k for k in ("field", "schedules") if not (run_dir / f"{k}.{args.format}").exists()
+            k for k in ("field", "batchings") if not (run_dir / f"{k}.{args.format}").exists()
         ]
         early = {k: v for k, v in _draw_early(args, data).items() if k in missing}
     return _run_parts(args, run_dir, plans, early, resumed)
@@ -173,7 +173,7 @@ def _draw_early(args, data=None) -> dict:
     if not args.no_plots:
         figures = drawer(args)
         data = args.data if data is None else data
-        for kind, kw in (("field", {}), ("schedules", {"data": data, "epochs": 100})):
+        for kind, kw in (("field", {}), ("batchings", {"data": data, "epochs": 100})):
             early[kind] = figures.scratch() / f"{kind}.{args.format}"
             figures.draw(kind, early[kind], **kw)
     return early

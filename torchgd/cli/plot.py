@@ -8,22 +8,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from ..errors import TorchgdError
 from .app import error
-from .common import FORMATS, init_point, rule_options
+from .common import FORMATS, add_batching, init_point, rule_options
 
 # what each kind takes: a fresh run's settings (also --run), or a figure of its own
 RUN_KINDS = {
-    "cost": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
-    "loss": ("problem", "data", "schedule", "lr", "epochs", "init", "noise", "seed"),
+    "cost": ("problem", "data", "batching", "lr", "epochs", "init", "noise", "seed"),
+    "loss": ("problem", "data", "batching", "lr", "epochs", "init", "noise", "seed"),
     "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
-    "sweep": ("problem", "data", "schedule", "lr", "epochs", "init", "seed"),
+    "sweep": ("problem", "data", "batching", "lr", "epochs", "init", "seed"),
     "schedule": (
         "problem",
         "data",
-        "schedule",
+        "batching",
         "lr",
         "epochs",
         "init",
@@ -35,41 +36,44 @@ RUN_KINDS = {
 }
 TAKES = {
     "field": ("problem",),
-    "schedules": ("data", "lr", "epochs", "seed"),
+    "batchings": ("data", "lr", "epochs", "seed"),
     "race": ("problem", "lr", "epochs", "steps", "init", "scheduler"),
     **RUN_KINDS,
 }
-FRESH = ("problem", "data", "schedule", "lr", "epochs", "steps", "init", "noise", "seed",
+FRESH = ("problem", "data", "batching", "lr", "epochs", "steps", "init", "noise", "seed",
          "scheduler", "scheduler_every")  # fmt: skip
 RACE_PROBLEMS = "elliptic,rosenbrock"
+KINDS = ("field", "cost", "loss", "batchings", "trajectory", "sweep", "race", "schedule")
+OLD_KINDS = {"schedules": "batchings"}  # renamed in this version: still taken, and said
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "plot",
         parents=[rule_options(lr="one-or-range", spelling=False, sgd=False)],
-        help="draw a figure: field, cost, loss, schedules, trajectory, sweep, race, schedule",
+        help="draw a figure: field, cost, loss, batchings, trajectory, sweep, race, schedule",
         description="Draw one figure into a file. cost, loss, trajectory and sweep draw a saved "
         "run (--run RUN_DIR) or a fresh one made with the options below, whose defaults are "
         "train's (batch, lr 0.01, 100 epochs; a sweep: 0.01:0.3:30); the title says what was "
-        "run. field draws a function; schedules runs batch, sgd and minibatch:2 itself; race "
+        "run. field draws a function; batchings runs batch, sgd and minibatch:2 itself; race "
         "runs every update rule on 2-D functions, each at the lr of one shared grid (--lr "
         "START:STOP:K, log-spaced, default 1e-3:10:13) that first reaches the minimum and "
         "stays (else ends lowest), 300 steps. schedule draws a run with an lr scheduler "
         "(--scheduler, as for train) step by step: the lr of every path against the critical "
         "lr, and the loss beneath.",
-        epilog="what each kind takes: field --problem; schedules --data --lr --epochs --seed; "
-        "cost and loss --run or --problem --data --schedule --lr --epochs --init --noise --seed; "
+        epilog="what each kind takes: field --problem; batchings --data --lr --epochs --seed; "
+        "cost and loss --run or --problem --data --batching --lr --epochs --init --noise --seed; "
         "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
-        "--problem --data --schedule --lr START:STOP:K --epochs --init --seed; race --problem "
+        "--problem --data --batching --lr START:STOP:K --epochs --init --seed; race --problem "
         "P1,P2,... --lr START:STOP:K --epochs or --steps --init --scheduler; schedule --run or "
         "--scheduler --scheduler-every and loss's options",
     )
     p.add_argument(
         "kind",
-        choices=["field", "cost", "loss", "schedules", "trajectory", "sweep", "race", "schedule"],
+        choices=[*KINDS, *OLD_KINDS],
+        metavar="{" + ",".join(KINDS) + "}",
         help="field (a 2-D function and its gradient), cost (the linear model's cost(w) with "
-        "each path's iterates), loss (per epoch), schedules (batch GD vs SGD vs mini-batch), "
+        "each path's iterates), loss (per epoch), batchings (batch GD vs SGD vs mini-batch), "
         "trajectory (a function problem's iterates), sweep (final loss against lr), race "
         "(every update rule's iterates and loss from the same start, each at its best lr of "
         "the same grid), schedule (a scheduled run's lr per step against the critical lr, and "
@@ -108,7 +112,7 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         f"comma-separated (default {RACE_PROBLEMS})",
     )
     p.add_argument("--data", default=None, help="as for train (default lecture)")
-    p.add_argument("--schedule", default=None, help="batch (default) | sgd | minibatch:B")
+    add_batching(p, default=None)
     p.add_argument(
         "--epochs",
         type=int,
@@ -154,6 +158,11 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    if args.kind in OLD_KINDS:
+        new = OLD_KINDS[args.kind]
+        print(f"torchgd: plot {args.kind} is now plot {new}; {args.kind} still works in this "
+              "version", file=sys.stderr)  # fmt: skip
+        args.kind = new
     _check_kind(args)
     out = _out_file(args)
     fresh = _fresh(args)
@@ -162,8 +171,8 @@ def run(args) -> int:
     kind = args.kind
     if kind == "field":
         plots.field(fresh.problem, path=out)
-    elif kind == "schedules":
-        plots.schedules(
+    elif kind == "batchings":
+        plots.batchings(
             fresh.data or "lecture", lr=fresh.lr, epochs=fresh.epochs, seed=fresh.seed, path=out
         )
     elif kind == "race":
@@ -225,7 +234,8 @@ def _out_file(args) -> Path:
 
 def _fresh(args) -> argparse.Namespace:
     """The fresh run's settings, train's defaults, each checked before anything runs."""
-    from .. import options, schedules
+    from .. import options
+    from ..batching import parse_batching
 
     kind = args.kind
     if kind == "race":
@@ -238,8 +248,8 @@ def _fresh(args) -> argparse.Namespace:
     epochs = options.check_epochs(100 if args.epochs is None else args.epochs)
     noise = 0.0 if args.noise is None else args.noise
     options.check_guard(noise, 5)
-    schedule = args.schedule or "batch"
-    schedules.parse(schedule)
+    batching = args.batching or "batch"
+    parse_batching(batching)
     data, seed = args.data, args.seed or 0
     problem = args.problem or {"field": "paraboloid", "trajectory": "elliptic"}.get(kind, "linear")
     if kind == "cost" and problem != "linear":
@@ -250,7 +260,7 @@ def _fresh(args) -> argparse.Namespace:
     return argparse.Namespace(
         problem=problem,
         data=data,
-        schedule=schedule,
+        batching=batching,
         lr=lr,
         lrs=lrs,
         epochs=epochs,
@@ -335,7 +345,7 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
             f.problem,
             f.data,
             lrs=f.lrs,
-            schedule=f.schedule,
+            batching=f.batching,
             epochs=f.epochs,
             init=f.init,
             seed=f.seed,
@@ -346,7 +356,7 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
     return fit(
         f.problem,
         f.data,
-        schedule=f.schedule,
+        batching=f.batching,
         init=f.init,
         lr=f.lr,
         epochs=f.epochs,

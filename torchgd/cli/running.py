@@ -79,7 +79,7 @@ def _per_sample(plan) -> bool:
         and plan.problem.name == "linear"
         and ds.x.dim() == 1
         and not plan.config.get("bias")
-        and plan.schedule.size(len(ds)) == 1
+        and plan.batching.size(len(ds)) == 1
     )
 
 

@@ -44,13 +44,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from .. import options, schedules
+    from .. import options
+    from ..batching import parse_batching
 
     n_epochs = epochs(args)
     options.check_dtype_name(args.dtype)
     options.check_epochs(n_epochs)
     options.check_guard(0.0, args.patience)
-    schedules.parse(args.schedule)
+    parse_batching(args.batching)
     lrs = options.parse_lrs(args.lr, args.log)
     from .. import runs, sweep
     from ..train import plan

@@ -1,4 +1,4 @@
-"""``torchgd train``: any problem, schedule and options, every path in lockstep, compared at
+"""``torchgd train``: any problem, batching and options, every path in lockstep, compared at
 every step; ``--resume`` (in ``resume.py``) continues an interrupted run."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
         parents=[problem_options(), rule_options(lr="one"), _train_options(), run_options()],
-        help="train any problem with any schedule and options",
+        help="train any problem with any batching and options",
         description="Train by the selected paths in lockstep and compare them at every step.",
     )
     p.set_defaults(func=run)
@@ -150,13 +150,14 @@ def _say_loading(args) -> None:
 
 def _check(args) -> int:
     """Every option that can be checked without torch; the epochs to run."""
-    from .. import options, schedules
+    from .. import options
+    from ..batching import parse_batching
 
     n_epochs = epochs(args)
     options.check_dtype_name(args.dtype)
     check_rule(args)
     options.check_epochs(n_epochs)
-    schedules.parse(args.schedule)
+    parse_batching(args.batching)
     if not args.no_plots and not args.distributed:
         drawer(args)  # imports matplotlib while this process imports torch
     return n_epochs

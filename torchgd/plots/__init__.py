@@ -7,7 +7,7 @@ returned figure shows itself in a notebook (``_repr_png_``). Sizes are fixed (``
 ``WIDE`` at ``DPI``) so tests can check them. A run can be given as a ``torchgd.Result`` or as
 the object its ``summary.json`` holds (``Result.to_json()``)::
 
-    result = torchgd.fit(schedule="sgd")
+    result = torchgd.fit(batching="sgd")
     plots.loss(result)                    # a Figure: a notebook shows it
     plots.loss(result, path="loss.png")   # the same Figure, saved too
 
@@ -17,7 +17,7 @@ the object its ``summary.json`` holds (``Result.to_json()``)::
 * ``loss``: loss per epoch, one line per path (one line for paths that are identical bit for
   bit, and the legend says so); a log scale when the loss spans more than two decades; a
   smoothed curve, thinner and under the raw loss, only where the raw loss goes up and down.
-* ``schedules``: batch GD, per-sample SGD and mini-batch on the same data, against epochs and
+* ``batchings``: batch GD, per-sample SGD and mini-batch on the same data, against epochs and
   against samples seen.
 * ``trajectory``: contour lines of a 2-D problem (or the curve of a 1-D one, its local minima
   marked) with each path's iterates.
@@ -29,7 +29,7 @@ the object its ``summary.json`` holds (``Result.to_json()``)::
   loss.
 
 One module each: ``common`` (what every figure shares), ``lecture`` (field, cost, loss,
-schedules), ``functions`` (trajectory), ``sweep``, ``race``, ``schedule``.
+batchings), ``functions`` (trajectory), ``sweep``, ``race``, ``schedule``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ from .common import (  # noqa: F401
     wrap_phrases,
 )
 from .functions import trajectory  # noqa: F401
-from .lecture import cost, cost_curve, field, loss, schedules  # noqa: F401
+from .lecture import batchings, cost, cost_curve, field, loss  # noqa: F401
 from .race import race  # noqa: F401
 from .schedule import limit, schedule  # noqa: F401
 from .sweep import sweep  # noqa: F401

@@ -138,7 +138,7 @@ def describe(summary: dict, lr: str | None = None) -> str:
     if cfg.get("data") is not None:
         data = str(cfg["data"])
         parts.append(f"{Path(data).name if '/' in data else data} data")
-        parts.append(cfg["schedule"] + (" shuffled" if cfg.get("shuffle") else ""))
+        parts.append(cfg["batching"] + (" shuffled" if cfg.get("shuffle") else ""))
         if cfg.get("bias"):
             parts.append("with a bias")
     parts.append(lr or f"lr={num(cfg['lr'])}")

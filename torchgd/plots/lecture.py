@@ -217,7 +217,7 @@ def _difference(a: list, b: list) -> float:
     return max(rel, default=0.0)
 
 
-def schedules(
+def batchings(
     data: str = "lecture",
     *,
     lr: float = 0.01,
@@ -237,17 +237,17 @@ def schedules(
     ds = datasets.get(data)
     if ds.x.dim() != 1:
         raise TorchgdError(
-            f"plot schedules needs data with one feature; '{data}' has {ds.x.shape[1]}"
+            f"plot batchings needs data with one feature; '{data}' has {ds.x.shape[1]}"
         )
     fig = _figure(WIDE)
     ax1, ax2 = fig.subplots(1, 2)
-    for schedule in ("batch", "sgd", f"minibatch:{batch_size}"):
-        r = execute(plan("linear", ds, schedule=schedule, lr=lr, epochs=epochs, paths=("manual",),
+    for batching in ("batch", "sgd", f"minibatch:{batch_size}"):
+        r = execute(plan("linear", ds, batching=batching, lr=lr, epochs=epochs, paths=("manual",),
                          seed=seed))  # fmt: skip
         w = torch.tensor(_floats(r.paths["manual"]["history"]["w"]), dtype=torch.float64)
         full = _cost_over_all_data(ds, w)
         pts = [(e, c) for e, c in enumerate(full, start=1) if _drawable(c) and c > 0]
-        label = schedule
+        label = batching
         if r.status != "completed":
             label += f" ({r.status} at epoch {r.epochs})"
         zero = next((e for e, c in enumerate(full, start=1) if c == 0), None)
@@ -258,7 +258,7 @@ def schedules(
         ax1.plot(e, c, label=label)
         ax2.plot([k * steps for k in e], c, label=f"{label}: {steps} update{'s' * (steps != 1)} "
                  "per epoch")  # fmt: skip
-    for ax, xlabel in ((ax1, "epoch (every schedule sees every sample once)"),
+    for ax, xlabel in ((ax1, "epoch (every batching sees every sample once)"),
                        (ax2, "updates of w (steps)")):  # fmt: skip
         ax.set_yscale("log")
         ax.set(xlabel=xlabel, ylabel="cost over all data after the epoch")

@@ -115,5 +115,5 @@ def limit(summary) -> float | None:
         return None
     if getattr(p.hyper_at, "cycles", False):  # a cycled momentum: the theory covers none
         return None
-    t = theory.analyse(p.config, p.dataset, p.schedule) if p.dataset is not None else None
+    t = theory.analyse(p.config, p.dataset, p.batching) if p.dataset is not None else None
     return None if t is None else t.critical_lr

@@ -1,4 +1,5 @@
-"""Which samples each step sees.
+"""The batching: which samples each step sees (``--batching``; an lr scheduler is another thing,
+``torchgd.schedulers``).
 
 * ``batch``: full-batch gradient descent, one step per epoch over all N samples (eq. 5).
 * ``sgd``: one step per sample, in data order (default), or in a seeded random order each epoch
@@ -18,7 +19,9 @@ from .errors import TorchgdError
 
 
 @dataclass(frozen=True)
-class Schedule:
+class Batching:
+    """How an epoch's samples are split into steps (``parse_batching`` makes one from its name)."""
+
     kind: str
     batch_size: int | None = None
     shuffle: bool = False
@@ -79,18 +82,18 @@ def mix_seed(seed: int, index: int, salt: int = 0) -> int:
     return int(state[0]) << 32 | int(state[1])
 
 
-def parse(spec: str, shuffle: bool | None = None, seed: int = 0) -> Schedule:
-    """``batch`` | ``sgd`` | ``minibatch:B`` to a Schedule. ``shuffle`` None: the schedule's
+def parse_batching(spec: str, shuffle: bool | None = None, seed: int = 0) -> Batching:
+    """``batch`` | ``sgd`` | ``minibatch:B`` to a Batching. ``shuffle`` None: the batching's
     default (``sgd`` in data order, ``minibatch`` shuffled)."""
     spec = spec.strip()
     if spec in ("batch", "sgd"):
-        return Schedule(spec, None, bool(shuffle), seed)
+        return Batching(spec, None, bool(shuffle), seed)
     if spec.startswith("minibatch:"):
         size = spec.partition(":")[2]
         if not size.isdigit() or int(size) < 1:
             raise TorchgdError(
-                f"bad schedule '{spec}': the batch size B in minibatch:B must be >= 1 (a whole "
+                f"bad batching '{spec}': the batch size B in minibatch:B must be >= 1 (a whole "
                 f"number), got '{size}'"
             )
-        return Schedule("minibatch", int(size), shuffle is None or bool(shuffle), seed)
-    raise TorchgdError(f"unknown schedule '{spec}': use batch, sgd or minibatch:B")
+        return Batching("minibatch", int(size), shuffle is None or bool(shuffle), seed)
+    raise TorchgdError(f"unknown batching '{spec}': use batch, sgd or minibatch:B")
