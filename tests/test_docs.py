@@ -166,3 +166,16 @@ def test_a_pages_python_sessions_print_what_the_docs_say(page, tmp_path, monkeyp
             runner.run(test, out=out.append, clear_globs=False)
             namespace = test.globs
     assert runner.tries > 0 and runner.failures == 0, "".join(out)
+
+
+def test_every_test_the_docs_name_exists():
+    """A recipe in docs/layout.md names the test that does it: renaming or deleting that test
+    must fail here, not leave the page pointing at nothing."""
+    named = set()
+    for page in DOCS:
+        text = re.sub(r"\s+", "", page.read_text())  # names are wrapped across lines
+        for file, tests in re.findall(r"tests/(test_\w+\.py)((?:::test_\w+)+)", text):
+            named |= {(file, t) for t in tests.split("::") if t}
+    assert len(named) >= 5
+    for file, test in sorted(named):
+        assert f"def {test}(" in (ROOT / "tests" / file).read_text(), f"{file}::{test}"

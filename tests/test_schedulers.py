@@ -45,14 +45,18 @@ def torch_lrs(module, o, base: float, steps: int) -> list:
     return out
 
 
-@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_torch_exact_is_torch_optims_scheduler_bit_for_bit(name, options):
-    module = schedulers.get(name)
+def assert_torch_exact_is_torchs(module, options: dict) -> None:
+    """60 steps of the scheduler's torch-exact lr against torch's class, from two base lrs."""
     o = module.Options(**options)
     for base in (0.1, 0.03):
         expected = torch_lrs(module, o, base, 60)
         mine = schedulers.Schedule(module, o, base, "torch-exact")
         assert [mine.lr_at(t) for t in range(61)] == expected
+
+
+@pytest.mark.parametrize("name,options", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_torch_exact_is_torch_optims_scheduler_bit_for_bit(name, options):
+    assert_torch_exact_is_torchs(schedulers.get(name), options)
 
 
 def test_the_textbook_forms_are_the_closed_forms_and_differ_only_in_the_last_bits():
@@ -498,14 +502,21 @@ EVERY_SCHEDULER = [  # every scheduler file, with the last option set it tries
 def test_every_scheduler_runs_in_lockstep_with_torch_for_200_steps(i, name, spec):
     """Mini-batches of 4 on noisy data with a bias, 20 epochs of 10 steps, the scheduler
     stepped every epoch; SGD with momentum or Adam, float64 or float32, by turns."""
+    assert_in_lockstep_with_torch(spec, i)
+
+
+def assert_in_lockstep_with_torch(spec: str, i: int):
+    """The scheduler ``spec`` in a 200-step run: SGD with momentum or Adam, float64 or float32
+    by turns of ``i``; every lr, parameter and buffer of the manual path is the optim path's."""
     optimizer, extra = [("sgd", dict(momentum=0.9)), ("adam", {})][i % 2]
     dtype = ["float64", "float32"][i // 2 % 2]
     r = torchgd.fit(**NOISY, batching="minibatch:4", epochs=20, lr=0.02, optimizer=optimizer,
                     spelling="torch-exact", scheduler=spec, dtype=dtype, **extra)  # fmt: skip
     a = r.agreement
     assert r.to_json()["steps"] == 200
-    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0, name
-    assert a["buffers"]["manual~optim"]["max_ulp"] == 0, name
+    assert a["lr"]["max_ulp"] == 0 and a["params"]["manual~optim"]["max_ulp"] == 0, spec
+    assert a["buffers"]["manual~optim"]["max_ulp"] == 0, spec
+    return r
 
 
 def test_a_cycled_momentum_is_said_and_not_mistaken_for_divergence(main_cli):
@@ -584,3 +595,47 @@ def test_a_users_scheduler_function_is_loaded_once_a_run_not_once_a_step(monkeyp
     (tmp_path / "warm.py").write_text("def factor(t):\n    return 0.5\n")  # a new run reads it
     again = plan(epochs=5, scheduler=f"lambda:lr_lambda={tmp_path / 'warm.py'}:factor")
     assert again.hyper_at.schedule.lr_at(3) == 0.005
+
+
+def test_a_scheduler_file_of_ones_own_joins_the_grids_and_runs_from_another_directory(
+    main_cli, tmp_path
+):
+    """The recipe for a scheduler: one file like those in torchgd/schedulers/ (here the
+    example's inverse-time decay, copied into a directory of the user's), named by its path.
+    With no other edit it goes through the generated checks every scheduler file gets, runs
+    from another directory with its path recorded absolutely, and an edit stops a --resume."""
+    from pathlib import Path
+
+    from torchgd.plan import changed_files
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    source = Path(__file__).parents[1] / "examples" / "my_scheduler.py"
+    (mine / "invtime.py").write_text(source.read_text())
+    module = schedulers.get(str(mine / "invtime.py"))
+    for options in module.TRY:  # the grid of every scheduler file
+        assert_torch_exact_is_torchs(module, options)
+    for i in range(4):
+        spec = schedulers.spec_of(module, module.Options(**module.TRY[i % 2]))
+        assert_in_lockstep_with_torch(spec, i)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run = main_cli("train", "--scheduler", "../mine/invtime.py:decay=0.5", "--epochs", "20",
+                   "--json", "--no-plots", "--logdir", "runs", cwd=elsewhere)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    config = json.loads(run.stdout)["config"]
+    assert config["scheduler"] == f"{mine / 'invtime.py'}:decay=0.5"
+    assert list(config["files"]) == [str(mine / "invtime.py")]
+    lr = json.loads(run.stdout)["paths"]["manual"]["history"]["lr"]
+    assert lr[:3] == [0.01, 0.01 / 1.5, 0.01 / 2.0]  # the textbook form, as written
+    assert plan_from_config(config).config["scheduler"] == config["scheduler"]
+    (mine / "invtime.py").write_text(source.read_text().replace("1 + o.decay", "2 + o.decay"))
+    assert changed_files(config) == [str(mine / "invtime.py")]
+    (mine / "bad.py").write_text("NAME = 'bad'\n")
+    bad = main_cli("train", "--scheduler", f"{mine / 'bad.py'}:x=1", "--logdir", "runs")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith(
+        "lacks TORCH_CLASS, WHY, Options, textbook, torch_exact: a scheduler module holds "
+        "NAME, TORCH_CLASS, WHY, Options, textbook, torch_exact (see "
+        "torchgd/schedulers/__init__.py)"
+    )

@@ -29,6 +29,17 @@ def attribute(spec: str, kind: str):
     return getattr(module, attr, None)
 
 
+def module_file(path: Path, kind: str):
+    """The module of a user's file (a scheduler file is a module, not one name in it); a file
+    that cannot run is one line."""
+    try:
+        return _file(path, kind)
+    except TorchgdError:
+        raise
+    except Exception as exc:
+        raise TorchgdError(f"cannot load {kind} '{path}': {type(exc).__name__}: {exc}") from exc
+
+
 def _file(path: Path, kind: str):
     if path.is_dir():
         raise TorchgdError(f"{kind} file '{path}' is a directory, not a .py file")

@@ -7,14 +7,16 @@ import re
 
 
 def _files(config: dict) -> list[str]:
-    """The user's files a run depends on: its problem and rule files, its lr scheduler's
-    functions (``lr_lambda=``, ``scale_fn=``), its data file."""
+    """The user's files a run depends on: its problem and rule files, its lr scheduler's file
+    and functions (``lr_lambda=``, ``scale_fn=``), its data file."""
     out = []
     for spec in (config.get("problem_spec"), config.get("optimizer")):
         where = (spec or "").rpartition(":")[0]
         if where.endswith(".py"):
             out.append(where)
-    out += re.findall(r"=([^,=@+]+\.py):", config.get("scheduler") or "")
+    scheduler = config.get("scheduler") or ""
+    out += re.findall(r"(?:^|[@+])([^,=@+:]+\.py):", scheduler)  # a scheduler file of one's own
+    out += re.findall(r"=([^,=@+]+\.py):", scheduler)  # its lr_lambda or scale_fn
     data = (config.get("data_meta") or {}).get("file")
     if data:
         out.append(data)

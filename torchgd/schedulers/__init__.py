@@ -51,13 +51,44 @@ _BY_CLASS = {m.TORCH_CLASS.lower(): m for m in ALL.values()}
 
 
 def get(name: str):
-    """The scheduler called ``name`` (``step``) or by torch's class name (``StepLR``)."""
+    """The scheduler called ``name`` (``step``), by torch's class name (``StepLR``), or a
+    user's own scheduler file ``FILE.py``, a module like those in this folder."""
+    if name.endswith(".py"):
+        return user_module(name)
     module = ALL.get(name) or _BY_CLASS.get(name.lower())
     if module is None:
         raise TorchgdError(
             f"unknown scheduler '{name}': use one of {', '.join(ALL)} (or torch's class names: "
-            f"{', '.join(m.TORCH_CLASS for m in ALL.values())})"
+            f"{', '.join(m.TORCH_CLASS for m in ALL.values())}), or your own file FILE.py"
         )
+    return module
+
+
+REQUIRED = ("NAME", "TORCH_CLASS", "WHY", "Options", "textbook", "torch_exact")
+
+
+def user_module(path: str):
+    """A user's scheduler file, checked for what a scheduler module holds; its ``SPEC`` (what
+    the run's config records) is the file's absolute path, so a run resumes from anywhere."""
+    from pathlib import Path
+
+    from ..loading import module_file
+
+    module = module_file(Path(path), "scheduler")
+    missing = [m for m in REQUIRED if not hasattr(module, m)]
+    if missing:
+        raise TorchgdError(
+            f"scheduler file '{path}' lacks {', '.join(missing)}: a scheduler module holds "
+            f"{', '.join(REQUIRED)} (see torchgd/schedulers/__init__.py)"
+        )
+    import torch
+
+    if not hasattr(torch.optim.lr_scheduler, str(module.TORCH_CLASS)):
+        raise TorchgdError(
+            f"scheduler file '{path}' names TORCH_CLASS '{module.TORCH_CLASS}', which "
+            "torch.optim.lr_scheduler does not have (the class the optim path runs)"
+        )
+    module.SPEC = str(Path(path).resolve())
     return module
 
 
@@ -170,7 +201,7 @@ def _one(spec: str):
         given[key] = _value(fields[key], text)
     try:
         options = module.Options(**given)
-    except TorchgdError as exc:  # torch's own words, said of this option
+    except (TorchgdError, ValueError) as exc:  # torch's own words (a user's), of this option
         raise TorchgdError(f"--scheduler {spec}: {exc}") from None
     except TypeError:
         missing = [
@@ -195,7 +226,7 @@ def spec_of(module, options) -> str:
     for f in dataclasses.fields(options):
         v = getattr(options, f.name)
         parts.append(f"{f.name}={'/'.join(map(str, v)) if isinstance(v, tuple) else v}")
-    return f"{module.NAME}:{','.join(parts)}"
+    return f"{getattr(module, 'SPEC', module.NAME)}:{','.join(parts)}"
 
 
 def short_spec(spec: str) -> str:
@@ -211,7 +242,7 @@ def short_spec(spec: str) -> str:
         for f in dataclasses.fields(options)
         if (v := getattr(options, f.name)) != f.default
     ]
-    return f"{module.NAME}:{','.join(parts)}" if parts else module.NAME
+    return f"{getattr(module, 'SPEC', module.NAME)}:{','.join(parts)}" if parts else module.NAME
 
 
 def lr_words(spec: str, lr, every: str) -> str:
