@@ -342,46 +342,21 @@ def test_verbose_sgd_prints_the_lectures_per_sample_lines_bit_for_bit(main_cli):
     assert lines == expected
 
 
-def test_the_renamed_rule_option_still_works_and_says_what_replaced_it(main_cli):
-    """--rule (the hand-written rule's spelling) is --spelling now: "rule" is the update rule
-    (--optimizer). The old name works in this version, and says so on stderr; in Python,
-    rule= warns and works; a config.json that says "rule" is still read."""
-    import warnings
-
-    import torchgd
-    from torchgd.plan import plan_from_config
-
-    old = main_cli("train", "--rule", "torch-exact", "--epochs", "3", "--json", "--no-plots",
-                   "--no-tensorboard")  # fmt: skip
-    new = main_cli("train", "--spelling", "torch-exact", "--epochs", "3", "--json", "--no-plots",
-                   "--no-tensorboard")  # fmt: skip
-    assert old.returncode == new.returncode == 0 and new.stderr == ""
-    assert old.stderr.strip() == (
-        "torchgd: --rule is now --spelling (the rule itself is --optimizer); --rule still works "
-        "in this version"
-    )
-    assert json.loads(old.stdout)["config"]["spelling"] == "torch-exact"
-    assert json.loads(old.stdout)["paths"] == json.loads(new.stdout)["paths"]
-    with warnings.catch_warnings(record=True) as seen:
-        warnings.simplefilter("always")
-        r = torchgd.fit(epochs=3, rule="torch-exact")
-    assert r.config["spelling"] == "torch-exact"
-    (warned,) = [w for w in seen if "rule= is now spelling=" in str(w.message)]
-    assert warned.filename == __file__  # at the user's own line, not inside torchgd
-    with pytest.raises(torchgd.TorchgdError, match="give spelling= only"):
-        torchgd.fit(epochs=3, rule="torch-exact", spelling="textbook")
-    both = main_cli("train", "--rule", "torch-exact", "--spelling", "textbook")
-    assert both.returncode == 2 and "give --spelling only (--rule is its old name)" in both.stderr
-    config = {k: v for k, v in r.config.items() if k != "spelling"}
-    assert plan_from_config({**config, "rule": "torch-exact"}).spelling == "torch-exact"
-    bad = main_cli("train", "--spelling", "exact")
-    assert bad.returncode == 2 and "--spelling" in bad.stderr
+RENAMES = [  # old flag, new flag, a value, why, the config key, a value given in Python
+    ("--rule", "--spelling", "torch-exact", "the rule itself is --optimizer", "spelling"),
+    ("--schedule", "--batching", "minibatch:3", "an lr schedule is --scheduler", "batching"),
+]
 
 
-def test_the_renamed_schedule_option_still_works_and_says_what_replaced_it(main_cli, tmp_path):
-    """--schedule (which samples each step sees) is --batching now: an lr schedule is
-    --scheduler. The old names work in this version and say so: --schedule, schedule= (in
-    train, fit and sweep), plot schedules, and a config.json that says "schedule"."""
+@pytest.mark.parametrize("old,new,value,why,key", RENAMES, ids=[r[0] for r in RENAMES])
+def test_a_renamed_option_still_works_and_says_what_replaced_it(
+    main_cli, old, new, value, why, key
+):
+    """--rule (the hand-written rule's spelling) is --spelling now, "rule" being the update rule
+    (--optimizer); --schedule (which samples each step sees) is --batching, "schedule" being an
+    lr schedule (--scheduler). The old names work in this version and say so: the flag on
+    stderr, the keyword (fit, sweep) with a FutureWarning at the user's line; a config.json
+    that has the old key is still read; old and new together are refused."""
     import warnings
 
     import torchgd
@@ -389,29 +364,29 @@ def test_the_renamed_schedule_option_still_works_and_says_what_replaced_it(main_
     from torchgd.sweep import sweep
 
     run = ["--epochs", "3", "--json", "--no-plots", "--no-tensorboard"]
-    old = main_cli("train", "--schedule", "minibatch:3", *run)
-    new = main_cli("train", "--batching", "minibatch:3", *run)
-    assert old.returncode == new.returncode == 0 and new.stderr == ""
-    assert old.stderr.strip() == (
-        "torchgd: --schedule is now --batching (an lr schedule is --scheduler); --schedule still "
-        "works in this version"
+    before, after = main_cli("train", old, value, *run), main_cli("train", new, value, *run)
+    assert before.returncode == after.returncode == 0 and after.stderr == ""
+    assert before.stderr.strip() == (
+        f"torchgd: {old} is now {new} ({why}); {old} still works in this version"
     )
-    assert json.loads(old.stdout)["config"]["batching"] == "minibatch:3"
-    assert json.loads(old.stdout)["paths"] == json.loads(new.stdout)["paths"]
+    assert json.loads(before.stdout)["config"][key] == value
+    assert json.loads(before.stdout)["paths"] == json.loads(after.stdout)["paths"]
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        r = torchgd.fit(epochs=3, schedule="sgd")
-        lanes = sweep(lrs=[0.01, 0.02], epochs=3, schedule="sgd")
-    assert r.config["batching"] == "sgd" and lanes["config"]["batching"] == "sgd"
-    warned = [w for w in seen if "schedule= is now batching=" in str(w.message)]
-    assert [w.filename for w in warned] == [__file__] * 2  # at the user's own lines
-    with pytest.raises(torchgd.TorchgdError, match="give batching= only"):
-        torchgd.fit(epochs=3, schedule="sgd", batching="batch")
-    both = main_cli("train", "--schedule", "sgd", "--batching", "batch")
-    assert both.returncode == 2
-    assert "give --batching only (--schedule is its old name)" in both.stderr
-    config = {k: v for k, v in r.config.items() if k != "batching"}
-    assert plan_from_config({**config, "schedule": "sgd"}).batching.spec == "sgd"
+        r = torchgd.fit(epochs=3, **{old[2:]: value})
+        lanes = sweep(lrs=[0.01, 0.02], epochs=3, **{old[2:]: value}) if key == "batching" else {}
+    assert r.config[key] == value and lanes.get("config", r.config)[key] == value
+    warned = [w for w in seen if f"{old[2:]}= is now {key}=" in str(w.message)]
+    assert {w.filename for w in warned} == {__file__}  # at the user's own lines
+    with pytest.raises(torchgd.TorchgdError, match=f"give {key}= only"):
+        torchgd.fit(epochs=3, **{old[2:]: value, key: value})
+    both = main_cli("train", old, value, new, value)
+    assert both.returncode == 2 and f"give {new} only ({old} is its old name)" in both.stderr
+    config = {k: v for k, v in r.config.items() if k != key}
+    assert plan_from_config({**config, old[2:]: value}).config[key] == value
+
+
+def test_plot_schedules_is_plot_batchings_and_says_so(main_cli, tmp_path):
     figure = main_cli("plot", "schedules", "--epochs", "5", "--out", tmp_path)
     assert figure.returncode == 0, figure.stderr
     assert figure.stderr.strip() == (
