@@ -360,7 +360,7 @@ def test_a_renamed_option_still_works_and_says_what_replaced_it(
     import warnings
 
     import torchgd
-    from torchgd.plan import plan_from_config
+    from torchgd.planning import plan_from_config
     from torchgd.sweep import sweep
 
     run = ["--epochs", "3", "--json", "--no-plots", "--no-tensorboard"]

@@ -36,7 +36,7 @@ def execute_without_syncs(p):
     ids=["lecture sgd", "noisy minibatch momentum", "float32 batch with its shadow"],
 )
 def test_a_full_lockstep_run_on_cuda_synchronises_only_at_block_boundaries(monkeypatch, kw):
-    from torchgd import plan as plans
+    from torchgd import planning as plans
 
     monkeypatch.setattr(explain, "BLOCK", 16)  # several block boundaries in the run
     p = plans.plan(device="cuda", guard=False, **kw)  # data moved before the check starts
@@ -74,7 +74,7 @@ def test_torch_exact_runs_in_lockstep_with_torch_optim_on_cuda(name, dtype):
 
 @needs_cuda
 def test_an_adam_run_on_cuda_synchronises_only_at_block_boundaries(monkeypatch):
-    from torchgd import plan as plans
+    from torchgd import planning as plans
 
     monkeypatch.setattr(explain, "BLOCK", 16)
     p = plans.plan(

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import torchgd
-from torchgd import bench, interfaces, records, rules, train
+from torchgd import bench, interfaces, records, rules, runconfig, train
 from torchgd.callbacks import Callback
 from torchgd.errors import TorchgdError
-from torchgd.plan import PLAN_KEYS, plan, plan_from_config
+from torchgd.planning import plan, plan_from_config
 from torchgd.run import Run
 
 NOISY = dict(data="synthetic:300,d=3,noise=0.5", batching="minibatch:32", shuffle=True, lr=0.05)
@@ -395,7 +395,7 @@ def test_the_cli_options_and_config_keys_come_from_the_rules_fields(cli, tmp_pat
         p = plan(optimizer=name, epochs=1)
         assert {f.name for f in fields(module.Hyper)} <= set(p.config)
         assert p.config["optimizer"] == name and plan_from_config(p.config).hp == hp
-    assert "lr" in PLAN_KEYS
+    assert runconfig.FIELDS["lr"].metadata["required"]  # config.json holds the lr
 
 
 def test_an_unknown_rule_option_is_one_clear_error():
@@ -477,3 +477,48 @@ def test_the_bench_table_says_whether_each_target_was_met_on_the_unrounded_value
     me = {"n": 10, "data_bytes": 2**20, "peak_bytes": 3 * 2**20, "base_bytes": 2**20,
           "ratio": 1.5, "target": 1.5}  # fmt: skip
     assert "1.5x the data (target < 1.5: MISSED)" in bench.FORMATS["memory"](me)[0]
+
+
+def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_from(
+    monkeypatch,
+):
+    """plan's keywords, its docstring, config.json, plan_from_config and the command line's
+    reader all come from torchgd.runconfig.RunConfig: a run option added there (here, by a
+    test) is taken by plan, recorded, rebuilt and read from the command line, no other edit."""
+    import argparse
+    import dataclasses
+    import inspect
+
+    from torchgd.cli import build_parser
+
+    sig = inspect.signature(torchgd.plan).parameters
+    for name, f in runconfig.FIELDS.items():
+        assert sig[name].default == f.default and sig[name].kind is sig[name].KEYWORD_ONLY
+        assert f"``{name}``" in torchgd.plan.__doc__
+    p = plan(batching="sgd", optimizer="adam", epochs=3, scheduler="step:step_size=2")
+    recorded = {n for n, f in runconfig.FIELDS.items() if f.metadata["required"] is not None}
+    assert recorded <= set(p.config)
+    assert plan_from_config(p.config).config == p.config
+    args = build_parser().parse_args(["train", "--no-guard", "--batching", "sgd"])
+    read = runconfig.from_args(args, epochs=3)
+    assert set(read) == set(runconfig.FIELDS) - {"hyper_at"}  # train takes every run option
+    assert read["guard"] is False and read["batching"] == "sgd"
+
+    extra = dataclasses.field(default=7, metadata={"doc": "a new option", "required": False,
+                                                   "args": None})  # fmt: skip
+    new = dataclasses.make_dataclass("RunConfig", [("extra", int, extra)],
+                                     bases=(runconfig.RunConfig,), frozen=True)  # fmt: skip
+    monkeypatch.setattr(runconfig, "RunConfig", new)
+    monkeypatch.setattr(runconfig, "FIELDS", {f.name: f for f in dataclasses.fields(new)})
+    q = plan(epochs=3, extra=11)
+    assert q.config["extra"] == 11 and plan_from_config(q.config).config["extra"] == 11
+    assert plan_from_config({**q.config, "extra": 5}).config["extra"] == 5
+    assert runconfig.from_args(argparse.Namespace(extra=4))["extra"] == 4
+
+
+def test_torchgd_plan_stays_the_function_after_a_run():
+    """The module that holds plan() is torchgd.planning: a module torchgd.plan, imported by
+    the first run, used to replace the function, so a script's torchgd.plan(...) after a
+    torchgd.fit(...) said "'module' object is not callable"."""
+    torchgd.fit(epochs=1)
+    assert callable(torchgd.plan) and torchgd.plan(epochs=2).epochs == 2

@@ -14,7 +14,7 @@ import torchgd
 from conftest import stopped_at
 from torchgd import train
 from torchgd.errors import TorchgdError
-from torchgd.plan import plan, plan_from_config
+from torchgd.planning import plan, plan_from_config
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
 

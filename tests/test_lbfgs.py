@@ -15,7 +15,7 @@ import torchgd
 from conftest import stopped_at
 from torchgd import checkpoints, rules, train
 from torchgd.errors import TorchgdError
-from torchgd.plan import plan, plan_from_config
+from torchgd.planning import plan, plan_from_config
 
 NOISY = dict(data="synthetic:120,d=3,noise=0.5,seed=3", bias=True, guard=False)
 lbfgs = rules.get("lbfgs")

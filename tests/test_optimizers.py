@@ -21,7 +21,7 @@ import torchgd
 from torchgd import rules, schedulers
 from torchgd.compare import ulp_distance
 from torchgd.errors import TorchgdError
-from torchgd.plan import plan, plan_from_config
+from torchgd.planning import plan, plan_from_config
 
 # generated from each rule's own Hyper fields (``rules.variants``): a rule file added to
 # torchgd/rules/ enters every grid below with no edit here

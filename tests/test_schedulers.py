@@ -14,7 +14,7 @@ from conftest import stopped_at
 from torchgd import schedulers, train
 from torchgd.compare import ulp_distance_floats
 from torchgd.errors import TorchgdError
-from torchgd.plan import plan, plan_from_config
+from torchgd.planning import plan, plan_from_config
 from torchgd.schedulers import _compose
 
 NOISY = dict(data="synthetic:40,d=2,noise=0.3,seed=2", bias=True, guard=False)
@@ -565,7 +565,7 @@ def test_a_scheduler_object_that_is_not_one_is_one_clear_error():
 def test_a_users_scheduler_file_is_recorded_and_an_edit_is_caught_before_a_resume(tmp_path):
     """--resume refuses a run whose own files changed: a scheduler's lr_lambda or scale_fn
     file is one of them, as a problem or rule file is."""
-    from torchgd.plan import changed_files
+    from torchgd.planning import changed_files
 
     (tmp_path / "warm.py").write_text("def factor(t):\n    return min(1.0, (t + 1) / 4)\n")
     (tmp_path / "fade.py").write_text("def half(c):\n    return 0.5 ** (c - 1)\n")
@@ -606,7 +606,7 @@ def test_a_scheduler_file_of_ones_own_joins_the_grids_and_runs_from_another_dire
     from another directory with its path recorded absolutely, and an edit stops a --resume."""
     from pathlib import Path
 
-    from torchgd.plan import changed_files
+    from torchgd.planning import changed_files
 
     mine = tmp_path / "mine"
     mine.mkdir()

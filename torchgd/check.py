@@ -170,7 +170,7 @@ def check_gradients(
     elif data is not None:
         raise TorchgdError(f"problem '{problem.name}' takes no data; --data is for data problems")
     pts = _points(problem, points, seed, dtype, ds)
-    from .plan import builtin_problem, try_problem
+    from .planning import builtin_problem, try_problem
 
     if not builtin_problem(problem):
         try_problem(problem, pts[-1], ds)  # a user's problem: tried once, one line if broken
@@ -179,7 +179,7 @@ def check_gradients(
     except TorchgdError:
         raise
     except Exception as exc:  # a user's formula that breaks at some point: one line
-        from .plan import failure
+        from .planning import failure
 
         raise TorchgdError(f"problem '{problem.name}' raised {failure(exc)}") from exc
     return report

@@ -9,7 +9,7 @@ that draws: the figures' code may run the loop without an import cycle.
 from __future__ import annotations
 
 from .errors import TorchgdError
-from .plan import plan
+from .planning import plan
 from .result import Result
 from .train import execute
 

@@ -63,7 +63,7 @@ def run(problems_=("elliptic", "rosenbrock"), *, lrs=None, steps=RACE_STEPS, ini
     each input checked before anything runs; ``scheduler``: an lr scheduler each lane runs
     from its own lr (one step an epoch)."""
     from . import rules
-    from .plan import plan as make_plan
+    from .planning import plan as make_plan
     from .sweep import sweep as run_sweep
     from .train import execute
 

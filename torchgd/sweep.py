@@ -25,7 +25,7 @@ from .history import history_epochs
 from .interfaces import optional
 from .lanes import CONVERGED
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
-from .plan import plan as make_plan
+from .planning import plan as make_plan
 
 MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
 

@@ -14,10 +14,8 @@ import time
 from . import interfaces
 from .control import Checkpointer, Stop, StopFlag  # noqa: F401
 from .history import HISTORY_MAX, history_epochs  # noqa: F401
-from .plan import (  # noqa: F401  (the names torchgd.train has always offered)
-    OPTIONAL_KEYS,
+from .planning import (  # noqa: F401  (the names torchgd.train has always offered)
     PATH_NAMES,
-    PLAN_KEYS,
     SHADOW_MAX_VALUES,
     Plan,
     initial_params,

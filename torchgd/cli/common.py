@@ -327,11 +327,6 @@ def check_logging(args) -> None:
         raise error(f"--smoothing must be in [0, 1), got {args.smoothing}")
 
 
-def plan_kwargs(args) -> dict:
-    """The run options ``train.plan`` takes."""
-    return dict(paths=args.paths, device=args.device, dtype=args.dtype, spelling=args.spelling)
-
-
 def problem_options() -> argparse.ArgumentParser:
     """What train and sweep share: problem, data, batching, start, the guard, the history."""
     p = parent()
@@ -447,20 +442,10 @@ def add_scheduler(p, where: str) -> None:
     )
 
 
-def run_kwargs(args, epochs: int) -> dict:
-    """The options train and sweep share: batching, seed, start, SGD options, the guard."""
-    return dict(
-        batching=args.batching,
-        shuffle=args.shuffle,
-        seed=args.seed,
-        epochs=epochs,
-        init=args.init,
-        optimizer=args.optimizer,
-        **rule_kwargs(args),
-        guard=not args.no_guard,
-        patience=args.patience,
-        bias=args.bias,
-        history=args.history,
-        scheduler=args.scheduler,
-        scheduler_every=args.scheduler_every,
-    )
+def run_kwargs(args, **given) -> dict:
+    """The run options this command's parsed options hold (``torchgd.runconfig.from_args``)
+    and the rule's options given, as ``train.plan``'s keywords; ``given``: what the command
+    sets itself."""
+    from ..runconfig import from_args
+
+    return {**from_args(args, **given), **rule_kwargs(args)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import error, stderr
-from .common import check_logging, plan_kwargs, rule_options, run_options
+from .common import check_logging, rule_options, run_options
 from .running import drawer, figures_done, finish
 from .running import run as run_plan
 
@@ -73,7 +73,7 @@ def run(args) -> int:
     early = _draw_early(args)
     from .. import runs
 
-    plans = _plans(args.data, **plan_kwargs(args))
+    plans = _plans(args.data, args.paths, args.device, args.dtype, args.spelling)
     features = plans["batch"].dataset.x
     if features.dim() == 2:  # checked before anything is written
         raise error(

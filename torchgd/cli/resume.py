@@ -115,7 +115,7 @@ def restore_outputs(args, saved: dict, run_dir) -> None:
 
 def check_files(saved: dict, run_dir) -> None:
     """Refuse to resume a run whose problem, rule or data file changed since it started."""
-    from ..plan import changed_files
+    from ..planning import changed_files
 
     changed = changed_files(saved)
     if changed:

@@ -56,8 +56,8 @@ def run(args) -> int:
     from .. import runs, sweep
     from ..train import plan
 
-    kwargs = dict(device=args.device, dtype=args.dtype, **run_kwargs(args, n_epochs))
-    p = plan(args.problem, args.data, lr=lrs[0], paths=("manual",), **kwargs)
+    kwargs = run_kwargs(args, epochs=n_epochs, lr=lrs[0], paths=("manual",))
+    p = plan(args.problem, args.data, **kwargs)
     sweep.check(p, lrs)  # before anything is written
     run_dir = runs.new_run_dir(args.logdir, args.name, "sweep")
     runs.write_json(run_dir / "config.json", {**sweep.config_of(p), "lrs": lrs})

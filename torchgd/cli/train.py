@@ -11,7 +11,6 @@ from .common import (
     check_logging,
     check_rule,
     epochs,
-    plan_kwargs,
     problem_options,
     rule_options,
     run_kwargs,
@@ -111,7 +110,7 @@ def _train(args) -> int:
             plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=ranks
         )
     except Exception as exc:  # a user's problem or rule that breaks mid-run: one line
-        from ..plan import failure, user_code
+        from ..planning import failure, user_code
 
         if not user_code(plan.problem, plan.hp):
             raise
@@ -176,15 +175,7 @@ def _plan(args, n_epochs: int):
         args.device = ranks.device  # cuda:LOCAL_RANK on CUDA
     compiling(args.compile and (ranks is None or ranks.rank == 0), args)
     plan = train.plan(
-        args.problem,
-        args.data,
-        lr=args.lr,
-        noise=args.noise,
-        shadow=args.shadow,
-        compile=args.compile,
-        rows=rows(ranks),
-        **run_kwargs(args, n_epochs),
-        **plan_kwargs(args),
+        args.problem, args.data, rows=rows(ranks), **run_kwargs(args, epochs=n_epochs)
     )
     if ranks is not None and rules.evaluates(plan.hp):
         raise error(f"--distributed: {rules.of(plan.hp).NAME} {rules.AGAIN}")

@@ -229,7 +229,7 @@ def batchings(
     """Batch GD, per-sample SGD and mini-batch (manual path, divergence guard on) on the same
     data: the cost over all data after each epoch, against epochs and against the updates made
     (an epoch is one update for batch GD, N for SGD, N/B for mini-batches)."""
-    from ..plan import plan
+    from ..planning import plan
     from ..train import execute
 
     if path is not None:

@@ -106,7 +106,7 @@ def limit(summary) -> float | None:
     """The critical lr of the run ``summary`` describes, from its configuration (the data
     read again), or None where the theory gives none (another rule, a function problem)."""
     from .. import theory
-    from ..plan import plan_from_config
+    from ..planning import plan_from_config
 
     summary = _summary(summary)  # a Result or its to_json()
     try:

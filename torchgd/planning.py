@@ -8,20 +8,21 @@ rule's hyperparameters, the starting point, device and dtype, and the ``config``
 
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 
 from . import data as datasets
-from . import hooks, interfaces, options, problems, rules
+from . import hooks, interfaces, options, problems, rules, runconfig
 from .batching import Batching, parse_batching
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError
 from .paths import PATHS
 from .userfiles import changed_files, file_hashes  # noqa: F401  (plan.changed_files, as before)
 
-PATH_NAMES = tuple(PATHS)
+PATH_NAMES = runconfig.PATH_NAMES  # = tuple(PATHS)
 SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
 
 
@@ -86,109 +87,57 @@ class Plan:
     hyper_at: object = None  # hyperparameters that change: hp of (step, epoch, hp); see plan
 
 
-def plan(
-    problem="linear",
-    data=None,
-    *,
-    batching=None,
-    shuffle=None,
-    seed=0,
-    optimizer="sgd",
-    lr=None,
-    epochs=100,
-    init=None,
-    paths=PATH_NAMES,
-    device="cpu",
-    dtype="float64",
-    spelling=None,
-    noise=0.0,
-    guard=True,
-    patience=5,
-    bias=False,
-    shadow=None,
-    compile=False,
-    rows=None,
-    history="auto",
-    hyper_at=None,
-    scheduler=None,
-    scheduler_every=None,
-    **hyper,
-) -> Plan:
+def plan(problem="linear", data=None, *, rows=None, **hyper) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-    ``batching``: which samples each step sees, ``batch`` (None: the default), ``sgd`` or
-    ``minibatch:B`` (``torchgd.batching``; ``schedule=``, its old name, still works in this
-    version and warns), ``shuffle`` and ``seed`` their order; ``optimizer``: the update
-    rule, ``sgd`` (the lecture's), any other name of ``torchgd.rules.ALL`` (one per file in
-    torchgd/rules/) or a user's ``FILE.py:NAME``;
-    ``spelling``: of its hand-written form, ``textbook`` or ``torch-exact`` (``rule=``, its
-    old name, still works in this version and warns);
-    ``lr`` (None: the rule's default, 0.01 for SGD as in the lecture, torch's for the others)
-    and ``hyper``: the rule's hyperparameters (SGD: momentum, dampening, weight_decay,
-    nesterov, maximize; Adam: betas, eps, weight_decay, amsgrad, maximize; ...). ``noise``:
-    standard deviation of Gaussian noise added to every path's gradient (the same draw for
-    every path, seeded by ``(seed, step)``). ``guard``: stop with status ``diverged`` on a
-    non-finite loss or parameter, or a loss that grew ``patience`` epochs in a row. ``shadow``: for
-    float32 runs, also step a float64 manual path on the same data and report the distance to it;
-    None (auto) does so for data of at most ``SHADOW_MAX_VALUES`` values. ``compile``: the manual
-    path sums a batch bigger than one chunk with one kernel compiled by ``torch.compile`` (see
-    ``torchgd.fused``); compiled here, before anything is written. ``history``: "auto" keeps
-    every epoch in the result's histories up to 10,001 epochs and 10,001 evenly spaced ones
-    beyond (listed in ``history["epoch"]``); "all" keeps every one; "steps" keeps every epoch
-    and every step (``history["steps"]``: step, epoch, the batch's loss before the update, the
-    parameters after it, the gradient used). ``hyper_at``: hyperparameters that change during
-    the run, a function ``hyper_at(step, epoch, hp) -> Hyper`` called before every step's update
-    with the plan's ``hp`` (the lr of a step decay: ``dataclasses.replace(hp, lr=hp.lr * 0.5 **
-    (epoch // 10))``); every path, the float64 shadow and torch.optim's param_groups use what it
-    gives, and the lr of every step is recorded (TensorBoard's ``update/lr``,
-    ``history["lr"]``). It must be a pure function of its arguments (a resumed run calls it
-    again); None (the default): the plan's ``hp`` throughout, at no cost per step. ``rows``: a
-    function of N giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed``
-    run other than 0: it works on those rows only, see ``torchgd.distributed``).
+        ``problem``: a name of ``torchgd.problems.PROBLEMS``, a user's ``FILE.py:NAME`` or a
+        problem object; ``data``: a name, a file, ``(x, y)`` or a Dataset (None: the lecture's,
+        for a problem that takes data). The run options, as keywords (``torchgd.runconfig``):
+
+    {options}
+
+        Every other keyword is an option of the rule (``optimizer``). ``rows``: a function of N
+        giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
+        than 0: it works on those rows only, see ``torchgd.distributed``).
     """
+    o, hyper = runconfig.split(hyper)
     spec_name = problem if isinstance(problem, str) else None
     problem = problems.get(problem) if isinstance(problem, str) else problem
     problem = interfaces.as_problem(problem, f"'{spec_name}'" if spec_name else "the problem")
-    device, dtype = resolve_device(device), resolve_dtype(dtype)
-    batching, spelling = _renamed(hyper, batching=batching, spelling=spelling)
-    sched = batching if isinstance(batching, Batching) else parse_batching(batching, shuffle, seed)
-    names = parse_paths(paths)
-    options.check_run(spelling, epochs, noise, patience, history)
-    hp = hyperparameters(optimizer, lr, hyper, noise)
-    problem, dataset = _problem_and_data(problem, data, bias, dtype, rows)
-    params0 = initial_params(problem, init, device, dtype, dataset)
-    _try_user_code(problem, params0, dataset, hp, spelling)
-    config = _config(problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype)
-    config["optimizer"] = _rule_spec(hp)
-    shadow = _shadow(dataset, dtype) if shadow is None else shadow
-    config.update(noise=noise, guard=guard, patience=patience, bias=bias, shadow=bool(shadow))
-    config.update(compile=bool(compile), history=history)
+    device, dtype = resolve_device(o.device), resolve_dtype(o.dtype)
+    batches = o.batching
+    batches = (
+        batches if isinstance(batches, Batching) else parse_batching(batches, o.shuffle, o.seed)
+    )
+    names = parse_paths(o.paths)
+    options.check_run(o.spelling, o.epochs, o.noise, o.patience, o.history)
+    hp = hyperparameters(o.optimizer, o.lr, hyper, o.noise)
+    problem, dataset = _problem_and_data(problem, data, o.bias, dtype, rows)
+    params0 = initial_params(problem, o.init, device, dtype, dataset)
+    _try_user_code(problem, params0, dataset, hp, o.spelling)
+    shadow = _shadow(dataset, dtype) if o.shadow is None else bool(o.shadow)
+    o = replace(o, shadow=shadow, compile=bool(o.compile))
+    config = _config(problem, dataset, batches, names, hp, o, params0, device, dtype)
     if spec_name is not None and spec_name != problem.name:
         config["problem_spec"] = _absolute(spec_name)  # a user's FILE.py:NAME, to rebuild the run
     hyper_at, hp = hooks.of_plan(
-        hyper_at, scheduler, scheduler_every, hp, spelling, config, (sched, dataset)
+        o.hyper_at, o.scheduler, o.scheduler_every, hp, o.spelling, config, (batches, dataset)
     )
     config["files"] = file_hashes(config)  # what --resume checks has not changed
-    fused = _compile(problem, names, dataset, sched, params0, device) if compile else None
+    fused = _compile(problem, names, dataset, batches, params0, device) if o.compile else None
     return Plan(
-        problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype, config, fused,
-        hyper_at,
+        problem, dataset, batches, names, hp, o.spelling, o.epochs, params0, device, dtype, config,
+        fused, hyper_at,
     )  # fmt: skip
 
 
-RENAMED = {  # keywords renamed in this version, still taken: old: (new, its default, why)
-    "schedule": ("batching", "batch", "an lr schedule is scheduler="),
-    "rule": ("spelling", "textbook", "the rule itself is optimizer="),
-}
-
-
-def _renamed(hyper: dict, **given) -> list:
-    """The values of the renamed keywords, from their new names or (with a warning) their old
-    ones in ``hyper`` (``options.renamed``), in the order of ``RENAMED``."""
-    return [
-        options.renamed(hyper, old, new, given[new], default, why)
-        for old, (new, default, why) in RENAMED.items()
-    ]
+plan.__signature__ = runconfig.signature(
+    [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=d)
+     for n, d in (("problem", "linear"), ("data", None))],
+    [inspect.Parameter("rows", inspect.Parameter.KEYWORD_ONLY, default=None),
+     inspect.Parameter("hyper", inspect.Parameter.VAR_KEYWORD)],
+)  # fmt: skip
+plan.__doc__ = plan.__doc__.format(options=runconfig.describe())
 
 
 def hyperparameters(optimizer: str, lr, hyper: dict, noise=0.0):
@@ -324,25 +273,32 @@ def _rule_spec(hp) -> str:
     return getattr(rule, "spec", None) or rule.NAME
 
 
-def _config(problem, dataset, sched, names, hp, spelling, epochs, params0, device, dtype) -> dict:
-    """What ``config.json`` records of the run (``plan_from_config`` rebuilds it from there)."""
+def _config(problem, dataset, batches, names, hp, o, params0, device, dtype) -> dict:
+    """What ``config.json`` records of the run (``plan_from_config`` rebuilds it from there):
+    the resolved options first, then every other run option that is set (``o``: the
+    ``RunConfig``; a scheduler and ``hyper_at`` are recorded by ``hooks.of_plan``)."""
     config = {
         "problem": problem.name,
         "data": dataset.name if dataset else None,
-        "batching": sched.spec,
-        "shuffle": sched.shuffled,
-        "seed": sched.seed,
+        "batching": batches.spec,
+        "shuffle": batches.shuffled,
+        "seed": batches.seed,
         "lr": hp.lr,
-        "epochs": epochs,
+        "epochs": o.epochs,
         "init": {n: _values(t) for n, t in params0.items()},
         "paths": list(names),
-        "spelling": spelling,
+        "spelling": o.spelling,
         "device": str(device),
         "dtype": dtype_name(dtype),
         **{k: v for k, v in asdict(hp).items() if k != "lr"},
     }
     if dataset is not None and dataset.meta:
         config["data_meta"] = dataset.meta
+    config["optimizer"] = _rule_spec(hp)
+    for name, f in runconfig.FIELDS.items():
+        value = getattr(o, name)
+        if name not in config and f.metadata["required"] is not None and value is not None:
+            config[name] = value
     return config
 
 
@@ -410,40 +366,10 @@ def _compile(problem, names, dataset, sched, params0, device):
     return fused.Kernel().prepare(params0, x.to(device), y.to(device))
 
 
-PLAN_KEYS = (
-    "batching",
-    "shuffle",
-    "seed",
-    "lr",
-    "epochs",
-    "init",
-    "paths",
-    "device",
-    "dtype",
-    "spelling",
-    "noise",
-    "guard",
-    "patience",
-    "bias",
-)
-OPTIONAL_KEYS = {
-    "scheduler": None,
-    "scheduler_every": None,
-    "optimizer": "sgd",  # runs before the other rules
-    "shadow": None,
-    "compile": False,
-    "history": "auto",
-}  # absent from a run's config where not given: their defaults
-
-
 def plan_from_config(config: dict, rows=None) -> Plan:
     """Rebuild the plan a run was made from, from its ``config.json`` (``rows``: see ``plan``)."""
-    for old, (new, _, _) in RENAMED.items():  # a run of the version before the renames
-        if old in config and new not in config:  # resumes and replots
-            config = {**config, new: config[old]}
     try:
-        kwargs = {k: config[k] for k in PLAN_KEYS}
-        kwargs.update({k: config.get(k, v) for k, v in OPTIONAL_KEYS.items()})
+        kwargs = runconfig.recorded(config)
         Hyper = rules.get(kwargs["optimizer"]).Hyper  # the rule's options, as recorded
         kwargs.update(
             # JSON keeps tuples (Adam's betas) as lists
