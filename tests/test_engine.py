@@ -504,8 +504,7 @@ def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_
     assert set(read) == set(runconfig.FIELDS) - {"hyper_at"}  # train takes every run option
     assert read["guard"] is False and read["batching"] == "sgd"
 
-    extra = dataclasses.field(default=7, metadata={"doc": "a new option", "required": False,
-                                                   "args": None})  # fmt: skip
+    extra = runconfig.option(7, "a new option", required=False)
     new = dataclasses.make_dataclass("RunConfig", [("extra", int, extra)],
                                      bases=(runconfig.RunConfig,), frozen=True)  # fmt: skip
     monkeypatch.setattr(runconfig, "RunConfig", new)

@@ -297,7 +297,8 @@ def _config(problem, dataset, batches, names, hp, o, params0, device, dtype) -> 
     config["optimizer"] = _rule_spec(hp)
     for name, f in runconfig.FIELDS.items():
         value = getattr(o, name)
-        if name not in config and f.metadata["required"] is not None and value is not None:
+        recorded = f.metadata["record"] and f.metadata["required"] is not None
+        if name not in config and recorded and value is not None:
             config[name] = value
     return config
 

@@ -18,12 +18,15 @@ from dataclasses import dataclass, field
 PATH_NAMES = ("manual", "autograd", "optim")  # = tuple(torchgd.paths.PATHS) (tested)
 
 
-def option(default, doc: str, *, required=True, args=None):
+def option(default, doc: str, *, required=True, args=None, record=True):
     """A run option: its ``default``, what it means (``doc``, for plan's docstring);
     ``required``: a ``config.json`` must hold it (False: a run of an earlier version may lack
     it, and gets the default; None: Python only, never recorded); ``args``: how the command line
-    gives it, a function of the parsed options (default: the option of the same name)."""
-    return field(default=default, metadata={"doc": doc, "required": required, "args": args})
+    gives it, a function of the parsed options (default: the option of the same name);
+    ``record``: False where another part records it (a scheduler: ``hooks.of_plan``, as its
+    canonical spec)."""
+    meta = {"doc": doc, "required": required, "args": args, "record": record}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -103,10 +106,11 @@ class RunConfig:
         "an lr scheduler, ``'cosine:T_max=100'`` (``torchgd.schedulers``), its ``Options``, or "
         "a user's scheduler file ``'FILE.py:key=value'``",
         required=False,
+        record=False,
     )
     scheduler_every: str | None = option(
         None, "step the scheduler every ``epoch`` (None: the default) or every ``step``",
-        required=False,
+        required=False, record=False,
     )  # fmt: skip
     hyper_at: object = option(
         None,
