@@ -161,9 +161,9 @@ def test_values_too_large_for_float32_are_refused_naming_the_file(tmp_path):
 def test_the_float64_shadow_runs_for_small_float32_data_only(monkeypatch):
     assert train.plan(dtype="float32").config["shadow"] is True
     assert train.plan(dtype="float64").config["shadow"] is False
-    import torchgd.plan
+    import torchgd.planning
 
-    monkeypatch.setattr(torchgd.plan, "SHADOW_MAX_VALUES", 10)
+    monkeypatch.setattr(torchgd.planning, "SHADOW_MAX_VALUES", 10)
     p = train.plan(data="synthetic:100", dtype="float32")
     assert p.config["shadow"] is False
     assert "float64_reference" not in train.execute(p).agreement

@@ -3,8 +3,9 @@
 The manual path (analytic gradient, the textbook rule ``w -= lr * grad``) runs with every
 parameter given a leading lane dimension of size K and ``lr`` a tensor of K values: one step
 updates all K runs at once, with exactly the operations a single run uses, so each lane is
-bit-identical to ``torchgd train --paths manual --lr LR`` (tested). A lane the divergence guard
-stops is frozen (``torch.where``) where the single run would have stopped.
+bit-identical to ``torchgd train --paths manual --lr LR`` (tested). The lanes (``lanerun``)
+are stepped by ``train``'s own loop. A lane the divergence guard stops is frozen where the
+single run would have stopped.
 
 Next to what was measured it reports what the theory predicts (``theory``): the per-epoch
 contraction of the error and the critical learning rate.
@@ -18,16 +19,14 @@ from types import SimpleNamespace
 
 import torch
 
-from . import guard as guards
 from . import lanes, rules, theory
 from .errors import TorchgdError
 from .history import history_epochs
 from .interfaces import optional
+from .lanerun import MAX_LANE_VALUES, LaneRun, lane_schedules
 from .lanes import CONVERGED
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .planning import plan as make_plan
-
-MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
 
 
 def _measured_rate(errors: list[float]) -> float | None:
@@ -60,7 +59,7 @@ def check(p, lrs) -> None:
         )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
-    _lane_schedules(p, lrs)  # and every lane's schedule, all its lrs
+    lane_schedules(p, lrs)  # and every lane's schedule, all its lrs
     batch = p.batching.size(len(p.dataset)) if p.dataset is not None else 1
     if len(lrs) * batch > MAX_LANE_VALUES:
         raise TorchgdError(
@@ -119,173 +118,12 @@ def sweep(
 
 def run(p, lrs) -> dict:
     """The sweep of ``lrs`` on a validated plan (its lr is replaced by each of them; with a
-    scheduler, each lane's schedule starts from its lr)."""
+    scheduler, each lane's schedule starts from its lr): its lanes stepped by the loop that
+    trains (``train.execute`` on a ``lanerun.LaneRun``)."""
+    from .train import execute
+
     check(p, lrs)
-    k = len(lrs)
-    theta = {n: _lanes(t, k, p.dataset) for n, t in p.params0.items()}
-    lr = torch.tensor(lrs, dtype=p.dtype, device=p.device).reshape(k, *[1] * (_lane_dims(p) - 1))
-    hp = _Lanes(p.hp, lr, _lane_schedules(p, lrs))
-    state: dict = rules.of(p.hp).init(theta, hp)  # every lane's state, as lanes
-    x = y = None
-    n = 1
-    if p.dataset is not None:
-        ds = p.dataset.to(p.device, p.dtype)
-        x, y, n = ds.x, ds.y, len(ds)
-    data = SimpleNamespace(x=x, y=y, n=n, slices=p.batching.slices(n) if x is not None else [None])
-    stochastic = x is not None and p.batching.kind != "batch"
-    watch = guards.Guard(p.config["patience"], k, stochastic, adaptive=rules.hovers(p.hp))
-    active = torch.ones(k, dtype=torch.bool, device=p.device)
-    stopped_at = [0] * k
-    losses, costs, params_hist = [], [], []
-    all_active = True
-    interrupted = False
-    with torch.no_grad():
-        start_cost = _cost(p, theta, x, y, k)
-        if stochastic:
-            watch.begin(start_cost)
-        try:  # Ctrl-C: the report of the epochs that finished
-            for epoch in range(1, p.epochs + 1):
-                new, before, xb, yb = _epoch(p, theta, state, hp, active, all_active, data, epoch)
-                if p.batching.kind == "batch" or x is None:
-                    loss = cost = before  # the cost over all data before the epoch's update
-                else:
-                    loss = p.problem.loss(new, xb, yb).reshape(k)
-                    cost = _cost(p, new, x, y, k)
-                theta = new
-                losses.append(loss.clone())
-                costs.append(cost.clone())
-                params_hist.append({m: t.reshape(k, -1).clone() for m, t in theta.items()})
-                if p.config["guard"]:
-                    _stop_lanes(watch, theta, cost, active, stopped_at, epoch)
-                    all_active = bool(active.all())
-        except KeyboardInterrupt:
-            if not params_hist:
-                raise
-            interrupted = True
-            theta = {m: t.reshape(theta[m].shape) for m, t in params_hist[-1].items()}
-    if stochastic:
-        costs = [start_cost, *costs]  # the cost before the first step, then after each epoch
-    final = _cost(p, theta, x, y, k)
-    report = _report(p, lrs, losses, costs, final, params_hist, stopped_at, watch)
-    report["interrupted"] = interrupted  # by Ctrl-C: the lanes as they were then
-    report["epochs_done"] = len(params_hist)
-    return report
-
-
-class _Lanes:
-    """The rule's hyperparameters with ``lr`` a tensor of K lanes (the rest as they are); with
-    lane schedules, ``at(step, epoch)`` sets every lane's lr of that step."""
-
-    def __init__(self, hp, lr, schedules=None):
-        self._hp, self.lr, self._schedules = hp, lr, schedules
-
-    def __getattr__(self, name):
-        return getattr(self._hp, name)
-
-    def at(self, step: int, epoch: int) -> None:
-        if self._schedules is not None:
-            every, lanes = self._schedules
-            t = epoch - 1 if every == "epoch" else step - 1
-            lrs = [s.lr_at(t) for s in lanes]
-            self.lr = torch.tensor(lrs, dtype=self.lr.dtype, device=self.lr.device).reshape(
-                self.lr.shape
-            )
-
-
-def _lane_schedules(p, lrs):
-    """Each lane's lr schedule (the textbook spelling, as every lane), from its own lr; None
-    without a scheduler. A schedule that sets the lr from its own options (and cycles the
-    momentum) or follows the costs has no lanes here."""
-    from . import schedulers
-
-    hook = p.hyper_at
-    if hook is None:
-        return None
-    s = hook.schedule
-    peak = getattr(s.module, "PEAK", None)
-    if peak is not None:
-        raise TorchgdError(
-            f"sweep: {s.module.TORCH_CLASS} sets the lr from its own options ({peak} and the "
-            f"rest), not --lr: every lane would be the same run (train one per {peak} instead)"
-        )
-    if hasattr(s, "observe"):
-        raise TorchgdError(
-            f"sweep: {s.module.TORCH_CLASS} follows each run's cost and has no lanes here; "
-            "train runs it"
-        )
-    lanes = [schedulers.make(s.module, s.options, lr, "textbook") for lr in lrs]
-    units = p.epochs * (p.batching.steps_per_epoch(len(p.dataset)) if p.dataset is not None
-                        and hook.every == "step" else 1)  # fmt: skip
-    for lane in lanes:
-        schedulers.check(lane, units, hook.spec)
-    return hook.every, lanes
-
-
-def _epoch(p, theta, state, hp, active, all_active, data, epoch):
-    """One epoch's steps on every lane; stopped lanes keep the parameters they stopped with.
-    Returns the parameters, the loss before the last update (batch GD and function problems:
-    the cost over all data before the epoch's update) and the last batch."""
-    x, y, n = data.x, data.y, data.n
-    order = p.batching.order(n, epoch) if x is not None else None
-    xe, ye = (x, y) if order is None else (x[order.to(p.device)], y[order.to(p.device)])
-    before = xb = yb = None
-    k = len(active)
-    per_epoch = len(data.slices)
-    for j, sl in enumerate(data.slices):
-        hp.at((epoch - 1) * per_epoch + j + 1, epoch)  # a scheduler's lr of this step, per lane
-        xb, yb = (xe[sl[0] : sl[1]], ye[sl[0] : sl[1]]) if sl else (None, None)
-        if p.batching.kind == "batch" or x is None:  # the loss before the update
-            before = p.problem.loss(theta, xb, yb).reshape(k)
-        grads = {m: g.reshape(theta[m].shape) for m, g in p.problem.grad(theta, xb, yb).items()}
-        if all_active:
-            rules.of(p.hp).update(theta, grads, state, hp, "textbook")
-        else:  # stopped lanes keep the parameters they stopped with
-            new = {m: t.clone() for m, t in theta.items()}
-            rules.of(p.hp).update(new, grads, state, hp, "textbook")
-            theta = {
-                m: torch.where(active.reshape(-1, *[1] * (t.dim() - 1)), new[m], t)
-                for m, t in theta.items()
-            }
-    return theta, before, xb, yb
-
-
-def _stop_lanes(watch, theta, cost, active, stopped_at, epoch) -> None:
-    """The divergence guard on every lane: a lane whose parameters are no longer finite or
-    whose cost grew as the guard says stops (``active`` and ``stopped_at`` updated in place)."""
-    k = len(stopped_at)
-    finite = torch.ones(k, dtype=torch.bool)
-    for t in theta.values():
-        finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
-    bad, grew = watch.update(cost, finite)
-    stop = active.cpu() & torch.from_numpy(bad | grew)
-    for i in stop.nonzero().reshape(-1).tolist():
-        stopped_at[i] = epoch
-    active &= ~stop.to(active.device)
-
-
-def _lane_dims(p) -> int:
-    """Dimensions of a lane's w: [K, 1] against one feature's [N], [K, d] against [N, d]."""
-    return 2 if p.dataset is not None else 1
-
-
-def _lanes(t, k, dataset):
-    """A parameter repeated for K lanes: w [K, 1] (one feature) or [K, d], b [K, 1]."""
-    if dataset is None:
-        return t.expand(k, *t.shape).clone()
-    return t.reshape(1, -1).expand(k, -1).clone()
-
-
-def _cost(p, theta, x, y, k):
-    """The cost over all data per lane, chunk by chunk (no K x N temporaries beyond the
-    lanes' budget); for a problem without data, the function's value."""
-    if x is None:
-        return p.problem.loss(theta, None, None).reshape(k)
-    rows = max(1, MAX_LANE_VALUES // k)
-    total = torch.zeros(k, dtype=y.dtype, device=y.device)
-    for lo in range(0, len(y), rows):
-        part = p.problem.loss(theta, x[lo : lo + rows], y[lo : lo + rows], n=len(y))
-        total += part.reshape(k)
-    return total if len(y) > rows else p.problem.loss(theta, x, y).reshape(k)
+    return execute(p, run=LaneRun(p, lrs, report))
 
 
 def _distances(params_hist, theta0, target, bias) -> torch.Tensor:
@@ -305,7 +143,9 @@ def config_of(p) -> dict:
     return {**config, "paths": ["manual"], "spelling": "textbook"}
 
 
-def _report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
+def report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) -> dict:
+    """The sweep's report: per lane its final loss and cost, status and rates, against the
+    theory, from what ``LaneRun`` kept of every epoch."""
     L = torch.stack(losses).T.tolist()  # [K][epochs]
     C = torch.stack(costs).T.double().tolist()
     stops = stopped_at

@@ -38,7 +38,7 @@ def divergence_message(info: dict, lr: float, config: dict | None = None) -> str
 
 
 def execute(
-    p: Plan, callbacks=(), *, resume: dict | None = None, checkpoint=None, group=None
+    p: Plan, callbacks=(), *, resume: dict | None = None, checkpoint=None, group=None, run=None
 ) -> Result:
     """The lockstep loop over a validated plan; every callback is closed on every exit.
 
@@ -47,19 +47,21 @@ def execute(
     after the current step: status ``interrupted``, everything up to that step kept.
     ``group``: a ``torchgd.distributed.Group``; this process then works on its shard of every
     batch and the ranks add up their sums before each update (see ``torchgd.distributed``).
+    ``run``: what the loop steps (default: a ``run.Run`` of the plan's paths; a sweep's
+    ``lanerun.LaneRun``, whose result is the sweep's report).
     """
     callbacks = interfaces.check_callbacks(callbacks)
     stop = StopFlag()
     try:
         with stop:
-            return _loop(p, callbacks, resume, checkpoint, stop, group)
+            return _loop(p, callbacks, resume, checkpoint, stop, group, run)
     finally:
         interfaces.call(callbacks, "close")
 
 
-def _loop(p: Plan, callbacks, resume, checkpointer, stop, group) -> Result:
+def _loop(p: Plan, callbacks, resume, checkpointer, stop, group, run) -> Result:
     with sync_allowed(p.device):  # -- setup: the data to the device, the starting cost
-        run = Run(p, callbacks, group)
+        run = run or Run(p, callbacks, group)
         run.load_state_dict(resume) if resume is not None else run.start()
     step, start_epoch, start_batch = run.position
     for cb in callbacks:  # every hook is optional (interfaces.Callback)
