@@ -317,3 +317,32 @@ def test_a_lecture_interrupted_in_a_part_resumes_to_the_uninterrupted_lecture(
     assert not list(run.rglob("*.png"))  # started with --no-plots: kept on --resume
     again = main_cli("lecture", "--resume", run)
     assert again.returncode == 0 and "nothing to resume" in again.stdout
+
+
+def test_a_run_of_the_version_before_the_renames_resumes_and_replots(main_cli, tmp_path):
+    """A run interrupted under the previous version says "schedule" where this one says
+    "batching", in config.json, summary.json and its checkpoint: it resumes to the
+    uninterrupted run and its figures are drawn, each saying how its config was read."""
+    from conftest import stopped_at
+    from torchgd import runs
+    from torchgd.planning import plan
+
+    p = plan(batching="sgd", epochs=6)
+    whole = main_cli("train", "--batching", "sgd", "--epochs", "6", "--json", "--no-plots",
+                     "--no-tensorboard", "--logdir", tmp_path / "w")  # fmt: skip
+    old = lambda c: {("schedule" if k == "batching" else k): v for k, v in c.items()}  # noqa: E731
+    run = tmp_path / "old"
+    run.mkdir()
+    options = {"no_plots": True, "no_tensorboard": True}
+    runs.write_json(run / "config.json", {**old(p.config), "run_options": options})
+    state = stopped_at(p, 3, 2)
+    checkpoints.save(run / checkpoints.NAME, {**state, "config": old(state["config"])})
+    resumed = main_cli("train", "--resume", run, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert '"schedule" (now "batching")' in resumed.stderr
+    assert json.loads(resumed.stdout)["paths"] == json.loads(whole.stdout)["paths"]
+    summary = json.loads((run / "summary.json").read_text())
+    runs.write_json(run / "summary.json", {**summary, "config": old(summary["config"])})
+    figure = main_cli("plot", "loss", "--run", run, "--out", tmp_path / "loss.png")
+    assert figure.returncode == 0 and '"schedule" (now "batching")' in figure.stderr
+    assert (tmp_path / "loss.png").stat().st_size > 0

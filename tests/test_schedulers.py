@@ -635,7 +635,38 @@ def test_a_scheduler_file_of_ones_own_joins_the_grids_and_runs_from_another_dire
     bad = main_cli("train", "--scheduler", f"{mine / 'bad.py'}:x=1", "--logdir", "runs")
     assert bad.returncode == 2
     assert bad.stderr.strip().endswith(
-        "lacks TORCH_CLASS, WHY, Options, textbook, torch_exact: a scheduler module holds "
-        "NAME, TORCH_CLASS, WHY, Options, textbook, torch_exact (see "
-        "torchgd/schedulers/__init__.py)"
+        "lacks TORCH_CLASS, WHY, Options, textbook, torch_exact: a scheduler file holds "
+        "NAME, TORCH_CLASS, WHY, Options, textbook, torch_exact (docs/layout.md, Recipes)"
     )
+
+
+def _broken(text: str, old: str, new: str) -> str:
+    assert old in text
+    return text.replace(old, new)
+
+
+BROKEN_FILES = [  # what breaks in a copy of examples/my_scheduler.py, and the one line said
+    ("@dataclass(frozen=True)\n", "", "Options must be a dataclass of its options"),
+    ("base / (1 + o.decay * t)", "base / (t - t)", "the scheduler file raised ZeroDivisionError"),
+    ("base / (1 + o.decay * t)", "'fast'", "the scheduler file raised TypeError"),
+    ("def torch_kwargs(", "def _unused(", "unexpected keyword argument 'decay'"),
+    ("NAME = ", "NAMED = ", "lacks NAME: a scheduler file holds NAME"),
+    ("import dataclass", "import dataclas", "cannot load scheduler"),
+]
+
+
+@pytest.mark.parametrize("old,new,message", BROKEN_FILES, ids=[m for *_, m in BROKEN_FILES])
+def test_a_broken_scheduler_file_is_one_line_exit_2_and_nothing_is_written(
+    cli_once, tmp_path, old, new, message
+):
+    """A user's scheduler file is tried before anything is written: its members, its lr for
+    every step of the run, torch's class built from it; what breaks is one line, exit 2."""
+    from pathlib import Path
+
+    source = (Path(__file__).parents[1] / "examples" / "my_scheduler.py").read_text()
+    (tmp_path / "mine.py").write_text(_broken(source, old, new))
+    proc = cli_once("train", "--scheduler", f"{tmp_path / 'mine.py'}:decay=0.1",
+                    "--logdir", tmp_path / "runs")  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -179,7 +179,7 @@ def check_gradients(
     except TorchgdError:
         raise
     except Exception as exc:  # a user's formula that breaks at some point: one line
-        from .planning import failure
+        from .errors import failure
 
         raise TorchgdError(f"problem '{problem.name}' raised {failure(exc)}") from exc
     return report

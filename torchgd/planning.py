@@ -18,7 +18,7 @@ from . import data as datasets
 from . import hooks, interfaces, options, problems, rules, runconfig
 from .batching import Batching, parse_batching
 from .device import dtype_name, resolve_device, resolve_dtype
-from .errors import TorchgdError
+from .errors import TorchgdError, failure  # noqa: F401  (planning.failure, as before)
 from .paths import PATHS
 from .userfiles import changed_files, file_hashes  # noqa: F401  (plan.changed_files, as before)
 
@@ -250,21 +250,6 @@ def _call(what: str, fn, *args):
         raise
     except Exception as exc:
         raise TorchgdError(f"{what} raised {failure(exc)}") from exc
-
-
-def failure(exc: BaseException) -> str:
-    """``Type: message (file:line)``, the line the innermost frame outside torchgd and torch."""
-    import traceback
-    from pathlib import Path as FilePath
-
-    ours = (FilePath(__file__).parent, FilePath(torch.__file__).parent)
-    where = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        path = FilePath(frame.filename)
-        if not any(path.is_relative_to(p) for p in ours):
-            where = f" ({path.name}:{frame.lineno})"
-            break
-    return f"{type(exc).__name__}: {exc}{where}"
 
 
 def _rule_spec(hp) -> str:

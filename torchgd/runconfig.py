@@ -143,12 +143,21 @@ def split(options: dict) -> tuple[RunConfig, dict]:
     return RunConfig(**run), rest
 
 
+def current(config: dict) -> tuple[dict, str | None]:
+    """A ``config.json`` of the version before the renames read with today's keys, and what
+    to say of it (None: nothing was renamed)."""
+    old = [k for k in RENAMED if k in config and RENAMED[k][0] not in config]
+    if not old:
+        return config, None
+    config = {RENAMED[k][0] if k in old else k: v for k, v in config.items()}  # in its place
+    said = ", ".join(f'"{k}" (now "{RENAMED[k][0]}")' for k in old)
+    return config, f"its config.json says {said}, a key of an earlier version: read as the new"
+
+
 def recorded(config: dict) -> dict:
     """The options a run's ``config.json`` recorded, as ``plan``'s keywords (KeyError where a
     required one is missing); an old name of ``RENAMED`` is read as the new one."""
-    for old, (new, _, _) in RENAMED.items():  # a run of the version before the renames
-        if old in config and new not in config:
-            config = {**config, new: config[old]}
+    config, _ = current(config)
     out = {}
     for name, f in FIELDS.items():
         need = f.metadata["required"]

@@ -82,10 +82,9 @@ def add_rule_options(
     if lr is not None:
         p.add_argument("--lr", **LR[lr])
     if spelling:
+        old_name(p, "--rule", "spelling", choices=list(SPELLINGS))
         p.add_argument(
             "--spelling",
-            "--rule",  # its name before this version: still taken, and said (cli.said_renamed)
-            dest="spelling",
             default="textbook",
             choices=list(SPELLINGS),
             help="how the manual and autograd paths write the rule (--optimizer) by hand: "
@@ -356,17 +355,22 @@ def problem_options() -> argparse.ArgumentParser:
     return p
 
 
+def old_name(p: argparse.ArgumentParser, flag: str, dest: str, **kwargs) -> None:
+    """An option's name before this version: still taken, not in the help, and said on
+    stderr (``cli.said_renamed``)."""
+    p.add_argument(flag, dest=dest, default=argparse.SUPPRESS, help=argparse.SUPPRESS, **kwargs)
+
+
 def add_batching(p: argparse.ArgumentParser, default) -> None:
     """``--batching``: which samples each step sees (an lr scheduler is ``--scheduler``)."""
     p.add_argument(
         "--batching",
-        "--schedule",  # its name before this version: still taken, and said (cli.said_renamed)
-        dest="batching",
         default=default,
         metavar="BATCHING",
         help="which samples each step sees: batch (default; full-batch gradient descent) | "
         "sgd (one sample a step) | minibatch:B",
     )
+    old_name(p, "--schedule", "batching")
 
 
 def _add_batching_options(p: argparse.ArgumentParser) -> None:
@@ -431,7 +435,8 @@ def add_scheduler(p, where: str) -> None:
         metavar="NAME:key=value,...",
         help="an lr scheduler with torch's keyword names, e.g. step:step_size=10,gamma=0.5 "
         f"or cosine:T_max=100,eta_min=0.001 ({', '.join(sorted(schedulers.ALL))}; torch's "
-        "class names too; milestones as 10/20; A@5@B one after another, A+B both at once); "
+        "class names too; milestones as 10/20; A@5@B one after another, A+B both at once; "
+        "your own scheduler file as FILE.py:key=value); "
         + where,
     )
     p.add_argument(

@@ -326,6 +326,12 @@ def _saved(args) -> dict:
         summary = json.loads(summary_file.read_text())
     except (OSError, ValueError) as exc:
         raise error(f"cannot read run summary '{summary_file}': {exc}") from None
+    from ..runconfig import current
+
+    if isinstance(summary, dict) and isinstance(summary.get("config"), dict):
+        summary["config"], said = current(summary["config"])
+        if said:
+            print(f"torchgd: {args.run}: {said}", file=sys.stderr)
     if args.kind == "sweep" and "lrs" not in summary:
         raise error(f"'{summary_file}' is not a sweep's summary")
     if args.kind != "sweep" and "paths" not in summary:

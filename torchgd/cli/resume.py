@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .app import error, negatives_glued
+from .app import error, negatives_glued, stderr
 from .running import compile_note, compiling, figures_done, finish, group, rank_status, rows
 from .running import run as run_plan
 
@@ -27,6 +27,11 @@ def resume(args) -> int:
         saved = json.loads((run_dir / "config.json").read_text())
     except (OSError, ValueError) as exc:
         raise error(f"cannot resume '{run_dir}': no readable config.json ({exc})") from None
+    from ..runconfig import current
+
+    saved, said = current(saved)
+    if said and not args.quiet:
+        stderr(f"torchgd: {run_dir}: {said}")
     ended = finished(run_dir)
     if ended is not None:
         say_finished(run_dir, ended, args)
@@ -38,7 +43,8 @@ def resume(args) -> int:
         saved = {**saved, "device": ranks.device}
     compiling(saved.get("compile", False) and (ranks is None or ranks.rank == 0), args)
     plan = train.plan_from_config(saved, rows=rows(ranks))
-    if {"compile": False, **state["config"], "device": None} != {**plan.config, "device": None}:
+    own = current(state["config"])[0]  # a checkpoint of the version before the renames too
+    if {"compile": False, **own, "device": None} != {**plan.config, "device": None}:
         raise error(f"the checkpoint in '{run_dir}' does not belong to its config.json")
     if ranks is not None and ranks.rank != 0:  # the other ranks compute; rank 0 writes
         return rank_status(train.execute(plan, [], resume=state, group=ranks))

@@ -110,7 +110,8 @@ def _train(args) -> int:
             plan, args, run_dir, checkpoint_every=args.checkpoint_every, group=ranks
         )
     except Exception as exc:  # a user's problem or rule that breaks mid-run: one line
-        from ..planning import failure, user_code
+        from ..errors import failure
+        from ..planning import user_code
 
         if not user_code(plan.problem, plan.hp):
             raise

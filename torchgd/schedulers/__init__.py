@@ -67,6 +67,40 @@ def get(name: str):
 REQUIRED = ("NAME", "TORCH_CLASS", "WHY", "Options", "textbook", "torch_exact")
 
 
+def label(module) -> str:
+    """How messages name a scheduler: torch's class, or a user's file."""
+    spec = getattr(module, "SPEC", None)
+    return f"the scheduler file {spec.rpartition('/')[2]}" if spec else module.TORCH_CLASS
+
+
+def users(module) -> list:
+    """The user's scheduler files in ``module`` (a composition's members too)."""
+    from . import _compose
+
+    if module in (_compose.SEQUENTIAL, _compose.CHAINED):
+        return []  # a composition takes built-in members only (_compose.parse says why)
+    return [module] if hasattr(module, "SPEC") else []
+
+
+def tried(module, options, base: float, spelling: str, units: int, spec: str) -> None:
+    """A user's scheduler file run once before anything is written: every lr of the run in
+    its spelling, and torch's class built as the optim path builds it; whatever raises is
+    one line naming the file and where in it."""
+    import torch
+
+    from ..errors import failure
+
+    try:
+        schedule = make(module, options, base, spelling)
+        check(schedule, units, spec)
+        trial = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+        schedule.torch_scheduler(trial)
+    except TorchgdError:
+        raise
+    except Exception as exc:
+        raise TorchgdError(f"--scheduler {spec}: the scheduler file raised {failure(exc)}") from exc
+
+
 def user_module(path: str):
     """A user's scheduler file, checked for what a scheduler module holds; its ``SPEC`` (what
     the run's config records) is the file's absolute path, so a run resumes from anywhere."""
@@ -78,8 +112,12 @@ def user_module(path: str):
     missing = [m for m in REQUIRED if not hasattr(module, m)]
     if missing:
         raise TorchgdError(
-            f"scheduler file '{path}' lacks {', '.join(missing)}: a scheduler module holds "
-            f"{', '.join(REQUIRED)} (see torchgd/schedulers/__init__.py)"
+            f"scheduler file '{path}' lacks {', '.join(missing)}: a scheduler file holds "
+            f"{', '.join(REQUIRED)} (docs/layout.md, Recipes)"
+        )
+    if not dataclasses.is_dataclass(module.Options):
+        raise TorchgdError(
+            f"scheduler file '{path}': Options must be a dataclass of its options (@dataclass)"
         )
     import torch
 
@@ -194,8 +232,9 @@ def _one(spec: str):
         if key in given:
             raise TorchgdError(f"--scheduler {spec}: {key} is given twice")
         if not eq or key not in fields:
+            what = "is not key=value" if not eq else f"is not an option of {label(module)}"
             raise TorchgdError(
-                f"--scheduler {spec}: '{part}' is not an option of {module.TORCH_CLASS}; it takes "
+                f"--scheduler {spec}: '{part}' {what}; it takes "
                 + ", ".join(f"{k}=" for k in fields)
             )
         given[key] = _value(fields[key], text)
@@ -210,8 +249,8 @@ def _one(spec: str):
         example = next((t for t in getattr(module, "TRY", ()) if set(missing) <= set(t)), None)
         example = ",".join(f"{k}={example[k]}" for k in missing) if example else f"{missing[0]}=..."
         raise TorchgdError(
-            f"--scheduler {spec}: {module.TORCH_CLASS} needs {', '.join(missing)}, e.g. "
-            f"{module.NAME}:{example}"
+            f"--scheduler {spec}: {label(module)} needs {', '.join(missing)}, e.g. "
+            f"{getattr(module, 'SPEC', module.NAME)}:{example}"
         ) from None
     return module, options
 

@@ -61,8 +61,10 @@ def parse(spec: str, one):
     parsed = tuple(one(m) for m in members)
     for module, options in parsed:
         if module.NAME not in allowed or (kind is CHAINED and getattr(options, "eta_min", 0)):
+            who = (f"a scheduler file ({module.SPEC.rpartition('/')[2]})"
+                   if hasattr(module, "SPEC") else module.TORCH_CLASS)  # fmt: skip
             raise TorchgdError(
-                f"--scheduler {spec}: {module.TORCH_CLASS} cannot be part of a "
+                f"--scheduler {spec}: {who} cannot be part of a "
                 f"{kind.TORCH_CLASS} here (it takes {', '.join(allowed)}"
                 + ("; cosine with eta_min=0" if kind is CHAINED else "")
                 + ")"
