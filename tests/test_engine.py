@@ -383,7 +383,9 @@ def test_every_rule_module_declares_the_plug_in_interface():
 
 def test_the_cli_options_and_config_keys_come_from_the_rules_fields(cli, tmp_path):
     text = " ".join(cli("train", "--help").stdout.split())
+    top = " ".join(cli("--help").stdout.split())
     for name, module in rules.ALL.items():
+        assert f" {module.TORCH_CLASS}" in top  # torchgd --help names every rule's class
         assert name in text  # --optimizer lists it
         hp = module.Hyper()
         for f in fields(module.Hyper):

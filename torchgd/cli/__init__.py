@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import rules
 from ..control import quick_exit
 from . import bench, check, lecture, plot, sweep, tb, train
 from .app import EXIT_IO, Formatter, Parser, dispatch, negatives_glued
@@ -30,7 +31,8 @@ def build_parser() -> Parser:
         prog="torchgd",
         description="Gradient descent made exact, visible and verifiable: the lecture's "
         "model trained by three paths in lockstep (manual formula, autograd, "
-        "torch.optim: SGD, Adagrad, RMSprop, Adadelta, Adam, AdamW), every step compared.",
+        f"torch.optim: {', '.join(m.TORCH_CLASS for m in rules.ALL.values())}), every step "
+        "compared.",
         epilog="exit codes: 0 ok, 1 check failed, 2 bad input, 3 diverged, 74 cannot write a "
         "file (disk full, no permission), 130 interrupted, 141 stdout closed",
     )
