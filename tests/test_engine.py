@@ -112,7 +112,7 @@ def test_a_block_is_written_as_one_row_per_step_and_read_back_in_path_order():
     block = got[0]
     T, P, D = len(block), len(p.names), 3
     assert block.params.shape == (T, P, D) == block.grads.shape == block.bufs.shape
-    assert block.refs.shape == (T, 2, D) and block.losses.shape == (T, P)
+    assert block.formulas.shape == (T, 2, D) and block.losses.shape == (T, P)
     assert block.steps == list(range(1, T + 1))
     last = torch.tensor(r.paths["optim"]["params"]["w"], dtype=torch.float64)
     assert torch.equal(block.params[-1, 2], last)  # the last step's params are the result's

@@ -64,7 +64,7 @@ class Agreement(Reasons):
         self.steps = 0
         # the parameters before the next step, per path: "before" of the block's first step
         self._last = params0.to(dtype).expand(len(names), -1).clone()
-        self._params, self._grads, self._ref64 = {}, {}, None
+        self._params, self._grads, self._shadow = {}, {}, None
         self._bound: dict = {}  # per autograd path: where |formula - autograd| / bound peaks
         self._bufs: dict = {}  # per pair of paths: the rule's state compared (momentum, ...)
         # the state's entries: "exp_avg:w[0]", ... ("momentum_buffer:w" for SGD's)
@@ -78,10 +78,10 @@ class Agreement(Reasons):
         (see ``bounds``)."""
         if not len(block):
             return
-        P, G, R = block.params, block.grads, block.refs
+        P, G, R = block.params, block.grads, block.formulas
         before = self._before(P)
         B = self.bounds(block, R, G, before, bound_at) if bound_at and self.grad_checked else None
-        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.ref64, before)
+        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.shadow64, before)
 
     def _before(self, P):
         """The parameters each step of a block started from: the last block's last, then P's."""
@@ -156,10 +156,10 @@ class Agreement(Reasons):
         if F is not None:
             self._fold_buffers(F, G, steps, epochs, self.buffer_labels)
         if R64 is not None:
-            self._ref64 = self._ref64 or {}
+            self._shadow = self._shadow or {}
             for i, name in enumerate(self.names):
                 rep = compare.pair_report(P[:, i].double(), R64, steps, epochs, labels)
-                self._ref64[name] = compare.merge_reports(self._ref64.get(name), rep)
+                self._shadow[name] = compare.merge_reports(self._shadow.get(name), rep)
 
     def _fold_bounds(self, R, B, G, steps, labels) -> None:
         """The largest |formula - autograd| / bound of the block, per autograd path."""
@@ -206,13 +206,13 @@ class Agreement(Reasons):
             "last": self._last.clone(),
             "params": self._params,
             "grads": self._grads,
-            "ref64": self._ref64,
+            "ref64": self._shadow,
             "bound": self._bound,
             "bufs": self._bufs,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps, self._params, self._grads, self._ref64 = (
+        self.steps, self._params, self._grads, self._shadow = (
             state[k] for k in ("steps", "params", "grads", "ref64")
         )
         self._bound, self._bufs = state.get("bound", {}), state.get("bufs", {})
@@ -260,7 +260,7 @@ class Agreement(Reasons):
                     {"between": "analytic~autograd", "kind": "gradient", "reason": reason}
                 )
 
-        if self._ref64 is not None:
+        if self._shadow is not None:
             self._float32_reason(report)
         self._evaluations(report)
         report["nonfinite"] = not all(

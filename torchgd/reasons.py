@@ -109,9 +109,9 @@ class Reasons:
         """The distance of the float32 paths to their float64 shadow, and why."""
         report["float64_reference"] = {
             n: {k: r[k] for k in ("max_abs", "max_rel", "max_abs_at")}
-            for n, r in self._ref64.items()
+            for n, r in self._shadow.items()
         }
-        worst = max(r["max_abs"] for r in self._ref64.values())
+        worst = max(r["max_abs"] for r in self._shadow.values())
         reason = (
             f"float32 rounds every operation to 24 significant bits (unit roundoff "
             f"{torch.finfo(self.dtype).eps / 2:.2g}) where float64 keeps 53 "

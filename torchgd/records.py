@@ -28,8 +28,8 @@ class Record(NamedTuple):
     losses: list  # per path: the loss on the batch before the update
     params: list  # per path, D entries each: the parameters after the update
     grads: list  # per path, D entries each: the gradient used
-    refs: list  # per autograd path, D entries each: the analytic formula at its parameters
-    ref64: list | None  # float32 runs: the float64 manual path's parameters
+    formulas: list  # per autograd path, D entries each: the analytic formula at its parameters
+    shadow64: list | None  # float32 runs: the float64 manual path's parameters
     bounds: list | None = None  # per autograd path, D entries: formula~autograd rounding bound
     bufs: list | None = None  # with a rule's state, per path, K*D entries: after the step
 
@@ -62,7 +62,7 @@ class Step:
     losses: dict
     grads: dict
     params: dict
-    refs: dict  # the analytic formula at each autograd path's parameters before the step
+    formulas: dict  # the analytic formula at each autograd path's parameters before the step
     batch: tuple | None = None  # (x, y) of the step's batch (None: a function problem)
 
     @property
@@ -75,7 +75,7 @@ class Step:
             floats([self.losses[p] for p in names]),
             floats([t for p in names for t in self.params[p].values()]),
             floats([t for p in names for t in self.grads[p].values()]),
-            floats([t for r in self.refs.values() for t in r.values()]),
+            floats([t for r in self.formulas.values() for t in r.values()]),
             None,
         )
 
@@ -92,24 +92,24 @@ class Epoch:
 
 class Block:
     """Preallocated rows for up to ``size`` steps, one row per step in one table (one write a
-    step): ``losses`` [T, P], ``params`` and ``grads`` [T, P, D], ``refs`` [T, Q, D] (Q
+    step): ``losses`` [T, P], ``params`` and ``grads`` [T, P, D], ``formulas`` [T, Q, D] (Q
     autograd paths), ``bufs`` [T, P, K*D] with a rule's K states per entry (K = ``bufs``);
-    ``ref64`` [T, D] (a table of its own: float64) with a float64 shadow; per step its
+    ``shadow64`` [T, D] (a table of its own: float64) with a float64 shadow; per step its
     number, epoch, batch index and batch size as Python ints (``steps``, ``epochs``, ``batches``,
     ``sizes``: known without the device)."""
 
-    def __init__(self, size, p, q, d, dtype, device, *, bufs=0, ref64=False, scalar=False):
+    def __init__(self, size, p, q, d, dtype, device, *, bufs=0, shadow64=False, scalar=False):
         self.size = max(1, min(size, ROWS_MAX_VALUES // max(1, p * d)))
         self.p, self.q, self.d, self.k = p, q, d, int(bufs)
-        widths = {"losses": p, "params": p * d, "grads": p * d, "refs": q * d}
+        widths = {"losses": p, "params": p * d, "grads": p * d, "formulas": q * d}
         widths["bufs"] = p * d * int(bufs)  # bufs: the rule's states per parameter entry
         self.columns, at = {}, 0
         for name, width in widths.items():
-            self.columns[name] = (at, at + width) if width or name == "refs" else None
+            self.columns[name] = (at, at + width) if width or name == "formulas" else None
             at += width
         self.table = torch.empty((self.size, at), dtype=dtype, device=device)
-        self.ref64 = (
-            torch.empty((self.size, d), dtype=torch.float64, device=device) if ref64 else None
+        self.shadow64 = (
+            torch.empty((self.size, d), dtype=torch.float64, device=device) if shadow64 else None
         )
         # every parameter a number (the lecture's w): a row is written by one stack, no reshape
         self.write = _stack if scalar else _cat
@@ -125,14 +125,14 @@ class Block:
     def full(self) -> bool:
         return len(self.steps) >= self.size
 
-    def put(self, step, epoch, batch, size, values: list, ref64=None) -> None:
+    def put(self, step, epoch, batch, size, values: list, shadow64=None) -> None:
         """Write one step's row: its number, epoch, batch index and batch size, then its
-        values in the table's order -- losses, params, grads, refs, bufs -- as tensors (none
-        requires grad: nothing here is recorded by autograd); ``ref64`` the shadow's params."""
+        values in the table's order -- losses, params, grads, formulas, bufs -- as tensors (none
+        requires grad: nothing here is recorded by autograd); ``shadow64`` the shadow's params."""
         t = len(self.steps)
         self.write(values, self.table[t])
-        if ref64 is not None:
-            self.write(ref64, self.ref64[t])
+        if shadow64 is not None:
+            self.write(shadow64, self.shadow64[t])
         self.steps.append(step)
         self.epochs.append(epoch)
         self.batches.append(batch)
@@ -159,9 +159,9 @@ class Block:
             series("losses", None),
             series("params", p),
             series("grads", p),
-            series("refs", q),
+            series("formulas", q),
             series("bufs", p, self.k),
-            None if self.ref64 is None else self.ref64[:t].cpu(),
+            None if self.shadow64 is None else self.shadow64[:t].cpu(),
         )
 
     def clear(self) -> None:
@@ -172,8 +172,8 @@ class Block:
 class HostBlock:
     """A block as callbacks get it (``on_block``) and the report folds it: per step its number,
     epoch, batch index and batch size, and per series a tensor on the host ([T, P] losses,
-    [T, P, D] params and grads, [T, P, K*D] bufs (the rule's K states), [T, Q, D] refs,
-    [T, D] ref64)."""
+    [T, P, D] params and grads, [T, P, K*D] bufs (the rule's K states), [T, Q, D] formulas,
+    [T, D] shadow64)."""
 
     steps: list
     epochs: list
@@ -182,9 +182,9 @@ class HostBlock:
     losses: torch.Tensor
     params: torch.Tensor
     grads: torch.Tensor
-    refs: torch.Tensor
+    formulas: torch.Tensor
     bufs: torch.Tensor | None = None
-    ref64: torch.Tensor | None = None
+    shadow64: torch.Tensor | None = None
     lrs: list | None = None  # the lr of each step, where plan's hyper_at changes it
     momenta: list | None = None  # the momentum (Adam's beta1) of each step, where it is cycled
 

@@ -65,11 +65,11 @@ class Run:
             self.paths["manual"].fused = plan.fused
         # float32 runs can also step a float64 manual path on the same data, so the report can
         # say what float32 costs (``shadow``; by default only for small data: it doubles the work)
-        self.reference = None
+        self.shadow = None
         if plan.dtype != torch.float64 and self.config.get("shadow"):
             double = {n: t.double() for n, t in plan.params0.items()}
-            self.reference = ManualPath(plan.problem, double, plan.hp, plan.spelling)
-        self.every = [*self.paths.values(), *([self.reference] if self.reference else [])]
+            self.shadow = ManualPath(plan.problem, double, plan.hp, plan.spelling)
+        self.every = [*self.paths.values(), *([self.shadow] if self.shadow else [])]
         self.grad_checked = [p for p in plan.names if self.paths[p].uses_autograd]
         scheduled = getattr(plan.hyper_at, "schedule", None)  # an lr scheduler (plan.Scheduled)
         if scheduled is not None and "optim" in self.paths:  # torch's own class there
@@ -129,7 +129,7 @@ class Run:
             plan.dtype,
             plan.device,
             bufs=self.states,
-            ref64=self.reference is not None,
+            shadow64=self.shadow is not None,
             scalar=all(t.dim() == 0 for t in params0.values()),  # the lecture's w
         )
         # the parameters are updated in place: detached aliases follow them
@@ -169,31 +169,31 @@ class Run:
         """One step of every path on ``batch``; the ``Step`` if a callback wants each one."""
         xb, yb, nb = batch
         whole = self.whole or (problems.fits(self.problem, yb) and self.shard is None)
-        feed(self.every, self.problem, xb, yb, nb, whole, double=self.reference)
+        feed(self.every, self.problem, xb, yb, nb, whole, double=self.shadow)
         if self.shard is not None:  # add up every rank's sums: then all update alike
             for path in self.every:
                 path.all_reduce(self.group)
         # the analytic formula at each autograd path's parameters before its update
-        refs = [self.paths[p].formula() for p in self.grad_checked]
+        formulas = [self.paths[p].formula() for p in self.grad_checked]
         step = self.position[0] + 1
         if self.hyper_at is not None:
             self._hyper(step, epoch)
         noise = noise_for(self.config, step, self.plan.params0) if self.config["noise"] else None
         out = {p: self.paths[p].update(noise) for p in self.names}
-        if self.reference is not None:
-            self.reference.update()
+        if self.shadow is not None:
+            self.shadow.update()
         self.position = (step, epoch, j + 1)
         self.last_loss = {p: out[p][0] for p in self.names}
-        self._record(step, epoch, j, nb, out, refs)
+        self._record(step, epoch, j, nb, out, formulas)
         if self.block.full:
             self.flush()
         if not self.step_callbacks:
             return None
         params = {p: self.paths[p].values() for p in self.names}
         grads = {p: out[p][1] for p in self.names}
-        refs_by_path = dict(zip(self.grad_checked, refs))
+        formulas_by_path = dict(zip(self.grad_checked, formulas))
         losses = {p: out[p][0] for p in self.names}
-        return Step(step, epoch, losses, grads, params, refs_by_path, (xb, yb))
+        return Step(step, epoch, losses, grads, params, formulas_by_path, (xb, yb))
 
     def _hyper(self, step: int, epoch: int) -> None:
         """This step's hyperparameters (``plan``'s ``hyper_at``) to every path and the shadow,
@@ -213,15 +213,15 @@ class Run:
         lrs = [self.paths[p].lr() for p in self.names]
         return lrs, [self.paths[p].momentum() for p in self.names] if self.cycles else None
 
-    def _record(self, step, epoch, j, nb, out, refs) -> None:
-        names, paths, reference = self.names, self.paths, self.reference
-        values = [out[p][0] for p in names]  # losses, params, grads, refs, bufs: one row
+    def _record(self, step, epoch, j, nb, out, formulas) -> None:
+        names, paths, shadow64 = self.names, self.paths, self.shadow
+        values = [out[p][0] for p in names]  # losses, params, grads, formulas, bufs: one row
         values += self._params
         values += [t for p in names for t in out[p][1].values()]
-        values += [t for r in refs for t in r.values()]
+        values += [t for r in formulas for t in r.values()]
         if self.states:
             values += [t for p in names for t in paths[p].buffers()]
-        shadow = list(reference.params.values()) if reference is not None else None
+        shadow = list(shadow64.params.values()) if shadow64 is not None else None
         self.block.put(step, epoch, j, nb, values, shadow)
 
     def end_epoch(self, epoch: int, batch) -> Epoch:
@@ -333,7 +333,7 @@ class Run:
             "position": {"step": self.position[0], "epoch": epoch, "batch": batch},
             "config": self.config,
             "paths": {name: path.state_dict() for name, path in self.paths.items()},
-            "reference": self.reference.state_dict() if self.reference is not None else None,
+            "reference": self.shadow.state_dict() if self.shadow is not None else None,
             "agreement": self.tracker.state_dict(),
             **self.history.state_dict(),
             "lr_agreement": self.lr_report.state_dict(),
@@ -351,8 +351,8 @@ class Run:
         self.position = tuple(position[k] for k in ("step", "epoch", "batch"))
         for name, path in self.paths.items():
             path.load_state_dict(state["paths"][name])
-        if self.reference is not None:
-            self.reference.load_state_dict(state["reference"])
+        if self.shadow is not None:
+            self.shadow.load_state_dict(state["reference"])
         if "agreement" in state:
             self.tracker.load_state_dict(state["agreement"])
         self.history.load_state_dict(state)

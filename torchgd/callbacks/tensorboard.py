@@ -293,9 +293,11 @@ class TensorBoard(Callback):
         losses = block.losses[rows].tolist()
         params = block.params[rows].reshape(T, -1).tolist()
         grads = block.grads[rows].reshape(T, -1).tolist()
-        refs = block.refs[rows].reshape(T, -1).tolist()
+        formulas = block.formulas[rows].reshape(T, -1).tolist()
         return [
-            Record(block.steps[t], block.epochs[t], losses[i], params[i], grads[i], refs[i], None)
+            Record(
+                block.steps[t], block.epochs[t], losses[i], params[i], grads[i], formulas[i], None
+            )
             for i, t in enumerate(keep)
         ]
 
@@ -356,7 +358,7 @@ class TensorBoard(Callback):
         if self.checked:
             worst = 0
             for q, i in enumerate(self.ref_names):
-                ref, got = r.refs[q * d : (q + 1) * d], r.grads[i * d : (i + 1) * d]
+                ref, got = r.formulas[q * d : (q + 1) * d], r.grads[i * d : (i + 1) * d]
                 if ref != got:
                     worst = max(worst, compare.ulp_distance_floats(ref, got, dtype))
             out.append(float(worst))

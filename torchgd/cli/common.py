@@ -436,8 +436,7 @@ def add_scheduler(p, where: str) -> None:
         help="an lr scheduler with torch's keyword names, e.g. step:step_size=10,gamma=0.5 "
         f"or cosine:T_max=100,eta_min=0.001 ({', '.join(sorted(schedulers.ALL))}; torch's "
         "class names too; milestones as 10/20; A@5@B one after another, A+B both at once; "
-        "your own scheduler file as FILE.py:key=value); "
-        + where,
+        "your own scheduler file as FILE.py:key=value); " + where,
     )
     p.add_argument(
         "--scheduler-every",
