@@ -123,7 +123,8 @@ def test_function_problem_trains_from_the_cli(main_cli, tmp_path):
 
 
 BAD_INPUTS = [
-    (["--lr", "-0.1"], "Invalid learning rate: -0.1"),  # torch.optim.SGD's words
+    (["--lr", "-0.1"], "--lr -0.1: Invalid learning rate: -0.1"),  # torch.optim.SGD's words
+    (["--optimizer", "adam", "--betas", "1.5,0.9"], "--betas 1.5,0.9: Invalid beta parameter"),
     (["--lr", "nan"], "--lr must be a finite number"),
     (["--lr", "inf"], "--lr must be a finite number"),
     (["--lr", "fast"], "invalid float value"),

@@ -124,7 +124,26 @@ def hyper(optimizer: str, lr, given: dict, words=()):
     for key in given:
         if key not in known:
             raise TorchgdError(_not_an_option(key, rule.NAME, known, words))
-    return rule.Hyper(**given) if lr is None else rule.Hyper(lr=lr, **given)
+    options = given if lr is None else {"lr": lr, **given}
+    try:
+        return rule.Hyper(**options)
+    except TorchgdError as exc:  # torch's words: said of the option that broke them
+        raise TorchgdError(f"{_culprit(rule.Hyper, options)}{exc}") from None
+
+
+def _culprit(Hyper, options: dict) -> str:
+    """``--name value: `` of the one option that torch's checks refuse on its own (else "")."""
+    for key, value in options.items():
+        try:
+            Hyper(**{key: value})
+        except TorchgdError:
+            flag = f"--{key.replace('_', '-')}"
+            if isinstance(value, bool):
+                return f"{flag}: " if value else f"--no-{flag[2:]}: "
+            return f"{flag} {','.join(map(str, value)) if isinstance(value, tuple) else value}: "
+        except Exception:  # an option that needs another (nesterov: momentum): not alone
+            continue
+    return ""
 
 
 def _not_an_option(key: str, name: str, known: list, words) -> str:
