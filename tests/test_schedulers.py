@@ -652,6 +652,16 @@ BROKEN_FILES = [  # what breaks in a copy of examples/my_scheduler.py, and the o
     ("def torch_kwargs(", "def _unused(", "unexpected keyword argument 'decay'"),
     ("NAME = ", "NAMED = ", "lacks NAME: a scheduler file holds NAME"),
     ("import dataclass", "import dataclas", "cannot load scheduler"),
+    (
+        "lambda t: _factor(t, o)",
+        "lambda t: -1.0 if t == 7 else _factor(t, o)",
+        "torch's LambdaLR built from the file sets lr -0.01 at scheduler step 7",
+    ),
+    (
+        "    return base * _factor(t, o)",
+        "    return float('inf')",
+        "(the file's torch_exact, the torch-exact",
+    ),
 ]
 
 

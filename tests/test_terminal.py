@@ -488,3 +488,25 @@ def test_progress_lines_summarise_a_long_parameter_vector(main_cli):
     assert line.startswith(f"Progress: epoch=2, w=[{first}, ... 1000 values, norm ")
     assert float(line.split("norm ")[1].split("]")[0]) == pytest.approx(norm, rel=1e-5)
     assert len(line) < 200
+
+
+def test_an_interrupted_sweep_with_json_prints_one_object_of_the_lanes_so_far(
+    main_cli, monkeypatch
+):
+    """Ctrl-C (a real SIGINT, raised as the third epoch ends) stops the sweep's loop as it
+    stops train's; with --json stdout is still one JSON object: the lanes of 3 epochs."""
+    from torchgd import lanerun
+
+    real = lanerun.LaneRun.end_epoch
+
+    def end_epoch(self, epoch, batch):
+        if epoch == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real(self, epoch, batch)
+
+    monkeypatch.setattr(lanerun.LaneRun, "end_epoch", end_epoch)
+    proc = main_cli("sweep", "--lr", "0.01:0.1:4", "--epochs", "100", "--json", "--no-plots")
+    assert proc.returncode == 130, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["interrupted"] is True and report["epochs_done"] == 3
+    assert len(report["status"]) == 4 and "interrupted after epoch 3 of 100" in proc.stderr

@@ -84,7 +84,7 @@ class RunConfig:
     shadow: bool | None = option(
         None,
         "for float32 runs, also step a float64 manual path on the same data and report the "
-        "distance to it (None: for data of at most ``plan.SHADOW_MAX_VALUES`` values)",
+        "distance to it (None: for data of at most ``planning.SHADOW_MAX_VALUES`` values)",
         required=False,
     )
     compile: bool = option(
@@ -122,6 +122,18 @@ class RunConfig:
         "None: the plan's ``hp`` throughout, at no cost per step",
         required=None,
     )
+
+    def __post_init__(self):
+        """The options whose type says what they mean: True/False ones, and whole numbers."""
+        from .errors import TorchgdError
+
+        for name in ("guard", "bias", "compile", "shuffle", "shadow"):
+            value = getattr(self, name)
+            if not (isinstance(value, bool) or (value is None and FIELDS[name].default is None)):
+                none = " or None" if FIELDS[name].default is None else ""
+                raise TorchgdError(f"{name} must be True or False{none}, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TorchgdError(f"seed must be a whole number, got {self.seed!r}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

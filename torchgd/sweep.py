@@ -2,8 +2,10 @@
 
 The manual path (analytic gradient, the textbook rule ``w -= lr * grad``) runs with every
 parameter given a leading lane dimension of size K and ``lr`` a tensor of K values: one step
-updates all K runs at once, with exactly the operations a single run uses, so each lane is
-bit-identical to ``torchgd train --paths manual --lr LR`` (tested). The lanes (``lanerun``)
+updates all K runs at once, with exactly the operations a single run uses, so with one
+feature each lane is bit-identical to ``torchgd train --paths manual --lr LR`` (tested); with
+several, the lanes' forward pass is one matrix product, rounded by another kernel than a single
+run's, and lanes agree with single runs to rounding (docs/theory.md). The lanes (``lanerun``)
 are stepped by ``train``'s own loop. A lane the divergence guard stops is frozen where the
 single run would have stopped.
 

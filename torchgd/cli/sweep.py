@@ -66,12 +66,16 @@ def run(args) -> int:
     except KeyboardInterrupt:  # before the first epoch ended: nothing to report but that
         stop = {"config": sweep.config_of(p), "lrs": lrs, "interrupted": True, "epochs_done": 0}
         runs.write_json(run_dir / "summary.json", {**stop, "run_dir": str(run_dir)})
+        if args.json:  # one JSON object, as train --json gives when interrupted
+            print(runs.dumps({**stop, "run_dir": str(run_dir)}))
         stderr(f"torchgd: interrupted before the first epoch ended; the sweep is in {run_dir}")
         return 130
     report["run_dir"] = str(run_dir)
     if report["interrupted"]:
         runs.write_json(run_dir / "summary.json", report)
-        if not (args.json or args.quiet):
+        if args.json:
+            print(runs.dumps(report))
+        elif not args.quiet:
             print(sweep.format_table(report))
         stderr(
             f"torchgd: interrupted after epoch {report['epochs_done']} of {n_epochs}; the lanes "

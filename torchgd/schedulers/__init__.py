@@ -91,14 +91,34 @@ def tried(module, options, base: float, spelling: str, units: int, spec: str) ->
     from ..errors import failure
 
     try:
-        schedule = make(module, options, base, spelling)
-        check(schedule, units, spec)
+        for form in ("textbook", "torch-exact"):  # the run's, and the one the report compares
+            try:
+                check(make(module, options, base, form), units, spec)
+            except TorchgdError as exc:
+                name = form.replace("-", "_")
+                raise TorchgdError(f"{exc} (the file's {name}, the {form} spelling)") from None
         trial = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
-        schedule.torch_scheduler(trial)
+        torch_lrs(make(module, options, base, spelling).torch_scheduler(trial), trial, units, spec)
     except TorchgdError:
         raise
     except Exception as exc:
         raise TorchgdError(f"--scheduler {spec}: the scheduler file raised {failure(exc)}") from exc
+
+
+def torch_lrs(scheduler, optimizer, units: int, spec: str) -> None:
+    """torch's class from a user's file stepped as the optim path will step it: every lr it
+    sets a finite number >= 0 (else the optim path would train with it)."""
+    import math
+
+    for t in range(1, units):
+        optimizer.step()  # no gradient: nothing moves; torch wants a step before the scheduler's
+        scheduler.step()
+        lr = optimizer.param_groups[0]["lr"]
+        if not (isinstance(lr, float | int) and math.isfinite(lr) and lr >= 0):
+            raise TorchgdError(
+                f"--scheduler {spec}: torch's {type(scheduler).__name__} built from the file sets "
+                f"lr {lr!r} at scheduler step {t} (an lr must be a finite number >= 0)"
+            )
 
 
 def user_module(path: str):
