@@ -29,10 +29,10 @@ def fit(
 
     ``data``: a name or file as the command line takes it ("lecture", "course",
     "synthetic:1000,d=3,noise=0.1", "points.csv"), ``(x, y)`` (tensors, arrays or lists) or
-    ``{"x": x, "y": y}``. ``options`` are those of ``plan``: batching, shuffle, seed, optimizer
-    (a name of ``torchgd.rules.ALL`` or FILE.py:NAME), lr, epochs, init
-    (``{"w": 1.0}`` or ``"w=1.0"``), paths, device, dtype, spelling and the rule's options (SGD:
-    momentum, ...; Adam: betas, eps, amsgrad, ...). The epoch's ``loss`` is what the lecture
+    ``{"x": x, "y": y}``. ``options`` are ``plan``'s, every run option of
+    ``torchgd.runconfig.RunConfig`` (batching, lr, epochs, optimizer, scheduler, ...; see
+    ``help(torchgd.plan)``) and the rule's options (SGD: momentum, ...; Adam: betas, eps,
+    amsgrad, ...). The epoch's ``loss`` is what the lecture
     prints: for ``batch`` (and data-free problems) the cost over the batch before the update;
     for ``sgd`` and ``minibatch`` the loss of the epoch's last batch after its update, as the
     lecture's SGD code computes it.
@@ -51,6 +51,20 @@ def fit(
         return fit_into(p, logdir, name, callbacks=callbacks, tensorboard=tensorboard, plots=plots)
     except TorchgdError as exc:
         raise TorchgdError(in_python(str(exc))) from None
+
+
+def _signature():
+    """fit's signature: plan's (every run option with its default), then fit's own."""
+    import inspect
+
+    own = inspect.signature(fit).parameters
+    options = list(inspect.signature(plan).parameters.values())
+    keep = [p for p in options if p.name != "rows" and p.kind is not p.VAR_KEYWORD]
+    mine = [own[n] for n in ("callbacks", "logdir", "name", "tensorboard", "plots")]
+    return inspect.Signature([*keep, *mine, own["options"]])
+
+
+fit.__signature__ = _signature()
 
 
 def in_python(message: str) -> str:

@@ -90,15 +90,15 @@ class Plan:
 def plan(problem="linear", data=None, *, rows=None, **hyper) -> Plan:
     """Check every argument and resolve names to objects; raises TorchgdError on bad input.
 
-        ``problem``: a name of ``torchgd.problems.PROBLEMS``, a user's ``FILE.py:NAME`` or a
-        problem object; ``data``: a name, a file, ``(x, y)`` or a Dataset (None: the lecture's,
-        for a problem that takes data). The run options, as keywords (``torchgd.runconfig``):
+    ``problem``: a name of ``torchgd.problems.PROBLEMS``, a user's ``FILE.py:NAME`` or a
+    problem object; ``data``: a name, a file, ``(x, y)`` or a Dataset (None: the lecture's,
+    for a problem that takes data). The run options, as keywords (``torchgd.runconfig``):
 
     {options}
 
-        Every other keyword is an option of the rule (``optimizer``). ``rows``: a function of N
-        giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
-        than 0: it works on those rows only, see ``torchgd.distributed``).
+    Every other keyword is an option of the rule (``optimizer``). ``rows``: a function of N
+    giving the rows ``(lo, hi)`` this process keeps (a rank of a ``--distributed`` run other
+    than 0: it works on those rows only, see ``torchgd.distributed``).
     """
     o, hyper = runconfig.split(hyper)
     spec_name = problem if isinstance(problem, str) else None

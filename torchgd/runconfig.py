@@ -206,5 +206,9 @@ def signature(before: list, after: list) -> inspect.Signature:
 
 def describe() -> str:
     """The run options, one paragraph each, for plan's docstring."""
-    return "\n\n".join(f"    ``{n}`` (default {f.default!r}): {f.metadata['doc']}." for n, f in
-                       FIELDS.items())  # fmt: skip
+    import textwrap
+
+    paragraphs = [f"``{n}`` (default {f.default!r}): {f.metadata['doc']}." for n, f in
+                  FIELDS.items()]  # fmt: skip
+    wrap = lambda text: textwrap.fill(text, 92, subsequent_indent="    ")  # noqa: E731
+    return "\n\n    ".join(wrap(text) for text in paragraphs)  # under plan's "    {options}"
