@@ -20,7 +20,7 @@ from .batching import Batching, parse_batching
 from .device import dtype_name, resolve_device, resolve_dtype
 from .errors import TorchgdError, failure  # noqa: F401  (planning.failure, as before)
 from .paths import PATHS
-from .userfiles import changed_files, file_hashes  # noqa: F401  (plan.changed_files, as before)
+from .userfiles import changed_files, file_hashes  # noqa: F401  (planning.changed_files, as before)
 
 PATH_NAMES = runconfig.PATH_NAMES  # = tuple(PATHS)
 SHADOW_MAX_VALUES = 1_000_000  # float32 runs step a float64 shadow by default up to this size
