@@ -1,5 +1,6 @@
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,14 @@ def run_json(*args, cwd=None):
     proc = run_cli(*args, "--json", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+# A test that sends SIGINT to a command plays a terminal's Ctrl-C on a foreground job: its
+# children must not inherit an ignored SIGINT, as they do when the tests run in a background job
+# of a non-interactive shell (POSIX has such jobs ignore it; a CI runner may start them so). A
+# handled signal is reset to its default in a child, so this gives them Python's Ctrl-C.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -510,3 +510,19 @@ def test_an_interrupted_sweep_with_json_prints_one_object_of_the_lanes_so_far(
     report = json.loads(proc.stdout)
     assert report["interrupted"] is True and report["epochs_done"] == 3
     assert len(report["status"]) == 4 and "interrupted after epoch 3 of 100" in proc.stderr
+
+
+def test_a_signal_the_command_was_started_ignoring_stays_ignored():
+    """A shell's background job starts with SIGINT ignored (Ctrl-C at the terminal is not for
+    it): the stop flag leaves it so, as Python does; it used to take SIGINT while training and
+    then give it back ignored, so Ctrl-C counted during the loop and not while drawing."""
+    from torchgd.control import StopFlag
+
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with StopFlag():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # the flag's own
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, old)

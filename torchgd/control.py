@@ -8,7 +8,9 @@ from __future__ import annotations
 class StopFlag:
     """Turns the first SIGINT or SIGTERM into a request to stop after the current step (main
     thread only); a second one interrupts at once. SIGTERM too, because that is how torchrun
-    passes a Ctrl-C on to its workers, and how schedulers ask a job to stop."""
+    passes a Ctrl-C on to its workers, and how schedulers ask a job to stop. A signal the
+    process was started ignoring stays ignored, as Python leaves it (it used to be honoured
+    while training and ignored while drawing)."""
 
     SIGNALS = ("SIGINT", "SIGTERM")
 
@@ -28,6 +30,8 @@ class StopFlag:
         if threading.current_thread() is threading.main_thread():
             for name in self.SIGNALS:
                 sig = getattr(signal, name)
+                if signal.getsignal(sig) is signal.SIG_IGN:  # ignored by who started us (a
+                    continue  # shell's background job ignores SIGINT): it stays ignored
                 self._old[sig] = signal.signal(sig, self._handler)
         return self
 
