@@ -311,7 +311,7 @@ def test_minibatches_in_data_order_reproduce_a_course_loop_bit_for_bit():
 
 
 def test_long_histories_keep_ten_thousand_and_one_evenly_spaced_epochs(main_cli, tmp_path):
-    args = ["--epochs", "12345", "--lr", "0.05"]
+    args = ["--epochs", "12345", "--lr", "0.05", "--paths", "manual"]  # the history, not paths
     r = json.loads(_train(main_cli, tmp_path, "auto", *args).stdout)
     hist = r["paths"]["manual"]["history"]
     assert len(hist["loss"]) == len(hist["w"]) == len(hist["epoch"]) == 10_001
