@@ -50,17 +50,12 @@ def cli(tmp_path):
 def main_cli(tmp_path, capsys, monkeypatch):
     """The same CLI in this process (torch is already imported): for tests of what a command
     computes, where a fresh interpreter would only add seconds of imports."""
-    import functools
     from types import SimpleNamespace
 
-    from torchgd import drawing
     from torchgd.cli import main
 
     monkeypatch.chdir(tmp_path)
-    # figures drawn here, by the drawer's own fallback (as where its process cannot start): a
-    # second interpreter importing matplotlib and torch for each command would cost more than
-    # the command; the background drawer is tested through real subprocesses (``cli``)
-    monkeypatch.setattr(drawing, "Drawer", functools.partial(drawing.Drawer, background=False))
+    draw_here(monkeypatch)
 
     def _run(*args, cwd=None):
         if cwd is not None:  # another directory than tmp_path, as a user's shell has
@@ -73,6 +68,18 @@ def main_cli(tmp_path, capsys, monkeypatch):
         return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
     return _run
+
+
+def draw_here(monkeypatch) -> None:
+    """A command run in this process draws its figures here, by the drawer's own fallback (as
+    where its process cannot start): a second interpreter importing matplotlib and torch for
+    each command would cost more than the command; the background drawer is tested through
+    real subprocesses (``cli``)."""
+    import functools
+
+    from torchgd import drawing
+
+    monkeypatch.setattr(drawing, "Drawer", functools.partial(drawing.Drawer, background=False))
 
 
 @pytest.fixture

@@ -151,9 +151,11 @@ BAD_INPUTS = [
 
 
 @pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, args, message):
+def test_bad_input_gives_one_line_and_exit_code_2(capsys, tmp_path, monkeypatch, args, message):
+    from conftest import draw_here
     from torchgd.cli import main
 
+    draw_here(monkeypatch)
     with pytest.raises(SystemExit) as exit_:  # argparse's own errors exit; ours return 2
         raise SystemExit(main(["train", *map(str, args), "--logdir", str(tmp_path / "runs")]))
     out, err = capsys.readouterr()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, draw_here
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINKED = ("tests", "scripts", "examples")  # what quoted commands may name by a relative path
@@ -111,10 +111,16 @@ def run_here(command: str, cwd: Path, capsys, monkeypatch) -> subprocess.Complet
     """A ``torchgd`` command through the same ``main()`` in this process, from ``cwd`` (torch
     is already imported here: seconds saved per command; the console script itself is tested
     in test_cli)."""
+    import functools
+
+    from torchgd import drawing
     from torchgd.cli import main
 
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("COLUMNS", "100")
+    draw_here(monkeypatch)  # as main_cli: no second interpreter per command
+    # figures drawn here, as conftest's main_cli draws them (no second interpreter per command)
+    monkeypatch.setattr(drawing, "Drawer", functools.partial(drawing.Drawer, background=False))
     capsys.readouterr()
     try:
         code = main(shlex.split(command)[1:])
