@@ -163,7 +163,7 @@ def finished_run(tmp_path_factory):
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "empty", "replace"])
 def test_a_damaged_checkpoint_is_refused_and_the_run_directory_left_as_it_was(
-    cli, tmp_path, finished_run, damage
+    cli_once, tmp_path, finished_run, damage
 ):
     import shutil
 
@@ -185,7 +185,7 @@ def test_a_damaged_checkpoint_is_refused_and_the_run_directory_left_as_it_was(
         raw = bytearray(ck.read_bytes())
     ck.write_bytes(bytes(raw))
     before = snapshot(run)
-    proc = cli("train", "--resume", run)
+    proc = cli_once("train", "--resume", run)  # the first damage through a real process
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
     assert "checkpoint" in proc.stderr and "Traceback" not in proc.stderr
     assert snapshot(run) == before
