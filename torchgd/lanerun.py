@@ -25,7 +25,7 @@ MAX_LANE_VALUES = 1 << 28  # lanes x batch size: 1 GiB of float32 per temporary
 class LaneRun:
     """The lanes' state and the steps ``train._loop`` asks for (``run.Run``'s interface)."""
 
-    step_callbacks: list = []
+    step_callbacks = ()  # no callback wants every step of a sweep
 
     def __init__(self, p, lrs, report):
         self.p, self.lrs, k = p, list(lrs), len(lrs)
