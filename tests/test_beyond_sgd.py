@@ -251,3 +251,14 @@ def test_a_lane_that_oscillates_at_the_critical_lr_is_stalled_and_found():
     assert r["critical_lr"]["measured"] == 0.5
     ax = plots.sweep(r).axes[0]
     assert "stalled" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_a_lane_that_crawls_at_a_small_lr_is_not_taken_for_the_critical_lr():
+    """On Rosenbrock's valley Adam at lr 0.01 moves so slowly that its error shrinks by less
+    than rounding per epoch (a rate of 1.001, "stalled") while every larger lr does better:
+    the found critical lr is the smallest from which every larger lane fails, here none."""
+    r = S.sweep("rosenbrock", lrs=[0.01, 0.05, 0.1, 0.2], epochs=50, optimizer="adam")
+    assert r["status"][0] == "stalled" and "stalled" not in r["status"][1:]
+    assert r["critical_lr"]["measured"] is None
+    lecture = S.sweep(lrs=[0.05, 0.1, 0.14, 0.2], epochs=100)  # batch GD: 0.1333 the limit
+    assert lecture["critical_lr"]["measured"] == 0.14

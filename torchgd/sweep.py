@@ -163,15 +163,13 @@ def report(p, lrs, losses, costs, final_cost, params_hist, stopped_at, watch) ->
     judged = _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy)
     final, status, measured = judged.final, judged.status, judged.measured
     status = _stalled(p, t, status, measured, params_hist, stops)
-    crit_meas = next(
-        (
-            lrs[i]
-            for i in range(len(lrs))
-            if status[i] == "diverged"
-            or (not stochastic and measured[i] is not None and measured[i] >= 1)
-        ),
-        None,
-    )
+    unstable = [
+        status[i] == "diverged" or (not stochastic and measured[i] is not None and measured[i] >= 1)
+        for i in range(len(lrs))
+    ]
+    # the smallest lr from which every larger one fails too: a lane that crawls at a small lr
+    # (Rosenbrock's valley at 0.01, its rate 1.001) while larger ones do better is no limit
+    crit_meas = next((lrs[i] for i in range(len(lrs)) if all(unstable[i:])), None)
     return {
         "config": config_of(p),
         "lrs": list(lrs),
@@ -324,6 +322,6 @@ def format_table(r: dict) -> str:
         lines.append(f"theory: no critical lr here ({r['no_theory']})")
     lines.append(
         f"critical lr: predicted {num(c['predicted'])}, found {num(c['measured'])} "
-        "(the first lr of the grid that diverged or stopped shrinking the error)"
+        "(the smallest lr of the grid from which every one diverged or stopped shrinking the error)"
     )
     return "\n".join(lines)
