@@ -16,7 +16,7 @@ DTYPE_NAMES = ("float64", "float32")
 
 def check_epochs(epochs) -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise TorchgdError(f"--epochs must be a whole number >= 1, got {epochs}")
+        raise TorchgdError(f"--epochs must be a whole number >= 1, got {epochs!r}")
     return epochs
 
 
@@ -73,7 +73,7 @@ def check_guard(noise, patience) -> None:
     if not isinstance(noise, (int, float)) or not math.isfinite(noise) or noise < 0:
         raise TorchgdError(f"--noise must be a finite number >= 0, got {noise}")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-        raise TorchgdError(f"--patience must be a whole number >= 1, got {patience}")
+        raise TorchgdError(f"--patience must be a whole number >= 1, got {patience!r}")
 
 
 def parse_lrs(spec: str, log: bool = False) -> list[float]:
