@@ -12,9 +12,10 @@ Exit codes: 0 done, 1 a check failed, 2 bad input (one line on stderr), 3 a run 
 
 from __future__ import annotations
 
+import re
 import sys
 
-from .. import rules
+from .. import rules, runconfig
 from ..control import quick_exit
 from . import bench, check, lecture, plot, sweep, tb, train
 from .app import EXIT_IO, Formatter, Parser, dispatch, negatives_glued
@@ -60,9 +61,9 @@ def _unrecognized(parser, command, extra) -> None:
     (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
 
 
-RENAMED = {  # old flag: new, why
-    "--rule": ("--spelling", "the rule itself is --optimizer"),
-    "--schedule": ("--batching", "an lr schedule is --scheduler"),
+RENAMED = {  # old flag: new, why; the keywords renamed in this version, as flags
+    f"--{old}": (f"--{new}", re.sub(r"(\w+)=", r"--\1", why))
+    for old, (new, _, why) in runconfig.RENAMED.items()
 }
 
 
