@@ -631,6 +631,11 @@ def test_a_scheduler_file_of_ones_own_joins_the_grids_and_runs_from_another_dire
     assert plan_from_config(config).config["scheduler"] == config["scheduler"]
     (mine / "invtime.py").write_text(source.read_text().replace("1 + o.decay", "2 + o.decay"))
     assert changed_files(config) == [str(mine / "invtime.py")]
+    (mine / "cosine.py").write_text(source.read_text().replace('"inverse-time"', '"cosine"'))
+    then = f"{mine / 'cosine.py'}:decay=0.1@5@cosine:T_max=9"  # named like a built-in: a file
+    composed = main_cli("train", "--scheduler", then, "--logdir", "runs")
+    assert composed.returncode == 2
+    assert "a scheduler file (cosine.py) cannot be part" in composed.stderr
     (mine / "bad.py").write_text("NAME = 'bad'\n")
     bad = main_cli("train", "--scheduler", f"{mine / 'bad.py'}:x=1", "--logdir", "runs")
     assert bad.returncode == 2

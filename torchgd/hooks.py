@@ -52,9 +52,10 @@ def _scheduled(spec, every: str, hp, spelling: str, hyper_at, units: int) -> Sch
             f"--scheduler {spec}: {module.TORCH_CLASS} steps on the epoch's cost: use "
             "--scheduler-every epoch"
         )
-    if schedulers.users(module):  # a user's file: its code tried before anything is written
-        schedulers.tried(module, options, hp.lr, spelling, units, spec)
-    schedule = schedulers.make(module, options, hp.lr, spelling)
+    if schedulers.users_file(module):  # its code tried before anything is written
+        schedule = schedulers.tried(module, options, hp.lr, spelling, units, spec)
+    else:
+        schedule = schedulers.make(module, options, hp.lr, spelling)
     if schedule.cycles_momentum and not (hasattr(hp, "momentum") or hasattr(hp, "betas")):
         raise TorchgdError(
             f"--scheduler {spec}: optimizer must support momentum or beta1 with `cycle_momentum` "

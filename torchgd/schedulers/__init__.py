@@ -73,32 +73,33 @@ def label(module) -> str:
     return f"the scheduler file {spec.rpartition('/')[2]}" if spec else module.TORCH_CLASS
 
 
-def users(module) -> list:
-    """The user's scheduler files in ``module`` (a composition's members too)."""
-    from . import _compose
-
-    if module in (_compose.SEQUENTIAL, _compose.CHAINED):
-        return []  # a composition takes built-in members only (_compose.parse says why)
-    return [module] if hasattr(module, "SPEC") else []
+def users_file(module) -> bool:
+    """Whether ``module`` is a user's scheduler file (a composition takes built-in members
+    only: ``_compose.parse`` refuses a file there)."""
+    return hasattr(module, "SPEC")
 
 
-def tried(module, options, base: float, spelling: str, units: int, spec: str) -> None:
+def tried(module, options, base: float, spelling: str, units: int, spec: str):
     """A user's scheduler file run once before anything is written: every lr of the run in
-    its spelling, and torch's class built as the optim path builds it; whatever raises is
-    one line naming the file and where in it."""
+    both spellings, and torch's class stepped as the optim path steps it; whatever raises is
+    one line naming the file and where in it. Returns the schedule in the run's spelling, its
+    lrs computed."""
     import torch
 
     from ..errors import failure
 
     try:
+        forms = {}
         for form in ("textbook", "torch-exact"):  # the run's, and the one the report compares
+            forms[form] = make(module, options, base, form)
             try:
-                check(make(module, options, base, form), units, spec)
+                check(forms[form], units, spec)
             except TorchgdError as exc:
                 name = form.replace("-", "_")
                 raise TorchgdError(f"{exc} (the file's {name}, the {form} spelling)") from None
         trial = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
-        torch_lrs(make(module, options, base, spelling).torch_scheduler(trial), trial, units, spec)
+        torch_lrs(forms[spelling].torch_scheduler(trial), trial, units, spec)
+        return forms[spelling]
     except TorchgdError:
         raise
     except Exception as exc:

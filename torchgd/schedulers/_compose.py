@@ -60,7 +60,8 @@ def parse(spec: str, one):
         members, milestones, kind, allowed = _AND.split(spec), (), CHAINED, IN_CHAIN
     parsed = tuple(one(m) for m in members)
     for module, options in parsed:
-        if module.NAME not in allowed or (kind is CHAINED and getattr(options, "eta_min", 0)):
+        member = module.NAME in allowed and not hasattr(module, "SPEC")  # built-in ones only
+        if not member or (kind is CHAINED and getattr(options, "eta_min", 0)):
             who = (f"a scheduler file ({module.SPEC.rpartition('/')[2]})"
                    if hasattr(module, "SPEC") else module.TORCH_CLASS)  # fmt: skip
             raise TorchgdError(
