@@ -1,27 +1,18 @@
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
+import processes
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args, cwd=None, timeout=120, env=None, **popen):
-    """Run the real CLI in a subprocess, as a user would (``popen``: e.g. ``preexec_fn``)."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "torchgd", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        **popen,
-    )
+    """Run the real CLI in a process of its own, as a user would (``processes``: forked from a
+    server that has imported torch, or exec'd where start-up itself is tested: ``fresh=True``,
+    ``popen`` options such as ``preexec_fn``, an environment that an import might read)."""
+    return processes.run(args, cwd=cwd, timeout=timeout, env=env, **popen)
 
 
 def run_json(*args, cwd=None):

@@ -3,9 +3,8 @@
 import itertools
 import json
 import math
-import subprocess
-import sys
 
+import processes
 import pytest
 
 import torchgd
@@ -173,12 +172,9 @@ def test_noise_escapes_the_saddle_and_every_path_sees_the_same_noise(sigma, seed
 
 def test_saddle_script_prints_steps_to_escape(tmp_path):
     (tmp_path / "runs").mkdir()
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "saddle.py")],
+    proc = processes.run_python(
+        [ROOT / "scripts" / "saddle.py"],
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr

@@ -4,15 +4,13 @@ bit, with TensorBoard curves that have every step exactly once."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
+import processes
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import torchgd
-from conftest import ROOT
 from torchgd import checkpoints
 
 RUN = [
@@ -38,25 +36,7 @@ RUN = [
 
 
 def start(tmp_path, name, *extra, base=RUN):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "torchgd",
-            *base,
-            *extra,
-            "--logdir",
-            str(tmp_path),
-            "--name",
-            name,
-            "--quiet",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return processes.start([*base, *extra, "--logdir", tmp_path, "--name", name, "--quiet"])
 
 
 def wait_for(path, predicate, timeout=90):
@@ -243,7 +223,6 @@ def test_resume_refuses_options_that_would_change_the_run(main_cli, tmp_path, ex
 
 
 def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
-    import os
 
     class TermAtStep2:
         def on_start(self, config, paths): ...
@@ -286,7 +265,6 @@ def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(
 def test_a_lecture_interrupted_in_a_part_resumes_to_the_uninterrupted_lecture(
     main_cli, tmp_path, monkeypatch, part
 ):
-    import os
 
     from torchgd.callbacks import console
 

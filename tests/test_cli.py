@@ -397,3 +397,27 @@ def test_plot_schedules_is_plot_batchings_and_says_so(main_cli, tmp_path):
     )
     assert figure.stdout.strip() == str(tmp_path / "batchings.png")
     assert "schedules" not in main_cli("plot", "--help").stdout  # the help shows the new name
+
+
+def test_a_forked_command_prints_what_an_execd_one_does(tmp_path):
+    """The suite's commands run forked from a server that has imported torch (tests/processes):
+    the same output, exit codes and files as a fresh interpreter, from another directory."""
+    import processes
+
+    args = ["train", "--data", "synthetic:50,d=2,noise=0.1", "--bias", "--optimizer", "adam",
+            "--epochs", "20", "--no-plots", "--json"]  # fmt: skip
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    forked = processes.start([*args, "--name", "r"], cwd=tmp_path / "a")
+    fresh = processes.start([*args, "--name", "r"], cwd=tmp_path / "b", fresh=True)
+    assert isinstance(forked, processes.Forked) and isinstance(fresh, subprocess.Popen)
+    (out_a, err_a), (out_b, err_b) = forked.communicate(120), fresh.communicate(120)
+    assert forked.returncode == fresh.returncode == 0 and err_a == err_b
+    assert out_a.replace(str(tmp_path / "a"), "") == out_b.replace(str(tmp_path / "b"), "")
+    for name in ("config.json", "summary.json"):
+        a, b = ((tmp_path / d / "runs" / "r" / name).read_text() for d in "ab")
+        assert a.replace(str(tmp_path / "a"), "") == b.replace(str(tmp_path / "b"), "")
+    bad = ["train", "--lr", "-1"]
+    a, b = processes.run(bad, cwd=tmp_path), processes.run(bad, cwd=tmp_path, fresh=True)
+    assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr)
+    assert a.returncode == 2 and a.stderr.startswith("torchgd train: error: --lr -1")

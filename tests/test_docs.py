@@ -13,9 +13,9 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
+import processes
 import pytest
 
 from conftest import ROOT, draw_here
@@ -67,15 +67,11 @@ def matches(expected: str, actual: str) -> bool:
 
 
 def run_quoted(command: str, cwd: Path) -> subprocess.CompletedProcess:
-    """The command as a user types it: ``torchgd`` is this checkout's, ``python`` this one."""
+    """A ``python`` command as a user types it, in a process of its own."""
     argv = shlex.split(command)
-    if argv[0] == "torchgd":
-        argv = [sys.executable, "-m", "torchgd", *argv[1:]]
-    elif argv[0] == "python":
-        argv = [sys.executable, *argv[1:]]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
-    return subprocess.run(
-        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False
+    assert argv[0] == "python", f"only python commands run outside this process: {command}"
+    return processes.run_python(
+        argv[1:], cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
     )
 
 
@@ -111,16 +107,11 @@ def run_here(command: str, cwd: Path, capsys, monkeypatch) -> subprocess.Complet
     """A ``torchgd`` command through the same ``main()`` in this process, from ``cwd`` (torch
     is already imported here: seconds saved per command; the console script itself is tested
     in test_cli)."""
-    import functools
-
-    from torchgd import drawing
     from torchgd.cli import main
 
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("COLUMNS", "100")
     draw_here(monkeypatch)  # as main_cli: no second interpreter per command
-    # figures drawn here, as conftest's main_cli draws them (no second interpreter per command)
-    monkeypatch.setattr(drawing, "Drawer", functools.partial(drawing.Drawer, background=False))
     capsys.readouterr()
     try:
         code = main(shlex.split(command)[1:])

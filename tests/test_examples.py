@@ -2,9 +2,8 @@
 the checkout, through the real command line and the real Python API."""
 
 import json
-import subprocess
-import sys
 
+import processes
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -15,9 +14,8 @@ EXAMPLES = ROOT / "examples"
 
 
 def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "train_script.py")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    proc = processes.run_python(
+        [EXAMPLES / "train_script.py"], cwd=tmp_path, timeout=300,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

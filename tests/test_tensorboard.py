@@ -11,6 +11,7 @@ import urllib.parse
 import urllib.request
 
 import numpy as np
+import processes
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,6 @@ from tensorboard.util import tensor_util
 from torch.utils.tensorboard import summary as torch_summary
 
 import torchgd
-from conftest import ROOT
 from torchgd.callbacks.tensorboard import TensorBoard, default_log_every
 from torchgd.events import ScalarEncoder, masked_crc32c
 
@@ -212,12 +212,8 @@ def test_hparams_trials_lead_with_what_tells_them_apart():
 
 
 def test_sigint_keeps_every_event_logged_before_it(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
+    proc = processes.start(
         [
-            sys.executable,
-            "-m",
-            "torchgd",
             "train",
             "--batching",
             "sgd",
@@ -232,11 +228,7 @@ def test_sigint_keeps_every_event_logged_before_it(tmp_path):
             str(tmp_path),
             "--name",
             "int",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
+        ]
     )
     run = tmp_path / "int"
     deadline = time.monotonic() + 60
@@ -411,15 +403,7 @@ def test_hparams_tab_names_trials_by_run_and_sorts_them_by_final_loss(plain_tens
 
 
 def test_torchgd_tb_serves_the_same_scalars_on_loopback(two_runs):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torchgd", "tb", "--port", "0"],
-        cwd=two_runs,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = processes.start(["tb", "--port", "0"], cwd=two_runs)
     try:
         first = proc.stdout.readline()
         assert "http://127.0.0.1:" in first and "/?smoothing=0 " in first  # steps as logged

@@ -11,10 +11,10 @@ import select
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import time
 
+import processes
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -94,10 +94,7 @@ def _pty_run(args, cwd):
     """Run the CLI with stdout and stderr on one terminal, as in a shell; returns the bytes."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # 120 columns
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "100"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torchgd", *args], cwd=cwd, stdout=slave, stderr=slave, env=env
-    )
+    proc = processes.start(args, cwd=cwd, env={"COLUMNS": "100"}, stdout=slave, stderr=slave)
     os.close(slave)
     out = b""
     while True:
@@ -196,28 +193,10 @@ def test_a_full_disk_mid_run_keeps_the_result_then_is_one_line_exit_74(tmp_path)
 
 
 def test_run_files_get_the_usual_permissions(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     old = os.umask(0o022)
     try:
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "torchgd",
-                "train",
-                "--epochs",
-                "3",
-                "--name",
-                "p",
-                "--checkpoint-every",
-                "1",
-            ],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli("train", "--epochs", "3", "--name", "p", "--checkpoint-every", "1",
+                       cwd=tmp_path)  # fmt: skip
     finally:
         os.umask(old)
     assert proc.returncode == 0, proc.stderr
@@ -260,15 +239,7 @@ slow = FunctionProblem("slow", ("x", "y"), f=f, df=lambda x, y: (2 * x, 2 * y),
 
 
 def _start(args, cwd, env=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "torchgd", *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return processes.start(args, cwd=cwd, env=env)
 
 
 def _wait_for(path, proc, timeout=120):
@@ -409,12 +380,10 @@ def test_the_headline_leads_with_the_size_and_marks_ulps_counted_near_zero(main_
 
 
 def test_an_interrupted_sweep_keeps_its_config_and_the_lanes_so_far(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torchgd", "sweep", "--lr", "0.01:0.1:4", "--epochs", "10000000",
-         "--no-plots", "--name", "s"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = processes.start(
+        ["sweep", "--lr", "0.01:0.1:4", "--epochs", "10000000", "--no-plots", "--name", "s"],
+        cwd=tmp_path,
+    )
     run = tmp_path / "runs" / "s"
     try:
         deadline = time.monotonic() + 60

@@ -2,15 +2,13 @@
 figures at the end of train, plot --run and --resume from another directory."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
+import processes
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import run_cli
 
 BOWL = """from torchgd.problems import FunctionProblem
 
@@ -23,15 +21,7 @@ bowl = FunctionProblem(
 
 def _interrupt_after_checkpoint(args, cwd, run):
     """Start ``torchgd train ARGS`` in ``cwd``, Ctrl-C it once its first checkpoint exists."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torchgd", "train", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    proc = processes.start(["train", *args], cwd=cwd)
     deadline = time.monotonic() + 90
     while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
