@@ -482,7 +482,7 @@ def test_the_bench_table_says_whether_each_target_was_met_on_the_unrounded_value
 
 
 def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_from(
-    monkeypatch,
+    monkeypatch, capsys, main_cli
 ):
     """plan's keywords, its docstring, config.json, plan_from_config and the command line's
     reader all come from torchgd.runconfig.RunConfig: a run option added there (here, by a
@@ -506,8 +506,9 @@ def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_
     assert set(read) == set(runconfig.FIELDS) - {"hyper_at"}  # train takes every run option
     assert read["guard"] is False and read["batching"] == "sgd"
 
-    extra = runconfig.option(7, "a new option", required=False)
-    new = dataclasses.make_dataclass("RunConfig", [("extra", int, extra)],
+    extra = runconfig.option(7, "a new ``option``", required=False)
+    switch = runconfig.option(False, "a new switch", required=False)
+    new = dataclasses.make_dataclass("RunConfig", [("extra", int, extra), ("switch", bool, switch)],
                                      bases=(runconfig.RunConfig,), frozen=True)  # fmt: skip
     monkeypatch.setattr(runconfig, "RunConfig", new)
     monkeypatch.setattr(runconfig, "FIELDS", {f.name: f for f in dataclasses.fields(new)})
@@ -515,6 +516,19 @@ def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_
     assert q.config["extra"] == 11 and plan_from_config(q.config).config["extra"] == 11
     assert plan_from_config({**q.config, "extra": 5}).config["extra"] == 5
     assert runconfig.from_args(argparse.Namespace(extra=4))["extra"] == 4
+    # and the command line has a flag for each, made from the field
+    args = build_parser().parse_args(["train", "--extra", "4", "--switch"])
+    read = runconfig.from_args(args, epochs=3)
+    assert read["extra"] == 4 and read["switch"] is True
+    assert build_parser().parse_args(["train"]).extra == 7
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "--extra EXTRA a new option (default 7)" in shown
+    assert "--switch, --no-switch a new switch (default off)" in shown
+    run = main_cli("train", "--extra", "12", "--epochs", "2", "--no-plots", "--json")
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["config"]["extra"] == 12  # recorded in config.json too
 
 
 def test_torchgd_plan_stays_the_function_after_a_run():

@@ -456,3 +456,23 @@ def run_kwargs(args, **given) -> dict:
     from ..runconfig import from_args
 
     return {**from_args(args, **given), **rule_kwargs(args)}
+
+
+def add_field_options(p: argparse.ArgumentParser) -> None:
+    """A flag for each run option of ``torchgd.runconfig.RunConfig`` that ``p`` has none for
+    (a new field): ``--its-name``, typed by its default (True/False: ``--x``/``--no-x``), its
+    doc as help. The flags written by hand above say more (choices, metavars, checks)."""
+    from .. import runconfig
+
+    have = {action.dest for action in p._actions}
+    for name, f in runconfig.FIELDS.items():
+        if name in have or f.metadata["required"] is None or f.metadata["args"]:
+            continue  # given by hand, Python only, or read from another option
+        default, flag = f.default, "--" + name.replace("_", "-")
+        doc = f.metadata["doc"].replace("``", "")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                           help=f"{doc} (default {'on' if default else 'off'})")  # fmt: skip
+        else:
+            kind = type(default) if isinstance(default, (int, float)) else str
+            p.add_argument(flag, type=kind, default=default, help=f"{doc} (default {default})")

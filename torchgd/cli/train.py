@@ -7,6 +7,7 @@ import argparse
 
 from .app import error, parent, stderr
 from .common import (
+    add_field_options,
     add_scheduler,
     check_logging,
     check_rule,
@@ -27,6 +28,7 @@ def add_parser(subparsers) -> None:
         help="train any problem with any batching and options",
         description="Train by the selected paths in lockstep and compare them at every step.",
     )
+    add_field_options(p)  # train takes every run option: one that has no flag above gets one
     p.set_defaults(func=run)
 
 
