@@ -95,8 +95,6 @@ class Guard:
         return {k: np.asarray(getattr(self, k)).tolist() for k in keys}
 
     def load_state_dict(self, state: dict) -> None:
-        if "lowest" not in state:  # a checkpoint from before this guard: start watching afresh
-            return
         for k, v in state.items():
             setattr(self, k, np.array(v, dtype=np.int64 if k == "streak" else np.float64))
 
