@@ -193,10 +193,11 @@ def test_data_given_from_python_says_what_is_wrong_with_it(data, words):
         ({"noise": -1.0}, "noise= must be a finite number >= 0"),
     ],
 )
-def test_python_errors_name_the_python_argument_not_the_flag(kwargs, words):
+@pytest.mark.parametrize("call", ["fit", "plan"])
+def test_python_errors_name_the_python_argument_not_the_flag(kwargs, words, call):
     import torchgd
 
     with pytest.raises(torchgd.TorchgdError) as caught:
-        torchgd.fit(**kwargs)
+        getattr(torchgd, call)(**kwargs)
     assert str(caught.value) == words or str(caught.value).startswith(words)
     assert "--" not in str(caught.value)

@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "fit": ("fitting", "fit"),
-    "plan": ("train", "plan"),
+    "plan": ("fitting", "plan"),
     "execute": ("train", "execute"),
     "Result": ("train", "Result"),
     "TorchgdError": ("errors", "TorchgdError"),

@@ -2,14 +2,15 @@
 
 It plans (``torchgd.plan``), runs the loop (``torchgd.train.execute``) and, with ``logdir``,
 writes what ``torchgd train`` writes (``torchgd.rundir``); an error is worded for Python
-(``epochs=``, not ``--epochs``). Its own module, so that the loop (``train``) imports nothing
-that draws: the figures' code may run the loop without an import cycle.
+(``epochs=``, not ``--epochs``), as it is by ``torchgd.plan``, defined here too. Its own
+module, so that the loop (``train``) imports nothing that draws: the figures' code may run the
+loop without an import cycle.
 """
 
 from __future__ import annotations
 
+from . import planning
 from .errors import TorchgdError
-from .planning import plan
 from .result import Result
 from .train import execute
 
@@ -43,7 +44,7 @@ def fit(
     it nothing is written.
     """
     try:
-        p = plan(problem, data, **options)
+        p = planning.plan(problem, data, **options)
         if logdir is None:
             return execute(p, callbacks)
         from .rundir import fit_into
@@ -58,13 +59,26 @@ def _signature():
     import inspect
 
     own = inspect.signature(fit).parameters
-    options = list(inspect.signature(plan).parameters.values())
+    options = list(inspect.signature(planning.plan).parameters.values())
     keep = [p for p in options if p.name != "rows" and p.kind is not p.VAR_KEYWORD]
     mine = [own[n] for n in ("callbacks", "logdir", "name", "tensorboard", "plots")]
     return inspect.Signature([*keep, *mine, own["options"]])
 
 
 fit.__signature__ = _signature()
+
+
+def plan(problem="linear", data=None, **options):
+    try:
+        return planning.plan(problem, data, **options)
+    except TorchgdError as exc:
+        raise TorchgdError(in_python(str(exc))) from None
+
+
+# torchgd.plan: planning.plan as Python calls it, its errors worded for Python as fit's are
+# (``init= names 'q'``, not ``--init names 'q'``); the command line calls planning.plan
+plan.__signature__ = planning.plan.__signature__
+plan.__doc__ = planning.plan.__doc__
 
 
 def in_python(message: str) -> str:
