@@ -685,3 +685,23 @@ def test_a_broken_scheduler_file_is_one_line_exit_2_and_nothing_is_written(
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_scheduler_files_path_with_plus_or_at_signs_is_one_file_not_a_composition(
+    main_cli, tmp_path
+):
+    from pathlib import Path
+
+    odd = tmp_path / "runs+old@2@mine"  # would read as a chain (+o) and a sequence (@2@)
+    odd.mkdir()
+    source = Path(__file__).parents[1] / "examples" / "my_scheduler.py"
+    (odd / "invtime.py").write_text(source.read_text())
+    spec = f"{odd / 'invtime.py'}:decay=0.5"
+    run = main_cli("train", "--scheduler", spec, "--epochs", "3", "--json", "--no-plots",
+                   "--logdir", tmp_path / "out")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert result["config"]["scheduler"] == spec
+    assert result["paths"]["manual"]["history"]["lr"] == [0.01, 0.01 / 1.5, 0.01 / 2.0]
+    then = main_cli("train", "--scheduler", f"{spec}@5@cosine:T_max=9", "--logdir", tmp_path)
+    assert then.returncode == 2 and "a scheduler file (invtime.py) cannot be part" in then.stderr

@@ -37,7 +37,23 @@ _AND = re.compile(r"\+(?=[A-Za-z])")  # a chain's member (not the + of 1e+3)
 
 
 def is_composed(spec: str) -> bool:
-    return bool(_THEN.search(spec) or _AND.search(spec))
+    tail = _after_file(spec)
+    return bool(_THEN.search(tail) or _AND.search(tail))
+
+
+def _after_file(spec: str) -> str:
+    """What may compose: all of ``spec``, or what follows a first member that is a scheduler
+    file, ``FILE.py:...`` (its path may hold ``+x`` or ``@5@``)."""
+    head, colon, rest = spec.partition(":")
+    return rest if colon and head.endswith(".py") else spec
+
+
+def _split(pattern, spec: str) -> list:
+    """``pattern.split(spec)``, a first member's file path kept whole."""
+    tail = _after_file(spec)
+    parts = pattern.split(tail)
+    parts[0] = spec[: len(spec) - len(tail)] + parts[0]
+    return parts
 
 
 @dataclass(frozen=True)
@@ -48,16 +64,17 @@ class Options:
 
 def parse(spec: str, one):
     """``spec`` as (the composition's pseudo-module, Options); ``one`` parses one member."""
-    if _THEN.search(spec) and _AND.search(spec):
+    tail = _after_file(spec)
+    if _THEN.search(tail) and _AND.search(tail):
         raise TorchgdError(f"--scheduler {spec}: a sequence (@N@) or a chain (+), not both")
-    if _THEN.search(spec):
-        parts = _THEN.split(spec)
+    if _THEN.search(tail):
+        parts = _split(_THEN, spec)
         members, milestones = parts[0::2], tuple(int(m) for m in parts[1::2])
         if list(milestones) != sorted(set(milestones)) or milestones[0] < 1:
             raise TorchgdError(f"--scheduler {spec}: milestones must rise from 1: {milestones}")
         kind, allowed = SEQUENTIAL, IN_SEQUENCE
     else:
-        members, milestones, kind, allowed = _AND.split(spec), (), CHAINED, IN_CHAIN
+        members, milestones, kind, allowed = _split(_AND, spec), (), CHAINED, IN_CHAIN
     parsed = tuple(one(m) for m in members)
     for module, options in parsed:
         member = module.NAME in allowed and not hasattr(module, "SPEC")  # built-in ones only
