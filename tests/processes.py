@@ -7,9 +7,10 @@ imports alone cost about 3 s of a 2-core machine per command (torch, and ``torch
 torch.optim's ``step()`` imports) and the suite starts about a hundred commands.
 
 What such a process does not go through is the interpreter's start-up: importing torch after the
-command line is known. Start-up is what an exec'd process checks (``fresh=True``, or any
-environment beyond ``COLUMNS`` that an import might read); tests of the console script, of what
-importing torchgd loads, of environment variables and of ``preexec_fn`` limits use it, and
+command line is known. Start-up is what an exec'd process checks (``fresh=True``, a
+``preexec_fn`` or other ``Popen`` option, or an environment that adds or changes a variable
+outside ``FORKABLE``, one an import might read); tests of the console script, of what importing
+torchgd loads, of import-time settings and of resource limits use it, and
 ``test_a_forked_command_prints_what_an_execd_one_does`` holds the two to the same output.
 """
 

@@ -223,7 +223,6 @@ def test_resume_refuses_options_that_would_change_the_run(main_cli, tmp_path, ex
 
 
 def test_sigterm_stops_a_run_after_the_current_step_like_ctrl_c():
-
     class TermAtStep2:
         def on_start(self, config, paths): ...
         def on_step(self, info):
@@ -265,7 +264,6 @@ def test_an_adam_run_resumed_from_the_command_line_equals_the_uninterrupted_one(
 def test_a_lecture_interrupted_in_a_part_resumes_to_the_uninterrupted_lecture(
     main_cli, tmp_path, monkeypatch, part
 ):
-
     from torchgd.callbacks import console
 
     whole = json.loads(main_cli("lecture", "--json", "--no-plots", "--name", "whole").stdout)
