@@ -508,8 +508,10 @@ def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_
 
     extra = runconfig.option(7, "a new ``option``", required=False)
     switch = runconfig.option(False, "a new switch", required=False)
-    new = dataclasses.make_dataclass("RunConfig", [("extra", int, extra), ("switch", bool, switch)],
-                                     bases=(runconfig.RunConfig,), frozen=True)  # fmt: skip
+    tri = runconfig.option(None, "on, off or 100% unset", required=False)
+    fields = [("extra", int, extra), ("switch", bool, switch), ("tri", bool | None, tri)]
+    new = dataclasses.make_dataclass("RunConfig", fields, bases=(runconfig.RunConfig,),
+                                     frozen=True)  # fmt: skip
     monkeypatch.setattr(runconfig, "RunConfig", new)
     monkeypatch.setattr(runconfig, "FIELDS", {f.name: f for f in dataclasses.fields(new)})
     q = plan(epochs=3, extra=11)
@@ -526,6 +528,8 @@ def test_every_run_option_is_one_field_that_plan_config_json_and_the_cli_derive_
     shown = " ".join(capsys.readouterr().out.split())
     assert "--extra EXTRA a new option (default 7)" in shown
     assert "--switch, --no-switch a new switch (default off)" in shown
+    assert "--tri, --no-tri on, off or 100% unset (default unset)" in shown
+    assert build_parser().parse_args(["train", "--no-tri"]).tri is False
     run = main_cli("train", "--extra", "12", "--epochs", "2", "--no-plots", "--json")
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["config"]["extra"] == 12  # recorded in config.json too

@@ -396,6 +396,8 @@ def test_every_plot_kind_honours_or_refuses_run(main_cli, tmp_path, figures):
         (["trajectory", "--data", "lecture"], "plot trajectory does not take --data"),
         (["loss", "--run", ".", "--lr", "0.1"], "--lr describes a fresh run"),
         (["field", "--run", "."], "plot field draws no saved run: --run does not apply"),
+        (["loss", "--init", "q=1"], "--init names 'q', but problem 'linear' has parameters w"),
+        (["schedule", "--scheduler", "cosine"], "--scheduler cosine: CosineAnnealingLR needs"),
     ],
 )
 def test_plot_bad_input_is_one_line_exit_2(main_cli, tmp_path, args, message):

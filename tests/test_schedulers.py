@@ -705,3 +705,16 @@ def test_a_scheduler_files_path_with_plus_or_at_signs_is_one_file_not_a_composit
     assert result["paths"]["manual"]["history"]["lr"] == [0.01, 0.01 / 1.5, 0.01 / 2.0]
     then = main_cli("train", "--scheduler", f"{spec}@5@cosine:T_max=9", "--logdir", tmp_path)
     assert then.returncode == 2 and "a scheduler file (invtime.py) cannot be part" in then.stderr
+    alone = main_cli(
+        "train",
+        "--scheduler",
+        odd / "invtime.py",
+        "--epochs",
+        "2",
+        "--json",
+        "--no-plots",
+        "--logdir",
+        tmp_path / "out",
+    )  # its own options: the defaults
+    assert alone.returncode == 0, alone.stderr
+    assert json.loads(alone.stdout)["config"]["scheduler"] == f"{odd / 'invtime.py'}:decay=0.1"

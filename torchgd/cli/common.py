@@ -469,10 +469,14 @@ def add_field_options(p: argparse.ArgumentParser) -> None:
         if name in have or f.metadata["required"] is None or f.metadata["args"]:
             continue  # given by hand, Python only, or read from another option
         default, flag = f.default, "--" + name.replace("_", "-")
-        doc = f.metadata["doc"].replace("``", "")
-        if isinstance(default, bool):
+        doc = f.metadata["doc"].replace("``", "").replace("%", "%%")
+        shown = "none" if default is None else default
+        if isinstance(default, tuple):
+            shown = ",".join(map(str, default))
+        if isinstance(default, bool) or str(f.type).replace(" ", "") == "bool|None":
+            shown = {True: "on", False: "off", None: "unset"}[default]
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                           help=f"{doc} (default {'on' if default else 'off'})")  # fmt: skip
+                           help=f"{doc} (default {shown})")  # fmt: skip
         else:
             kind = type(default) if isinstance(default, (int, float)) else str
-            p.add_argument(flag, type=kind, default=default, help=f"{doc} (default {default})")
+            p.add_argument(flag, type=kind, default=default, help=f"{doc} (default {shown})")

@@ -356,17 +356,21 @@ def _made(kind: str, f: argparse.Namespace) -> dict:
             init=f.init,
             seed=f.seed,
         )
-    from ..fitting import fit
+    from ..planning import plan
+    from ..train import execute
 
+    # plan's errors, worded for the command line (fit words them for Python)
     scheduled = dict(scheduler=f.scheduler, scheduler_every=f.scheduler_every, history="steps")
-    return fit(
-        f.problem,
-        f.data,
-        batching=f.batching,
-        init=f.init,
-        lr=f.lr,
-        epochs=f.epochs,
-        noise=f.noise,
-        seed=f.seed,
-        **(scheduled if kind == "schedule" else {}),
+    return execute(
+        plan(
+            f.problem,
+            f.data,
+            batching=f.batching,
+            init=f.init,
+            lr=f.lr,
+            epochs=f.epochs,
+            noise=f.noise,
+            seed=f.seed,
+            **(scheduled if kind == "schedule" else {}),
+        )
     ).to_json()

@@ -43,9 +43,11 @@ def is_composed(spec: str) -> bool:
 
 def _after_file(spec: str) -> str:
     """What may compose: all of ``spec``, or what follows a first member that is a scheduler
-    file, ``FILE.py:...`` (its path may hold ``+x`` or ``@5@``)."""
+    file, ``FILE.py:...`` or ``FILE.py`` alone (its path may hold ``+x`` or ``@5@``)."""
     head, colon, rest = spec.partition(":")
-    return rest if colon and head.endswith(".py") else spec
+    if not colon:
+        return "" if spec.endswith(".py") else spec
+    return rest if head.endswith(".py") else spec
 
 
 def _split(pattern, spec: str) -> list:
