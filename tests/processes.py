@@ -14,6 +14,7 @@ torchgd loads, of import-time settings and of resource limits use it, and
 ``test_a_forked_command_prints_what_an_execd_one_does`` holds the two to the same output.
 """
 
+import atexit
 import io
 import json
 import multiprocessing
@@ -31,13 +32,22 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PIPE, STDOUT = subprocess.PIPE, subprocess.STDOUT
 PRELOAD = ["torch", "torch._dynamo", "torch.utils.tensorboard", "torchgd.cli", "torchgd.train"]
-# what a process's environment may change and still be forked: variables read when used, not
-# when a module is imported (the forked process sets them before it runs, and forgets the
-# temporary directory the server may have looked up); any other added or changed variable, an
+# what a process's environment may change (add, alter or drop) and still be forked: variables
+# read when used, not when a module is imported (the forked process sets them before it runs,
+# and forgets the temporary directory the server may have looked up); any other change, an
 # inductor setting say, gets an exec'd process
 FORKABLE = {"COLUMNS", "PATH", "PYTHONPATH", "TMPDIR"}
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
+_STARTED = []  # every Forked: one still running when the tests end is killed (below)
+
+
+@atexit.register
+def _kill_leftovers():
+    """A command a failed test left running is killed, as an exec'd one is left to the system:
+    multiprocessing would otherwise wait for it, and the test run would never end."""
+    for proc in _STARTED:
+        proc.kill()
 
 
 def start(args, cwd=None, env=None, **kw):
@@ -58,7 +68,7 @@ def start_python(
     """``python ARGV`` (``-m MODULE ...`` or ``SCRIPT ...``) in the environment ``env``."""
     argv = [sys.executable, *map(str, argv)]
     env = dict(os.environ if env is None else env)
-    changed = {k for k, v in env.items() if os.environ.get(k) != v}
+    changed = {k for k in {*env, *os.environ} if env.get(k) != os.environ.get(k)}
     if fresh or popen or changed - FORKABLE:
         return subprocess.Popen(
             argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, text=text, **popen
@@ -106,6 +116,9 @@ class Forked:
                 theirs.append(w)
             elif where == STDOUT:
                 theirs.append(theirs[0])
+            elif where == subprocess.DEVNULL:
+                theirs.append(os.open(os.devnull, os.O_WRONLY))
+                ends.append(theirs[-1])
             else:
                 theirs.append(where if isinstance(where, int) else where.fileno())
         mask = os.umask(0o022)  # the caller's, as an exec'd process inherits it
@@ -118,6 +131,7 @@ class Forked:
         for fd in ends:
             os.close(fd)
         self.pid = self._process.pid
+        _STARTED.append(self)
 
     def poll(self):
         if self.returncode is None and self._process.exitcode is not None:
@@ -176,12 +190,18 @@ def _main(argv, cwd, env, mask, interpreter_path, stdout, stderr):
     os.dup2(stderr, 2)
     for fd in {stdout, stderr}:
         os.close(fd)
-    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
-        open(1, "wb", closefd=False), line_buffering=os.isatty(1)
-    )
-    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
-        open(2, "wb", closefd=False), errors="backslashreplace", line_buffering=True
-    )
+    # the streams as the interpreter makes them: its encoding and error handler (the server's,
+    # started with this environment), buffered unless PYTHONUNBUFFERED, stdout by lines on a tty
+    unbuffered = bool(env.get("PYTHONUNBUFFERED"))
+    for fd, name, lines in ((1, "stdout", os.isatty(1)), (2, "stderr", True)):
+        like = getattr(sys, f"__{name}__")
+        stream = io.TextIOWrapper(
+            open(fd, "wb", buffering=0 if unbuffered else -1, closefd=False),
+            encoding=like.encoding, errors=like.errors, line_buffering=lines,
+            write_through=unbuffered,
+        )  # fmt: skip
+        setattr(sys, name, stream)
+        setattr(sys, f"__{name}__", stream)
     os.chdir(cwd)
     os.umask(mask)
     os.environ.clear()

@@ -3,6 +3,7 @@
 import itertools
 import json
 import math
+import os
 
 import processes
 import pytest
@@ -175,7 +176,7 @@ def test_saddle_script_prints_steps_to_escape(tmp_path):
     proc = processes.run_python(
         [ROOT / "scripts" / "saddle.py"],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},  # no venv on PATH
     )
     assert proc.returncode == 0, proc.stderr
     assert "y = 0.0  (stuck at the saddle point)" in proc.stdout

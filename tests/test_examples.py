@@ -2,6 +2,7 @@
 the checkout, through the real command line and the real Python API."""
 
 import json
+import os
 
 import processes
 import pytest
@@ -16,7 +17,7 @@ EXAMPLES = ROOT / "examples"
 def test_the_training_script_writes_run_directories_with_events_and_figures(tmp_path):
     proc = processes.run_python(
         [EXAMPLES / "train_script.py"], cwd=tmp_path, timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},  # no venv on PATH
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "w = 1.9999999999999998" in proc.stdout  # the lecture's number, bit for bit
