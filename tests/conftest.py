@@ -31,6 +31,7 @@ if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ
 
     torch.set_num_threads(1)
 
+
 def pytest_collection_finish(session):
     """What collecting made (a thousand tests, their modules, torch's objects) lives to the
     end: ``gc.freeze`` takes it out of the garbage collector's full collections, which walked

@@ -344,33 +344,15 @@ def _saved(args) -> dict:
 
 def _made(kind: str, f: argparse.Namespace) -> dict:
     """The summary of a fresh run (a sweep for ``sweep``) with settings ``f``."""
+    common = dict(batching=f.batching, epochs=f.epochs, init=f.init, seed=f.seed)
     if kind == "sweep":
         from ..sweep import sweep
 
-        return sweep(
-            f.problem,
-            f.data,
-            lrs=f.lrs,
-            batching=f.batching,
-            epochs=f.epochs,
-            init=f.init,
-            seed=f.seed,
-        )
+        return sweep(f.problem, f.data, lrs=f.lrs, **common)
     from ..planning import plan
     from ..train import execute
 
     # plan's errors, worded for the command line (fit words them for Python)
     scheduled = dict(scheduler=f.scheduler, scheduler_every=f.scheduler_every, history="steps")
-    return execute(
-        plan(
-            f.problem,
-            f.data,
-            batching=f.batching,
-            init=f.init,
-            lr=f.lr,
-            epochs=f.epochs,
-            noise=f.noise,
-            seed=f.seed,
-            **(scheduled if kind == "schedule" else {}),
-        )
-    ).to_json()
+    options = {**common, **(scheduled if kind == "schedule" else {})}
+    return execute(plan(f.problem, f.data, lr=f.lr, noise=f.noise, **options)).to_json()
