@@ -3,10 +3,10 @@
 ``plan(problem, data, **options)`` takes these fields as keywords (its signature and the part
 of its docstring that lists them are made from here); ``config.json`` records them and
 ``plan_from_config`` reads them back (``recorded``); the command line reads them from its parsed
-options (``from_args``), and ``train`` has a flag for every one (made from the field where none is
-written by hand: ``cli.common.add_field_options``). A new run option is one field here, and its
-test; the rule's own
-options (``lr`` aside) are its ``Hyper``'s fields (``torchgd.rules``), not run options.
+options (``from_args``), and ``train`` has a flag for every one (made from the field where none
+is written by hand: ``cli.common.add_field_options``). A new run option is one field here, and
+its test; the rule's own options (``lr`` aside) are its ``Hyper``'s fields (``torchgd.rules``),
+not run options.
 
 Imports no torch (the command line reads its options before torch is imported).
 """
