@@ -475,6 +475,30 @@ class Broken(MyAdam):
 class NoTorchClass:
     Hyper = MyAdam.Hyper
     update = MyAdam.update
+
+
+@dataclass(frozen=True)
+class PatientHyper:  # an option named like a run option: whose would plan(patience=3) be?
+    lr: float = 0.01
+    patience: int = 3
+
+
+@dataclass(frozen=True)
+class NamedHyper:  # an option named like a flag of the command line
+    lr: float = 0.01
+    logdir: str = "x"
+
+
+class Patient:
+    TORCH_CLASS = "SGD"
+    Hyper = PatientHyper
+    update = MyAdam.update
+
+
+class Named:
+    TORCH_CLASS = "SGD"
+    Hyper = NamedHyper
+    update = MyAdam.update
 '''
 
 
@@ -557,6 +581,8 @@ def test_a_users_own_rule_runs_against_its_torch_optim_class_from_another_direct
         ("myadam.py:Nope", "is not an optimizer rule (no Nope there)"),
         ("myadam.py:NoTorchClass", "lacks TORCH_CLASS"),
         ("missing.py:MyAdam", "optimizer file 'missing.py' does not exist"),
+        ("myadam.py:Patient", "its option 'patience' is the name of one of torchgd's run option"),
+        ("myadam.py:Named", "your rule's option --logdir is also an option of torchgd"),
     ],
 )
 def test_a_bad_user_rule_is_one_line_and_exit_2(cli_once, my_rules, spec, message):

@@ -12,6 +12,7 @@ Exit codes: 0 done, 1 a check failed, 2 bad input (one line on stderr), 3 a run 
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 
@@ -91,7 +92,13 @@ def main(argv=None) -> int:
         command = next((a for a in given if not a.startswith("-")), "")
         print(f"torchgd {command}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except argparse.ArgumentError as exc:  # a user's rule's option named like a flag of ours
+        command = next((a for a in given if not a.startswith("-")), "")
+        print(f"torchgd {command}: error: your rule's option {exc.argument_name} is also an "
+              "option of torchgd: name it otherwise in its Hyper", file=sys.stderr)  # fmt: skip
+        return 2
     args, extra = parser.parse_known_args(negatives_glued(given))
     if extra:  # the command's name in the error, and the option a typo may have meant
         _unrecognized(parser, args.command, extra)

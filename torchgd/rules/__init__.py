@@ -271,6 +271,14 @@ def load(spec: str):
         f.name for f in dataclasses.fields(obj.Hyper)
     }:
         raise TorchgdError(f"optimizer rule '{spec}': its Hyper must be a dataclass with an lr")
+    from ..runconfig import FIELDS
+
+    taken = [f.name for f in dataclasses.fields(obj.Hyper) if f.name in FIELDS and f.name != "lr"]
+    if taken:  # plan(patience=3) could not say whose it is
+        raise TorchgdError(
+            f"optimizer rule '{spec}': its option {taken[0]!r} is the name of one of torchgd's "
+            f"run options: name it otherwise in its Hyper"
+        )
     rule = SimpleNamespace(
         NAME=getattr(obj, "NAME", attr),
         TORCH_CLASS=obj.TORCH_CLASS,
