@@ -88,16 +88,13 @@ def main(argv=None) -> int:
     given = sys.argv[1:] if argv is None else list(argv)
     try:
         user_rule_fields(given)
-    except TorchgdError as exc:  # a user's rule that cannot load: one line, exit 2
-        command = next((a for a in given if not a.startswith("-")), "")
-        print(f"torchgd {command}: error: {exc}".replace("  ", " "), file=sys.stderr)
-        return 2
-    try:
         parser = build_parser()
-    except argparse.ArgumentError as exc:  # a user's rule's option named like a flag of ours
+    except (TorchgdError, argparse.ArgumentError) as exc:  # a user's rule: one line, exit 2
         command = next((a for a in given if not a.startswith("-")), "")
-        print(f"torchgd {command}: error: your rule's option {exc.argument_name} is also an "
-              "option of torchgd: name it otherwise in its Hyper", file=sys.stderr)  # fmt: skip
+        if isinstance(exc, argparse.ArgumentError):  # its option named like a flag of ours
+            exc = (f"your rule's option {exc.argument_name} is also an option of torchgd: "
+                   "name it otherwise in its Hyper")  # fmt: skip
+        print(f"torchgd {command}: error: {exc}".replace("  ", " "), file=sys.stderr)
         return 2
     args, extra = parser.parse_known_args(negatives_glued(given))
     if extra:  # the command's name in the error, and the option a typo may have meant
