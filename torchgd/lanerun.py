@@ -177,7 +177,7 @@ def stop_lanes(watch, theta, cost, active, stopped_at, epoch) -> None:
     for t in theta.values():
         finite &= torch.isfinite(t.reshape(k, -1)).all(1).cpu()
     bad, grew = watch.update(cost, finite)
-    stop = active.cpu() & torch.from_numpy(bad | grew)
+    stop = active.cpu() & torch.tensor([b or g for b, g in zip(bad, grew)])
     for i in stop.nonzero().reshape(-1).tolist():
         stopped_at[i] = epoch
     active &= ~stop.to(active.device)

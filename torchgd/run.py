@@ -13,7 +13,8 @@ One step (``Run.step``)::
 
 from __future__ import annotations
 
-import numpy as np
+import math
+
 import torch
 
 from . import compare, explain, interfaces, memory, problems, rules
@@ -279,16 +280,17 @@ class Run:
         costs = [self._costs(info.epoch, info.losses, info.params)[q] for q in names]
         P = len(names)
         with sync_allowed(p.device):  # the costs and the epoch's row, read in one copy
-            read = torch.cat([torch.stack(costs).to(self.last_row), self.last_row])
-            read = read.cpu().numpy()
-            finite = np.isfinite(read[2 * P :].reshape(P, -1)).all(1)  # the parameters
-            bad, grew = self.guard.update(read[:P], finite)
-            stopped = (bad | grew).nonzero()[0].tolist()
+            read = torch.cat([torch.stack(costs).to(self.last_row), self.last_row]).tolist()
+        params = read[2 * P :]  # (the epoch's losses come between: the guard needs the costs)
+        d = len(params) // P
+        finite = [all(map(math.isfinite, params[q * d : (q + 1) * d])) for q in range(P)]
+        bad, grew = self.guard.update(read[:P], finite)
+        stopped = [q for q in range(P) if bad[q] or grew[q]]
         if not stopped:
             return None
         i = stopped[0]
-        reason = self.guard.reason(i, bool(bad[i]))
-        last = self.guard.last_finite[i].item()
+        reason = self.guard.reason(i, bad[i])
+        last = self.guard.last_finite[i]
         at = {"epoch": info.epoch, "path": names[i], "reason": reason, "last_finite_loss": last}
         return advice(p, at)
 

@@ -219,7 +219,7 @@ def _lane_results(p, opt, L, C, params_hist, stops, watch, stochastic, noisy) ->
     status, measured, final = [], [], []
     for i in range(len(stops)):
         lane_loss = L[i][: stops[i] or None]
-        final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i].item())
+        final.append(lane_loss[-1] if stops[i] == 0 else watch.last_finite[i])
         rate = None
         if dists is not None:
             rate = _measured_rate(dists[: (stops[i] or len(params_hist)) + 1, i].tolist())
