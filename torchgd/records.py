@@ -111,8 +111,8 @@ class Block:
         self.shadow64 = (
             torch.empty((self.size, d), dtype=torch.float64, device=device) if shadow64 else None
         )
-        self.rows = self.table.unbind(0)  # each step's row, a view made once (not per step)
-        self.rows64 = self.shadow64.unbind(0) if shadow64 else None
+        self.rows: list = []  # row views, each made once, by the first block that reaches it
+        self.rows64: list = []
         # every parameter a number (the lecture's w): a row is written by one stack, no reshape
         self.write = _stack if scalar else _cat
         self.steps: list = []
@@ -132,6 +132,9 @@ class Block:
         values in the table's order -- losses, params, grads, formulas, bufs -- as tensors (none
         requires grad: nothing here is recorded by autograd); ``shadow64`` the shadow's params."""
         t = len(self.steps)
+        if t == len(self.rows):  # indexing the table anew every step costs more than the write
+            self.rows.append(self.table[t])
+            self.rows64.append(self.shadow64[t] if shadow64 is not None else None)
         self.write(values, self.rows[t])
         if shadow64 is not None:
             self.write(shadow64, self.rows64[t])
