@@ -33,6 +33,13 @@ finite = st.floats(-100, 100, allow_nan=False, allow_infinity=False)
 @example(  # found by hypothesis: a subnormal rounding error, then multiplied by x_n = 32
     data=[(0.0, 0.0)] * 2 + [(32.0, 1.401298464324817e-45)], w=0.0, dtype=torch.float32
 )
+@example(  # found by hypothesis: autograd's terms 2*r_n/N * x_n, half the smallest subnormal,
+    # round to 0 (the formula's -eta is right); in float32 they had looked like a normal 0
+    data=[(1.401298464324817e-45, 0.5)] * 2,
+    w=0.0,
+    dtype=torch.float32,
+)
+@example(data=[(5e-324, 0.5)] * 2, w=0.0, dtype=torch.float64)  # the same, in float64
 @given(
     data=st.lists(st.tuples(finite, finite), min_size=1, max_size=9),
     w=finite,
@@ -53,16 +60,19 @@ def test_manual_and_autograd_gradients_agree_within_the_derived_bound(data, w, d
     slack = (x.double().abs().sum().item() + 2 * n + 2) * eta  # below the normal range
     assert abs(manual.item() - auto["w"].item()) <= 2 * gamma * s + slack
     r = x * params["w"] - y
-    if n & (n - 1) == 0 and _normal_on_the_way(2 * r / n, 2 * x * r / n, info):
+    if n & (n - 1) == 0 and _normal_on_the_way(x, r, n, info):
         assert manual.item() == auto["w"].item()
 
 
-def _normal_on_the_way(scaled: torch.Tensor, terms: torch.Tensor, info) -> bool:
+def _normal_on_the_way(x: torch.Tensor, r: torch.Tensor, n: int, info) -> bool:
     """Whether autograd's 2*r_n/N, its terms 2*x_n*r_n/N and every partial sum of them (in any
     order: a partial sum is the sum of a subset) stay out of the subnormal range, where scaling
-    by 1/N is no longer exact. The subset sums are taken in float64, with a factor 2 of room for
-    the rounding of the real partial sums."""
-    t = terms.double()
+    by 1/N is no longer exact. All are taken in float64 (exact for float32's residuals), the
+    subset sums with a factor 2 of room for the rounding of the real partial sums; a value that
+    is 0 though none of its factors is has rounded below the subnormals and is not normal."""
+    scaled, t = 2 * r.double() / n, 2 * x.double() * r.double() / n
+    if bool(((scaled == 0) & (r != 0)).any() or ((t == 0) & (x != 0) & (r != 0)).any()):
+        return False
     subsets = torch.tensor(
         [[(k >> i) & 1 for i in range(len(t))] for k in range(1, 1 << len(t))], dtype=t.dtype
     )
@@ -85,4 +95,4 @@ def test_the_case_hypothesis_found_rounds_below_the_normal_range_in_autograd_onl
     assert 0 < abs(2 * y[3].item() / 4) < info.smallest_normal
     assert manual.item() != auto["w"].item()
     r = x * params["w"] - y
-    assert not _normal_on_the_way(2 * r / 4, 2 * x * r / 4, info)
+    assert not _normal_on_the_way(x, r, 4, info)
