@@ -17,6 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import torchgd
 from torchgd import rules
 from torchgd.compare import ulp_distance
 from torchgd.errors import TorchgdError
@@ -107,3 +108,15 @@ def test_one_textbook_step_is_within_the_derived_bound_and_torch_exact_is_identi
 def test_what_torch_takes_but_cannot_run_is_refused_too(kwargs, message):
     with pytest.raises(TorchgdError, match=message):
         rules.SGD(**{"lr": 0.01, **kwargs})
+
+
+def test_an_option_refused_in_torchgds_words_is_named_once():
+    with pytest.raises(TorchgdError) as caught:
+        torchgd.plan(lr="fast")
+    assert str(caught.value) == "lr= must be a finite number, got fast"
+    with pytest.raises(TorchgdError) as caught:
+        torchgd.plan(momentum=float("inf"))
+    assert str(caught.value) == "momentum= must be a finite number, got inf"
+    with pytest.raises(TorchgdError) as caught:  # torch's words name no option: torchgd does
+        torchgd.plan(momentum=-1.0)
+    assert str(caught.value).startswith("momentum= -1.0: Invalid momentum value: -1.0")

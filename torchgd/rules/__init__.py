@@ -128,7 +128,9 @@ def hyper(optimizer: str, lr, given: dict, words=()):
     try:
         return rule.Hyper(**options)
     except TorchgdError as exc:  # torch's words: said of the option that broke them
-        raise TorchgdError(f"{_culprit(rule.Hyper, options)}{exc}") from None
+        culprit, said = _culprit(rule.Hyper, options), str(exc)
+        named = culprit and culprit.split(" ")[0].rstrip(":") in said  # torchgd's own words
+        raise TorchgdError(said if named else f"{culprit}{said}") from None
 
 
 def _culprit(Hyper, options: dict) -> str:
