@@ -912,5 +912,7 @@ def test_a_first_difference_made_by_the_lrs_alone_is_explained_by_them():
     )  # fmt: skip
     first = r.agreement["lr"]["pairs"]["autograd~optim"]["first_difference"]
     assert first["step"] == 25 and first["lrs"] == [0.09, 0.3]
-    (why,) = [x["reason"] for x in r.agreement["reasons"] if x["between"] == "autograd~optim"]
-    assert "the lrs alone made their steps differ" in why and "unexplained" not in why
+    (why,) = [x for x in r.agreement["reasons"] if x["between"] == "autograd~optim"]
+    assert why["kind"] == "lr schedule"
+    assert "the lrs alone made their steps differ" in why["reason"]
+    assert "unexplained" not in why["reason"]

@@ -81,7 +81,8 @@ class Agreement(Reasons):
         P, G, R = block.params, block.grads, block.formulas
         before = self._before(P)
         B = self.bounds(block, R, G, before, bound_at) if bound_at and self.grad_checked else None
-        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.shadow64, before)
+        self._fold(block.steps, block.epochs, P, G, R, B, block.bufs, block.shadow64, before,
+                   block.lrs)  # fmt: skip
 
     def _before(self, P):
         """The parameters each step of a block started from: the last block's last, then P's."""
@@ -121,7 +122,7 @@ class Agreement(Reasons):
             B[t, q] = bound.to(B.dtype)
         return B
 
-    def _fold(self, steps, epochs, P, G, R, B, F, R64, before) -> None:
+    def _fold(self, steps, epochs, P, G, R, B, F, R64, before, lrs=None) -> None:
         labels = self.labels
         self.steps += len(steps)
         self._last = P[-1].clone()
@@ -137,6 +138,7 @@ class Agreement(Reasons):
                     "grads": (G[t, i].clone(), G[t, j].clone()),
                     "before": (before[t, i].clone(), before[t, j].clone()),
                     "after": (P[t, i].clone(), P[t, j].clone()),
+                    "lrs": (lrs[t][i], lrs[t][j]) if lrs else None,  # where they can change
                 }
             if old["report"] is None or compare.greater(rep["max_ulp"], old["report"]["max_ulp"]):
                 at = rep["max_ulp_at"]

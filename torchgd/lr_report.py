@@ -63,17 +63,11 @@ class LrAgreement:
                 params = agreement["params"].get(key, {}).get("first_difference")
                 if reason["between"] == key and params and params["step"] >= first["step"]:
                     a, b = first["lrs"]
-                    text = reason["reason"]
-                    if reason["kind"] == "update rule" and params["step"] == first["step"]:
-                        # the same parameters and gradient in, different lrs: those part them
-                        _, on, carried = text.partition("; from step ")
-                        text = (f"at step {first['step']} both paths had the same parameters "
-                                "and the same gradient, and the lrs alone made their steps "
-                                "differ") + on + carried  # fmt: skip
                     reason["reason"] = (
                         f"the two paths stepped with different learning rates from step "
                         f"{first['step']} on ({a!r} and {b!r}, see the lr's reason), so part "
-                        "or all of the difference comes from the learning rates; " + text
+                        "or all of the difference comes from the learning rates; "
+                        + reason["reason"]
                     )
         agreement["reasons"][:0] = lr_reasons
 

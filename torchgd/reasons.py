@@ -159,7 +159,14 @@ class Reasons:
         buf = self._bufs.get(key, {}).get("first")
         if buf is not None and buf["step"] < first["step"]:
             return self._buffer_reasons(key, rep, first, buf)
-        if same_in:
+        lrs = first.get("lrs")
+        if same_in and lrs is not None and lrs[0] != lrs[1]:
+            reason = (  # (the lrs' own reason, said first, gives them)
+                f"at step {first['step']} both paths had the same parameters and the same "
+                "gradient, and the lrs alone made their steps differ"
+            )
+            kind = "lr schedule"
+        elif same_in:
             hp = self.hp  # the hyperparameters that step was taken with
             if self.hyper_at is not None:
                 hp = self.hyper_at(first["step"], first["epoch"], self.hp)
