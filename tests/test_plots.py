@@ -323,7 +323,7 @@ def figures(monkeypatch):
 
         return _draw
 
-    for kind in ("field", "cost", "loss", "batchings", "trajectory", "sweep"):
+    for kind in ("field", "cost", "loss", "batchings", "trajectory", "sweep", "schedule"):
         monkeypatch.setattr(plots, kind, spy(kind, getattr(plots, kind)))
     return drawn
 
@@ -339,6 +339,24 @@ def test_plot_uses_trains_defaults_and_says_so(main_cli, tmp_path, figures):
     assert "elliptic: gradient descent from x=-5, y=-2, lr=0.01, 100 steps" in title(
         figures["trajectory"].axes[0]
     )
+
+
+def test_a_fresh_runs_bias_is_drawn_where_the_kind_takes_it(main_cli, figures):
+    data = ("--data", "synthetic:40,d=2,noise=0.3,seed=2", "--bias", "--epochs", "20")
+    assert main_cli("plot", "loss", *data, "--lr", "0.1").returncode == 0
+    assert "synthetic:40,d=2,noise=0.3,seed=2 data, batch, with a bias, lr=0.1" in title(
+        figures["loss"].axes[0]
+    )
+    assert main_cli("plot", "sweep", *data, "--lr", "0.01:0.5:4").returncode == 0
+    assert "with a bias, 4 lrs" in figures["sweep"].texts[0].get_text()
+    proc = main_cli("plot", "schedule", *data, "--scheduler", "cosine:T_max=20")
+    assert proc.returncode == 0, proc.stderr
+    assert "seed=2 data, batch, with a bias, lr 0.01 scheduled" in title(
+        figures["schedule"].axes[0]
+    )
+    for kind in ("cost", "trajectory"):  # one weight w; a function problem: no b to fit
+        proc = main_cli("plot", kind, "--bias")
+        assert proc.returncode == 2 and f"plot {kind} does not take --bias" in proc.stderr
 
 
 def test_plot_batchings_with_a_large_lr_does_not_crash(main_cli, tmp_path):

@@ -18,12 +18,13 @@ from .common import FORMATS, add_batching, init_point, rule_options
 # what each kind takes: a fresh run's settings (also --run), or a figure of its own
 RUN_KINDS = {
     "cost": ("problem", "data", "batching", "lr", "epochs", "init", "noise", "seed"),
-    "loss": ("problem", "data", "batching", "lr", "epochs", "init", "noise", "seed"),
+    "loss": ("problem", "data", "bias", "batching", "lr", "epochs", "init", "noise", "seed"),
     "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
-    "sweep": ("problem", "data", "batching", "lr", "epochs", "init", "seed"),
+    "sweep": ("problem", "data", "bias", "batching", "lr", "epochs", "init", "seed"),
     "schedule": (
         "problem",
         "data",
+        "bias",
         "batching",
         "lr",
         "epochs",
@@ -40,7 +41,7 @@ TAKES = {
     "race": ("problem", "lr", "epochs", "steps", "init", "scheduler"),
     **RUN_KINDS,
 }
-FRESH = ("problem", "data", "batching", "lr", "epochs", "steps", "init", "noise", "seed",
+FRESH = ("problem", "data", "bias", "batching", "lr", "epochs", "steps", "init", "noise", "seed",
          "scheduler", "scheduler_every")  # fmt: skip
 RACE_PROBLEMS = "elliptic,rosenbrock"
 KINDS = ("field", "cost", "loss", "batchings", "trajectory", "sweep", "race", "schedule")
@@ -62,11 +63,11 @@ def add_parser(subparsers) -> None:
         "(--scheduler, as for train) step by step: the lr of every path against the critical "
         "lr, and the loss beneath.",
         epilog="what each kind takes: field --problem; batchings --data --lr --epochs --seed; "
-        "cost and loss --run or --problem --data --batching --lr --epochs --init --noise --seed; "
-        "trajectory --run or --problem --lr --epochs --init --noise --seed; sweep --run or "
-        "--problem --data --batching --lr START:STOP:K --epochs --init --seed; race --problem "
-        "P1,P2,... --lr START:STOP:K --epochs or --steps --init --scheduler; schedule --run or "
-        "--scheduler --scheduler-every and loss's options",
+        "cost --run or --problem --data --batching --lr --epochs --init --noise --seed; loss "
+        "the same and --bias; trajectory --run or --problem --lr --epochs --init --noise "
+        "--seed; sweep --run or --problem --data --bias --batching --lr START:STOP:K --epochs "
+        "--init --seed; race --problem P1,P2,... --lr START:STOP:K --epochs or --steps --init "
+        "--scheduler; schedule --run or --scheduler --scheduler-every and loss's options",
     )
     p.add_argument(
         "kind",
@@ -112,6 +113,12 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         f"comma-separated (default {RACE_PROBLEMS})",
     )
     p.add_argument("--data", default=None, help="as for train (default lecture)")
+    p.add_argument(
+        "--bias",
+        action="store_true",
+        default=None,
+        help="loss, sweep, schedule: fit y = x.w + b, as for train (default: no bias)",
+    )
     add_batching(p, default=None)
     p.add_argument(
         "--epochs",
@@ -260,6 +267,7 @@ def _fresh(args) -> argparse.Namespace:
     return argparse.Namespace(
         problem=problem,
         data=data,
+        bias=bool(args.bias),
         batching=batching,
         lr=lr,
         lrs=lrs,
@@ -344,7 +352,7 @@ def _saved(args) -> dict:
 
 def _made(kind: str, f: argparse.Namespace) -> dict:
     """The summary of a fresh run (a sweep for ``sweep``) with settings ``f``."""
-    common = dict(batching=f.batching, epochs=f.epochs, init=f.init, seed=f.seed)
+    common = dict(bias=f.bias, batching=f.batching, epochs=f.epochs, init=f.init, seed=f.seed)
     if kind == "sweep":
         from ..sweep import sweep
 
