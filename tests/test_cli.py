@@ -147,6 +147,7 @@ BAD_INPUTS = [
         "Nesterov momentum requires a momentum",
     ),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--seed", "-1", "--batching", "minibatch:2"], "--seed must be a whole number >= 0, got -1"),
 ]
 
 

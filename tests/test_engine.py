@@ -543,10 +543,19 @@ def test_torchgd_plan_stays_the_function_after_a_run():
     assert callable(torchgd.plan) and torchgd.plan(epochs=2).epochs == 2
 
 
-@pytest.mark.parametrize("option,value", [("seed", "a"), ("bias", "no"), ("shuffle", "no"),
-                                          ("guard", "off"), ("seed", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("seed", "a"),
+        ("bias", "no"),
+        ("shuffle", "no"),
+        ("guard", "off"),
+        ("seed", True),
+        ("seed", -1),
+    ],
+)
 def test_a_run_option_of_the_wrong_type_is_one_clear_error(option, value):
     """A string where True/False or a whole number is meant is refused when the plan is made,
-    not taken as true (bias="no" added a bias) or met deep in numpy (seed="a")."""
-    with pytest.raises(torchgd.TorchgdError, match=f"^{option} must be "):
+    not taken as true (bias="no" added a bias) or met deep in numpy (seed="a", seed=-1)."""
+    with pytest.raises(torchgd.TorchgdError, match=f"^{option}=? must be "):
         torchgd.plan(**{option: value})

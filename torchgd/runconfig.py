@@ -134,8 +134,8 @@ class RunConfig:
             if not (isinstance(value, bool) or (value is None and FIELDS[name].default is None)):
                 none = " or None" if FIELDS[name].default is None else ""
                 raise TorchgdError(f"{name} must be True or False{none}, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TorchgdError(f"seed must be a whole number, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise TorchgdError(f"--seed must be a whole number >= 0, got {self.seed!r}")
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
