@@ -916,3 +916,6 @@ def test_a_first_difference_made_by_the_lrs_alone_is_explained_by_them():
     assert why["kind"] == "lr schedule"
     assert "the lrs alone made their steps differ" in why["reason"]
     assert "unexplained" not in why["reason"]
+    (lr,) = [x["reason"] for x in r.agreement["reasons"] if x["between"] == "lr autograd~optim"]
+    assert "torchgd's on the manual path's cost, torch's class on the optim path's own" in lr
+    assert "--spelling torch-exact" not in lr  # the run's own spelling is not advice

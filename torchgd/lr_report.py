@@ -82,8 +82,14 @@ def _why(schedule, key: str) -> str:
         return f"hyper_at gave the paths {key} different learning rates"
     m = schedule.module
     form = "the closed form" if not schedule.exact else "torch's recursion by hand"
+    hint = (
+        ""
+        if schedule.exact
+        else (
+            "; --spelling torch-exact computes torch's recursion by hand and matches it bit for bit"
+        )
+    )
     return (
         f"the manual and autograd paths take the {m.TORCH_CLASS} lr in {form}, the optim "
-        f"path torch.optim.lr_scheduler.{m.TORCH_CLASS} itself: {m.WHY}; --spelling torch-exact "
-        "computes torch's recursion by hand and matches it bit for bit"
+        f"path torch.optim.lr_scheduler.{m.TORCH_CLASS} itself: {m.WHY}{hint}"
     )

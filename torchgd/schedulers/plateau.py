@@ -25,8 +25,9 @@ from ..errors import TorchgdError
 NAME = "plateau"
 TORCH_CLASS = "ReduceLROnPlateau"
 WHY = (
-    "the two follow the same rule on their own costs, so their lrs part only where the paths' "
-    "costs differed enough to change a decision"
+    "the two follow the same rule, torchgd's on the manual path's cost, torch's class on the "
+    "optim path's own, so their lrs part only where those two costs differed enough to change "
+    "a decision (the costs differ as the paths' parameters do: see their reasons)"
 )
 EVERY = ("epoch",)  # it steps on the epoch's cost
 
