@@ -184,6 +184,22 @@ def test_in_order_sgd_half_a_percent_either_side_of_its_limit():
     assert r["critical_lr"]["predicted"] == pytest.approx(c, rel=1e-6)
 
 
+def test_in_order_sgd_converges_in_a_band_above_its_limit_and_the_theory_says_so():
+    """Per-sample SGD on the lecture's data: the epoch's rate is the product of
+    |1 - 2 lr x_n^2|, which reaches 1 at lr = 0.1518 and dips back to 0 at lr = 1/2 (x = 1
+    then lands on w = 2 in one step): "converges only for lr < 0.1518" would be false."""
+    r = S.sweep(batching="sgd", lrs=[0.1, 0.3, 0.4985, 0.5, 0.5015], epochs=100)
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    numpy_rates = [np.prod(np.abs(1 - 2 * lr * x**2)) for lr in r["lrs"]]
+    assert [rate < 1 for rate in numpy_rates] == [True, False, False, True, False]
+    assert r["status"] == ["converged", "diverged", "diverged", "converged", "diverged"]
+    assert "converges for every lr < 0.151841" in r["theory"] and "only" not in r["theory"]
+    text = S.format_table(r)
+    assert "above the limit, lr 0.5 (predicted rate 0) did not diverge" in text
+    batch = S.sweep(lrs=[0.1], epochs=5)  # batch GD: an interval, and the theory says only
+    assert "batch gradient descent on this data converges only for lr < 0.133333" in batch["theory"]
+
+
 def test_the_guard_lets_a_noisy_minibatch_run_finish(main_cli, tmp_path):
     proc = _train(
         main_cli, tmp_path, "noisy", "--data", "synthetic:1000,d=3,noise=0.1,seed=0", "--bias",
@@ -417,4 +433,4 @@ def test_settled_lanes_on_a_far_cycle_are_far_not_slow(tmp_path):
     for epochs in (40, 120):
         r = S.sweep(data=str(path), batching="sgd", lrs=lrs, epochs=epochs)
         assert r["status"] == expected, epochs
-    assert "is stable only for lr < 543.72" in r["theory"] and "not on it" in r["theory"]
+    assert "is stable for every lr < 543.72" in r["theory"] and "not on it" in r["theory"]

@@ -324,4 +324,19 @@ def format_table(r: dict) -> str:
         f"critical lr: predicted {num(c['predicted'])}, found {num(c['measured'])} "
         "(the smallest lr of the grid from which every one diverged or stopped shrinking the error)"
     )
+    above = [
+        (lr, rate)
+        for lr, status, rate in zip(r["lrs"], r["status"], r["predicted_rate"])
+        if c["predicted"] is not None
+        and lr > c["predicted"]
+        and status != "diverged"
+        and rate is not None
+        and rate < 1
+    ]
+    if above:  # a product over the batches (see theory.describe): bands where it contracts
+        said = ", ".join(f"lr {lr:.4g} (predicted rate {num(rate)})" for lr, rate in above)
+        lines.append(
+            f"above the limit, {said} did not diverge: the epoch's rate is a product over its "
+            "batches, and it dips below 1 again in narrow bands above the limit"
+        )
     return "\n".join(lines)

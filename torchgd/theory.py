@@ -275,19 +275,23 @@ class Theory:
         if self.critical_lr is None:
             return f"{what} on this data: no limit found up to 64 times the batch limit"
         limit = f"lr < {self.critical_lr:.6g}{self.note}"
+        # batch GD's limit bounds an interval; the epoch map of several batches is a product,
+        # whose rate can dip below 1 again in narrow bands above it (per-sample SGD on the
+        # lecture's data converges at lr = 0.5, where the first sample's factor is 0)
+        only = "only for" if self.batching == "batch" or not self.stochastic else "for every"
         if self.gradient_noise:
             return (
-                f"{what} on this data is stable only for {limit} (the noise-free limit: --noise "
+                f"{what} on this data is stable {only} {limit} (the noise-free limit: --noise "
                 "adds zero-mean random gradients, which raise the floor a run settles at, not "
                 "the limit of its mean)"
             )
         if self.stochastic and self.ls.optimum_loss > 0:
             return (
-                f"{what} on this data is stable only for {limit} (it then settles on a cycle "
+                f"{what} on this data is stable {only} {limit} (it then settles on a cycle "
                 "around the least-squares solution, not on it: noisy data, and the cycle's "
                 "distance grows with lr)"
             )
-        return f"{what} on this data converges only for {limit}"
+        return f"{what} on this data converges {only} {limit}"
 
 
 def analyse(config: dict, dataset, batching) -> Theory | None:
