@@ -220,6 +220,22 @@ def test_the_divergence_message_never_contradicts_itself(main_cli, tmp_path):
     assert "diverges above lr = 0.133333" not in line
 
 
+def test_a_shuffled_run_below_epoch_ones_limit_is_told_another_order_can_be_lower(
+    main_cli, tmp_path
+):
+    """minibatch:16, shuffled: the theory's limit (0.8407) is epoch 1's order's; at lr 0.8
+    a later epoch's order diverges (epoch 92): that is the theory, not a bug to report."""
+    proc = main_cli(
+        "train", "--data", "synthetic:200,d=3,noise=0.5", "--bias", "--batching", "minibatch:16",
+        "--lr", "0.8", "--epochs", "300", "--paths", "manual", "--logdir", tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 3
+    (line,) = proc.stderr.strip().splitlines()
+    assert "is stable for every lr < 0.84073 (for epoch 1's seeded order" in line
+    assert "this lr is below epoch 1's limit, but every epoch's order has its own" in line
+    assert "please report it" not in line and "try --lr 0.42" in line
+
+
 @pytest.mark.parametrize("flag,says", [("--momentum", "momentum")])
 def test_no_number_where_the_theory_does_not_apply(main_cli, tmp_path, flag, says):
     proc = main_cli("train", "--lr", "0.3", flag, "0.5", "--epochs", "200", "--logdir", tmp_path)

@@ -90,7 +90,8 @@ class Guard:
         if nonfinite:
             return "the cost or a parameter is no longer finite"
         return (
-            f"the cost over all data grew {self.patience} epochs in a row, to "
+            f"the cost over all data grew {self.patience} epoch{'s' * (self.patience != 1)} "
+            "in a row, to "
             f"{self.prev[lane]:.6g} from a lowest of {self.lowest[lane]:.6g} "
             f"(a rise of more than {self.margin:g} times the lowest)"
         )
@@ -121,6 +122,7 @@ def advice(config: dict, dataset, batching, info: dict) -> dict:
         info["data_overflow"] = t.overflow is not None
     else:
         info.update(critical_lr=t.critical_lr, suggested_lr=t.critical_lr / 2, theory=t.describe())
+        info["epoch_1_order"] = bool(t.note)  # a shuffled batching: each epoch its own limit
     return info
 
 
@@ -152,6 +154,11 @@ def message(info: dict, lr: float, config: dict | None = None) -> str:
             )
         elif lr > c:
             text += f"; try --lr {info['suggested_lr']:.3g}"
+        elif info.get("epoch_1_order"):
+            text += (
+                "; this lr is below epoch 1's limit, but every epoch's order has its own and a "
+                f"later one's can be lower: try --lr {info['suggested_lr']:.3g}"
+            )
         else:
             text += (
                 "; this lr is below that limit, so the growth is not the instability the "
