@@ -354,9 +354,13 @@ def test_a_fresh_runs_bias_is_drawn_where_the_kind_takes_it(main_cli, figures):
     assert "seed=2 data, batch, with a bias, lr 0.01 scheduled" in title(
         figures["schedule"].axes[0]
     )
-    for kind in ("cost", "trajectory"):  # one weight w; a function problem: no b to fit
-        proc = main_cli("plot", kind, "--bias")
-        assert proc.returncode == 2 and f"plot {kind} does not take --bias" in proc.stderr
+    proc = main_cli("plot", "cost", "--bias", "--lr", "0.05", "--epochs", "20")  # one feature
+    assert proc.returncode == 0, proc.stderr
+    (ax,) = figures["cost"].axes
+    assert title(ax).startswith("cost(w, b): lecture data, batch, with a bias, lr=0.05")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("w", "b")
+    proc = main_cli("plot", "trajectory", "--bias")  # a function problem: no b to fit
+    assert proc.returncode == 2 and "plot trajectory does not take --bias" in proc.stderr
 
 
 def test_plot_batchings_with_a_large_lr_does_not_crash(main_cli, tmp_path):

@@ -17,7 +17,7 @@ from .common import FORMATS, add_batching, init_point, rule_options
 
 # what each kind takes: a fresh run's settings (also --run), or a figure of its own
 RUN_KINDS = {
-    "cost": ("problem", "data", "batching", "lr", "epochs", "init", "noise", "seed"),
+    "cost": ("problem", "data", "bias", "batching", "lr", "epochs", "init", "noise", "seed"),
     "loss": ("problem", "data", "bias", "batching", "lr", "epochs", "init", "noise", "seed"),
     "trajectory": ("problem", "lr", "epochs", "init", "noise", "seed"),
     "sweep": ("problem", "data", "bias", "batching", "lr", "epochs", "init", "seed"),
@@ -63,8 +63,8 @@ def add_parser(subparsers) -> None:
         "(--scheduler, as for train) step by step: the lr of every path against the critical "
         "lr, and the loss beneath.",
         epilog="what each kind takes: field --problem; batchings --data --lr --epochs --seed; "
-        "cost --run or --problem --data --batching --lr --epochs --init --noise --seed; loss "
-        "the same and --bias; trajectory --run or --problem --lr --epochs --init --noise "
+        "cost and loss --run or --problem --data --bias --batching --lr --epochs --init --noise "
+        "--seed; trajectory --run or --problem --lr --epochs --init --noise "
         "--seed; sweep --run or --problem --data --bias --batching --lr START:STOP:K --epochs "
         "--init --seed; race --problem P1,P2,... --lr START:STOP:K --epochs or --steps --init "
         "--scheduler; schedule --run or --scheduler --scheduler-every and loss's options",
@@ -117,7 +117,8 @@ def _add_fresh_run_options(p: argparse.ArgumentParser) -> None:
         "--bias",
         action="store_true",
         default=None,
-        help="loss, sweep, schedule: fit y = x.w + b, as for train (default: no bias)",
+        help="cost, loss, sweep, schedule: fit y = x.w + b, as for train (cost: contours "
+        "over w and b; default: no bias)",
     )
     add_batching(p, default=None)
     p.add_argument(
