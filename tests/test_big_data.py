@@ -265,3 +265,17 @@ def test_a_sweep_too_big_to_hold_is_refused_before_anything_is_written(
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
     assert "a sweep of 50 learning rates on batches of 3 samples holds 50 x 3 values" in proc.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_a_sweep_whose_records_would_not_fit_is_refused_before_anything_is_written(
+    main_cli, tmp_path
+):
+    # every lane keeps its loss, cost and w each epoch: 100,000 x 1,001 x 3 values > 2^28
+    proc = main_cli("sweep", "--lr", "0.01:0.5:100000", "--epochs", "1000", "--logdir", "a")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1
+    assert "keeps every lane's loss, cost and parameters each epoch: 300,300,000 values" in (
+        proc.stderr
+    )
+    proc = main_cli("sweep", "--lr", "0.01:0.5:100000000", "--logdir", "a")  # not even listed
+    assert proc.returncode == 2 and "K = 100,000,000 learning rates; at most" in proc.stderr
+    assert not (tmp_path / "a").exists()

@@ -10,6 +10,8 @@ import math
 from .errors import TorchgdError
 from .rules.sgd import Hyper as SGD  # noqa: F401  (the CLI checks SGD's options here)
 
+MAX_LRS = 1 << 24  # learning rates in one START:STOP:K
+
 SPELLINGS = ("textbook", "torch-exact")  # the spellings of a rule (torchgd.rules)
 DTYPE_NAMES = ("float64", "float32")
 
@@ -89,6 +91,8 @@ def parse_lrs(spec: str, log: bool = False) -> list[float]:
         ) from None
     if not (math.isfinite(start) and math.isfinite(stop)) or not 0 < start < stop or k < 2:
         raise TorchgdError(f"--lr {spec}: need 0 < START < STOP and K >= 2")
+    if k > MAX_LRS:  # refused before K numbers are made (a sweep's own limit is lower still)
+        raise TorchgdError(f"--lr {spec}: K = {k:,} learning rates; at most {MAX_LRS:,}")
     if log:
         a, b = math.log10(start), math.log10(stop)
         return [start] + [10 ** (a + (b - a) * i / (k - 1)) for i in range(1, k - 1)] + [stop]

@@ -30,6 +30,8 @@ from .lanes import CONVERGED
 from .options import parse_lrs  # noqa: F401  (re-exported: sweep.parse_lrs)
 from .planning import plan as make_plan
 
+MAX_KEPT_VALUES = 1 << 28  # the lanes' per-epoch records, all epochs: 2 GiB of float64
+
 
 def _measured_rate(errors: list[float]) -> float | None:
     """Geometric mean of |e_(t+1)| / |e_t| over the later half of the epochs in which the error
@@ -58,6 +60,13 @@ def check(p, lrs) -> None:
             f"sweep: {getattr(rule, 'NAME', rule.TORCH_CLASS)} reads the whole parameter at every "
             f"step ({getattr(rule, 'WHOLE', 'its own way')}), so K lanes stacked into one tensor "
             "cannot run it: train one run per lr"
+        )
+    kept = len(lrs) * (p.epochs + 1) * (2 + sum(t.numel() for t in p.params0.values()))
+    if kept > MAX_KEPT_VALUES:  # checked first: the lanes' checks below take time too
+        raise TorchgdError(
+            f"a sweep of {len(lrs):,} learning rates over {p.epochs:,} epochs keeps every lane's "
+            f"loss, cost and parameters each epoch: {kept:,} values (limit "
+            f"{MAX_KEPT_VALUES:,}, 2 GiB in float64): use fewer learning rates or epochs"
         )
     for lr in lrs:  # every lane's hyperparameters are checked like a single run's
         dataclasses.replace(p.hp, lr=lr)
