@@ -13,9 +13,10 @@ A lane (a path of ``train``, a learning rate of ``sweep``) is stopped when
   (``sgd``, ``minibatch:B``, ``--noise``), whose cost is noisy, and ``DETERMINISTIC_MARGIN``
   (1: the cost doubled) for the others, whose cost does not rise in a converging run of a
   convex problem (batch GD below the critical lr lowers the cost every epoch).
-  For an adaptive rule (Adagrad, RMSprop, Adadelta, Adam, AdamW: ``adaptive``) the growth must
-  also exceed the starting cost: their steps are about lr whatever the gradient, so near the
-  minimum they hover in a band whose width lr sets, rising and falling, without diverging.
+  For a rule that hovers (``rules.hovers``: every rule but SGD, whose steps are about lr
+  whatever the gradient, and SGD with momentum, which overshoots and comes back) the growth
+  must also exceed the starting cost: near the minimum they hover in a band whose width lr
+  sets, rising and falling, without diverging.
 
 Below the critical lr a linear least-squares run converges (to a noise floor for stochastic
 batchings): its cost settles, and a settled cost does not climb a hundredfold, however noisy.
@@ -176,7 +177,7 @@ def _blame(lr: float, config: dict) -> str:
     """What to try: a smaller lr, unless the run climbs on purpose or a rule's options are
     as likely a cause."""
     if config.get("maximize"):
-        return "; growing is what --maximize does on a cost with no top, whatever the lr"
+        return "; growing is what --maximize does, whatever the lr"
     from . import rules
 
     words = rules.words(config)
@@ -192,4 +193,4 @@ def _numbers(values) -> list:
     """Values (a tensor on any device, an array, a list) as a list of Python numbers."""
     if hasattr(values, "detach"):
         values = values.detach().cpu()
-    return values.tolist() if hasattr(values, "tolist") else list(values)
+    return values.reshape(-1).tolist() if hasattr(values, "tolist") else list(values)

@@ -321,7 +321,7 @@ def _lr(text: str | None) -> float:
     except ValueError:
         raise error(f"--lr must be a number, got '{text}'") from None
     if not math.isfinite(lr) or lr <= 0:
-        raise error(f"--lr must be a positive number, got {text}")
+        raise error(f"--lr must be a finite number > 0, got {text}")
     return lr
 
 
