@@ -572,3 +572,16 @@ def test_function_figures_count_steps_and_mark_the_minimum():
     assert ax.get_ylim()[0] < star.get_ydata()[0]
     (ax,) = plots.cost(torchgd.fit(batching="sgd", epochs=3).to_json()).axes
     assert labelled(ax, "manual: w at the start and after each epoch")
+
+
+def test_the_sweeps_telling_curves_draw_each_lane_once_with_every_name_it_earned():
+    # with a bias on the lecture's data the best-rate lane is the last that converges: it is
+    # "good" and "near critical" at once, one curve (two hid each other)
+    r = torchgd.sweep.sweep(lrs=torch.linspace(0.01, 0.3, 30).tolist(), bias=True)
+    (_, curves) = plots.sweep(r).axes
+    labels = [line.get_label() for line in curves.get_lines()]
+    lrs = [label.rpartition("lr=")[2] for label in labels]
+    assert len(set(lrs)) == len(lrs)  # no lane twice
+    names = [name for label in labels for name in label.partition(":")[0].split(", ")]
+    assert sorted(names) == ["good", "near critical", "too large", "too small"]
+    assert any(label.startswith("good, near critical: lr=") for label in labels), labels

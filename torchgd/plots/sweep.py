@@ -88,7 +88,11 @@ def _telling_curves(ax, report: dict) -> None:
         chosen["near critical"] = ok[-1]
     if bad:
         chosen["too large"] = bad[0]
+    lanes: dict = {}  # one curve a lane, with every name it earned ("good, near critical")
     for label, i in chosen.items():
+        lanes.setdefault(i, []).append(label)
+    for i, labels in lanes.items():
+        label = ", ".join(labels)
         lane = report["history"]["loss"][i]
         kept = report["history"].get("epoch") or range(1, len(lane) + 1)
         stop = report["stopped_at_epoch"][i] or math.inf
