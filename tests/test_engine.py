@@ -559,3 +559,10 @@ def test_a_run_option_of_the_wrong_type_is_one_clear_error(option, value):
     not taken as true (bias="no" added a bias) or met deep in numpy (seed="a", seed=-1)."""
     with pytest.raises(torchgd.TorchgdError, match=f"^{option}=? must be "):
         torchgd.plan(**{option: value})
+
+
+def test_a_numpy_whole_number_is_a_seed():
+    import numpy as np
+
+    p = torchgd.plan(seed=np.int64(3), batching="minibatch:2")
+    assert p.config["seed"] == 3 and type(p.config["seed"]) is int  # config.json can hold it

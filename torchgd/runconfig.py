@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import numbers
 from dataclasses import dataclass, field
 
 PATH_NAMES = ("manual", "autograd", "optim")  # = tuple(torchgd.paths.PATHS) (tested)
@@ -134,8 +135,13 @@ class RunConfig:
             if not (isinstance(value, bool) or (value is None and FIELDS[name].default is None)):
                 none = " or None" if FIELDS[name].default is None else ""
                 raise TorchgdError(f"{name} must be True or False{none}, got {value!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, numbers.Integral)
+            or (self.seed < 0)
+        ):
             raise TorchgdError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))  # numpy's int64 too, as a plain int
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}

@@ -288,8 +288,8 @@ class Theory:
         if self.stochastic and self.ls.optimum_loss > 0:
             return (
                 f"{what} on this data is stable {only} {limit} (it then settles on a cycle "
-                "around the least-squares solution, not on it: noisy data, and the cycle's "
-                "distance grows with lr)"
+                "around the least-squares solution, not on it: noisy data; how far off depends "
+                "on lr, and not always growing with it)"
             )
         return f"{what} on this data converges {only} {limit}"
 
