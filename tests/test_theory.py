@@ -236,6 +236,13 @@ def test_a_shuffled_run_below_epoch_ones_limit_is_told_another_order_can_be_lowe
     assert "please report it" not in line and "try --lr 0.42" in line
 
 
+def test_a_sweep_with_a_shuffled_lane_diverging_below_the_limit_says_why():
+    r = S.sweep(data="synthetic:200,d=3,noise=0.5", bias=True, batching="minibatch:16",
+                lrs=[0.5, 0.8], epochs=300)  # fmt: skip
+    assert r["status"][1] == "diverged" and 0.8 < r["critical_lr"]["predicted"]
+    assert "below the limit, lr 0.8 diverged: the limit is epoch 1's order's" in (S.format_table(r))
+
+
 @pytest.mark.parametrize("flag,says", [("--momentum", "momentum")])
 def test_no_number_where_the_theory_does_not_apply(main_cli, tmp_path, flag, says):
     proc = main_cli("train", "--lr", "0.3", flag, "0.5", "--epochs", "200", "--logdir", tmp_path)

@@ -342,6 +342,16 @@ def format_table(r: dict) -> str:
         and rate is not None
         and rate < 1
     ]
+    below = [
+        lr
+        for lr, status in zip(r["lrs"], r["status"])
+        if c["predicted"] is not None and lr < c["predicted"] and status == "diverged"
+    ]
+    if below and r["config"].get("shuffle"):  # theory.analyse: the limit of epoch 1's order
+        lines.append(
+            f"below the limit, lr {', '.join(f'{lr:.4g}' for lr in below)} diverged: the limit "
+            "is epoch 1's order's, and every epoch's order has its own; a later one's can be lower"
+        )
     if above:  # a product over the batches (see theory.describe): bands where it contracts
         said = ", ".join(f"lr {lr:.4g} (predicted rate {num(rate)})" for lr, rate in above)
         lines.append(
