@@ -277,5 +277,9 @@ def test_a_sweep_whose_records_would_not_fit_is_refused_before_anything_is_writt
         proc.stderr
     )
     proc = main_cli("sweep", "--lr", "0.01:0.5:100000000", "--logdir", "a")  # not even listed
-    assert proc.returncode == 2 and "K = 100,000,000 learning rates; at most" in proc.stderr
+    assert proc.returncode == 2 and "K = 100,000,000 learning rates; at most 100,000" in (
+        proc.stderr
+    )
+    with pytest.raises(torchgd.TorchgdError, match="^lrs: K = 100,001 learning rates"):
+        torchgd.sweep.sweep(lrs=[0.01] * 100_001)
     assert not (tmp_path / "a").exists()

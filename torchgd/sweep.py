@@ -21,7 +21,7 @@ from types import SimpleNamespace
 
 import torch
 
-from . import lanes, rules, theory
+from . import lanes, options, rules, theory
 from .errors import TorchgdError
 from .history import history_epochs
 from .interfaces import optional
@@ -61,6 +61,8 @@ def check(p, lrs) -> None:
             f"step ({getattr(rule, 'WHOLE', 'its own way')}), so K lanes stacked into one tensor "
             "cannot run it: train one run per lr"
         )
+    if len(lrs) > options.MAX_LRS:
+        raise TorchgdError(f"lrs: {options.too_many(len(lrs))}")
     kept = len(lrs) * (p.epochs + 1) * (2 + sum(t.numel() for t in p.params0.values()))
     if kept > MAX_KEPT_VALUES:  # checked first: the lanes' checks below take time too
         raise TorchgdError(
