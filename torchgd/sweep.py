@@ -291,9 +291,11 @@ def _history(L: list, mode: str) -> dict:
     return {"loss": [[lane[e - 1] for e in kept] for lane in L], "epoch": kept}
 
 
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.4g}"
+
+
 def format_table(r: dict) -> str:
-    def num(v):
-        return "-" if v is None else f"{v:.4g}"
 
     # least squares: the cost over all data, comparable with the minimum (a per-sample
     # batching's last loss is one sample's); diverged lanes: the last finite loss
@@ -305,8 +307,8 @@ def format_table(r: dict) -> str:
             r["final_cost"][i] if cost and r["final_cost"][i] is not None else r["final_loss"][i]
         )
         lines.append(
-            f"{lr:>10.4g}  {num(final):>11}  {r['status'][i]:<9}  "
-            f"{num(r['measured_rate'][i]):>8}  {num(r['predicted_rate'][i]):>9}"
+            f"{lr:>10.4g}  {_num(final):>11}  {r['status'][i]:<9}  "
+            f"{_num(r['measured_rate'][i]):>8}  {_num(r['predicted_rate'][i]):>9}"
         )
     c = r["critical_lr"]
     what = "over all data" if cost else "as train's history.loss"
@@ -332,9 +334,17 @@ def format_table(r: dict) -> str:
     elif r.get("no_theory"):
         lines.append(f"theory: no critical lr here ({r['no_theory']})")
     lines.append(
-        f"critical lr: predicted {num(c['predicted'])}, found {num(c['measured'])} "
+        f"critical lr: predicted {_num(c['predicted'])}, found {_num(c['measured'])} "
         "(the smallest lr of the grid from which every one diverged or stopped shrinking the error)"
     )
+    lines += _around_the_limit(r, c)
+    return "\n".join(lines)
+
+
+def _around_the_limit(r: dict, c: dict) -> list[str]:
+    """Why lanes did what the predicted limit alone would not say: a shuffled lane that
+    diverged below it (epoch 1's order's limit), one that converged above it (a band)."""
+    out: list[str] = []
     above = [
         (lr, rate)
         for lr, status, rate in zip(r["lrs"], r["status"], r["predicted_rate"])
@@ -350,14 +360,14 @@ def format_table(r: dict) -> str:
         if c["predicted"] is not None and lr < c["predicted"] and status == "diverged"
     ]
     if below and r["config"].get("shuffle"):  # theory.analyse: the limit of epoch 1's order
-        lines.append(
+        out.append(
             f"below the limit, lr {', '.join(f'{lr:.4g}' for lr in below)} diverged: the limit "
             "is epoch 1's order's, and every epoch's order has its own; a later one's can be lower"
         )
     if above:  # a product over the batches (see theory.describe): bands where it contracts
-        said = ", ".join(f"lr {lr:.4g} (predicted rate {num(rate)})" for lr, rate in above)
-        lines.append(
+        said = ", ".join(f"lr {lr:.4g} (predicted rate {_num(rate)})" for lr, rate in above)
+        out.append(
             f"above the limit, {said} did not diverge: the epoch's rate is a product over its "
             "batches, and it dips below 1 again in narrow bands above the limit"
         )
-    return "\n".join(lines)
+    return out
