@@ -123,7 +123,8 @@ def advice(config: dict, dataset, batching, info: dict) -> dict:
         info["data_overflow"] = t.overflow is not None
     else:
         info.update(critical_lr=t.critical_lr, suggested_lr=t.critical_lr / 2, theory=t.describe())
-        info["epoch_1_order"] = bool(t.note)  # a shuffled batching: each epoch its own limit
+        if t.note:  # a shuffled batching: the limit is epoch 1's order's, each epoch has its own
+            info["epoch_1_order"] = True
     return info
 
 
