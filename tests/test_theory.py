@@ -457,3 +457,9 @@ def test_settled_lanes_on_a_far_cycle_are_far_not_slow(tmp_path):
         r = S.sweep(data=str(path), batching="sgd", lrs=lrs, epochs=epochs)
         assert r["status"] == expected, epochs
     assert "is stable for every lr < 543.72" in r["theory"] and "not on it" in r["theory"]
+
+
+def test_a_sweep_table_says_what_slow_means_where_a_lane_is_slow():
+    r = S.sweep(lrs=[0.001, 0.1], epochs=100)  # lr 0.001 is still on its way
+    assert r["status"] == ["slow", "converged"]
+    assert "slow: still moving towards the minimum at the end" in S.format_table(r)

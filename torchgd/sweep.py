@@ -324,6 +324,11 @@ def format_table(r: dict) -> str:
         lines.append(
             f"least-squares minimum of the cost: {opt['cost']:.6g} (converged lanes end there)"
         )
+    if any(s in ("slow", "stalled") for s in r["status"]):
+        lines.append(
+            "slow: still moving towards the minimum at the end (more epochs would tell); "
+            "stalled: its measured rate is 1 or more, it no longer gets closer"
+        )
     if opt is not None and any(s in ("floor", "far") for s in r["status"]):
         lines.append(
             "stochastic steps on noisy data settle on a cycle around it: floor, near it (excess "
