@@ -313,6 +313,11 @@ def format_table(r: dict) -> str:
     c = r["critical_lr"]
     what = "over all data" if cost else "as train's history.loss"
     lines.append(f"({head}: {what}; measured rate: {r['rate_measured']})")
+    if any(s in ("slow", "stalled") for s in r["status"]):
+        lines.append(
+            "slow: still moving towards the minimum at the end (more epochs would tell); "
+            "stalled: its measured rate is 1 or more, it no longer gets closer"
+        )
     opt = r.get("optimum")
     if opt is not None and "objective" in opt:
         lines.append(
@@ -323,11 +328,6 @@ def format_table(r: dict) -> str:
     elif opt is not None:
         lines.append(
             f"least-squares minimum of the cost: {opt['cost']:.6g} (converged lanes end there)"
-        )
-    if any(s in ("slow", "stalled") for s in r["status"]):
-        lines.append(
-            "slow: still moving towards the minimum at the end (more epochs would tell); "
-            "stalled: its measured rate is 1 or more, it no longer gets closer"
         )
     if opt is not None and any(s in ("floor", "far") for s in r["status"]):
         lines.append(
