@@ -92,8 +92,7 @@ class Guard:
             return "the cost or a parameter is no longer finite"
         return (
             f"the cost over all data grew {self.patience} epoch{'s' * (self.patience != 1)} "
-            "in a row, to "
-            f"{self.prev[lane]:.6g} from a lowest of {self.lowest[lane]:.6g} "
+            f"in a row, to {self.prev[lane]:.6g} from a lowest of {self.lowest[lane]:.6g} "
             f"(a rise of more than {self.margin:g} times the lowest)"
         )
 

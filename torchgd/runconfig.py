@@ -135,11 +135,8 @@ class RunConfig:
             if not (isinstance(value, bool) or (value is None and FIELDS[name].default is None)):
                 none = " or None" if FIELDS[name].default is None else ""
                 raise TorchgdError(f"{name} must be True or False{none}, got {value!r}")
-        if (
-            isinstance(self.seed, bool)
-            or not isinstance(self.seed, numbers.Integral)
-            or (self.seed < 0)
-        ):
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise TorchgdError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         object.__setattr__(self, "seed", int(self.seed))  # numpy's int64 too, as a plain int
 

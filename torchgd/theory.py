@@ -278,7 +278,7 @@ class Theory:
         # batch GD's limit bounds an interval; the epoch map of several batches is a product,
         # whose rate can dip below 1 again in narrow bands above it (per-sample SGD on the
         # lecture's data converges at lr = 0.5, where the first sample's factor is 0)
-        only = "only for" if self.batching == "batch" or not self.stochastic else "for every"
+        only = "for every" if self.stochastic else "only for"
         if self.gradient_noise:
             return (
                 f"{what} on this data is stable {only} {limit} (the noise-free limit: --noise "
